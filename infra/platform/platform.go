@@ -1,0 +1,168 @@
+// Package platform is where VMs live: it describes VMs, takes and removes
+// snapshots, reads disks out of a snapshot and writes disks back on restore.
+// Implementations: images (a folder per VM with vm.json and disk image files)
+// and, later, qemu (running QEMU/KVM VMs over QMP and the guest agent).
+package platform
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Errors every platform returns (wrapped) so that callers can tell bad input
+// from transient trouble with errors.Is.
+var (
+	ErrVMNotFound   = errors.New("vm not found")
+	ErrVMExists     = errors.New("vm already exists")
+	ErrDiskBusy     = errors.New("disk is held open for writing by another process")
+	ErrDiskChanged  = errors.New("disk changed while it was being read")
+	ErrInvalidVM    = errors.New("invalid vm definition")
+	ErrVMRunning    = errors.New("vm is running")
+	ErrNotSupported = errors.New("not supported by this platform")
+)
+
+type PowerState string
+
+const (
+	PowerRunning PowerState = "running"
+	PowerStopped PowerState = "stopped"
+)
+
+type OSType string
+
+const (
+	OSLinux   OSType = "linux"
+	OSWindows OSType = "windows"
+)
+
+// Consistency of a snapshot, strongest first.
+type Consistency string
+
+const (
+	AppConsistent   Consistency = "app-consistent"
+	FileConsistent  Consistency = "file-consistent"
+	CrashConsistent Consistency = "crash-consistent"
+)
+
+type DiskRole string
+
+const (
+	DiskOS   DiskRole = "os"
+	DiskData DiskRole = "data"
+	// DiskTemp is scratch space: never backed up, comes back empty on restore.
+	DiskTemp DiskRole = "temp"
+)
+
+// Disk describes one virtual disk of a VM.
+type Disk struct {
+	// Name is unique within the VM and stable across backups (e.g. "os",
+	// "data0"); it is how a disk is matched with its previous backup.
+	Name string   `json:"name"`
+	Role DiskRole `json:"role"`
+	// LUN is the data disk's logical unit number (data disks only).
+	LUN int `json:"lun,omitempty"`
+	// File is the image file relative to the VM folder (images platform).
+	File string `json:"file,omitempty"`
+	// Format is "raw" (default) or "qcow2".
+	Format string `json:"format,omitempty"`
+	// SizeBytes is the virtual size of the disk.
+	SizeBytes int64 `json:"size_bytes"`
+}
+
+// VM is the platform's description of a VM; it is also what a recovery point
+// records and what a restore creates.
+type VM struct {
+	Name     string     `json:"name"`
+	OS       OSType     `json:"os"`
+	CPUs     int        `json:"cpu"`
+	MemoryMB int        `json:"memory_mb"`
+	Power    PowerState `json:"power_state"`
+	Disks    []Disk     `json:"disks"`
+	// Extension is the backup extension's state inside the VM.
+	Extension ExtensionStatus `json:"extension,omitempty"`
+}
+
+// ExtensionStatus is the state of the backup extension (the in-guest agent
+// that quiesces applications and file systems).
+type ExtensionStatus struct {
+	Installed bool   `json:"installed"`
+	Version   string `json:"version,omitempty"`
+	// Healthy is false when the extension is installed but not answering.
+	Healthy bool `json:"healthy,omitempty"`
+}
+
+// SnapshotRequest asks for a point-in-time copy of all disks of a VM.
+type SnapshotRequest struct {
+	// ID names the snapshot; the caller makes it unique and reuses it on
+	// retry, so creating the same snapshot twice is harmless.
+	ID string `json:"id"`
+	// Consistency is the strongest consistency wanted; the platform falls
+	// back to weaker ones and reports what it achieved.
+	Consistency Consistency `json:"consistency"`
+}
+
+// Snapshot is a point-in-time copy of a VM's disks.
+type Snapshot struct {
+	ID          string      `json:"id"`
+	VM          string      `json:"vm"`
+	Consistency Consistency `json:"consistency"`
+	// Notes say why a weaker consistency was achieved, for the job log.
+	Notes []string `json:"notes,omitempty"`
+	// Token is platform-private state needed to read or delete the snapshot
+	// (e.g. file fingerprints, bitmap names).
+	Token string `json:"token,omitempty"`
+}
+
+// Extent is a byte range of a disk.
+type Extent struct {
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+}
+
+// DiskReader reads one disk of a snapshot.
+type DiskReader interface {
+	io.ReaderAt
+	io.Closer
+	// Size is the virtual size of the disk in bytes.
+	Size() int64
+	// DataExtents returns the ranges that may hold data, in order; every
+	// byte outside them reads as zero (holes of sparse images are not read).
+	DataExtents(ctx context.Context) ([]Extent, error)
+	// ChangedExtents returns the ranges changed since the snapshot named by
+	// sinceToken (changed-block tracking). ok is false when the platform
+	// cannot tell (no CBT, chain broken); the caller then compares checksums.
+	ChangedExtents(ctx context.Context, sinceToken string) (extents []Extent, ok bool, err error)
+	// Verify returns ErrDiskChanged if the disk changed since the snapshot
+	// was taken (a platform whose snapshots are not copies checks this after
+	// reading).
+	Verify(ctx context.Context) error
+}
+
+// DiskWriter writes a disk on restore. Bytes never written read as zero.
+type DiskWriter interface {
+	io.WriterAt
+	// Close makes the written data durable.
+	Close() error
+}
+
+// Platform is a place where VMs live.
+type Platform interface {
+	// Name is the platform kind, e.g. "images".
+	Name() string
+	ListVMs(ctx context.Context) ([]VM, error)
+	DescribeVM(ctx context.Context, name string) (VM, error)
+	// InstallExtension installs or repairs the backup extension in a
+	// running VM and returns its status.
+	InstallExtension(ctx context.Context, vm string) (ExtensionStatus, error)
+	CreateSnapshot(ctx context.Context, vm string, req SnapshotRequest) (Snapshot, error)
+	// DeleteSnapshot removes a snapshot; deleting one that is gone is not an error.
+	DeleteSnapshot(ctx context.Context, snap Snapshot) error
+	OpenDisk(ctx context.Context, snap Snapshot, disk string) (DiskReader, error)
+	// CreateVM creates a stopped VM with empty disks of the given sizes;
+	// vm.Disks[i].File is chosen by the platform when empty.
+	CreateVM(ctx context.Context, vm VM) (VM, error)
+	// OpenDiskWriter opens a disk of a stopped VM for a restore that
+	// replaces its content; the disk is truncated to size and zeroed.
+	OpenDiskWriter(ctx context.Context, vm string, disk string, size int64) (DiskWriter, error)
+}

@@ -1,0 +1,160 @@
+package vault
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
+	"golang.org/x/crypto/scrypt"
+)
+
+// ErrWrongKey is returned when the passphrase or key file does not open the vault.
+var ErrWrongKey = errors.New("wrong vault key")
+
+// ErrCorrupt is returned (wrapped, with what and where) when stored data fails
+// authentication or does not hash to its id.
+var ErrCorrupt = errors.New("corrupt data")
+
+const (
+	masterKeyLen = 64 // 32 bytes AES-256 key + 32 bytes BLAKE3 key
+	nonceLen     = 12
+	overhead     = nonceLen + 16
+
+	flagRaw  byte = 0
+	flagZstd byte = 1
+)
+
+// keys are the vault's secrets, unwrapped from the config with the user's key.
+type keys struct {
+	aead    cipher.AEAD
+	hashKey []byte
+}
+
+func newKeys(master []byte) (*keys, error) {
+	if len(master) != masterKeyLen {
+		return nil, fmt.Errorf("master key has %d bytes, want %d", len(master), masterKeyLen)
+	}
+	block, err := aes.NewCipher(master[:32])
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &keys{aead: aead, hashKey: append([]byte(nil), master[32:]...)}, nil
+}
+
+var hasherPool sync.Pool
+
+// hash returns the keyed hash of data: the id of a blob holding it.
+func (k *keys) hash(data []byte) ID {
+	h, _ := hasherPool.Get().(*blake3.Hasher)
+	if h == nil {
+		var err error
+		h, err = blake3.NewKeyed(k.hashKey)
+		if err != nil {
+			panic(err) // key length is checked in newKeys
+		}
+	}
+	h.Reset()
+	_, _ = h.Write(data)
+	var id ID
+	h.Sum(id[:0])
+	hasherPool.Put(h)
+	return id
+}
+
+// seal encrypts plaintext with a fresh random nonce, binding ad.
+func (k *keys) seal(dst, plaintext, ad []byte) []byte {
+	dst = growTo(dst, nonceLen)
+	if _, err := rand.Read(dst[:nonceLen]); err != nil {
+		panic(err)
+	}
+	return k.aead.Seal(dst, dst[:nonceLen], plaintext, ad)
+}
+
+func (k *keys) open(dst, sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < overhead {
+		return nil, fmt.Errorf("%w: sealed data too short (%d bytes)", ErrCorrupt, len(sealed))
+	}
+	out, err := k.aead.Open(dst, sealed[:nonceLen], sealed[nonceLen:], ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
+	}
+	return out, nil
+}
+
+func growTo(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n, n+overhead)
+	}
+	return b[:n]
+}
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+)
+
+// sealBlob compresses (when that saves at least 1/32) and encrypts data.
+// scratch is reused for the compressed form.
+func (k *keys) sealBlob(id ID, data, scratch []byte) (sealed, newScratch []byte) {
+	scratch = append(scratch[:0], flagZstd)
+	scratch = zenc.EncodeAll(data, scratch)
+	plain := scratch
+	if len(scratch)-1 > len(data)-len(data)/32 {
+		scratch = append(scratch[:0], flagRaw)
+		scratch = append(scratch, data...)
+		plain = scratch
+	}
+	return k.seal(make([]byte, 0, len(plain)+overhead), plain, id[:]), scratch
+}
+
+// openBlob decrypts, decompresses and verifies a blob against its id.
+func (k *keys) openBlob(id ID, sealed []byte) ([]byte, error) {
+	plain, err := k.open(nil, sealed, id[:])
+	if err != nil {
+		return nil, err
+	}
+	if len(plain) == 0 {
+		return nil, fmt.Errorf("%w: empty blob", ErrCorrupt)
+	}
+	var data []byte
+	switch plain[0] {
+	case flagRaw:
+		data = plain[1:]
+	case flagZstd:
+		data, err = zdec.DecodeAll(plain[1:], nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown blob flag %d", ErrCorrupt, plain[0])
+	}
+	if got := k.hash(data); got != id {
+		return nil, fmt.Errorf("%w: content hashes to %s", ErrCorrupt, got.Short())
+	}
+	return data, nil
+}
+
+// kdfParams describe how the key-encryption key is derived from the user's key.
+type kdfParams struct {
+	Algorithm string `json:"algorithm"` // "scrypt"
+	Salt      []byte `json:"salt"`
+	N         int    `json:"n"`
+	R         int    `json:"r"`
+	P         int    `json:"p"`
+}
+
+func (p kdfParams) derive(secret []byte) ([]byte, error) {
+	if p.Algorithm != "scrypt" {
+		return nil, fmt.Errorf("unsupported key derivation %q", p.Algorithm)
+	}
+	return scrypt.Key(secret, p.Salt, p.N, p.R, p.P, 32)
+}

@@ -1,0 +1,176 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// BlobType tells data blocks from tree nodes.
+type BlobType uint8
+
+const (
+	BlobData BlobType = 1
+	BlobTree BlobType = 2
+)
+
+// Location says where a blob is stored.
+type Location struct {
+	Pack   ID       `json:"pack"`
+	Offset uint32   `json:"off"`
+	Length uint32   `json:"len"`
+	Type   BlobType `json:"type"`
+}
+
+// indexEntry is one blob of a pack, as written in index objects.
+type indexEntry struct {
+	ID     ID       `json:"id"`
+	Offset uint32   `json:"off"`
+	Length uint32   `json:"len"`
+	Type   BlobType `json:"type"`
+}
+
+// packIndex is the content of one index object: the blobs of one pack.
+type packIndex struct {
+	Pack    ID           `json:"pack"`
+	Size    int64        `json:"size"`
+	Entries []indexEntry `json:"entries"`
+}
+
+// Index maps blob ids to their location. It is safe for concurrent use.
+type Index struct {
+	mu    sync.RWMutex
+	blobs map[ID]Location
+	packs map[ID]int64
+	// dups counts blobs stored in more than one pack (harmless; GC removes them).
+	dups int
+}
+
+func newIndex() *Index {
+	return &Index{blobs: make(map[ID]Location), packs: make(map[ID]int64)}
+}
+
+// Lookup returns where a blob is stored.
+func (x *Index) Lookup(id ID) (Location, bool) {
+	x.mu.RLock()
+	l, ok := x.blobs[id]
+	x.mu.RUnlock()
+	return l, ok
+}
+
+// Has reports whether a blob is stored.
+func (x *Index) Has(id ID) bool {
+	_, ok := x.Lookup(id)
+	return ok
+}
+
+func (x *Index) add(pi packIndex) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.packs[pi.Pack]; ok {
+		return
+	}
+	x.packs[pi.Pack] = pi.Size
+	for _, e := range pi.Entries {
+		if _, ok := x.blobs[e.ID]; ok {
+			x.dups++
+			continue
+		}
+		x.blobs[e.ID] = Location{Pack: pi.Pack, Offset: e.Offset, Length: e.Length, Type: e.Type}
+	}
+}
+
+// IndexStats summarises an index.
+type IndexStats struct {
+	Blobs      int   `json:"blobs"`
+	Packs      int   `json:"packs"`
+	PackBytes  int64 `json:"pack_bytes"`
+	Duplicates int   `json:"duplicates"`
+}
+
+func (x *Index) Stats() IndexStats {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	s := IndexStats{Blobs: len(x.blobs), Packs: len(x.packs), Duplicates: x.dups}
+	for _, n := range x.packs {
+		s.PackBytes += n
+	}
+	return s
+}
+
+func indexKey(pack ID) string { return "index/" + pack.String() }
+
+func packKey(pack ID) string {
+	h := pack.String()
+	return "packs/" + h[:2] + "/" + h
+}
+
+// Index loads (once) and returns the vault's index. Call ReloadIndex to see
+// packs written by other processes since.
+func (v *Vault) Index(ctx context.Context) (*Index, error) {
+	if v.idx != nil {
+		return v.idx, nil
+	}
+	return v.ReloadIndex(ctx)
+}
+
+// ReloadIndex reads every index object.
+func (v *Vault) ReloadIndex(ctx context.Context) (*Index, error) {
+	var keys []string
+	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+	}
+	idx := newIndex()
+	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
+		var pi packIndex
+		if err := v.getSealed(ctx, keys[i], &pi); err != nil {
+			return err
+		}
+		if want := strings.TrimPrefix(keys[i], "index/"); want != pi.Pack.String() {
+			return fmt.Errorf("%s in %s: %w: names pack %s", keys[i], v.be.Location(), ErrCorrupt, pi.Pack.Short())
+		}
+		idx.add(pi)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	v.idx = idx
+	return idx, nil
+}
+
+// parallel runs fn(i) for i in [0,n) on up to workers goroutines and returns
+// the first error.
+func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers && w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	func() {
+		for i := 0; i < n; i++ {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
+}

@@ -1,0 +1,162 @@
+package vault
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+)
+
+// packer collects sealed blobs into packs and uploads them in the
+// background, at most maxUploads at a time. add and flush are called from
+// one goroutine; a pack's index object is written after the pack itself, so
+// an index never names a pack that is not durable.
+type packer struct {
+	v          *Vault
+	ctx        context.Context
+	buf        []byte
+	entries    []indexEntry
+	seq        int // sequence number of the open pack, from 1
+	pending    map[ID]int
+	sem        chan struct{}
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	done       map[int]bool
+	durable    int // every pack with seq <= durable is uploaded and indexed
+	err        error
+	packs      int
+	packBytes  int64
+	onUploaded func()
+}
+
+const maxUploads = 2
+
+func newPacker(ctx context.Context, v *Vault) *packer {
+	return &packer{v: v, ctx: ctx, seq: 1, pending: make(map[ID]int), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
+}
+
+// has reports whether id is stored or queued in this packer.
+func (p *packer) has(idx *Index, id ID) bool {
+	if _, ok := p.pending[id]; ok {
+		return true
+	}
+	return idx.Has(id)
+}
+
+// add appends a sealed blob and returns the sequence number of its pack.
+func (p *packer) add(id ID, typ BlobType, sealed []byte) (int, error) {
+	if err := p.failed(); err != nil {
+		return 0, err
+	}
+	if p.buf == nil {
+		p.buf = make([]byte, 0, p.v.cfg.PackSize+p.v.cfg.BlockSize+4096)
+	}
+	p.entries = append(p.entries, indexEntry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), Type: typ})
+	p.buf = append(p.buf, sealed...)
+	p.pending[id] = p.seq
+	seq := p.seq
+	if len(p.buf) >= p.v.cfg.PackSize {
+		p.flush()
+	}
+	return seq, nil
+}
+
+// flush starts uploading the open pack, if it holds anything.
+func (p *packer) flush() {
+	if len(p.entries) == 0 {
+		return
+	}
+	buf, entries, seq := p.buf, p.entries, p.seq
+	p.buf, p.entries = nil, nil
+	p.seq++
+	select {
+	case p.sem <- struct{}{}:
+	case <-p.ctx.Done():
+		p.fail(p.ctx.Err())
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.sem }()
+		err := p.upload(buf, entries)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err != nil {
+			if p.err == nil {
+				p.err = err
+			}
+			return
+		}
+		p.done[seq] = true
+		for p.done[p.durable+1] {
+			delete(p.done, p.durable+1)
+			p.durable++
+		}
+		p.packs++
+		p.packBytes += int64(len(buf))
+		if p.onUploaded != nil {
+			p.onUploaded()
+		}
+	}()
+}
+
+func (p *packer) upload(buf []byte, entries []indexEntry) error {
+	header := make([]byte, 0, len(entries)*(1+32+4+4))
+	for _, e := range entries {
+		header = append(header, byte(e.Type))
+		header = append(header, e.ID[:]...)
+		header = binary.LittleEndian.AppendUint32(header, e.Offset)
+		header = binary.LittleEndian.AppendUint32(header, e.Length)
+	}
+	sealed := p.v.keys.seal(nil, header, []byte("pack-header"))
+	buf = append(buf, sealed...)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
+	id := p.v.keys.hash(buf)
+	if err := p.v.be.Put(p.ctx, packKey(id), buf); err != nil {
+		return fmt.Errorf("put pack %s: %w", id.Short(), err)
+	}
+	pi := packIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
+	if err := p.v.putSealed(p.ctx, indexKey(id), pi); err != nil {
+		return fmt.Errorf("index pack %s: %w", id.Short(), err)
+	}
+	idx, err := p.v.Index(p.ctx)
+	if err != nil {
+		return err
+	}
+	idx.add(pi)
+	return nil
+}
+
+func (p *packer) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *packer) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// durableSeq returns the highest seq such that it and all before it are durable.
+func (p *packer) durableSeq() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.durable
+}
+
+// finish flushes the open pack and waits for every upload.
+func (p *packer) finish() error {
+	p.flush()
+	p.wg.Wait()
+	return p.failed()
+}
+
+// abort waits for uploads in flight without starting new ones.
+func (p *packer) abort() {
+	p.wg.Wait()
+}

@@ -1,0 +1,185 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// ErrNoRecoveryPoint is returned when a recovery point does not exist.
+var ErrNoRecoveryPoint = errors.New("recovery point not found")
+
+// DiskRecord is one disk of a recovery point.
+type DiskRecord struct {
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	LUN       int       `json:"lun,omitempty"`
+	SizeBytes int64     `json:"size_bytes"`
+	Root      ID        `json:"root"`
+	Method    string    `json:"method"`
+	Stats     DiskStats `json:"stats"`
+}
+
+// RecoveryPoint is an immutable manifest: everything needed to restore a VM
+// as it was. Every recovery point is a synthetic full: its trees name every
+// block, so a restore never walks a chain of incrementals.
+type RecoveryPoint struct {
+	ID          string    `json:"id"`
+	VM          string    `json:"vm"`
+	Host        string    `json:"host"`
+	Type        string    `json:"type"` // "full" or "incremental"
+	Consistency string    `json:"consistency"`
+	Parent      string    `json:"parent,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	CompletedAt time.Time `json:"completed_at"`
+	Job         string    `json:"job"`
+	// Metadata is the VM's description as the platform gave it (JSON), so a
+	// restore can recreate the VM.
+	Metadata []byte       `json:"metadata"`
+	Disks    []DiskRecord `json:"disks"`
+}
+
+// Totals sums the disks' stats.
+func (rp RecoveryPoint) Totals() DiskStats {
+	var s DiskStats
+	for _, d := range rp.Disks {
+		s.add(d.Stats)
+	}
+	return s
+}
+
+// Ref is "<vm>/<id>", the name operators use for a recovery point.
+func (rp RecoveryPoint) Ref() string { return rp.VM + "/" + rp.ID }
+
+func rpKey(vm, id string) string { return "recoverypoints/" + vm + "/" + id }
+
+func checkName(kind, s string) error {
+	if s == "" || strings.ContainsAny(s, "/\\") || s == "." || s == ".." {
+		return fmt.Errorf("invalid %s name %q", kind, s)
+	}
+	return nil
+}
+
+// SaveRecoveryPoint writes a recovery point. Call it only after every disk
+// backup it names has finished: then all its data is durable.
+func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
+	if err := checkName("vm", rp.VM); err != nil {
+		return err
+	}
+	if err := checkName("recovery point", rp.ID); err != nil {
+		return err
+	}
+	idx, err := v.Index(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range rp.Disks {
+		if !idx.Has(d.Root) {
+			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), ErrMissing)
+		}
+	}
+	return v.putSealed(ctx, rpKey(rp.VM, rp.ID), rp)
+}
+
+// LoadRecoveryPoint reads a recovery point by "<vm>/<id>" or by id alone.
+func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoint, error) {
+	vm, id, ok := strings.Cut(ref, "/")
+	if !ok {
+		id = ref
+		var found []string
+		err := v.be.List(ctx, "recoverypoints/", func(key string, _ int64) error {
+			if path.Base(key) == id {
+				found = append(found, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return RecoveryPoint{}, fmt.Errorf("find recovery point %s in %s: %w", ref, v.be.Location(), err)
+		}
+		if len(found) != 1 {
+			return RecoveryPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+		}
+		vm = path.Base(path.Dir(found[0]))
+	}
+	if checkName("vm", vm) != nil || checkName("recovery point", id) != nil {
+		return RecoveryPoint{}, fmt.Errorf("recovery point %q: %w", ref, ErrNoRecoveryPoint)
+	}
+	var rp RecoveryPoint
+	err := v.getSealed(ctx, rpKey(vm, id), &rp)
+	if errors.Is(err, storage.ErrNotFound) {
+		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+	}
+	return rp, err
+}
+
+// ListRecoveryPoints returns the VM's recovery points, oldest first; with
+// vm == "" those of every VM.
+func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPoint, error) {
+	prefix := "recoverypoints/"
+	if vm != "" {
+		if err := checkName("vm", vm); err != nil {
+			return nil, err
+		}
+		prefix += vm + "/"
+	}
+	var keys []string
+	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+		keys = append(keys, key)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list recovery points in %s: %w", v.be.Location(), err)
+	}
+	rps := make([]RecoveryPoint, len(keys))
+	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
+		return v.getSealed(ctx, keys[i], &rps[i])
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(rps, func(i, j int) bool {
+		if !rps[i].StartedAt.Equal(rps[j].StartedAt) {
+			return rps[i].StartedAt.Before(rps[j].StartedAt)
+		}
+		return rps[i].ID < rps[j].ID
+	})
+	return rps, nil
+}
+
+// Usage is what the vault's objects take in storage.
+type Usage struct {
+	Packs          int   `json:"packs"`
+	PackBytes      int64 `json:"pack_bytes"`
+	IndexBytes     int64 `json:"index_bytes"`
+	RecoveryPoints int   `json:"recovery_points"`
+	ManifestBytes  int64 `json:"manifest_bytes"`
+	TotalBytes     int64 `json:"total_bytes"`
+}
+
+// Usage lists the vault's objects and adds up their sizes.
+func (v *Vault) Usage(ctx context.Context) (Usage, error) {
+	var u Usage
+	err := v.be.List(ctx, "", func(key string, size int64) error {
+		u.TotalBytes += size
+		switch {
+		case strings.HasPrefix(key, "packs/"):
+			u.Packs++
+			u.PackBytes += size
+		case strings.HasPrefix(key, "index/"):
+			u.IndexBytes += size
+		case strings.HasPrefix(key, "recoverypoints/"):
+			u.RecoveryPoints++
+			u.ManifestBytes += size
+		}
+		return nil
+	})
+	if err != nil {
+		return u, fmt.Errorf("usage of %s: %w", v.be.Location(), err)
+	}
+	return u, nil
+}

@@ -1,0 +1,149 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+// RestoreOptions describe one disk restore.
+type RestoreOptions struct {
+	Disk     string
+	Progress func(DiskProgress)
+	// Workers fetch and verify pack ranges in parallel; 0 means 4.
+	Workers int
+}
+
+// RestoreResult counts what a disk restore did.
+type RestoreResult struct {
+	Size         int64 `json:"size"`
+	WrittenBytes int64 `json:"written_bytes"`
+	ZeroBlocks   int64 `json:"zero_blocks"`
+	Requests     int64 `json:"requests"`
+}
+
+// maxRangeGap is the most unneeded bytes read to merge two blobs of a pack
+// into one range request; maxRange caps a request.
+const (
+	maxRangeGap = 1 << 20
+	maxRange    = 32 << 20
+)
+
+// RestoreDisk writes the disk with tree root id to w, which must read as
+// zero where nothing is written (a new sparse file): zero blocks are skipped.
+// Every block is verified; a bad one fails the restore naming disk and offset.
+func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt RestoreOptions) (RestoreResult, error) {
+	root, err := v.LoadRoot(ctx, id)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("disk %s: %w", opt.Disk, err)
+	}
+	idx, err := v.Index(ctx)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	res := RestoreResult{Size: root.Size}
+	bs := int64(root.BlockSize)
+	began := time.Now()
+	for li, lid := range root.Leaves {
+		ids, err := v.loadLeaf(ctx, lid)
+		if err != nil {
+			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*int64(root.LeafEntries)*bs, err)
+		}
+		type want struct {
+			off int64
+			id  ID
+			loc Location
+		}
+		var wants []want
+		for i, bid := range ids {
+			off := (int64(li)*int64(root.LeafEntries) + int64(i)) * bs
+			if bid.IsZero() {
+				res.ZeroBlocks++
+				continue
+			}
+			loc, ok := idx.Lookup(bid)
+			if !ok {
+				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), ErrMissing)
+			}
+			wants = append(wants, want{off: off, id: bid, loc: loc})
+		}
+		// Group into range requests: by pack, by offset, merging near neighbours.
+		sort.Slice(wants, func(i, j int) bool {
+			a, b := wants[i].loc, wants[j].loc
+			if a.Pack != b.Pack {
+				return string(a.Pack[:]) < string(b.Pack[:])
+			}
+			return a.Offset < b.Offset
+		})
+		var runs [][]want
+		for i, wnt := range wants {
+			if i > 0 {
+				r := runs[len(runs)-1]
+				first, last := r[0].loc, r[len(r)-1].loc
+				end := int64(last.Offset) + int64(last.Length)
+				if wnt.loc.Pack == first.Pack && int64(wnt.loc.Offset)-end <= maxRangeGap &&
+					int64(wnt.loc.Offset)+int64(wnt.loc.Length)-int64(first.Offset) <= maxRange && int64(wnt.loc.Offset) >= end {
+					runs[len(runs)-1] = append(r, wnt)
+					continue
+				}
+			}
+			runs = append(runs, []want{wnt})
+		}
+		written := make([]int64, len(runs))
+		err = parallel(ctx, workers, len(runs), func(ctx context.Context, i int) error {
+			r := runs[i]
+			first, last := r[0].loc, r[len(r)-1].loc
+			start := int64(first.Offset)
+			data, err := v.be.GetRange(ctx, packKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+			if err != nil {
+				return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", opt.Disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
+			}
+			for _, wnt := range r {
+				lo := int64(wnt.loc.Offset) - start
+				hi := lo + int64(wnt.loc.Length)
+				if hi > int64(len(data)) {
+					return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", opt.Disk, wnt.off, wnt.id.Short(), first.Pack.Short(), ErrCorrupt)
+				}
+				plain, err := v.keys.openBlob(wnt.id, data[lo:hi])
+				if err != nil {
+					return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", opt.Disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
+				}
+				if want := min(bs, root.Size-wnt.off); int64(len(plain)) != want {
+					return fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", opt.Disk, wnt.off, wnt.id.Short(), ErrCorrupt, len(plain), want)
+				}
+				if _, err := w.WriteAt(plain, wnt.off); err != nil {
+					return fmt.Errorf("disk %s: write at offset %d: %w", opt.Disk, wnt.off, err)
+				}
+				written[i] += int64(len(plain))
+			}
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Requests += int64(len(runs))
+		for _, n := range written {
+			res.WrittenBytes += n
+		}
+		if opt.Progress != nil {
+			done := min((int64(li)+1)*int64(root.LeafEntries)*bs, root.Size)
+			opt.Progress(DiskProgress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done,
+				Stats:     DiskStats{DataBytes: res.WrittenBytes},
+				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
+		}
+	}
+	return res, nil
+}
+
+// IsDataError reports whether err means stored data is corrupt or missing
+// (retrying will not help).
+func IsDataError(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrMissing) || errors.Is(err, ErrWrongKey)
+}

@@ -1,0 +1,33 @@
+// Package storage is the object store under a vault: a flat namespace of
+// immutable objects addressed by slash-separated keys. Backends (a local
+// directory, any S3 API) implement Backend; the vault never sees which.
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNotFound is returned (wrapped) when a key does not exist. Backends
+// translate their provider's error into it so callers can use errors.Is.
+var ErrNotFound = errors.New("object not found")
+
+// Backend stores whole objects. Put is atomic: a reader sees either no
+// object or the complete one, never a torn write, and a successful Put is
+// durable. Objects are written once; the vault never overwrites a key with
+// different content except the vault config.
+type Backend interface {
+	// Location describes the backend for messages, e.g. "s3://bucket/prefix".
+	Location() string
+	Put(ctx context.Context, key string, data []byte) error
+	// Get returns the whole object.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// GetRange returns length bytes starting at offset.
+	GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
+	// Stat returns the object's size.
+	Stat(ctx context.Context, key string) (int64, error)
+	Delete(ctx context.Context, key string) error
+	// List calls fn for every object whose key starts with prefix, in no
+	// particular order.
+	List(ctx context.Context, prefix string, fn func(key string, size int64) error) error
+}

@@ -1,0 +1,327 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// memBackend is an in-memory storage.Backend that counts puts.
+type memBackend struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+	puts map[string]int
+}
+
+func newMem() *memBackend {
+	return &memBackend{objs: map[string][]byte{}, puts: map[string]int{}}
+}
+
+func (m *memBackend) Location() string { return "mem://" }
+func (m *memBackend) Put(_ context.Context, k string, d []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objs[k] = append([]byte(nil), d...)
+	m.puts[k]++
+	return nil
+}
+func (m *memBackend) Get(_ context.Context, k string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.objs[k]
+	if !ok {
+		return nil, fmt.Errorf("get %s: %w", k, storage.ErrNotFound)
+	}
+	return append([]byte(nil), d...), nil
+}
+func (m *memBackend) GetRange(ctx context.Context, k string, off, n int64) ([]byte, error) {
+	d, err := m.Get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	if off+n > int64(len(d)) {
+		return nil, fmt.Errorf("range beyond end of %s", k)
+	}
+	return d[off : off+n], nil
+}
+func (m *memBackend) Stat(ctx context.Context, k string) (int64, error) {
+	d, err := m.Get(ctx, k)
+	return int64(len(d)), err
+}
+func (m *memBackend) Delete(_ context.Context, k string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objs, k)
+	return nil
+}
+func (m *memBackend) List(_ context.Context, p string, fn func(string, int64) error) error {
+	m.mu.Lock()
+	var keys []string
+	for k := range m.objs {
+		if strings.HasPrefix(k, p) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	sizes := map[string]int64{}
+	for _, k := range keys {
+		sizes[k] = int64(len(m.objs[k]))
+	}
+	m.mu.Unlock()
+	for _, k := range keys {
+		if err := fn(k, sizes[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type memDisk []byte
+
+func (d memDisk) ReadAt(p []byte, off int64) (int, error) { return copy(p, d[off:]), nil }
+func (d memDisk) Size() int64                             { return int64(len(d)) }
+
+type memWriter struct{ b []byte }
+
+func (w *memWriter) WriteAt(p []byte, off int64) (int, error) { return copy(w.b[off:], p), nil }
+
+const testBlock = 64 << 10
+
+func testVault(t *testing.T) (*Vault, *memBackend) {
+	t.Helper()
+	be := newMem()
+	v, err := Init(context.Background(), be, []byte("secret"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, be
+}
+
+// mixedDisk has random blocks, compressible blocks and zero blocks, and a
+// size that is not a multiple of the block size.
+func mixedDisk(seed uint64, size int) memDisk {
+	r := rand.New(rand.NewPCG(seed, 1))
+	d := make(memDisk, size)
+	for off := 0; off < size; off += testBlock {
+		end := min(off+testBlock, size)
+		switch (off / testBlock) % 4 {
+		case 0:
+			for i := off; i < end; i++ {
+				d[i] = byte(r.Uint32())
+			}
+		case 1:
+			copy(d[off:end], bytes.Repeat([]byte("vmvault "), testBlock/8))
+		case 2: // zero
+		case 3:
+			for i := off; i < end; i += 7 {
+				d[i] = byte(r.Uint32())
+			}
+		}
+	}
+	return d
+}
+
+func restore(t *testing.T, v *Vault, root ID, size int64) []byte {
+	t.Helper()
+	w := &memWriter{b: make([]byte, size)}
+	if _, err := v.RestoreDisk(context.Background(), root, w, RestoreOptions{Disk: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	return w.b
+}
+
+func TestBackupRestoreIncremental(t *testing.T) {
+	ctx := context.Background()
+	v, _ := testVault(t)
+	disk := mixedDisk(1, 100*testBlock+12345)
+	r1, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("full backup does not restore bit-exact")
+	}
+	if r1.Stats.ZeroBlocks < 20 || r1.Stats.NewBlocks == 0 {
+		t.Fatalf("stats %+v", r1.Stats)
+	}
+	// Change three blocks and back up again against the parent.
+	snap1 := append(memDisk(nil), disk...)
+	for _, b := range []int{3, 50, 99} {
+		disk[b*testBlock+10] ^= 0xff
+	}
+	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Parent: &r1.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Stats.NewBlocks != 3 || r2.Stats.ChangedBytes != 3*testBlock {
+		t.Fatalf("incremental stats: %+v, want 3 new blocks", r2.Stats)
+	}
+	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("incremental does not restore bit-exact")
+	}
+	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, snap1) {
+		t.Fatal("first recovery point changed after the second backup")
+	}
+}
+
+func TestZeroBlocksNotStored(t *testing.T) {
+	v, be := testVault(t)
+	disk := make(memDisk, 64*testBlock)
+	r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stats.NewBlocks != 0 || r.Stats.DataBytes != 0 {
+		t.Fatalf("zero disk stored data: %+v", r.Stats)
+	}
+	var packBytes int
+	for k, d := range be.objs {
+		if strings.HasPrefix(k, "packs/") {
+			packBytes += len(d)
+		}
+	}
+	if packBytes > 4096 {
+		t.Fatalf("zero disk took %d bytes of packs", packBytes)
+	}
+	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("zero disk does not restore")
+	}
+}
+
+func TestHolesAreNotRead(t *testing.T) {
+	v, _ := testVault(t)
+	disk := mixedDisk(2, 32*testBlock)
+	// Claim only the first 4 blocks hold data: the rest must not be read.
+	ext := []Extent{{Offset: 0, Length: 4 * testBlock}}
+	r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d", Extents: ext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stats.ScannedBytes != 4*testBlock {
+		t.Fatalf("scanned %d bytes, want %d", r.Stats.ScannedBytes, 4*testBlock)
+	}
+	want := append(disk[:4*testBlock:4*testBlock], make([]byte, 28*testBlock)...)
+	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, want) {
+		t.Fatal("restore of sparse backup differs")
+	}
+}
+
+func TestCBTReadsOnlyChanged(t *testing.T) {
+	ctx := context.Background()
+	v, _ := testVault(t)
+	disk := mixedDisk(3, 40*testBlock)
+	r1, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk[17*testBlock] ^= 1
+	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Parent: &r1.Root, Changed: []Extent{{Offset: 17 * testBlock, Length: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Method != "cbt" || r2.Stats.ScannedBytes != testBlock || r2.Stats.NewBlocks != 1 {
+		t.Fatalf("cbt backup: method %s stats %+v", r2.Method, r2.Stats)
+	}
+	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("cbt backup does not restore bit-exact")
+	}
+}
+
+func TestWrongKey(t *testing.T) {
+	v, be := testVault(t)
+	_ = v
+	_, err := Open(context.Background(), be, []byte("not the secret"))
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("open with wrong key: %v", err)
+	}
+	if _, err := Open(context.Background(), be, []byte("secret")); err != nil {
+		t.Fatalf("open with right key: %v", err)
+	}
+	if _, err := Open(context.Background(), newMem(), []byte("secret")); !errors.Is(err, ErrNoVault) {
+		t.Fatalf("open empty storage: %v", err)
+	}
+}
+
+func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk := mixedDisk(4, 16*testBlock)
+	r, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "data0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip a byte inside the blob of block 0.
+	leaf, err := v.loadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := v.Index(ctx)
+	loc, _ := idx.Lookup(leaf[0])
+	key := packKey(loc.Pack)
+	be.objs[key][loc.Offset+20] ^= 0x01
+	w := &memWriter{b: make([]byte, disk.Size())}
+	_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "data0"})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
+		t.Fatalf("restore of corrupt block: %v", err)
+	}
+}
+
+func mustRoot(t *testing.T, v *Vault, id ID) Root {
+	t.Helper()
+	r, err := v.LoadRoot(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// A backup cancelled after a checkpoint resumes there and uploads no block twice.
+func TestResumeFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk := mixedDisk(5, 200*testBlock)
+	for i := range disk { // all distinct, non-zero blocks
+		if disk[i] == 0 {
+			disk[i] = byte(i/testBlock) + 1
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	var last *Checkpoint
+	_, err := v.BackupDisk(cctx, disk, BackupOptions{Disk: "d", Workers: 2, Progress: func(p DiskProgress) {
+		if p.Checkpoint != nil {
+			last = p.Checkpoint
+			if last.NextBlock >= 64 {
+				cancel()
+			}
+		}
+	}})
+	if err == nil || last == nil {
+		t.Fatalf("backup was not interrupted after a checkpoint: err=%v", err)
+	}
+	v2, err := Open(ctx, be, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := v2.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Resume: last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ResumedAt != last.NextBlock || r.ResumedAt == 0 {
+		t.Fatalf("resumed at %d, checkpoint %d", r.ResumedAt, last.NextBlock)
+	}
+	if s := v2.idx.Stats(); s.Duplicates != 0 {
+		t.Fatalf("%d blobs uploaded twice", s.Duplicates)
+	}
+	if got := restore(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
+		t.Fatal("resumed backup does not restore bit-exact")
+	}
+}
