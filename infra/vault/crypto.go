@@ -33,6 +33,7 @@ const (
 type keys struct {
 	aead    cipher.AEAD
 	hashKey []byte
+	hashers sync.Pool // of *blake3.Hasher keyed with hashKey
 }
 
 func newKeys(master []byte) (*keys, error) {
@@ -50,11 +51,9 @@ func newKeys(master []byte) (*keys, error) {
 	return &keys{aead: aead, hashKey: append([]byte(nil), master[32:]...)}, nil
 }
 
-var hasherPool sync.Pool
-
 // hash returns the keyed hash of data: the id of a blob holding it.
 func (k *keys) hash(data []byte) ID {
-	h, _ := hasherPool.Get().(*blake3.Hasher)
+	h, _ := k.hashers.Get().(*blake3.Hasher)
 	if h == nil {
 		var err error
 		h, err = blake3.NewKeyed(k.hashKey)
@@ -66,7 +65,7 @@ func (k *keys) hash(data []byte) ID {
 	_, _ = h.Write(data)
 	var id ID
 	h.Sum(id[:0])
-	hasherPool.Put(h)
+	k.hashers.Put(h)
 	return id
 }
 

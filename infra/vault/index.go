@@ -106,25 +106,43 @@ func packKey(pack ID) string {
 	return "packs/" + h[:2] + "/" + h
 }
 
-// Index loads (once) and returns the vault's index. Call ReloadIndex to see
-// packs written by other processes since.
+// Index returns the vault's index, loading it on first use. Call
+// RefreshIndex to see packs written by other processes since.
 func (v *Vault) Index(ctx context.Context) (*Index, error) {
-	if v.idx != nil {
+	v.idxMu.Lock()
+	loaded := v.idx != nil
+	v.idxMu.Unlock()
+	if loaded {
 		return v.idx, nil
 	}
-	return v.ReloadIndex(ctx)
+	return v.RefreshIndex(ctx)
 }
 
-// ReloadIndex reads every index object.
-func (v *Vault) ReloadIndex(ctx context.Context) (*Index, error) {
+// RefreshIndex reads the index objects not read yet. It is safe to call
+// while the index is in use.
+func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
+	v.idxMu.Lock()
+	defer v.idxMu.Unlock()
+	if v.idx == nil {
+		v.idx = newIndex()
+	}
+	idx := v.idx
 	var keys []string
 	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
-		keys = append(keys, key)
+		id, err := ParseID(strings.TrimPrefix(key, "index/"))
+		if err != nil {
+			return nil // not ours
+		}
+		idx.mu.RLock()
+		_, known := idx.packs[id]
+		idx.mu.RUnlock()
+		if !known {
+			keys = append(keys, key)
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	idx := newIndex()
 	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
 		var pi packIndex
 		if err := v.getSealed(ctx, keys[i], &pi); err != nil {
@@ -139,7 +157,6 @@ func (v *Vault) ReloadIndex(ctx context.Context) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.idx = idx
 	return idx, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,7 +61,9 @@ type Vault struct {
 	be   storage.Backend
 	cfg  Config
 	keys *keys
-	idx  *Index
+	// idx is loaded on first use and only grows; idxMu guards loading it.
+	idxMu sync.Mutex
+	idx   *Index
 }
 
 // Init creates a vault on be, protected by secret.

@@ -318,10 +318,18 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if r.ResumedAt != last.NextBlock || r.ResumedAt == 0 {
 		t.Fatalf("resumed at %d, checkpoint %d", r.ResumedAt, last.NextBlock)
 	}
-	if s := v2.idx.Stats(); s.Duplicates != 0 {
+	if s := mustIndex(t, v2).Stats(); s.Duplicates != 0 {
 		t.Fatalf("%d blobs uploaded twice", s.Duplicates)
 	}
 	if got := restore(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
 		t.Fatal("resumed backup does not restore bit-exact")
 	}
+}
+
+func mustIndex(t *testing.T, v *Vault) *Index {
+	idx, err := v.Index(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return idx
 }
