@@ -1,0 +1,65 @@
+package activities
+
+import (
+	"errors"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vmvault/vmvault/infra/platform"
+	"github.com/vmvault/vmvault/infra/vault"
+)
+
+// Error types of non-retryable application errors; tests and the CLI match on them.
+const (
+	ErrTypeVMNotFound            = "VMNotFound"
+	ErrTypeVMExists              = "VMExists"
+	ErrTypeVMRunning             = "VMRunning"
+	ErrTypeInvalidVM             = "InvalidVM"
+	ErrTypeDiskBusy              = "DiskBusy"
+	ErrTypeDiskChanged           = "DiskChanged"
+	ErrTypeNotSupported          = "NotSupported"
+	ErrTypeCorruptData           = "CorruptData"
+	ErrTypeMissingData           = "MissingData"
+	ErrTypeWrongKey              = "WrongKey"
+	ErrTypeNoVault               = "NoVault"
+	ErrTypeRecoveryPointNotFound = "RecoveryPointNotFound"
+	ErrTypeLimitExceeded         = "LimitExceeded"
+	ErrTypeBadRequest            = "BadRequest"
+)
+
+var classes = []struct {
+	err error
+	typ string
+}{
+	{platform.ErrVMNotFound, ErrTypeVMNotFound},
+	{platform.ErrVMExists, ErrTypeVMExists},
+	{platform.ErrVMRunning, ErrTypeVMRunning},
+	{platform.ErrInvalidVM, ErrTypeInvalidVM},
+	{platform.ErrDiskBusy, ErrTypeDiskBusy},
+	{platform.ErrDiskChanged, ErrTypeDiskChanged},
+	{platform.ErrNotSupported, ErrTypeNotSupported},
+	{vault.ErrWrongKey, ErrTypeWrongKey},
+	{vault.ErrCorrupt, ErrTypeCorruptData},
+	{vault.ErrMissing, ErrTypeMissingData},
+	{vault.ErrNoVault, ErrTypeNoVault},
+	{vault.ErrNoRecoveryPoint, ErrTypeRecoveryPointNotFound},
+}
+
+// classify turns errors that retrying cannot fix into non-retryable
+// application errors; others are returned as they are, to be retried.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, c := range classes {
+		if errors.Is(err, c.err) {
+			return temporal.NewNonRetryableApplicationError(err.Error(), c.typ, nil)
+		}
+	}
+	return err
+}
+
+// badRequest is a non-retryable error for input that can never work.
+func badRequest(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadRequest, nil)
+}

@@ -1,0 +1,95 @@
+// Command worker runs vmvault's Temporal workers: the central queue
+// (workflows and vault-only activities) and the queue of this hypervisor
+// host (disk and platform activities). By default it serves both, which is
+// the embedded single-machine setup; --host NAME serves only that host's
+// queue (a host agent), --central only the central queue.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/config"
+	"github.com/vmvault/vmvault/workflows"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return err
+	}
+	host := flag.String("host", "", "serve only the queue of this host (a host agent); default: the central queue and VMVAULT_HOST's queue")
+	central := flag.Bool("central", false, "serve only the central queue")
+	flag.Parse()
+	serveCentral, serveHost := true, true
+	switch {
+	case *host != "" && *central:
+		return fmt.Errorf("--host and --central exclude each other")
+	case *host != "":
+		cfg.Host, serveCentral = *host, false
+	case *central:
+		serveHost = false
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	v, err := cfg.OpenVault(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := cfg.Dial(logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var workers []worker.Worker
+	if serveCentral {
+		w := worker.New(c, cfg.TaskQueue, worker.Options{})
+		w.RegisterWorkflow(workflows.BackupVM)
+		w.RegisterWorkflow(workflows.RestoreVM)
+		w.RegisterWorkflow(workflows.ListVMs)
+		w.RegisterActivity(&activities.Vault{Vault: v})
+		workers = append(workers, w)
+	}
+	if serveHost {
+		p, err := cfg.OpenPlatform()
+		if err != nil {
+			return err
+		}
+		w := worker.New(c, config.HostQueue(cfg.Host), worker.Options{
+			// Disk transfers use every core themselves; a few at a time is plenty.
+			MaxConcurrentActivityExecutionSize: 8,
+		})
+		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c})
+		workers = append(workers, w)
+	}
+	for _, w := range workers {
+		if err := w.Start(); err != nil {
+			return err
+		}
+		defer w.Stop()
+	}
+	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
+		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", config.HostQueue(cfg.Host), "vault", v.Location())
+	<-ctx.Done()
+	logger.Info("worker stopping")
+	return nil
+}
+
