@@ -54,7 +54,7 @@ type Config struct {
 	// Vault is file:///path or s3://bucket/prefix (default file://DataDir/vault).
 	Vault string `env:"VMVAULT_VAULT"`
 	// The vault key: a passphrase, or a file whose content is the key.
-	Passphrase string `env:"VMVAULT_VAULT_PASSPHRASE, noinit"`
+	Passphrase string `env:"VMVAULT_VAULT_PASSPHRASE"`
 	KeyFile    string `env:"VMVAULT_VAULT_KEY_FILE"`
 	// S3 settings; credentials come from the standard AWS environment
 	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).
