@@ -33,6 +33,8 @@ type Host struct {
 	// ProgressEvery is the shortest time between progress signals (default 2s);
 	// it grows with the transfer's age so long jobs keep a short history.
 	ProgressEvery time.Duration
+	// TransferWorkers bounds the cores one disk transfer uses (0: all).
+	TransferWorkers int
 }
 
 type VMInput struct {
@@ -153,7 +155,7 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 	if err != nil {
 		return res, classify(fmt.Errorf("disk %s: data extents: %w", in.Disk, err))
 	}
-	opt := vault.BackupOptions{Disk: in.Disk, Extents: toVaultExtents(ext), Parent: in.Parent, Resume: hb.Checkpoint}
+	opt := vault.BackupOptions{Disk: in.Disk, Extents: toVaultExtents(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers}
 	if in.Parent != nil && in.ParentSnapshotToken != "" {
 		changed, ok, err := r.ChangedExtents(ctx, in.ParentSnapshotToken)
 		switch {
@@ -216,6 +218,10 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 		return res, classify(err)
 	}
 	res.Result = out
+	if out.ResumedAt > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("disk %s: attempt %d resumed at offset %d from a checkpoint; data already in the vault was not uploaded again",
+			in.Disk, info.Attempt, out.ResumedAt*int64(h.Vault.Config().BlockSize)))
+	}
 	if h.Signaler != nil {
 		p := diskProgress(vault.DiskProgress{Disk: in.Disk, SizeBytes: out.Size, DoneBytes: out.Size, Stats: out.Stats}, info.Attempt)
 		_ = h.Signaler.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalDiskProgress, p)

@@ -77,7 +77,7 @@ func run() error {
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
-		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c})
+		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers})
 		workers = append(workers, w)
 	}
 	for _, w := range workers {
@@ -92,4 +92,3 @@ func run() error {
 	logger.Info("worker stopping")
 	return nil
 }
-

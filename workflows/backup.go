@@ -130,7 +130,15 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		if derr := workflow.ExecuteActivity(hostOptions(dctx, in.Host), h.DeleteSnapshot, snap).Get(dctx, nil); derr != nil {
 			log.Error("snapshot not deleted", "snapshot", snap.ID, "error", derr)
-			err = errors.Join(err, fmt.Errorf("delete snapshot %s: %w", snap.ID, derr))
+			if err == nil {
+				// The recovery point is saved and good: the job succeeds with a
+				// warning rather than failing and inviting a second backup.
+				note := fmt.Sprintf("warning: snapshot %s was not deleted (%v): remove it by hand", snap.ID, rootMessage(derr))
+				prog.Notes = append(prog.Notes, note)
+				res.Notes = append(res.Notes, note)
+			} else {
+				err = withCleanupError(err, fmt.Errorf("delete snapshot %s: %w", snap.ID, derr))
+			}
 		}
 		if err == nil {
 			prog.Phase = PhaseDone
@@ -319,6 +327,25 @@ func listenProgress(ctx workflow.Context, prog *Progress) {
 			ds.State = "running"
 		}
 	})
+}
+
+// withCleanupError adds a failed cleanup to a job's error. errors.Join would
+// hide the job error's type (the failure converter sends only the outer
+// error's type, "joinError", retryable), so the type and retryability that
+// callers match on are kept, and a cancelled job stays cancelled.
+func withCleanupError(err, cerr error) error {
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return cerr
+	case temporal.IsCanceledError(err):
+		return err // the cleanup failure is logged
+	case errors.As(err, &app):
+		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s; %v", app.Message(), cerr), app.Type(),
+			temporal.ApplicationErrorOptions{NonRetryable: app.NonRetryable(), Cause: err})
+	default:
+		return errors.Join(err, cerr)
+	}
 }
 
 // rootMessage is the innermost message of an activity error, for notes.

@@ -68,6 +68,9 @@ type Config struct {
 	// HeartbeatTimeout: a disk transfer that has not reported for this long
 	// is retried (on another worker of the same host queue, or after restart).
 	HeartbeatTimeout time.Duration `env:"VMVAULT_HEARTBEAT_TIMEOUT, default=2m"`
+	// TransferWorkers bounds the cores one disk transfer uses on a host
+	// (0: all cores), to leave CPU to the VMs.
+	TransferWorkers int `env:"VMVAULT_TRANSFER_WORKERS, default=0"`
 }
 
 // Load reads the environment and fills in defaults.

@@ -115,3 +115,21 @@ func (v *Vault) loadLeaf(ctx context.Context, id ID) ([]ID, error) {
 	}
 	return decodeLeaf(b)
 }
+
+// BlockIDs returns the id of every block of the disk with tree root id, in
+// order (ZeroID for zero blocks).
+func (v *Vault) BlockIDs(ctx context.Context, id ID) ([]ID, error) {
+	root, err := v.LoadRoot(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]ID, 0, root.blocks())
+	for _, l := range root.Leaves {
+		leaf, err := v.loadLeaf(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, leaf...)
+	}
+	return ids, nil
+}

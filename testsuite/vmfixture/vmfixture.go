@@ -79,7 +79,9 @@ func makeExt4(path string, size int64, r *rand.Rand) error {
 		"etc/hostname":   []byte("vmvault-sample\n"),
 		"etc/os-release": []byte("NAME=\"vmvault sample\"\nID=sample\n"),
 	}
-	for i := 0; i < 24; i++ {
+	// About a third of the file system is data, whatever its size.
+	n := int(min(24, size/MiB/4))
+	for i := 0; i < n; i++ {
 		files[fmt.Sprintf("var/lib/app/blob%02d.bin", i)] = randBytes(r, MiB)
 		files[fmt.Sprintf("usr/share/doc/readme%02d.txt", i)] = bytes.Repeat([]byte(fmt.Sprintf("sample text line %d for vmvault\n", i)), 8192)
 	}
@@ -166,7 +168,7 @@ func Mutate(root, name string, offMiB, nMiB int64, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	return writeAt(filepath.Join(dir, "os.raw"), os.Size(), 200*MiB, []byte("changed by the sample workload"))
+	return writeAt(filepath.Join(dir, "os.raw"), os.Size(), os.Size()*3/4+offMiB*4096, []byte("changed by the sample workload"))
 }
 
 // SHA256 hashes a file.

@@ -180,7 +180,6 @@ func backup() (workflows.BackupVMResult, error) {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-
 func cli(args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(bin, "vmvault"), args...)
 	cmd.Env = env
