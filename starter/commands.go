@@ -89,6 +89,7 @@ func (a *app) vaultInit(ctx context.Context, args []string) error {
 	fs := a.flags("vault init")
 	bs := fs.Int("block-size", vault.DefaultBlockSize, "block size in bytes (power of two, 64 KiB to 8 MiB)")
 	ps := fs.Int("pack-size", vault.DefaultPackSize, "target pack size in bytes")
+	le := fs.Int("leaf-blocks", vault.DefaultLeafEntries, "blocks per block-map leaf: the unit of metadata sharing and of resuming an interrupted transfer")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) != 0 {
@@ -107,7 +108,7 @@ func (a *app) vaultInit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := vault.Init(ctx, be, secret, vault.InitOptions{BlockSize: *bs, PackSize: *ps})
+	v, err := vault.Init(ctx, be, secret, vault.InitOptions{BlockSize: *bs, PackSize: *ps, LeafEntries: *le})
 	if err != nil {
 		return err
 	}
@@ -252,6 +253,8 @@ func (a *app) backup(ctx context.Context, args []string) error {
 		WorkflowExecutionTimeout: *timeout,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Without this the SDK hands back the running job instead of saying so.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrVM.ValueSet(vm), workflows.AttrVault.ValueSet(a.cfg.Vault),
 			workflows.AttrKind.ValueSet(workflows.KindBackup)),
 	}

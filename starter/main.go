@@ -23,7 +23,7 @@ import (
 const usage = `vmvault: self-hosted VM backup on Temporal
 
 usage:
-  vmvault vault init [--block-size BYTES] [--pack-size BYTES]
+  vmvault vault init [--block-size BYTES] [--pack-size BYTES] [--leaf-blocks N]
   vmvault vault stats [--json]
   vmvault vm list [--host NAME] [--json]
   vmvault backup VM [--host NAME] [--wait] [--keep-snapshot]
@@ -80,9 +80,9 @@ func oneLine(err error) string {
 		}
 		msg = strings.TrimSuffix(msg, ": "+err.Error())
 		if inner.Type() != "" {
-			msg = fmt.Sprintf("%s (%s)", inner.Error(), inner.Type())
+			msg = fmt.Sprintf("%s (%s)", inner.Message(), inner.Type())
 		} else {
-			msg = inner.Error()
+			msg = inner.Message()
 		}
 		var prefix jobError
 		if errors.As(err, &prefix) {

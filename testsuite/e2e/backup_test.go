@@ -150,7 +150,8 @@ func TestRestoreNewVMAndReplace(t *testing.T) {
 // A worker killed (SIGKILL) mid-transfer: the job completes on a new worker,
 // restores bit-exact, and nothing durable was uploaded twice.
 func TestWorkerKilledDuringTransfer(t *testing.T) {
-	e := newEnv(t, envOpts{initArgs: []string{"--pack-size", "2097152"}})
+	// Small packs and 64-block leaves: checkpoints every 64 MiB.
+	e := newEnv(t, envOpts{initArgs: []string{"--pack-size", "2097152", "--leaf-blocks", "64"}})
 	slow := []string{"VMVAULT_TRANSFER_WORKERS=1"}
 	w := e.startWorker(slow)
 	spec := vmfixture.Spec{Name: "big1", OSSize: 32 * mib, DataDisks: []int64{1024 * mib}, Seed: 3}
@@ -162,7 +163,10 @@ func TestWorkerKilledDuringTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := diskHashes(t, filepath.Join(e.vmsRoot(), "big1"))
-	e.mustCLI("backup", "big1")
+	// A short heartbeat timeout: the SDK sends heartbeats at most every 80% of it.
+	if r := e.cliEnv([]string{"VMVAULT_HEARTBEAT_TIMEOUT=3s"}, "backup", "big1"); r.code != 0 {
+		t.Fatalf("backup big1: %s", r.stderr)
+	}
 
 	// Wait until the server holds a checkpoint in the transfer's heartbeat.
 	c := e.tp.Client(t)
