@@ -89,6 +89,7 @@ func (a *app) vaultInit(ctx context.Context, args []string) error {
 	fs := a.flags("vault init")
 	bs := fs.Int("block-size", vault.DefaultBlockSize, "block size in bytes (power of two, 64 KiB to 8 MiB)")
 	ps := fs.Int("pack-size", vault.DefaultPackSize, "target pack size in bytes")
+	comp := fs.String("compression", vault.CompressionS2, "block compression: s2 (fast, default), zstd (smaller, ~2x slower) or none")
 	le := fs.Int("leaf-blocks", vault.DefaultLeafEntries, "blocks per block-map leaf: the unit of metadata sharing and of resuming an interrupted transfer")
 	if pos, err := parse(fs, args); err != nil {
 		return err
@@ -108,7 +109,7 @@ func (a *app) vaultInit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := vault.Init(ctx, be, secret, vault.InitOptions{BlockSize: *bs, PackSize: *ps, LeafEntries: *le})
+	v, err := vault.Init(ctx, be, secret, vault.InitOptions{BlockSize: *bs, PackSize: *ps, LeafEntries: *le, Compression: *comp})
 	if err != nil {
 		return err
 	}
@@ -116,7 +117,7 @@ func (a *app) vaultInit(ctx context.Context, args []string) error {
 	if a.json {
 		return a.printJSON(map[string]any{"vault": v.Location(), "id": c.ID, "block_size": c.BlockSize, "pack_size": c.PackSize})
 	}
-	fmt.Fprintf(a.out, "created vault %s at %s (block size %s, pack size %s, AES-256-GCM, zstd)\n", c.ID, v.Location(), size(int64(c.BlockSize)), size(int64(c.PackSize)))
+	fmt.Fprintf(a.out, "created vault %s at %s (block size %s, pack size %s, AES-256-GCM, %s)\n", c.ID, v.Location(), size(int64(c.BlockSize)), size(int64(c.PackSize)), c.Compression)
 	return nil
 }
 

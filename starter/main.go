@@ -23,7 +23,7 @@ import (
 const usage = `vmvault: self-hosted VM backup on Temporal
 
 usage:
-  vmvault vault init [--block-size BYTES] [--pack-size BYTES] [--leaf-blocks N]
+  vmvault vault init [--block-size BYTES] [--pack-size BYTES] [--compression s2|zstd|none] [--leaf-blocks N]
   vmvault vault stats [--json]
   vmvault vm list [--host NAME] [--json]
   vmvault backup VM [--host NAME] [--wait] [--keep-snapshot]

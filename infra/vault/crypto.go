@@ -6,8 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"sync"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/scrypt"
@@ -27,16 +30,45 @@ const (
 
 	flagRaw  byte = 0
 	flagZstd byte = 1
+	flagS2   byte = 2
+)
+
+// Compression algorithms a vault can use for its blocks.
+const (
+	// CompressionS2 is the default: on the reference image (make bench) a
+	// full backup with s2 takes as long as one without compression, while
+	// zstd (fastest level) doubles it on 2 cores for 7% less storage there
+	// (up to ~25% less on executables).
+	CompressionS2   = "s2"
+	CompressionZstd = "zstd"
+	CompressionNone = "none"
 )
 
 // keys are the vault's secrets, unwrapped from the config with the user's key.
 type keys struct {
+	flag    byte // compression of new blobs: flagZstd, flagS2 or flagRaw
 	aead    cipher.AEAD
 	hashKey []byte
 	hashers sync.Pool // of *blake3.Hasher keyed with hashKey
 }
 
-func newKeys(master []byte) (*keys, error) {
+func compressionFlag(name string) (byte, error) {
+	switch name {
+	case CompressionZstd:
+		return flagZstd, nil
+	case CompressionS2:
+		return flagS2, nil
+	case CompressionNone:
+		return flagRaw, nil
+	}
+	return 0, fmt.Errorf("compression %q: want %s, %s or %s", name, CompressionZstd, CompressionS2, CompressionNone)
+}
+
+func newKeys(master []byte, compression string) (*keys, error) {
+	flag, err := compressionFlag(compression)
+	if err != nil {
+		return nil, err
+	}
 	if len(master) != masterKeyLen {
 		return nil, fmt.Errorf("master key has %d bytes, want %d", len(master), masterKeyLen)
 	}
@@ -48,7 +80,7 @@ func newKeys(master []byte) (*keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keys{aead: aead, hashKey: append([]byte(nil), master[32:]...)}, nil
+	return &keys{flag: flag, aead: aead, hashKey: append([]byte(nil), master[32:]...)}, nil
 }
 
 // hash returns the keyed hash of data: the id of a blob holding it.
@@ -96,23 +128,44 @@ func growTo(b []byte, n int) []byte {
 	return b[:n]
 }
 
+// EncodeAll and DecodeAll are safe for concurrent use, up to the encoder's
+// concurrency: one encoder per core, or block workers queue on it.
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(false))
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 )
+
+// probeSize is how much of a block is compressed first to tell whether
+// compressing the rest pays: already-compressed or encrypted data (a large
+// part of real disks) then costs one small probe instead of a full pass.
+const probeSize = 32 << 10
+
+// compress appends the compressed form of src to dst.
+func compress(flag byte, dst, src []byte) []byte {
+	if flag == flagS2 {
+		n := len(dst)
+		dst = slices.Grow(dst, s2.MaxEncodedLen(len(src)))
+		return dst[:n+len(s2.Encode(dst[n:n+s2.MaxEncodedLen(len(src))], src))]
+	}
+	return zenc.EncodeAll(src, dst)
+}
 
 // sealBlob compresses (when that saves at least 1/32) and encrypts data.
 // scratch is reused for the compressed form.
 func (k *keys) sealBlob(id ID, data, scratch []byte) (sealed, newScratch []byte) {
-	scratch = append(scratch[:0], flagZstd)
-	scratch = zenc.EncodeAll(data, scratch)
-	plain := scratch
-	if len(scratch)-1 > len(data)-len(data)/32 {
-		scratch = append(scratch[:0], flagRaw)
-		scratch = append(scratch, data...)
-		plain = scratch
+	pays := k.flag != flagRaw
+	if pays && len(data) > 4*probeSize {
+		scratch = compress(k.flag, scratch[:0], data[:probeSize])
+		pays = len(scratch) < probeSize-probeSize/32
 	}
-	return k.seal(make([]byte, 0, len(plain)+overhead), plain, id[:]), scratch
+	if pays {
+		scratch = compress(k.flag, append(scratch[:0], k.flag), data)
+		pays = len(scratch)-1 <= len(data)-len(data)/32
+	}
+	if !pays {
+		scratch = append(append(scratch[:0], flagRaw), data...)
+	}
+	return k.seal(make([]byte, 0, len(scratch)+overhead), scratch, id[:]), scratch
 }
 
 // openBlob decrypts, decompresses and verifies a blob against its id.
@@ -130,6 +183,11 @@ func (k *keys) openBlob(id ID, sealed []byte) ([]byte, error) {
 		data = plain[1:]
 	case flagZstd:
 		data, err = zdec.DecodeAll(plain[1:], nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
+		}
+	case flagS2:
+		data, err = s2.Decode(nil, plain[1:])
 		if err != nil {
 			return nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 		}

@@ -6,7 +6,8 @@
 //     vault). Its ID is a BLAKE3 hash keyed per vault of its plaintext, so ids
 //     dedupe within a vault and leak nothing across vaults. All-zero blocks
 //     are never stored: their id is the zero ID.
-//   - Blob: a sealed block or tree node: zstd-compressed when that pays, then
+//   - Blob: a sealed block or tree node: compressed (s2 by default, or zstd,
+//     per vault) when a probe shows that pays, then
 //     AES-256-GCM encrypted with the blob id as additional data.
 //   - Pack: an object under packs/ holding many blobs followed by a sealed
 //     header, so a backup is a few large PUTs. Every pack is followed by an

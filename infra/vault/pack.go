@@ -29,7 +29,7 @@ type packer struct {
 	onUploaded func()
 }
 
-const maxUploads = 2
+const maxUploads = 4
 
 func newPacker(ctx context.Context, v *Vault) *packer {
 	return &packer{v: v, ctx: ctx, seq: 1, pending: make(map[ID]int), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}

@@ -43,6 +43,7 @@ type Config struct {
 	BlockSize   int       `json:"block_size"`
 	PackSize    int       `json:"pack_size"`
 	LeafEntries int       `json:"leaf_entries"`
+	Compression string    `json:"compression"`
 	KDF         kdfParams `json:"kdf"`
 	WrappedKey  []byte    `json:"wrapped_key"`
 }
@@ -52,6 +53,8 @@ type InitOptions struct {
 	BlockSize   int
 	PackSize    int
 	LeafEntries int
+	// Compression is CompressionS2 (default), CompressionZstd or CompressionNone.
+	Compression string
 	// ScryptN is the scrypt cost; tests lower it.
 	ScryptN int
 }
@@ -78,7 +81,7 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	}
 	cfg := Config{
 		Version: formatVersion, ID: uuid.NewString(), CreatedAt: time.Now().UTC(),
-		BlockSize: opt.BlockSize, PackSize: opt.PackSize, LeafEntries: opt.LeafEntries,
+		BlockSize: opt.BlockSize, PackSize: opt.PackSize, LeafEntries: opt.LeafEntries, Compression: opt.Compression,
 		KDF: kdfParams{Algorithm: "scrypt", N: opt.ScryptN, R: 8, P: 1, Salt: make([]byte, 32)},
 	}
 	if cfg.BlockSize == 0 {
@@ -89,6 +92,9 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	}
 	if cfg.LeafEntries == 0 {
 		cfg.LeafEntries = DefaultLeafEntries
+	}
+	if cfg.Compression == "" {
+		cfg.Compression = CompressionS2
 	}
 	if cfg.KDF.N == 0 {
 		cfg.KDF.N = 1 << 15
@@ -123,7 +129,7 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	if err := be.Put(ctx, configKey, data); err != nil {
 		return nil, fmt.Errorf("init vault at %s: write config: %w", be.Location(), err)
 	}
-	k, err := newKeys(master)
+	k, err := newKeys(master, cfg.Compression)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +170,7 @@ func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), ErrWrongKey)
 	}
-	k, err := newKeys(master)
+	k, err := newKeys(master, cfg.Compression)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +183,9 @@ func (c Config) validate() error {
 	}
 	if c.PackSize < c.BlockSize || c.PackSize > 1<<30 {
 		return fmt.Errorf("pack size %d: want from the block size to 1 GiB", c.PackSize)
+	}
+	if _, err := compressionFlag(c.Compression); err != nil {
+		return err
 	}
 	if c.LeafEntries < 2 || c.LeafEntries > 1<<20 {
 		return fmt.Errorf("leaf entries %d: want 2 to %d", c.LeafEntries, 1<<20)

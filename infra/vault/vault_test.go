@@ -333,3 +333,35 @@ func mustIndex(t *testing.T, v *Vault) *Index {
 	}
 	return idx
 }
+
+func TestCompressions(t *testing.T) {
+	for _, c := range []string{CompressionZstd, CompressionS2, CompressionNone} {
+		t.Run(c, func(t *testing.T) {
+			be := newMem()
+			v, err := Init(context.Background(), be, []byte("k"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10, Compression: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			disk := mixedDisk(7, 40*testBlock)
+			r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Reopened, the vault knows its compression and reads back.
+			v2, err := Open(context.Background(), be, []byte("k"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+				t.Fatal("does not restore bit-exact")
+			}
+			compressed := r.Stats.StoredBytes < r.Stats.NewBytes*3/4
+			if compressed != (c != CompressionNone) {
+				t.Fatalf("stored %d of %d new bytes with %s", r.Stats.StoredBytes, r.Stats.NewBytes, c)
+			}
+		})
+	}
+	if _, err := Init(context.Background(), newMem(), []byte("k"), InitOptions{Compression: "lz4"}); err == nil {
+		t.Fatal("unknown compression accepted")
+	}
+}

@@ -125,13 +125,17 @@ func snapshotDisk(b *testing.B, p platform.Platform) (platform.DiskReader, []vau
 	return r, out
 }
 
-func newVault(b *testing.B) *vault.Vault {
+func newVault(b *testing.B, compression ...string) *vault.Vault {
 	b.Helper()
+	opt := vault.InitOptions{}
+	if len(compression) > 0 {
+		opt.Compression = compression[0]
+	}
 	be, err := fs.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := vault.Init(context.Background(), be, []byte("bench"), vault.InitOptions{})
+	v, err := vault.Init(context.Background(), be, []byte("bench"), opt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -184,8 +188,15 @@ func BenchmarkReadAllocated(b *testing.B) {
 	}
 }
 
-// BenchmarkBackupFull: a first backup into an empty local vault.
+// BenchmarkBackupFull: a first backup into an empty local vault, with each
+// compression.
 func BenchmarkBackupFull(b *testing.B) {
+	for _, c := range []string{vault.CompressionZstd, vault.CompressionS2, vault.CompressionNone} {
+		b.Run(c, func(b *testing.B) { benchFull(b, c) })
+	}
+}
+
+func benchFull(b *testing.B, compression string) {
 	p := image(b)
 	r, ext := snapshotDisk(b, p)
 	defer r.Close()
@@ -195,7 +206,7 @@ func BenchmarkBackupFull(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		v := newVault(b)
+		v := newVault(b, compression)
 		runtime.GC()
 		b.StartTimer()
 		peak = max(peak, peakHeap(func() {
