@@ -57,8 +57,13 @@ demo: tools build
 	bin/demo
 
 # Dev server (UI on :8233) and a worker, in the foreground, for interactive use.
+# Without a configured key it generates DATA_DIR/vault.key, and it creates
+# the vault if there is none.
 up: tools build
-	@mkdir -p $${VMVAULT_DATA_DIR:-$(HOME)/.local/share/vmvault}
+	@d=$${VMVAULT_DATA_DIR:-$(HOME)/.local/share/vmvault}; mkdir -p $$d; \
+	if [ -z "$$VMVAULT_VAULT_PASSPHRASE$$VMVAULT_VAULT_KEY_FILE" ] && [ ! -f $$d/vault.key ]; then \
+	  (umask 077; head -c 32 /dev/urandom | base64 > $$d/vault.key); echo "generated vault key $$d/vault.key: keep it safe"; fi; \
+	bin/vmvault vault stats >/dev/null 2>&1 || bin/vmvault vault init
 	@trap 'kill 0' EXIT; \
 	bin/temporal server start-dev --ip 127.0.0.1 --ui-port 8233 --log-level warn \
 	  --db-filename $${VMVAULT_DATA_DIR:-$(HOME)/.local/share/vmvault}/temporal.db \

@@ -628,27 +628,29 @@ func (a *app) jobShow(ctx context.Context, args []string) error {
 		return a.printJSON(map[string]any{"job": pos[0], "run": info.Execution.RunId, "type": info.Type.Name, "status": status,
 			"start": info.StartTime.AsTime(), "progress": p})
 	}
-	fmt.Fprintf(a.out, "job       %s\nrun       %s\nworkflow  %s\nstatus    %s\nstarted   %s\n", pos[0], info.Execution.RunId, info.Type.Name, status, info.StartTime.AsTime().UTC().Format(time.RFC3339))
+	field := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(a.out, "%-15s %s\n", k, v)
+		}
+	}
+	field("job", pos[0])
+	field("run", info.Execution.RunId)
+	field("workflow", info.Type.Name)
+	field("status", status)
+	field("started", info.StartTime.AsTime().UTC().Format(time.RFC3339))
 	if info.CloseTime != nil {
-		fmt.Fprintf(a.out, "duration  %s\n", info.CloseTime.AsTime().Sub(info.StartTime.AsTime()).Round(100*time.Millisecond))
+		field("duration", info.CloseTime.AsTime().Sub(info.StartTime.AsTime()).Round(100*time.Millisecond).String())
 	}
 	if qerr != nil {
-		fmt.Fprintf(a.out, "progress  unavailable: %v\n", qerr)
+		field("progress", "unavailable: "+qerr.Error())
 		return nil
 	}
-	fmt.Fprintf(a.out, "vm        %s\nphase     %s\n", dash(p.VM), p.Phase)
-	if p.BackupType != "" {
-		fmt.Fprintf(a.out, "type      %s\n", p.BackupType)
-	}
-	if p.Consistency != "" {
-		fmt.Fprintf(a.out, "consistency %s\n", p.Consistency)
-	}
-	if p.RecoveryPoint != "" {
-		fmt.Fprintf(a.out, "recovery point %s\n", p.RecoveryPoint)
-	}
-	if p.Error != "" {
-		fmt.Fprintf(a.out, "error     %s\n", p.Error)
-	}
+	field("vm", dash(p.VM))
+	field("phase", p.Phase)
+	field("type", p.BackupType)
+	field("consistency", p.Consistency)
+	field("recovery point", p.RecoveryPoint)
+	field("error", p.Error)
 	fmt.Fprintln(a.out)
 	tw := a.table("DISK\tSTATE\tSIZE\tDONE\tSCANNED\tCHANGED\tUPLOADED\tSTORED")
 	for _, d := range p.Disks {

@@ -116,7 +116,16 @@ func (c Config) Secret() ([]byte, error) {
 		}
 		return b, nil
 	}
+	if def := filepath.Join(c.DataDir, "vault.key"); fileExists(def) {
+		// The embedded default (make up) keeps a generated key beside the data.
+		return Config{KeyFile: def}.Secret()
+	}
 	return nil, errors.New("no vault key: set VMVAULT_VAULT_PASSPHRASE or VMVAULT_VAULT_KEY_FILE")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // Storage opens the storage the Vault URL names.

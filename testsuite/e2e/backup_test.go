@@ -142,7 +142,7 @@ func TestRestoreNewVMAndReplace(t *testing.T) {
 		t.Fatalf("job list:\n%s", jobs)
 	}
 	show := e.mustCLI("job", "show", "backup-db1")
-	if !strings.Contains(show, "status    completed") || !strings.Contains(show, "data0") {
+	if !strings.Contains(show, "status          completed") || !strings.Contains(show, "data0") {
 		t.Fatalf("job show:\n%s", show)
 	}
 }
@@ -341,6 +341,7 @@ func TestCorruptPack(t *testing.T) {
 	if !strings.Contains(line, "CorruptData") {
 		t.Fatalf("error does not say the data is corrupt: %s", line)
 	}
+	t.Log(line)
 	// The first recovery point does not use that block and still restores.
 	e.restoreDisksMatch(r1.RecoveryPoint, h1)
 }
