@@ -17,7 +17,11 @@ type packer struct {
 	buf        []byte
 	entries    []indexEntry
 	seq        int // sequence number of the open pack, from 1
-	pending    map[ID]int
+	// pending holds blobs added but not yet indexed, so a block seen twice
+	// in one backup is stored once; entries leave when their pack is indexed,
+	// which keeps memory bounded by the packs in flight, not the disk size.
+	pendingMu sync.Mutex
+	pending   map[ID]struct{}
 	sem        chan struct{}
 	wg         sync.WaitGroup
 	mu         sync.Mutex
@@ -32,15 +36,16 @@ type packer struct {
 const maxUploads = 4
 
 func newPacker(ctx context.Context, v *Vault) *packer {
-	return &packer{v: v, ctx: ctx, seq: 1, pending: make(map[ID]int), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
+	return &packer{v: v, ctx: ctx, seq: 1, pending: make(map[ID]struct{}), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
 }
 
 // has reports whether id is stored or queued in this packer.
 func (p *packer) has(idx *Index, id ID) bool {
-	if _, ok := p.pending[id]; ok {
-		return true
-	}
-	return idx.Has(id)
+	// A blob leaves pending only after it is in the index, so one of the two has it.
+	p.pendingMu.Lock()
+	_, ok := p.pending[id]
+	p.pendingMu.Unlock()
+	return ok || idx.Has(id)
 }
 
 // add appends a sealed blob and returns the sequence number of its pack.
@@ -53,7 +58,9 @@ func (p *packer) add(id ID, typ BlobType, sealed []byte) (int, error) {
 	}
 	p.entries = append(p.entries, indexEntry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), Type: typ})
 	p.buf = append(p.buf, sealed...)
-	p.pending[id] = p.seq
+	p.pendingMu.Lock()
+	p.pending[id] = struct{}{}
+	p.pendingMu.Unlock()
 	seq := p.seq
 	if len(p.buf) >= p.v.cfg.PackSize {
 		p.flush()
@@ -125,6 +132,11 @@ func (p *packer) upload(buf []byte, entries []indexEntry) error {
 		return err
 	}
 	idx.add(pi)
+	p.pendingMu.Lock()
+	for _, e := range entries {
+		delete(p.pending, e.ID)
+	}
+	p.pendingMu.Unlock()
 	return nil
 }
 
