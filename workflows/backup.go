@@ -158,16 +158,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	prog.BackupType = res.Type
 
 	prog.Phase = PhaseTransfer
-	xferCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           hostQueue(in.Host),
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    in.HeartbeatTimeout,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 20,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	})
+	xferCtx := diskOptions(ctx, in.Host, in.HeartbeatTimeout, 20)
 	xferCtx, cancelXfer := workflow.WithCancel(xferCtx)
 	defer cancelXfer()
 	futures := make([]workflow.Future, len(names))
@@ -294,6 +285,21 @@ func hostOptions(ctx workflow.Context, host string) workflow.Context {
 		StartToCloseTimeout:    5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	})
+}
+
+// diskOptions: long disk transfers on the VM's host, heartbeating, retried
+// (and resumed) when a worker dies, and told when the job is cancelled.
+func diskOptions(ctx workflow.Context, host string, heartbeat time.Duration, attempts int32) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           hostQueue(host),
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    heartbeat,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: attempts,
 			NonRetryableErrorTypes: nonRetryable,
 		},
 	})

@@ -146,16 +146,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	}
 
 	prog.Phase = PhaseRestoreDisks
-	dctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           hostQueue(in.Host),
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    in.HeartbeatTimeout,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 10,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	})
+	dctx := diskOptions(ctx, in.Host, in.HeartbeatTimeout, 10)
 	dctx, cancel := workflow.WithCancel(dctx)
 	defer cancel()
 	results := make([]activities.RestoreDiskResult, len(disks))
