@@ -35,6 +35,8 @@ type Host struct {
 	ProgressEvery time.Duration
 	// TransferWorkers bounds the cores one disk transfer uses (0: all).
 	TransferWorkers int
+	// ReadLimit caps each disk transfer's read rate, bytes/s (0: no cap).
+	ReadLimit int64
 }
 
 type VMInput struct {
@@ -155,7 +157,7 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 	if err != nil {
 		return res, classify(fmt.Errorf("disk %s: data extents: %w", in.Disk, err))
 	}
-	opt := vault.BackupOptions{Disk: in.Disk, Extents: toVaultExtents(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers}
+	opt := vault.BackupOptions{Disk: in.Disk, Extents: toVaultExtents(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers, ReadLimit: h.ReadLimit}
 	if in.Parent != nil && in.ParentSnapshotToken != "" {
 		changed, ok, err := r.ChangedExtents(ctx, in.ParentSnapshotToken)
 		switch {

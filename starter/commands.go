@@ -455,7 +455,7 @@ func progressLine(p workflows.Progress) string {
 	if rate > 0 {
 		line += fmt.Sprintf(" %s/s", size(int64(rate)))
 		if left := size_ - done; left > 0 {
-			line += fmt.Sprintf(" eta %s", (time.Duration(float64(left)/rate) * time.Second / time.Second * time.Second).Round(time.Second))
+			line += fmt.Sprintf(" eta %s", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 		}
 	}
 	return line

@@ -77,7 +77,7 @@ func run() error {
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
-		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers})
+		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
 		workers = append(workers, w)
 	}
 	for _, w := range workers {

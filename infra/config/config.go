@@ -71,6 +71,9 @@ type Config struct {
 	// TransferWorkers bounds the cores one disk transfer uses on a host
 	// (0: all cores), to leave CPU to the VMs.
 	TransferWorkers int `env:"VMVAULT_TRANSFER_WORKERS, default=0"`
+	// ReadLimitMiB caps each disk transfer's read rate in MiB/s (0: no cap),
+	// to spare the storage the VMs run on.
+	ReadLimitMiB int64 `env:"VMVAULT_READ_LIMIT_MIB, default=0"`
 }
 
 // Load reads the environment and fills in defaults.

@@ -93,6 +93,9 @@ type BackupOptions struct {
 	Progress func(DiskProgress)
 	// Workers read, hash and seal blocks in parallel; 0 means GOMAXPROCS.
 	Workers int
+	// ReadLimit caps the disk read rate in bytes per second (0: no cap), to
+	// spare the storage the VMs run on.
+	ReadLimit int64
 }
 
 // DiskResult is a finished disk backup.
@@ -187,6 +190,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	jobs := make(chan blockJob, workers*2)
 	results := make(chan blockResult, workers*2)
 	bufPool := sync.Pool{New: func() any { b := make([]byte, bs); return &b }}
+	pace := newPacer(opt.ReadLimit)
 
 	// Feeder: walks the blocks in order, marking holes and unchanged blocks.
 	go func() {
@@ -237,6 +241,9 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 				case j.reuse:
 					r.id = j.parent
 				default:
+					if err := pace.wait(ctx, int64(n)); err != nil {
+						return
+					}
 					bp := bufPool.Get().(*[]byte)
 					buf := (*bp)[:n]
 					if _, err := src.ReadAt(buf, off); err != nil && !(errors.Is(err, io.EOF) && off+int64(n) <= size) {
@@ -468,4 +475,33 @@ func isZero(b []byte) bool {
 		b = b[n:]
 	}
 	return true
+}
+
+// pacer spaces reads so they average at most rate bytes per second.
+type pacer struct {
+	mu   sync.Mutex
+	rate int64
+	next time.Time
+}
+
+func newPacer(rate int64) *pacer { return &pacer{rate: rate} }
+
+func (p *pacer) wait(ctx context.Context, n int64) error {
+	if p.rate <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	at := p.next
+	p.next = p.next.Add(time.Duration(float64(n) / float64(p.rate) * float64(time.Second)))
+	p.mu.Unlock()
+	select {
+	case <-time.After(time.Until(at)):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

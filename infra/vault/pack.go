@@ -12,16 +12,16 @@ import (
 // one goroutine; a pack's index object is written after the pack itself, so
 // an index never names a pack that is not durable.
 type packer struct {
-	v          *Vault
-	ctx        context.Context
-	buf        []byte
-	entries    []indexEntry
-	seq        int // sequence number of the open pack, from 1
+	v       *Vault
+	ctx     context.Context
+	buf     []byte
+	entries []indexEntry
+	seq     int // sequence number of the open pack, from 1
 	// pending holds blobs added but not yet indexed, so a block seen twice
 	// in one backup is stored once; entries leave when their pack is indexed,
 	// which keeps memory bounded by the packs in flight, not the disk size.
-	pendingMu sync.Mutex
-	pending   map[ID]struct{}
+	pendingMu  sync.Mutex
+	pending    map[ID]struct{}
 	sem        chan struct{}
 	wg         sync.WaitGroup
 	mu         sync.Mutex

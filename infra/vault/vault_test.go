@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
@@ -363,5 +364,18 @@ func TestCompressions(t *testing.T) {
 	}
 	if _, err := Init(context.Background(), newMem(), []byte("k"), InitOptions{Compression: "lz4"}); err == nil {
 		t.Fatal("unknown compression accepted")
+	}
+}
+
+func TestReadLimit(t *testing.T) {
+	v, _ := testVault(t)
+	disk := mixedDisk(8, 32*testBlock) // 2 MiB
+	start := time.Now()
+	if _, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d", ReadLimit: 8 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	// 2 MiB at 8 MiB/s cannot take less than ~1/4 s (the first block is free).
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("2 MiB read in %v despite an 8 MiB/s cap", d)
 	}
 }

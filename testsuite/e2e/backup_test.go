@@ -152,8 +152,8 @@ func TestRestoreNewVMAndReplace(t *testing.T) {
 func TestWorkerKilledDuringTransfer(t *testing.T) {
 	// Small packs and 64-block leaves: checkpoints every 64 MiB.
 	e := newEnv(t, envOpts{initArgs: []string{"--pack-size", "2097152", "--leaf-blocks", "64"}})
-	slow := []string{"VMVAULT_TRANSFER_WORKERS=1"}
-	w := e.startWorker(slow)
+	// Reads capped at 64 MiB/s: the 1 GiB disk takes ~16 s, time to kill it.
+	w := e.startWorker([]string{"VMVAULT_READ_LIMIT_MIB=64"})
 	spec := vmfixture.Spec{Name: "big1", OSSize: 32 * mib, DataDisks: []int64{1024 * mib}, Seed: 3}
 	if _, err := vmfixture.Create(e.vmsRoot(), spec); err != nil {
 		t.Fatal(err)
@@ -462,7 +462,7 @@ func TestBusyDiskRefused(t *testing.T) {
 // One backup per VM at a time: a second request says so.
 func TestOneBackupPerVM(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.startWorker([]string{"VMVAULT_TRANSFER_WORKERS=1"})
+	e.startWorker([]string{"VMVAULT_READ_LIMIT_MIB=128"})
 	spec := vmfixture.Spec{Name: "busy", OSSize: 16 * mib, DataDisks: []int64{512 * mib}, Seed: 1}
 	if _, err := vmfixture.Create(e.vmsRoot(), spec); err != nil {
 		t.Fatal(err)
