@@ -390,16 +390,26 @@ func (a *app) watch(ctx context.Context, c client.Client, run client.WorkflowRun
 	defer tick.Stop()
 	last := ""
 	lastPrint := time.Time{}
+	began, hinted := time.Now(), false
 	for {
 		select {
 		case err := <-done:
 			if tty && last != "" {
 				fmt.Fprintln(os.Stderr)
 			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("stopped watching job %s; it goes on (vmvault job show %s)", run.GetID(), run.GetID())
+			}
 			return err
 		case <-tick.C:
-			p, err := queryProgress(ctx, c, run.GetID(), run.GetRunID())
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			p, err := queryProgress(qctx, c, run.GetID(), run.GetRunID())
+			cancel()
 			if err != nil {
+				if !hinted && last == "" && time.Since(began) > 10*time.Second {
+					hinted = true
+					fmt.Fprintf(os.Stderr, "no answer from job %s yet: is a worker serving task queue %s?\n", run.GetID(), a.cfg.TaskQueue)
+				}
 				continue
 			}
 			line := progressLine(p)
