@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,10 +45,26 @@ type VMInput struct {
 	VM string `json:"vm"`
 }
 
+// VMList is a host's VMs, and the VM definitions it could not read: one bad
+// folder must not hide the rest.
+type VMList struct {
+	VMs      []platform.VM `json:"vms"`
+	Problems []string      `json:"problems,omitempty"`
+}
+
 // ListVMs lists the VMs of this host.
-func (h *Host) ListVMs(ctx context.Context) ([]platform.VM, error) {
+func (h *Host) ListVMs(ctx context.Context) (VMList, error) {
 	vms, err := h.Platform.ListVMs(ctx)
-	return vms, classify(err)
+	if err != nil && !(errors.Is(err, platform.ErrInvalidVM) && vms != nil) {
+		return VMList{}, classify(err)
+	}
+	out := VMList{VMs: vms}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			out.Problems = append(out.Problems, line)
+		}
+	}
+	return out, nil
 }
 
 // DescribeVM returns a VM's metadata, power state and disks.

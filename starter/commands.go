@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/config"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -209,10 +210,14 @@ func (a *app) vmList(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("list vms of host %s: %w", *host, err)
 	}
-	var vms []platform.VM
-	if err := run.Get(ctx, &vms); err != nil {
+	var list activities.VMList
+	if err := run.Get(ctx, &list); err != nil {
 		return jobError{what: "list vms of host " + *host, err: err}
 	}
+	for _, p := range list.Problems {
+		fmt.Fprintln(os.Stderr, "warning:", p)
+	}
+	vms := list.VMs
 	if a.json {
 		return a.printJSON(vms)
 	}

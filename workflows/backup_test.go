@@ -662,11 +662,12 @@ func TestBackupProgressQueryAndSignal(t *testing.T) {
 
 func TestListVMs(t *testing.T) {
 	env := newEnv(t)
-	vms := []platform.VM{testVMWith(platform.PowerRunning), {Name: "db1", Power: platform.PowerStopped}}
+	vms := activities.VMList{VMs: []platform.VM{testVMWith(platform.PowerRunning), {Name: "db1", Power: platform.PowerStopped}},
+		Problems: []string{"bad vm.json"}}
 	env.OnActivity(hostAct.ListVMs, mock.Anything).Return(vms, nil).Once()
 	env.ExecuteWorkflow(ListVMs, ListVMsInput{Host: testHost})
 	require.NoError(t, env.GetWorkflowError())
-	var got []platform.VM
+	var got activities.VMList
 	require.NoError(t, env.GetWorkflowResult(&got))
 	require.Equal(t, vms, got)
 	env.AssertExpectations(t)

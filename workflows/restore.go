@@ -199,9 +199,9 @@ type ListVMsInput struct {
 }
 
 // ListVMs lists the VMs of a host (the CLI's vm list).
-func ListVMs(ctx workflow.Context, in ListVMsInput) ([]platform.VM, error) {
+func ListVMs(ctx workflow.Context, in ListVMsInput) (activities.VMList, error) {
 	var h *activities.Host
-	var vms []platform.VM
+	var vms activities.VMList
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue: hostQueue(in.Host), ScheduleToStartTimeout: 30 * time.Second, StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2},
