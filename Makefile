@@ -40,10 +40,15 @@ $(WORKFLOWCHECK):
 tools: $(TEMPORAL) $(MINIO) deps
 	@mkdir -p bin && ln -sf $(TEMPORAL) bin/temporal && ln -sf $(MINIO) bin/minio
 
-# System packages the demo and tests use (Debian): mke2fs for the sample VM's ext4 disk.
+# System packages the demo and tests use (Debian): mke2fs for the sample
+# VM's ext4 disk, qemu-system-x86 for the real-QEMU image-lock test.
 deps:
-	@command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || { \
-	  echo "installing e2fsprogs"; (apt-get update -qq && apt-get install -y -qq e2fsprogs) >/dev/null; }
+	@need=""; \
+	command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || need="$$need e2fsprogs"; \
+	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
+	if [ -n "$$need" ]; then echo "installing$$need (apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need) >/dev/null \
+	  || echo "warning: could not install$$need; tests that need them will fail or skip, saying why"; fi
 
 build:
 	@mkdir -p bin
