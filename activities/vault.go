@@ -2,8 +2,11 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -32,8 +35,12 @@ type PrepareBackupResult struct {
 func (a *Vault) PrepareBackup(ctx context.Context, in PrepareBackupInput) (PrepareBackupResult, error) {
 	res := PrepareBackupResult{Vault: a.Vault.Location()}
 	rps, err := a.Vault.ListRecoveryPoints(ctx, in.VM)
-	if err != nil {
+	if err != nil && !(errors.Is(err, vault.ErrCorrupt) && rps != nil) {
 		return res, classify(err)
+	}
+	if err != nil {
+		// An older parent only costs a longer comparison: blocks dedupe anyway.
+		activity.GetLogger(ctx).Warn("skipping unreadable recovery points", "vm", in.VM, "error", err)
 	}
 	if len(rps) == 0 {
 		return res, nil

@@ -149,7 +149,7 @@ func (a *app) vaultStats(ctx context.Context, args []string) error {
 		return err
 	}
 	rps, err := v.ListRecoveryPoints(ctx, "")
-	if err != nil {
+	if err = warnCorrupt(err); err != nil {
 		return err
 	}
 	u, err := v.Usage(ctx)
@@ -494,7 +494,7 @@ func (a *app) rpList(ctx context.Context, args []string) error {
 		return err
 	}
 	rps, err := v.ListRecoveryPoints(ctx, vm)
-	if err != nil {
+	if err = warnCorrupt(err); err != nil {
 		return err
 	}
 	if vm != "" && len(rps) == 0 {
@@ -702,4 +702,16 @@ func size(n int64) string {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// warnCorrupt turns unreadable recovery points into warnings when the others
+// could be read, so one bad manifest does not hide a VM's history.
+func warnCorrupt(err error) error {
+	if err == nil || !errors.Is(err, vault.ErrCorrupt) {
+		return err
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(os.Stderr, "warning:", line)
+	}
+	return nil
 }

@@ -119,7 +119,9 @@ func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoin
 }
 
 // ListRecoveryPoints returns the VM's recovery points, oldest first; with
-// vm == "" those of every VM.
+// vm == "" those of every VM. Manifests that fail to authenticate or decode
+// are left out and reported in the error (wrapping ErrCorrupt), next to the
+// good ones.
 func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPoint, error) {
 	prefix := "recoverypoints/"
 	if vm != "" {
@@ -136,19 +138,31 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 		return nil, fmt.Errorf("list recovery points in %s: %w", v.be.Location(), err)
 	}
 	rps := make([]RecoveryPoint, len(keys))
+	bad := make([]error, len(keys))
 	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
-		return v.getSealed(ctx, keys[i], &rps[i])
+		err := v.getSealed(ctx, keys[i], &rps[i])
+		if errors.Is(err, ErrCorrupt) {
+			bad[i] = err // one bad manifest must not hide the others
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(rps, func(i, j int) bool {
-		if !rps[i].StartedAt.Equal(rps[j].StartedAt) {
-			return rps[i].StartedAt.Before(rps[j].StartedAt)
+	good := rps[:0]
+	for i := range rps {
+		if bad[i] == nil {
+			good = append(good, rps[i])
 		}
-		return rps[i].ID < rps[j].ID
+	}
+	sort.Slice(good, func(i, j int) bool {
+		if !good[i].StartedAt.Equal(good[j].StartedAt) {
+			return good[i].StartedAt.Before(good[j].StartedAt)
+		}
+		return good[i].ID < good[j].ID
 	})
-	return rps, nil
+	return good, errors.Join(bad...)
 }
 
 // Usage is what the vault's objects take in storage.

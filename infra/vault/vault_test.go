@@ -379,3 +379,29 @@ func TestReadLimit(t *testing.T) {
 		t.Fatalf("2 MiB read in %v despite an 8 MiB/s cap", d)
 	}
 }
+
+func TestCorruptManifestDoesNotHideOthers(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	r, err := v.BackupDisk(ctx, mixedDisk(9, 8*testBlock), BackupOptions{Disk: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"a", "b", "c"} {
+		rp := RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: []DiskRecord{{Name: "d", Root: r.Root}}}
+		if err := v.SaveRecoveryPoint(ctx, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be.objs["recoverypoints/vm1/b"][30] ^= 1
+	rps, err := v.ListRecoveryPoints(ctx, "vm1")
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
+		t.Fatalf("corrupt manifest not reported: %v", err)
+	}
+	if len(rps) != 2 || rps[0].ID != "a" || rps[1].ID != "c" {
+		t.Fatalf("good recovery points: %+v", rps)
+	}
+	if _, err := v.LoadRecoveryPoint(ctx, "vm1/b"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("load corrupt manifest: %v", err)
+	}
+}
