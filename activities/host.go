@@ -3,10 +3,10 @@ package activities
 import (
 	"context"
 	"errors"
-	"strings"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 

@@ -2,8 +2,8 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
