@@ -351,6 +351,23 @@ func TestCorruptPack(t *testing.T) {
 	t.Log(line)
 	// The first recovery point does not use that block and still restores.
 	e.restoreDisksMatch(r1.RecoveryPoint, h1)
+
+	// A corrupt manifest: reported by name, the other recovery point still listed.
+	manifest := filepath.Join(e.dataDir, "vault", "recoverypoints", r2.RecoveryPoint)
+	m, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m[len(m)/2] ^= 1
+	if err := os.WriteFile(manifest, m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.cli("rp", "list", "web2")
+	if r.code != 0 || !strings.Contains(r.stdout, r1.RecoveryPoint) || strings.Contains(r.stdout, r2.RecoveryPoint) ||
+		!strings.Contains(r.stderr, "warning: recoverypoints/"+r2.RecoveryPoint) || !strings.Contains(r.stderr, "corrupt data") {
+		t.Fatalf("rp list with a corrupt manifest: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	e.failCLI("corrupt data", "restore", r2.RecoveryPoint, "--disks", t.TempDir(), "--wait")
 }
 
 func TestWrongKey(t *testing.T) {
