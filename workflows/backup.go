@@ -64,10 +64,9 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	}
 	log := workflow.GetLogger(ctx)
 	prog := &Progress{Kind: KindBackup, VM: in.VM, Phase: PhaseValidating, StartedAt: workflow.Now(ctx)}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return *prog, nil }); err != nil {
+	if err := trackProgress(ctx, prog); err != nil {
 		return res, err
 	}
-	listenProgress(ctx, prog)
 	defer func() {
 		if err != nil {
 			prog.Phase, prog.Error = PhaseFailed, err.Error()
@@ -316,8 +315,12 @@ func centralOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
-// listenProgress folds disk progress signals from activities into prog.
-func listenProgress(ctx workflow.Context, prog *Progress) {
+// trackProgress answers the progress query from prog and folds the disk
+// progress signals of activities into it.
+func trackProgress(ctx workflow.Context, prog *Progress) error {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return *prog, nil }); err != nil {
+		return err
+	}
 	ch := workflow.GetSignalChannel(ctx, activities.SignalDiskProgress)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
@@ -333,6 +336,7 @@ func listenProgress(ctx workflow.Context, prog *Progress) {
 			ds.State = "running"
 		}
 	})
+	return nil
 }
 
 // withCleanupError adds a failed cleanup to a job's error. errors.Join would

@@ -53,10 +53,9 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 		in.HeartbeatTimeout = 2 * time.Minute
 	}
 	prog := &Progress{Kind: KindRestore, Phase: PhaseValidating, StartedAt: workflow.Now(ctx)}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return *prog, nil }); err != nil {
+	if err := trackProgress(ctx, prog); err != nil {
 		return res, err
 	}
-	listenProgress(ctx, prog)
 	defer func() {
 		if err != nil {
 			prog.Phase, prog.Error = PhaseFailed, err.Error()
