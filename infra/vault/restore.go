@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -140,10 +139,4 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		}
 	}
 	return res, nil
-}
-
-// IsDataError reports whether err means stored data is corrupt or missing
-// (retrying will not help).
-func IsDataError(err error) bool {
-	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrMissing) || errors.Is(err, ErrWrongKey)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -392,7 +393,7 @@ func TestWrongKey(t *testing.T) {
 
 func (e *env) startWorkerExpectExit(extra []string) string {
 	e.t.Helper()
-	cmd := osExec(filepath.Join(binDir, "vmvault-worker"))
+	cmd := exec.Command(filepath.Join(binDir, "vmvault-worker"))
 	cmd.Env = e.environ(extra)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
