@@ -25,6 +25,9 @@ type Signaler interface {
 // SignalDiskProgress is the signal a disk transfer sends its workflow.
 const SignalDiskProgress = "disk-progress"
 
+// HostQueue is the task queue of a hypervisor host: its Host activities.
+func HostQueue(host string) string { return "vmvault-host-" + host }
+
 // Host holds the activities that run on a hypervisor host.
 type Host struct {
 	Name     string
@@ -191,41 +194,16 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 		}
 	}
 
-	var mu sync.Mutex
 	last := hb
-	began := time.Now()
-	var lastSignal time.Time
+	rep := h.newReporter(ctx)
+	defer rep.keepAlive(last)()
 	opt.Progress = func(p vault.DiskProgress) {
-		mu.Lock()
-		defer mu.Unlock()
 		if p.Checkpoint != nil {
 			last.Checkpoint = p.Checkpoint
 		}
 		last.Progress = diskProgress(p, info.Attempt)
-		activity.RecordHeartbeat(ctx, last)
-		if h.Signaler != nil && time.Since(lastSignal) >= h.signalEvery(time.Since(began)) {
-			lastSignal = time.Now()
-			// Best effort: progress is informative, a lost signal is harmless.
-			_ = h.Signaler.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalDiskProgress, last.Progress)
-		}
+		rep.report(last, last.Progress, false)
 	}
-	// Heartbeat even while uploads are slow, so a live transfer is not retried.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				mu.Lock()
-				activity.RecordHeartbeat(ctx, last)
-				mu.Unlock()
-			case <-stop:
-				return
-			}
-		}
-	}()
 	if hb.Checkpoint != nil {
 		log.Info("resuming disk transfer", "disk", in.Disk, "block", hb.Checkpoint.NextBlock)
 	}
@@ -242,19 +220,74 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 		res.Notes = append(res.Notes, fmt.Sprintf("disk %s: attempt %d resumed at offset %d from a checkpoint; data already in the vault was not uploaded again",
 			in.Disk, info.Attempt, out.ResumedAt*int64(h.Vault.Config().BlockSize)))
 	}
-	if h.Signaler != nil {
-		p := diskProgress(vault.DiskProgress{Disk: in.Disk, SizeBytes: out.Size, DoneBytes: out.Size, Stats: out.Stats}, info.Attempt)
-		_ = h.Signaler.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalDiskProgress, p)
-	}
+	last.Progress = diskProgress(vault.DiskProgress{Disk: in.Disk, SizeBytes: out.Size, DoneBytes: out.Size, Stats: out.Stats}, info.Attempt)
+	rep.report(last, last.Progress, true)
 	return res, nil
 }
 
-func (h *Host) signalEvery(age time.Duration) time.Duration {
-	every := h.ProgressEvery
+// reporter heartbeats a long activity's progress on every update (the SDK
+// throttles what it sends) and signals it to the workflow now and then, less
+// often as the activity ages, so a long job keeps a short history.
+type reporter struct {
+	ctx        context.Context
+	h          *Host
+	info       *activity.Info
+	mu         sync.Mutex
+	details    any
+	began      time.Time
+	lastSignal time.Time
+}
+
+func (h *Host) newReporter(ctx context.Context) *reporter {
+	info := activity.GetInfo(ctx)
+	return &reporter{ctx: ctx, h: h, info: &info, began: time.Now()}
+}
+
+// report records heartbeat details and signals p when due (or when force).
+func (r *reporter) report(details any, p DiskProgress, force bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.details = details
+	activity.RecordHeartbeat(r.ctx, details)
+	if r.h.Signaler == nil || !force && time.Since(r.lastSignal) < r.signalEvery() {
+		return
+	}
+	r.lastSignal = time.Now()
+	// Best effort: progress is informative, a lost signal is harmless.
+	_ = r.h.Signaler.SignalWorkflow(r.ctx, r.info.WorkflowExecution.ID, r.info.WorkflowExecution.RunID, SignalDiskProgress, p)
+}
+
+func (r *reporter) signalEvery() time.Duration {
+	every := r.h.ProgressEvery
 	if every <= 0 {
 		every = 2 * time.Second
 	}
-	return max(every, age/30)
+	return max(every, time.Since(r.began)/30)
+}
+
+// keepAlive heartbeats the last details (initially initial) every few
+// seconds, so a live activity waiting on slow storage is not retried, and a
+// resumed one keeps its checkpoint; call the result to stop.
+func (r *reporter) keepAlive(initial any) (stop func()) {
+	r.mu.Lock()
+	r.details = initial
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				r.mu.Lock()
+				activity.RecordHeartbeat(r.ctx, r.details)
+				r.mu.Unlock()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func toVaultExtents(ext []platform.Extent) []vault.Extent {
@@ -326,13 +359,12 @@ func (h *Host) RestoreDisk(ctx context.Context, in RestoreDiskInput) (RestoreDis
 		w.Close()
 		return res, classify(err)
 	}
-	info := activity.GetInfo(ctx)
+	attempt := activity.GetInfo(ctx).Attempt
+	rep := h.newReporter(ctx)
+	defer rep.keepAlive(DiskProgress{Disk: in.Disk.Name, SizeBytes: in.Disk.SizeBytes, Attempt: attempt})()
 	out, err := h.Vault.RestoreDisk(ctx, in.Disk.Root, w, vault.RestoreOptions{Disk: in.Disk.Name, Progress: func(p vault.DiskProgress) {
-		dp := diskProgress(p, info.Attempt)
-		activity.RecordHeartbeat(ctx, dp)
-		if h.Signaler != nil {
-			_ = h.Signaler.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalDiskProgress, dp)
-		}
+		dp := diskProgress(p, attempt)
+		rep.report(dp, dp, false)
 	}})
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("restore disk %s: %w", in.Disk.Name, cerr)

@@ -73,7 +73,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		w := worker.New(c, config.HostQueue(cfg.Host), worker.Options{
+		w := worker.New(c, activities.HostQueue(cfg.Host), worker.Options{
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
@@ -87,7 +87,7 @@ func run() error {
 		defer w.Stop()
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
-		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", config.HostQueue(cfg.Host), "vault", v.Location())
+		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host), "vault", v.Location())
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	return nil

@@ -33,13 +33,13 @@ type BackupVMInput struct {
 
 // BackupVMResult describes the recovery point a backup created.
 type BackupVMResult struct {
-	RecoveryPoint string          `json:"recovery_point"`
-	Type          string          `json:"type"`
-	Consistency   string          `json:"consistency"`
-	Parent        string          `json:"parent,omitempty"`
-	Totals        vault.DiskStats `json:"totals"`
-	Disks         []vault.DiskRecord
-	Notes         []string `json:"notes,omitempty"`
+	RecoveryPoint string             `json:"recovery_point"`
+	Type          string             `json:"type"`
+	Consistency   string             `json:"consistency"`
+	Parent        string             `json:"parent,omitempty"`
+	Totals        vault.DiskStats    `json:"totals"`
+	Disks         []vault.DiskRecord `json:"disks"`
+	Notes         []string           `json:"notes,omitempty"`
 }
 
 // BackupWorkflowID is the id of a VM's backup job. One id per VM is how
@@ -274,12 +274,10 @@ var nonRetryable = []string{
 	activities.ErrTypeRecoveryPointNotFound, activities.ErrTypeLimitExceeded, activities.ErrTypeBadRequest,
 }
 
-func hostQueue(host string) string { return "vmvault-host-" + host }
-
 // hostOptions: short platform calls on the VM's host.
 func hostOptions(ctx workflow.Context, host string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              hostQueue(host),
+		TaskQueue:              activities.HostQueue(host),
 		ScheduleToStartTimeout: 10 * time.Minute, // no worker for that host: fail, don't hang for a day
 		StartToCloseTimeout:    5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -293,7 +291,7 @@ func hostOptions(ctx workflow.Context, host string) workflow.Context {
 // (and resumed) when a worker dies, and told when the job is cancelled.
 func diskOptions(ctx workflow.Context, host string, heartbeat time.Duration, attempts int32) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           hostQueue(host),
+		TaskQueue:           activities.HostQueue(host),
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    heartbeat,
 		WaitForCancellation: true,

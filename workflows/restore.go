@@ -202,7 +202,7 @@ func ListVMs(ctx workflow.Context, in ListVMsInput) (activities.VMList, error) {
 	var h *activities.Host
 	var vms activities.VMList
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue: hostQueue(in.Host), ScheduleToStartTimeout: 30 * time.Second, StartToCloseTimeout: time.Minute,
+		TaskQueue: activities.HostQueue(in.Host), ScheduleToStartTimeout: 30 * time.Second, StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
 	err := workflow.ExecuteActivity(ctx, h.ListVMs).Get(ctx, &vms)

@@ -98,9 +98,6 @@ func Load(ctx context.Context) (Config, error) {
 	return c, nil
 }
 
-// HostQueue is the task queue of a hypervisor host.
-func HostQueue(host string) string { return "vmvault-host-" + host }
-
 // Secret returns the vault key from the passphrase or the key file.
 func (c Config) Secret() ([]byte, error) {
 	switch {

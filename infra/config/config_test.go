@@ -18,9 +18,6 @@ func TestDefaults(t *testing.T) {
 		c.Host != "local" || c.TemporalAddress != "localhost:7233" || c.BackupTimeout.Hours() != 24 {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if HostQueue("h1") != "vmvault-host-h1" {
-		t.Fatal(HostQueue("h1"))
-	}
 }
 
 func TestS3URL(t *testing.T) {

@@ -315,7 +315,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		for _, ls := range open {
 			st.add(ls.stats)
 		}
-		st.Packs = pk.packs
+		st.Packs = pk.uploaded()
 		rate := float64(st.ScannedBytes-resumedScanned) / max(time.Since(began).Seconds(), 0.001)
 		opt.Progress(DiskProgress{Disk: opt.Disk, SizeBytes: size, DoneBytes: done, Stats: st, BytesPerS: rate, Checkpoint: cp})
 		cp = nil
@@ -418,7 +418,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	if err := pk.finish(); err != nil {
 		return res, fmt.Errorf("disk %s: %w", opt.Disk, err)
 	}
-	stats.Packs = pk.packs
+	stats.Packs = pk.uploaded()
 	res.Stats = stats
 	report(true)
 	return res, nil

@@ -154,6 +154,13 @@ func (p *packer) failed() error {
 	return p.err
 }
 
+// uploaded returns how many packs are stored.
+func (p *packer) uploaded() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.packs
+}
+
 // durableSeq returns the highest seq such that it and all before it are durable.
 func (p *packer) durableSeq() int {
 	p.mu.Lock()

@@ -207,9 +207,6 @@ func (v *Vault) Config() Config { return v.cfg }
 // Location names the vault's storage, e.g. "s3://bucket/prefix".
 func (v *Vault) Location() string { return v.be.Location() }
 
-// Backend is the vault's storage.
-func (v *Vault) Backend() storage.Backend { return v.be }
-
 // putSealed writes a sealed JSON object (index, manifest).
 func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
 	data, err := json.Marshal(obj)

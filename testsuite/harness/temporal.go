@@ -13,19 +13,19 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
+
+	"github.com/vmvault/vmvault/workflows"
 )
 
-// SearchAttributes are the custom search attributes vmvault workflows set,
-// as name=Type pairs in the form `temporal server start-dev
-// --search-attribute` and `temporal operator search-attribute create` take.
-var SearchAttributes = []string{
-	"VmvaultVM=Keyword",
-	"VmvaultVault=Keyword",
-	"VmvaultKind=Keyword",
-	"VmvaultBackupType=Keyword",
-	"VmvaultConsistency=Keyword",
-	"VmvaultRecoveryPoint=Keyword",
-}
+// SearchAttributes are vmvault's search attributes as name=Type pairs, the
+// form `temporal server start-dev --search-attribute` takes.
+var SearchAttributes = func() []string {
+	var out []string
+	for _, n := range workflows.SearchAttributeNames {
+		out = append(out, n+"=Keyword")
+	}
+	return out
+}()
 
 // Temporal is a running Temporal dev server owned by one test.
 type Temporal struct {
