@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -178,7 +179,7 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 	if err != nil {
 		return res, classify(fmt.Errorf("disk %s: data extents: %w", in.Disk, err))
 	}
-	opt := vault.BackupOptions{Disk: in.Disk, Extents: toVaultExtents(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers, ReadLimit: h.ReadLimit}
+	opt := vault.BackupOptions{Disk: in.Disk, Extents: extent.Normalize(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers, ReadLimit: h.ReadLimit}
 	if in.Parent != nil && in.ParentSnapshotToken != "" {
 		changed, ok, err := r.ChangedExtents(ctx, in.ParentSnapshotToken)
 		switch {
@@ -187,9 +188,9 @@ func (h *Host) TransferDisk(ctx context.Context, in TransferDiskInput) (Transfer
 		case !ok:
 			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: changed-block tracking chain broken: comparing checksums", in.Disk))
 		default:
-			opt.Changed = toVaultExtents(changed)
+			opt.Changed = extent.Normalize(changed)
 			if opt.Changed == nil {
-				opt.Changed = []vault.Extent{}
+				opt.Changed = []extent.Extent{} // CBT says: nothing changed
 			}
 		}
 	}
@@ -288,17 +289,6 @@ func (r *reporter) keepAlive(initial any) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
-}
-
-func toVaultExtents(ext []platform.Extent) []vault.Extent {
-	if ext == nil {
-		return nil
-	}
-	out := make([]vault.Extent, len(ext))
-	for i, e := range ext {
-		out[i] = vault.Extent{Offset: e.Offset, Length: e.Length}
-	}
-	return vault.NormalizeExtents(out)
 }
 
 type CreateVMInput struct {

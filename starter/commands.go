@@ -501,15 +501,15 @@ func (a *app) rpList(ctx context.Context, args []string) error {
 		return fmt.Errorf("vm %s has no recovery points in %s", vm, v.Location())
 	}
 	type row struct {
-		ID           string          `json:"id"`
-		VM           string          `json:"vm"`
-		Time         time.Time       `json:"time"`
-		Type         string          `json:"type"`
-		Consistency  string          `json:"consistency"`
-		LogicalBytes int64           `json:"logical_bytes"`
-		Totals       vault.DiskStats `json:"totals"`
-		Parent       string          `json:"parent,omitempty"`
-		Job          string          `json:"job"`
+		ID           string           `json:"id"`
+		VM           string           `json:"vm"`
+		Time         time.Time        `json:"time"`
+		Type         vault.BackupType `json:"type"`
+		Consistency  string           `json:"consistency"`
+		LogicalBytes int64            `json:"logical_bytes"`
+		Totals       vault.DiskStats  `json:"totals"`
+		Parent       string           `json:"parent,omitempty"`
+		Job          string           `json:"job"`
 	}
 	rows := make([]row, len(rps))
 	for i, rp := range rps {

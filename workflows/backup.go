@@ -34,7 +34,7 @@ type BackupVMInput struct {
 // BackupVMResult describes the recovery point a backup created.
 type BackupVMResult struct {
 	RecoveryPoint string             `json:"recovery_point"`
-	Type          string             `json:"type"`
+	Type          vault.BackupType   `json:"type"`
 	Consistency   string             `json:"consistency"`
 	Parent        string             `json:"parent,omitempty"`
 	Totals        vault.DiskStats    `json:"totals"`
@@ -150,11 +150,11 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 		return res, err
 	}
 	res.Parent = prep.Parent
-	res.Type = "full"
+	res.Type = vault.BackupFull
 	if prep.Parent != "" {
-		res.Type = "incremental"
+		res.Type = vault.BackupIncremental
 	}
-	prog.BackupType = res.Type
+	prog.BackupType = string(res.Type)
 
 	prog.Phase = PhaseTransfer
 	xferCtx := diskOptions(ctx, in.Host, in.HeartbeatTimeout, 20)
@@ -225,7 +225,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, rp.Consistency, rp.Disks, rp.Totals()
 	res.Notes = prog.Notes
 	prog.RecoveryPoint = ref
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(res.Type), AttrConsistency.ValueSet(res.Consistency))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
 	prog.Phase = PhaseDone
 	return res, nil
 }

@@ -153,7 +153,7 @@ func TestBackupStoppedVMFull(t *testing.T) {
 	require.Regexp(t, regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{6}$`), rp.ID)
 	require.Equal(t, testVM, rp.VM)
 	require.Equal(t, testHost, rp.Host)
-	require.Equal(t, "full", rp.Type)
+	require.Equal(t, vault.BackupFull, rp.Type)
 	require.Empty(t, rp.Parent)
 	require.Equal(t, "crash-consistent", rp.Consistency)
 	require.Equal(t, BackupWorkflowID(testVM)+"/"+testRunID, rp.Job)
@@ -226,7 +226,7 @@ func TestBackupIncremental(t *testing.T) {
 
 	saves := m.save.all()
 	require.Len(t, saves, 1)
-	require.Equal(t, "incremental", saves[0].RecoveryPoint.Type)
+	require.Equal(t, vault.BackupIncremental, saves[0].RecoveryPoint.Type)
 	require.Equal(t, parent, saves[0].RecoveryPoint.Parent)
 	require.Equal(t, "incremental", res.Type)
 	require.Equal(t, parent, res.Parent)

@@ -97,7 +97,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	prog.VM = rp.VM
 	prog.RecoveryPoint = rp.Ref()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(rp.VM), AttrVault.ValueSet(in.Vault), AttrKind.ValueSet(KindRestore),
-		AttrRecoveryPoint.ValueSet(rp.Ref()), AttrConsistency.ValueSet(rp.Consistency), AttrBackupType.ValueSet(rp.Type))
+		AttrRecoveryPoint.ValueSet(rp.Ref()), AttrConsistency.ValueSet(rp.Consistency), AttrBackupType.ValueSet(string(rp.Type)))
 
 	// Every disk the VM had: backed-up disks from the recovery point, the
 	// temp disk (never backed up) comes back empty.

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/vmvault/vmvault/infra/extent"
 )
 
 // Errors every platform returns (wrapped) so that callers can tell bad input
@@ -114,12 +116,6 @@ type Snapshot struct {
 	Token string `json:"token,omitempty"`
 }
 
-// Extent is a byte range of a disk.
-type Extent struct {
-	Offset int64 `json:"offset"`
-	Length int64 `json:"length"`
-}
-
 // DiskReader reads one disk of a snapshot.
 type DiskReader interface {
 	io.ReaderAt
@@ -128,11 +124,11 @@ type DiskReader interface {
 	Size() int64
 	// DataExtents returns the ranges that may hold data, in order; every
 	// byte outside them reads as zero (holes of sparse images are not read).
-	DataExtents(ctx context.Context) ([]Extent, error)
+	DataExtents(ctx context.Context) ([]extent.Extent, error)
 	// ChangedExtents returns the ranges changed since the snapshot named by
 	// sinceToken (changed-block tracking). ok is false when the platform
 	// cannot tell (no CBT, chain broken); the caller then compares checksums.
-	ChangedExtents(ctx context.Context, sinceToken string) (extents []Extent, ok bool, err error)
+	ChangedExtents(ctx context.Context, sinceToken string) (extents []extent.Extent, ok bool, err error)
 	// Verify returns ErrDiskChanged if the disk changed since the snapshot
 	// was taken (a platform whose snapshots are not copies checks this after
 	// reading).

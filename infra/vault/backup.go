@@ -7,26 +7,31 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"sort"
 	"sync"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/extent"
 )
 
 // ErrMissing is returned (wrapped, naming the blob and where it was needed)
 // when data a recovery point references is not in the vault.
 var ErrMissing = errors.New("missing data")
 
-// Extent is a byte range of a disk.
-type Extent struct {
-	Offset int64 `json:"offset"`
-	Length int64 `json:"length"`
-}
-
 // Source is a disk to back up.
 type Source interface {
 	io.ReaderAt
 	Size() int64
 }
+
+// Method is how a disk backup found the blocks that changed.
+type Method string
+
+const (
+	// MethodCBT read only the extents the platform reported changed.
+	MethodCBT Method = "cbt"
+	// MethodChecksum read every allocated block and compared ids.
+	MethodChecksum Method = "checksum"
+)
 
 // DiskStats count what a disk backup did. Byte counts are logical bytes
 // unless named stored.
@@ -81,12 +86,12 @@ type BackupOptions struct {
 	Disk string
 	// Extents that may hold data; nil means the whole disk. Blocks outside
 	// them are zero and not read.
-	Extents []Extent
+	Extents []extent.Extent
 	// Parent is the disk's tree root in the previous recovery point, if any.
 	Parent *ID
 	// Changed, when non-nil and Parent is set, lists the only extents that
 	// changed since the parent (CBT): other blocks are taken from the parent.
-	Changed []Extent
+	Changed []extent.Extent
 	// Resume continues an interrupted backup.
 	Resume *Checkpoint
 	// Progress is called now and then, and with every new checkpoint.
@@ -100,11 +105,10 @@ type BackupOptions struct {
 
 // DiskResult is a finished disk backup.
 type DiskResult struct {
-	Root  ID        `json:"root"`
-	Size  int64     `json:"size"`
-	Stats DiskStats `json:"stats"`
-	// Method is "cbt" or "checksum".
-	Method string `json:"method"`
+	Root   ID        `json:"root"`
+	Size   int64     `json:"size"`
+	Stats  DiskStats `json:"stats"`
+	Method Method    `json:"method"`
 	// ResumedAt is the block a retried backup started from (0 if not resumed).
 	ResumedAt int64 `json:"resumed_at"`
 }
@@ -139,7 +143,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	le := int64(v.cfg.LeafEntries)
 	nLeaves := (nBlocks + le - 1) / le
 
-	res := DiskResult{Size: size, Method: "checksum"}
+	res := DiskResult{Size: size, Method: MethodChecksum}
 	var parent *Root
 	if opt.Parent != nil {
 		r, err := v.LoadRoot(ctx, *opt.Parent)
@@ -152,7 +156,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	}
 	useCBT := parent != nil && opt.Changed != nil && parent.Size == size
 	if useCBT {
-		res.Method = "cbt"
+		res.Method = MethodCBT
 	}
 
 	var stats DiskStats
@@ -195,16 +199,16 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	// Feeder: walks the blocks in order, marking holes and unchanged blocks.
 	go func() {
 		defer close(jobs)
-		dataCur, chgCur := extentCursor{ext: opt.Extents}, extentCursor{ext: opt.Changed}
+		dataCur, chgCur := extent.NewCursor(opt.Extents), extent.NewCursor(opt.Changed)
 		var pLeaf []ID
 		pLeafN := int64(-1)
 		for n := start; n < nBlocks; n++ {
 			off := n * bs
 			end := min(off+bs, size)
 			j := blockJob{n: n}
-			if opt.Extents != nil && !dataCur.overlaps(off, end) {
+			if opt.Extents != nil && !dataCur.Overlaps(off, end) {
 				j.hole = true
-			} else if useCBT && !chgCur.overlaps(off, end) && n/le < int64(len(parent.Leaves)) {
+			} else if useCBT && !chgCur.Overlaps(off, end) && n/le < int64(len(parent.Leaves)) {
 				if pLeafN != n/le {
 					l, err := v.loadLeaf(ctx, parent.Leaves[n/le])
 					if err != nil {
@@ -431,37 +435,6 @@ func lastSeqFor(p *packer) int {
 		return p.seq
 	}
 	return p.seq - 1
-}
-
-// extentCursor answers overlap questions for increasing offsets.
-type extentCursor struct {
-	ext []Extent
-	i   int
-}
-
-func (c *extentCursor) overlaps(off, end int64) bool {
-	for c.i < len(c.ext) && c.ext[c.i].Offset+c.ext[c.i].Length <= off {
-		c.i++
-	}
-	return c.i < len(c.ext) && c.ext[c.i].Offset < end
-}
-
-// NormalizeExtents sorts and merges extents.
-func NormalizeExtents(ext []Extent) []Extent {
-	out := append([]Extent(nil), ext...)
-	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
-	merged := out[:0]
-	for _, e := range out {
-		if e.Length <= 0 {
-			continue
-		}
-		if n := len(merged); n > 0 && merged[n-1].Offset+merged[n-1].Length >= e.Offset {
-			merged[n-1].Length = max(merged[n-1].Length, e.Offset+e.Length-merged[n-1].Offset)
-			continue
-		}
-		merged = append(merged, e)
-	}
-	return merged
 }
 
 var zeros [64 << 10]byte

@@ -15,6 +15,15 @@ import (
 // ErrNoRecoveryPoint is returned when a recovery point does not exist.
 var ErrNoRecoveryPoint = errors.New("recovery point not found")
 
+// BackupType says whether a recovery point had a parent to compare with.
+// Either way the recovery point is a synthetic full.
+type BackupType string
+
+const (
+	BackupFull        BackupType = "full"
+	BackupIncremental BackupType = "incremental"
+)
+
 // DiskRecord is one disk of a recovery point.
 type DiskRecord struct {
 	Name      string    `json:"name"`
@@ -22,7 +31,7 @@ type DiskRecord struct {
 	LUN       int       `json:"lun,omitempty"`
 	SizeBytes int64     `json:"size_bytes"`
 	Root      ID        `json:"root"`
-	Method    string    `json:"method"`
+	Method    Method    `json:"method"`
 	Stats     DiskStats `json:"stats"`
 }
 
@@ -30,15 +39,15 @@ type DiskRecord struct {
 // as it was. Every recovery point is a synthetic full: its trees name every
 // block, so a restore never walks a chain of incrementals.
 type RecoveryPoint struct {
-	ID          string    `json:"id"`
-	VM          string    `json:"vm"`
-	Host        string    `json:"host"`
-	Type        string    `json:"type"` // "full" or "incremental"
-	Consistency string    `json:"consistency"`
-	Parent      string    `json:"parent,omitempty"`
-	StartedAt   time.Time `json:"started_at"`
-	CompletedAt time.Time `json:"completed_at"`
-	Job         string    `json:"job"`
+	ID          string     `json:"id"`
+	VM          string     `json:"vm"`
+	Host        string     `json:"host"`
+	Type        BackupType `json:"type"`
+	Consistency string     `json:"consistency"`
+	Parent      string     `json:"parent,omitempty"`
+	StartedAt   time.Time  `json:"started_at"`
+	CompletedAt time.Time  `json:"completed_at"`
+	Job         string     `json:"job"`
 	// Metadata is the VM's description as the platform gave it (JSON), so a
 	// restore can recreate the VM.
 	Metadata []byte       `json:"metadata"`

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -202,7 +203,7 @@ func TestHolesAreNotRead(t *testing.T) {
 	v, _ := testVault(t)
 	disk := mixedDisk(2, 32*testBlock)
 	// Claim only the first 4 blocks hold data: the rest must not be read.
-	ext := []Extent{{Offset: 0, Length: 4 * testBlock}}
+	ext := []extent.Extent{{Offset: 0, Length: 4 * testBlock}}
 	r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d", Extents: ext})
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +226,7 @@ func TestCBTReadsOnlyChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk[17*testBlock] ^= 1
-	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Parent: &r1.Root, Changed: []Extent{{Offset: 17 * testBlock, Length: 1}}})
+	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Parent: &r1.Root, Changed: []extent.Extent{{Offset: 17 * testBlock, Length: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

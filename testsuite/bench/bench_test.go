@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/images"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -103,7 +104,7 @@ func writeImage(path string) error {
 	return f.Sync()
 }
 
-func snapshotDisk(b *testing.B, p platform.Platform) (platform.DiskReader, []vault.Extent) {
+func snapshotDisk(b *testing.B, p platform.Platform) (platform.DiskReader, []extent.Extent) {
 	b.Helper()
 	ctx := context.Background()
 	snap, err := p.CreateSnapshot(ctx, "bench", platform.SnapshotRequest{ID: "bench", Consistency: platform.CrashConsistent})
@@ -118,9 +119,9 @@ func snapshotDisk(b *testing.B, p platform.Platform) (platform.DiskReader, []vau
 	if err != nil {
 		b.Fatal(err)
 	}
-	var out []vault.Extent
+	var out []extent.Extent
 	for _, e := range ext {
-		out = append(out, vault.Extent{Offset: e.Offset, Length: e.Length})
+		out = append(out, extent.Extent{Offset: e.Offset, Length: e.Length})
 	}
 	return r, out
 }

@@ -83,7 +83,7 @@ func testChain(t *testing.T, s3 bool) {
 				t.Fatalf("backup %d uploaded %d bytes, want about 5 MiB", i, res.Totals.NewBytes)
 			}
 		}
-		if res.Type != wantType || res.Consistency != "crash-consistent" {
+		if string(res.Type) != wantType || res.Consistency != "crash-consistent" {
 			t.Fatalf("backup %d: type %s consistency %s", i, res.Type, res.Consistency)
 		}
 		points = append(points, point{res.RecoveryPoint, diskHashes(t, vmDir)})

@@ -9,15 +9,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmvault/vmvault/infra/platform"
+	"github.com/vmvault/vmvault/infra/extent"
 )
 
 // dataExtents lists the data regions of f below size with SEEK_DATA and
 // SEEK_HOLE. A file system that cannot tell gets one extent of the whole
 // file. lseek moves the shared file offset, which ReadAt (pread) ignores.
-func dataExtents(ctx context.Context, f *os.File, size int64) ([]platform.Extent, error) {
+func dataExtents(ctx context.Context, f *os.File, size int64) ([]extent.Extent, error) {
 	fd := int(f.Fd())
-	var out []platform.Extent
+	var out []extent.Extent
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -46,15 +46,15 @@ func dataExtents(ctx context.Context, f *os.File, size int64) ([]platform.Extent
 		if end <= start {
 			break
 		}
-		out = append(out, platform.Extent{Offset: start, Length: end - start})
+		out = append(out, extent.Extent{Offset: start, Length: end - start})
 		off = end
 	}
 	return out, nil
 }
 
-func wholeFile(size int64) []platform.Extent {
+func wholeFile(size int64) []extent.Extent {
 	if size == 0 {
 		return nil
 	}
-	return []platform.Extent{{Offset: 0, Length: size}}
+	return []extent.Extent{{Offset: 0, Length: size}}
 }

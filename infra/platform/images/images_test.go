@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/imagelock"
 	"github.com/vmvault/vmvault/infra/platform/images"
@@ -276,7 +277,7 @@ func TestSnapshotDetails(t *testing.T) {
 		t.Errorf("ChangedExtents: ok=%v err=%v, want no CBT", ok, err)
 	}
 	exts, err := r.DataExtents(ctx)
-	if err != nil || len(exts) != 1 || exts[0] != (platform.Extent{Offset: 0, Length: 4096}) {
+	if err != nil || len(exts) != 1 || exts[0] != (extent.Extent{Offset: 0, Length: 4096}) {
 		t.Errorf("DataExtents of a written 4 KiB file: %v, %v", exts, err)
 	}
 	if err := p.DeleteSnapshot(ctx, platform.Snapshot{ID: "nope", VM: "gone", Token: "junk"}); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/imagelock"
 )
@@ -202,7 +203,7 @@ func (r *reader) Close() error { return r.f.Close() }
 
 func (r *reader) Size() int64 { return r.want.Size }
 
-func (r *reader) DataExtents(ctx context.Context) ([]platform.Extent, error) {
+func (r *reader) DataExtents(ctx context.Context) ([]extent.Extent, error) {
 	ext, err := dataExtents(ctx, r.f, r.want.Size)
 	if err != nil {
 		return nil, fmt.Errorf("data extents of vm %q disk %q (%s): %w", r.vm, r.disk, r.path, err)
@@ -211,7 +212,7 @@ func (r *reader) DataExtents(ctx context.Context) ([]platform.Extent, error) {
 }
 
 // ChangedExtents is never known: image files have no changed-block tracking.
-func (r *reader) ChangedExtents(ctx context.Context, sinceToken string) ([]platform.Extent, bool, error) {
+func (r *reader) ChangedExtents(ctx context.Context, sinceToken string) ([]extent.Extent, bool, error) {
 	return nil, false, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/platform"
 )
 
@@ -267,7 +268,7 @@ func checkDisk(t *testing.T, r platform.DiskReader, d DiskSpec) {
 		prevEnd = e.Offset + e.Length
 	}
 	covered := func(off int64) bool {
-		_, found := slices.BinarySearchFunc(exts, off, func(e platform.Extent, off int64) int {
+		_, found := slices.BinarySearchFunc(exts, off, func(e extent.Extent, off int64) int {
 			switch {
 			case e.Offset+e.Length <= off:
 				return -1
@@ -288,7 +289,7 @@ func checkDisk(t *testing.T, r platform.DiskReader, d DiskSpec) {
 }
 
 // dataIn is how many bytes of extents lie in [lo, hi).
-func dataIn(exts []platform.Extent, lo, hi int64) int64 {
+func dataIn(exts []extent.Extent, lo, hi int64) int64 {
 	var n int64
 	for _, e := range exts {
 		a, b := max(lo, e.Offset), min(hi, e.Offset+e.Length)
