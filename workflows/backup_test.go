@@ -167,7 +167,7 @@ func TestBackupStoppedVMFull(t *testing.T) {
 	require.Equal(t, wantDisks, rp.Disks)
 
 	require.Equal(t, testVM+"/"+rp.ID, res.RecoveryPoint)
-	require.Equal(t, "full", res.Type)
+	require.Equal(t, vault.BackupFull, res.Type)
 	require.Equal(t, "crash-consistent", res.Consistency)
 	require.Empty(t, res.Parent)
 	require.Equal(t, wantDisks, res.Disks)
@@ -228,7 +228,7 @@ func TestBackupIncremental(t *testing.T) {
 	require.Len(t, saves, 1)
 	require.Equal(t, vault.BackupIncremental, saves[0].RecoveryPoint.Type)
 	require.Equal(t, parent, saves[0].RecoveryPoint.Parent)
-	require.Equal(t, "incremental", res.Type)
+	require.Equal(t, vault.BackupIncremental, res.Type)
 	require.Equal(t, parent, res.Parent)
 	require.Equal(t, "incremental", queryProgress(t, env).BackupType)
 }
