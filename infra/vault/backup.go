@@ -13,10 +13,6 @@ import (
 	"github.com/vmvault/vmvault/infra/extent"
 )
 
-// ErrMissing is returned (wrapped, naming the blob and where it was needed)
-// when data a recovery point references is not in the vault.
-var ErrMissing = errors.New("missing data")
-
 // Source is a disk to back up.
 type Source interface {
 	io.ReaderAt
@@ -51,7 +47,8 @@ type DiskStats struct {
 	Packs       int   `json:"packs"`
 }
 
-func (s *DiskStats) add(o DiskStats) {
+// Add adds o's counts to s, e.g. to total the disks of a recovery point.
+func (s *DiskStats) Add(o DiskStats) {
 	s.ScannedBytes += o.ScannedBytes
 	s.DataBytes += o.DataBytes
 	s.ChangedBytes += o.ChangedBytes
@@ -71,8 +68,8 @@ type Checkpoint struct {
 	Stats     DiskStats `json:"stats"`
 }
 
-// DiskProgress is reported while a disk is backed up or restored.
-type DiskProgress struct {
+// Progress is reported while a disk is backed up or restored.
+type Progress struct {
 	Disk       string    `json:"disk"`
 	SizeBytes  int64     `json:"size_bytes"`
 	DoneBytes  int64     `json:"done_bytes"` // logical offset reached
@@ -95,7 +92,7 @@ type BackupOptions struct {
 	// Resume continues an interrupted backup.
 	Resume *Checkpoint
 	// Progress is called now and then, and with every new checkpoint.
-	Progress func(DiskProgress)
+	Progress func(Progress)
 	// Workers read, hash and seal blocks in parallel; 0 means GOMAXPROCS.
 	Workers int
 	// ReadLimit caps the disk read rate in bytes per second (0: no cap), to
@@ -298,7 +295,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		d := pk.durableSeq()
 		advanced := false
 		for len(sealedLeaves) > 0 && sealedLeaves[0].seq <= d {
-			prevStats.add(sealedLeaves[0].stats)
+			prevStats.Add(sealedLeaves[0].stats)
 			sealedLeaves = sealedLeaves[1:]
 			cpLeaves++
 			advanced = true
@@ -317,11 +314,11 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		done = min(done, size)
 		st := stats
 		for _, ls := range open {
-			st.add(ls.stats)
+			st.Add(ls.stats)
 		}
 		st.Packs = pk.uploaded()
 		rate := float64(st.ScannedBytes-resumedScanned) / max(time.Since(began).Seconds(), 0.001)
-		opt.Progress(DiskProgress{Disk: opt.Disk, SizeBytes: size, DoneBytes: done, Stats: st, BytesPerS: rate, Checkpoint: cp})
+		opt.Progress(Progress{Disk: opt.Disk, SizeBytes: size, DoneBytes: done, Stats: st, BytesPerS: rate, Checkpoint: cp})
 		cp = nil
 	}
 	var pLeaf []ID
@@ -349,7 +346,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 			ls.stats.DataBytes += int64(r.size)
 		}
 		if r.sealed != nil && !pk.has(idx, r.id) {
-			if _, err := pk.add(r.id, BlobData, r.sealed); err != nil {
+			if _, err := pk.addBlob(r.id, BlobData, r.sealed); err != nil {
 				cancel(err)
 				break
 			}
@@ -387,7 +384,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 			lid := v.keys.hash(plain)
 			if !pk.has(idx, lid) {
 				sealed, _ := v.keys.sealBlob(lid, plain, nil)
-				if _, err := pk.add(lid, BlobTree, sealed); err != nil {
+				if _, err := pk.addBlob(lid, BlobTree, sealed); err != nil {
 					cancel(err)
 					break
 				}
@@ -396,7 +393,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 			// The leaf and every block it names are in packs up to this one.
 			leaves = append(leaves, lid)
 			sealedLeaves = append(sealedLeaves, leafSeq{seq: lastSeqFor(pk), stats: ls.stats})
-			stats.add(ls.stats)
+			stats.Add(ls.stats)
 			delete(open, nextLeaf)
 			nextLeaf++
 		}
@@ -414,7 +411,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	res.Root = v.keys.hash(plain)
 	if !pk.has(idx, res.Root) {
 		sealed, _ := v.keys.sealBlob(res.Root, plain, nil)
-		if _, err := pk.add(res.Root, BlobTree, sealed); err != nil {
+		if _, err := pk.addBlob(res.Root, BlobTree, sealed); err != nil {
 			return res, err
 		}
 		stats.StoredBytes += int64(len(sealed))

@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -15,13 +14,6 @@ import (
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/scrypt"
 )
-
-// ErrWrongKey is returned when the passphrase or key file does not open the vault.
-var ErrWrongKey = errors.New("wrong vault key")
-
-// ErrCorrupt is returned (wrapped, with what and where) when stored data fails
-// authentication or does not hash to its id.
-var ErrCorrupt = errors.New("corrupt data")
 
 const (
 	masterKeyLen = 64 // 32 bytes AES-256 key + 32 bytes BLAKE3 key

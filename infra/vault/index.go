@@ -65,7 +65,8 @@ func (x *Index) Has(id ID) bool {
 	return ok
 }
 
-func (x *Index) add(pi packIndex) {
+// addPack adds the blobs of a pack; a pack already known is ignored.
+func (x *Index) addPack(pi packIndex) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if _, ok := x.packs[pi.Pack]; ok {
@@ -151,7 +152,7 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 		if want := strings.TrimPrefix(keys[i], "index/"); want != pi.Pack.String() {
 			return fmt.Errorf("%s in %s: %w: names pack %s", keys[i], v.be.Location(), ErrCorrupt, pi.Pack.Short())
 		}
-		idx.add(pi)
+		idx.addPack(pi)
 		return nil
 	})
 	if err != nil {

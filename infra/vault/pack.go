@@ -8,7 +8,7 @@ import (
 )
 
 // packer collects sealed blobs into packs and uploads them in the
-// background, at most maxUploads at a time. add and flush are called from
+// background, at most maxUploads at a time. addBlob and flush are called from
 // one goroutine; a pack's index object is written after the pack itself, so
 // an index never names a pack that is not durable.
 type packer struct {
@@ -20,17 +20,15 @@ type packer struct {
 	// pending holds blobs added but not yet indexed, so a block seen twice
 	// in one backup is stored once; entries leave when their pack is indexed,
 	// which keeps memory bounded by the packs in flight, not the disk size.
-	pendingMu  sync.Mutex
-	pending    map[ID]struct{}
-	sem        chan struct{}
-	wg         sync.WaitGroup
-	mu         sync.Mutex
-	done       map[int]bool
-	durable    int // every pack with seq <= durable is uploaded and indexed
-	err        error
-	packs      int
-	packBytes  int64
-	onUploaded func()
+	pendingMu sync.Mutex
+	pending   map[ID]struct{}
+	sem       chan struct{}
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	done      map[int]bool
+	durable   int // every pack with seq <= durable is uploaded and indexed
+	err       error
+	packs     int
 }
 
 const maxUploads = 4
@@ -48,8 +46,8 @@ func (p *packer) has(idx *Index, id ID) bool {
 	return ok || idx.Has(id)
 }
 
-// add appends a sealed blob and returns the sequence number of its pack.
-func (p *packer) add(id ID, typ BlobType, sealed []byte) (int, error) {
+// addBlob appends a sealed blob and returns the sequence number of its pack.
+func (p *packer) addBlob(id ID, typ BlobType, sealed []byte) (int, error) {
 	if err := p.failed(); err != nil {
 		return 0, err
 	}
@@ -101,10 +99,6 @@ func (p *packer) flush() {
 			p.durable++
 		}
 		p.packs++
-		p.packBytes += int64(len(buf))
-		if p.onUploaded != nil {
-			p.onUploaded()
-		}
 	}()
 }
 
@@ -131,7 +125,7 @@ func (p *packer) upload(buf []byte, entries []indexEntry) error {
 	if err != nil {
 		return err
 	}
-	idx.add(pi)
+	idx.addPack(pi)
 	p.pendingMu.Lock()
 	for _, e := range entries {
 		delete(p.pending, e.ID)

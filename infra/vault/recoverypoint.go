@@ -12,9 +12,6 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// ErrNoRecoveryPoint is returned when a recovery point does not exist.
-var ErrNoRecoveryPoint = errors.New("recovery point not found")
-
 // BackupType says whether a recovery point had a parent to compare with.
 // Either way the recovery point is a synthetic full.
 type BackupType string
@@ -58,7 +55,7 @@ type RecoveryPoint struct {
 func (rp RecoveryPoint) Totals() DiskStats {
 	var s DiskStats
 	for _, d := range rp.Disks {
-		s.add(d.Stats)
+		s.Add(d.Stats)
 	}
 	return s
 }

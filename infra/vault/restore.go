@@ -11,7 +11,7 @@ import (
 // RestoreOptions describe one disk restore.
 type RestoreOptions struct {
 	Disk     string
-	Progress func(DiskProgress)
+	Progress func(Progress)
 	// Workers fetch and verify pack ranges in parallel; 0 means 4.
 	Workers int
 }
@@ -133,7 +133,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		}
 		if opt.Progress != nil {
 			done := min((int64(li)+1)*int64(root.LeafEntries)*bs, root.Size)
-			opt.Progress(DiskProgress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done,
+			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done,
 				Stats:     DiskStats{DataBytes: res.WrittenBytes},
 				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
 		}

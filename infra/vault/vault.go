@@ -17,12 +17,6 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// ErrNoVault is returned when the storage holds no vault config.
-var ErrNoVault = errors.New("no vault")
-
-// ErrVaultExists is returned by Init when the storage already holds a vault.
-var ErrVaultExists = errors.New("vault already exists")
-
 const (
 	configKey     = "config"
 	formatVersion = 1

@@ -298,7 +298,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	var last *Checkpoint
-	_, err := v.BackupDisk(cctx, disk, BackupOptions{Disk: "d", Workers: 2, Progress: func(p DiskProgress) {
+	_, err := v.BackupDisk(cctx, disk, BackupOptions{Disk: "d", Workers: 2, Progress: func(p Progress) {
 		if p.Checkpoint != nil {
 			last = p.Checkpoint
 			if last.NextBlock >= 64 {
