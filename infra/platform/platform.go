@@ -10,14 +10,17 @@ import (
 	"io"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/platform/imagelock"
 )
 
 // Errors every platform returns (wrapped) so that callers can tell bad input
 // from transient trouble with errors.Is.
 var (
-	ErrVMNotFound   = errors.New("vm not found")
-	ErrVMExists     = errors.New("vm already exists")
-	ErrDiskBusy     = errors.New("disk is held open for writing by another process")
+	ErrVMNotFound = errors.New("vm not found")
+	ErrVMExists   = errors.New("vm already exists")
+	// ErrDiskBusy is imagelock's error, so that image lock failures from
+	// any package that takes the locks (diskfile too) test as it.
+	ErrDiskBusy     = imagelock.ErrBusy
 	ErrDiskChanged  = errors.New("disk changed while it was being read")
 	ErrInvalidVM    = errors.New("invalid vm definition")
 	ErrVMRunning    = errors.New("vm is running")
@@ -135,17 +138,52 @@ type DiskReader interface {
 	Verify(ctx context.Context) error
 }
 
-// DiskWriter writes a disk on restore. Bytes never written read as zero.
-type DiskWriter interface {
+// StagedDisk is one disk being restored: a file beside the target that only
+// CommitRestore puts in place. Bytes never written read as zero.
+type StagedDisk interface {
 	io.WriterAt
-	// Close makes the written data durable.
+	// Resumed reports that the staging file was left by an earlier attempt
+	// of the same restore and was reopened as it was, not emptied: the
+	// caller continues where that attempt's checkpoint says.
+	Resumed() bool
+	// Sync makes what was written so far durable, so a checkpoint taken
+	// after it holds across a crash of the host.
+	Sync() error
+	// Close syncs the written data to stable storage and closes the file;
+	// the staged disk stays staged until CommitRestore or AbortRestore.
 	Close() error
 }
 
+// RestoreStage names one restore's staged work on a platform: the restore
+// job's id, unique per job and the same across its retries, so a retry
+// finds what an earlier attempt staged.
+type RestoreStage string
+
+// CommitOptions tune CommitRestore.
+type CommitOptions struct {
+	// DiscardReplaced deletes the replaced disks instead of keeping them.
+	DiscardReplaced bool
+	// Sizes are the restored disks' sizes by disk name, recorded in the VM
+	// definition when the commit succeeds.
+	Sizes map[string]int64
+}
+
+// CommitResult says what a commit did.
+type CommitResult struct {
+	VM VM `json:"vm"`
+	// Kept maps a replaced disk's name to where its old image was kept.
+	Kept map[string]string `json:"kept,omitempty"`
+}
+
 // Platform is a place where VMs live.
+//
+// Restores never make things worse: disks are written to staging files
+// beside their targets (StageDisk), and only CommitRestore, when every disk
+// of the restore is staged and verified, puts them in place, the VM
+// definition last. A restore that fails before its commit changes nothing a
+// VM reads; AbortRestore removes what it staged, including a VM prepared by
+// PrepareNewVM and never committed.
 type Platform interface {
-	// Name is the platform kind, e.g. "images".
-	Name() string
 	ListVMs(ctx context.Context) ([]VM, error)
 	DescribeVM(ctx context.Context, name string) (VM, error)
 	// InstallExtension installs or repairs the backup extension in a
@@ -155,10 +193,26 @@ type Platform interface {
 	// DeleteSnapshot removes a snapshot; deleting one that is gone is not an error.
 	DeleteSnapshot(ctx context.Context, snap Snapshot) error
 	OpenDisk(ctx context.Context, snap Snapshot, disk string) (DiskReader, error)
-	// CreateVM creates a stopped VM with empty disks of the given sizes;
-	// vm.Disks[i].File is chosen by the platform when empty.
-	CreateVM(ctx context.Context, vm VM) (VM, error)
-	// OpenDiskWriter opens a disk of a stopped VM for a restore that
-	// replaces its content; the disk is truncated to size and zeroed.
-	OpenDiskWriter(ctx context.Context, vm string, disk string, size int64) (DiskWriter, error)
+
+	// PrepareNewVM reserves a new, stopped VM for a restore: vm.Disks[i].File
+	// is chosen by the platform when empty. The VM does not exist for
+	// ListVMs or DescribeVM until CommitRestore. ErrVMExists if the name is
+	// taken by anything but this stage; calling it again with the same stage
+	// returns the same VM (a retry).
+	PrepareNewVM(ctx context.Context, vm VM, stage RestoreStage) (VM, error)
+	// StageDisk opens the staging file of one disk of vm (an existing
+	// stopped VM, or one prepared by PrepareNewVM) sized size. With the same
+	// stage it reopens what an earlier attempt wrote (StagedDisk.Resumed).
+	StageDisk(ctx context.Context, vm, disk string, size int64, stage RestoreStage) (StagedDisk, error)
+	// CommitRestore puts every staged disk of vm in place, each under the
+	// image lock, keeping the replaced images beside them (unless told to
+	// discard them), then writes the VM definition. The VM must be stopped.
+	// It is idempotent: a retry after a crash finishes the commit.
+	CommitRestore(ctx context.Context, vm string, stage RestoreStage, opt CommitOptions) (CommitResult, error)
+	// AbortRestore removes the stage's staging files and a VM it prepared
+	// that was never committed. Removing nothing is not an error.
+	AbortRestore(ctx context.Context, vm string, stage RestoreStage) error
+	// Manages reports whether path (absolute) lies where the platform keeps
+	// VM disks: a disks-only restore refuses to write there.
+	Manages(path string) bool
 }

@@ -1,5 +1,13 @@
 package imagelock
 
+import "errors"
+
+// ErrBusy is returned (wrapped) when another user of an image writes it or
+// refuses to share writing. platform.ErrDiskBusy is this same error, so that
+// imagelock needs nothing from the platform package and users of either can
+// test with errors.Is.
+var ErrBusy = errors.New("disk is held open for writing by another process")
+
 // Byte offsets of QEMU's lock bytes (block/file-posix.c RAW_LOCK_*_BASE) and
 // the permission bits of block.h that matter here.
 const (

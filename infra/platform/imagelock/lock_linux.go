@@ -8,11 +8,9 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vmvault/vmvault/infra/platform"
 )
 
-// CheckNotWritten returns an error wrapping platform.ErrDiskBusy when another
+// CheckNotWritten returns an error wrapping ErrBusy when another
 // process (or another open file description in this one) holds path open for
 // writing in a way that announces itself with a lock: a QEMU that holds the
 // write permission (byte 101), or a generic writer holding an exclusive
@@ -28,10 +26,17 @@ func CheckNotWritten(path string) error {
 	return checkFD(f, path, nil, []int{permWrite})
 }
 
+// CheckFile is CheckNotWritten through a file the caller opened (for
+// instance beneath a folder without following symlinks); path names it in
+// errors.
+func CheckFile(f *os.File, path string) error {
+	return checkFD(f, path, nil, []int{permWrite})
+}
+
 // HoldWriteLock locks path as a QEMU that writes it does: shared locks on
 // the bytes of the permissions it holds (consistent read, write, write
 // unchanged) and on the bytes of those it does not share (write, resize).
-// It fails with an error wrapping platform.ErrDiskBusy, holding nothing, if
+// It fails with an error wrapping ErrBusy, holding nothing, if
 // another user already writes the image or refuses to share writing.
 // release drops the locks; they also go when the process exits.
 func HoldWriteLock(path string) (release func() error, err error) {
@@ -39,22 +44,7 @@ func HoldWriteLock(path string) (release func() error, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s for writing: %w", path, err)
 	}
-	for _, bytes := range [][]int{offsets(permBase, writerPerms), offsets(sharedBase, writerUnshared)} {
-		for _, b := range bytes {
-			lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: int64(b), Len: 1}
-			if err := fcntlLock(f, true, &lk); err != nil {
-				f.Close()
-				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-					return nil, fmt.Errorf("lock %s for writing: %w (byte %d is locked exclusively)", path, platform.ErrDiskBusy, b)
-				}
-				return nil, fmt.Errorf("lock %s for writing: byte %d: %w", path, b, err)
-			}
-		}
-	}
-	// Like QEMU, lock first and then look for conflicts, so two writers
-	// racing for one image cannot both win (our own locks never conflict
-	// with a probe through the same open file description).
-	if err := checkFD(f, path, writerPerms, writerUnshared); err != nil {
+	if err := LockFile(f, path); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -66,6 +56,27 @@ func HoldWriteLock(path string) (release func() error, err error) {
 		closed = true
 		return f.Close()
 	}, nil
+}
+
+// LockFile takes HoldWriteLock's locks through f, an open file the caller
+// owns (opened for reading at least): they are held until f is closed. On
+// error some of the locks may be held; close f.
+func LockFile(f *os.File, path string) error {
+	for _, bytes := range [][]int{offsets(permBase, writerPerms), offsets(sharedBase, writerUnshared)} {
+		for _, b := range bytes {
+			lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: int64(b), Len: 1}
+			if err := fcntlLock(f, true, &lk); err != nil {
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+					return fmt.Errorf("lock %s for writing: %w (byte %d is locked exclusively)", path, ErrBusy, b)
+				}
+				return fmt.Errorf("lock %s for writing: byte %d: %w", path, b, err)
+			}
+		}
+	}
+	// Like QEMU, lock first and then look for conflicts, so two writers
+	// racing for one image cannot both win (our own locks never conflict
+	// with a probe through the same open file description).
+	return checkFD(f, path, writerPerms, writerUnshared)
 }
 
 func offsets(base int, bits []int) []int {
@@ -91,7 +102,7 @@ func checkFD(f *os.File, path string, want, unshared []int) error {
 			return fmt.Errorf("check lock of %s: %w", path, err)
 		}
 		if lk.Type != unix.F_UNLCK {
-			return fmt.Errorf("%s: %w (another user of the image does not share %s: %s covers qemu lock byte %d)", path, platform.ErrDiskBusy, permName(bit), describe(lk), sharedBase+bit)
+			return fmt.Errorf("%s: %w (another user of the image does not share %s: %s covers qemu lock byte %d)", path, ErrBusy, permName(bit), describe(lk), sharedBase+bit)
 		}
 	}
 	for _, bit := range unshared {
@@ -103,7 +114,7 @@ func checkFD(f *os.File, path string, want, unshared []int) error {
 			// Like QEMU, any lock covering the byte counts, even a generic
 			// shared lock over the whole file: better refuse than read a
 			// disk that is being written.
-			return fmt.Errorf("%s: %w (another user holds the %s permission: %s covers qemu lock byte %d)", path, platform.ErrDiskBusy, permName(bit), describe(lk), permBase+bit)
+			return fmt.Errorf("%s: %w (another user holds the %s permission: %s covers qemu lock byte %d)", path, ErrBusy, permName(bit), describe(lk), permBase+bit)
 		}
 	}
 	// A whole-file probe reports only the first conflicting lock, which may
@@ -119,7 +130,7 @@ func checkFD(f *os.File, path string, want, unshared []int) error {
 		case unix.F_UNLCK:
 			return nil
 		case unix.F_WRLCK:
-			return fmt.Errorf("%s: %w (%s)", path, platform.ErrDiskBusy, describe(lk))
+			return fmt.Errorf("%s: %w (%s)", path, ErrBusy, describe(lk))
 		}
 		if lk.Len == 0 || lk.Start+lk.Len <= start {
 			return nil

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/imagelock"
 )
 
@@ -108,12 +107,12 @@ func TestWriterInSameProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = imagelock.CheckNotWritten(path)
-	if !errors.Is(err, platform.ErrDiskBusy) {
+	if !errors.Is(err, imagelock.ErrBusy) {
 		t.Fatalf("CheckNotWritten with a writer: %v", err)
 	}
 	t.Log(err)
 	// A second writer is refused as QEMU refuses a second VM on one image.
-	if _, err := imagelock.HoldWriteLock(path); !errors.Is(err, platform.ErrDiskBusy) {
+	if _, err := imagelock.HoldWriteLock(path); !errors.Is(err, imagelock.ErrBusy) {
 		t.Fatalf("second HoldWriteLock: %v", err)
 	}
 	if err := release(); err != nil {
@@ -144,7 +143,7 @@ func TestOtherProcesses(t *testing.T) {
 			path := image(t)
 			runHelper(t, path, tc.mode)
 			err := imagelock.CheckNotWritten(path)
-			if tc.busy != errors.Is(err, platform.ErrDiskBusy) || (!tc.busy && err != nil) {
+			if tc.busy != errors.Is(err, imagelock.ErrBusy) || (!tc.busy && err != nil) {
 				t.Fatalf("busy=%v, got %v", tc.busy, err)
 			}
 			if err != nil {
@@ -176,7 +175,7 @@ func TestExclusiveLockAfterSharedOnes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := imagelock.CheckNotWritten(path); !errors.Is(err, platform.ErrDiskBusy) {
+	if err := imagelock.CheckNotWritten(path); !errors.Is(err, imagelock.ErrBusy) {
 		t.Fatalf("got %v", err)
 	}
 }
