@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/vmvault/vmvault/workflows"
+)
+
+type restoreFlags struct {
+	host    string
+	wait    bool
+	newVM   string
+	replace bool
+	target  string
+	dir     string
+	timeout time.Duration
+}
+
+func (a *app) restoreCmd() *cobra.Command {
+	var f restoreFlags
+	cmd := &cobra.Command{
+		Use:   "restore RP (--new-vm NAME | --replace [--vm NAME] | --disks DIR)",
+		Short: "Restore a recovery point to a new VM, over a stopped VM, or as disk images",
+		Long: `Start a restore job of recovery point RP (VM/ID, or ID) in one of three ways:
+  --new-vm NAME      create a new VM of that name
+  --replace          overwrite the disks of the recovery point's own VM, which
+                     must be stopped; --vm NAME picks another stopped VM
+  --disks DIR        write DIR/<disk>.raw image files only
+Every block is verified as it is written. Without --wait it prints the job and
+returns; with --wait it shows progress on stderr.`,
+		Example: `  # list what there is to restore
+  vmvault rp list web01
+
+  # a copy of web01 next to the original
+  vmvault restore web01/20261121T233345Z-9f6fd2 --new-vm web01-restored --wait
+
+  # roll web01 back in place (stop it first)
+  vmvault restore web01/20261121T233345Z-9f6fd2 --replace --wait
+
+  # only the disk images, for inspection or another hypervisor
+  vmvault restore web01/20261121T233345Z-9f6fd2 --disks /srv/restore --wait --json`,
+		Args: oneArg("one recovery point (VM/ID or ID)"),
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("host") {
+				f.host = a.cfg.Host
+			}
+			if !cmd.Flags().Changed("timeout") {
+				f.timeout = a.cfg.RestoreTimeout
+			}
+			in, err := a.restoreInput(cmd, args[0], f)
+			if err != nil {
+				return err
+			}
+			return a.restore(ctx, in, f)
+		}),
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.host, "host", "", "host that receives the restore (default $VMVAULT_HOST, local)")
+	fl.BoolVar(&f.wait, "wait", false, "wait for the job and show its progress")
+	fl.StringVar(&f.newVM, "new-vm", "", "restore to a new VM of this name")
+	fl.BoolVar(&f.replace, "replace", false, "replace the disks of an existing stopped VM (default: the recovery point's VM)")
+	fl.StringVar(&f.target, "vm", "", "with --replace: the VM whose disks to replace")
+	fl.StringVar(&f.dir, "disks", "", "restore the disk images only, into this directory")
+	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_RESTORE_TIMEOUT, 24h)")
+	return a.jsonFlag(cmd)
+}
+
+// restoreInput checks that exactly one restore mode was asked for.
+func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workflows.RestoreVMInput, error) {
+	in := workflows.RestoreVMInput{RecoveryPoint: rp, Host: f.host, Vault: a.cfg.Vault, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	modes := 0
+	if f.newVM != "" {
+		modes++
+		in.Mode, in.TargetVM = workflows.RestoreNewVM, f.newVM
+	}
+	if f.replace {
+		modes++
+		in.Mode, in.TargetVM = workflows.RestoreReplace, f.target
+	}
+	if f.dir != "" {
+		modes++
+		abs, err := filepath.Abs(f.dir)
+		if err != nil {
+			return in, err
+		}
+		in.Mode, in.TargetDir = workflows.RestoreDisks, abs
+	}
+	if modes != 1 {
+		return in, usagef(cmd, "restore needs exactly one of --new-vm NAME, --replace, --disks DIR")
+	}
+	if f.target != "" && !f.replace {
+		return in, usagef(cmd, "--vm goes with --replace")
+	}
+	return in, nil
+}
+
+func (a *app) restore(ctx context.Context, in workflows.RestoreVMInput, f restoreFlags) error {
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	name := in.TargetVM
+	if name == "" {
+		name = strings.SplitN(in.RecoveryPoint, "/", 2)[0]
+		if in.Mode == workflows.RestoreDisks {
+			name = "disks"
+		}
+	}
+	opts := client.StartWorkflowOptions{
+		ID:        "restore-" + name + "-" + time.Now().UTC().Format("20060102T150405Z"),
+		TaskQueue: a.cfg.TaskQueue, WorkflowExecutionTimeout: f.timeout,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrVault.ValueSet(a.cfg.Vault), workflows.AttrKind.ValueSet(workflows.KindRestore)),
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, workflows.RestoreVM, in)
+	if err != nil {
+		return fmt.Errorf("start restore of %s: %w", in.RecoveryPoint, err)
+	}
+	if !f.wait {
+		return a.started("restore", run)
+	}
+	fmt.Fprintf(a.errOut, "restore job %s (run %s)\n", run.GetID(), run.GetRunID())
+	var res workflows.RestoreVMResult
+	if err := a.watch(ctx, c, run, &res); err != nil {
+		return jobError{what: "restore of " + in.RecoveryPoint + " failed", err: err}
+	}
+	if a.json {
+		return a.printJSON(res)
+	}
+	var written int64
+	for _, d := range res.Disks {
+		written += d.Result.WrittenBytes
+	}
+	switch res.Mode {
+	case workflows.RestoreDisks:
+		fmt.Fprintf(a.out, "restored %s: %d disks into %s (%s written, every block verified)\n", res.RecoveryPoint, len(res.Disks), in.TargetDir, size(written))
+	default:
+		fmt.Fprintf(a.out, "restored %s to vm %s: %d disks (%s written, every block verified)\n", res.RecoveryPoint, res.VM, len(res.Disks), size(written))
+	}
+	return nil
+}

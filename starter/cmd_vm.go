@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/platform"
+	"github.com/vmvault/vmvault/workflows"
+)
+
+func (a *app) vmCmd() *cobra.Command {
+	return group("vm", "List the VMs of a host", a.vmListCmd())
+}
+
+func (a *app) vmListCmd() *cobra.Command {
+	var host string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List a host's VMs and their disks",
+		Long: `List the VMs of a host, asked through the host's worker (task queue
+vmvault-host-NAME), with their disks and the size to protect (temp disks
+excluded). VMs the platform cannot read are reported as warnings on stderr.`,
+		Example: `  vmvault vm list
+  vmvault vm list --host hv02
+  vmvault vm list --json | jq -r '.[].name'`,
+		Args: noArgs,
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("host") {
+				host = a.cfg.Host
+			}
+			return a.vmList(ctx, host)
+		}),
+	}
+	cmd.Flags().StringVar(&host, "host", "", "host whose VMs to list (default $VMVAULT_HOST, local)")
+	return a.jsonFlag(cmd)
+}
+
+func (a *app) vmList(ctx context.Context, host string) error {
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: "vm-list-" + host + "-" + time.Now().UTC().Format("20060102T150405.000Z"), TaskQueue: a.cfg.TaskQueue,
+		WorkflowExecutionTimeout: time.Minute,
+	}, workflows.ListVMs, workflows.ListVMsInput{Host: host})
+	if err != nil {
+		return fmt.Errorf("list vms of host %s: %w", host, err)
+	}
+	var list activities.VMList
+	if err := run.Get(ctx, &list); err != nil {
+		return jobError{what: "list vms of host " + host, err: err}
+	}
+	for _, p := range list.Problems {
+		fmt.Fprintln(a.errOut, "warning:", p)
+	}
+	if a.json {
+		return a.printJSON(list.VMs)
+	}
+	tw := a.table("NAME\tOS\tCPU\tMEMORY\tPOWER\tDISKS\tSIZE")
+	for _, vm := range list.VMs {
+		var total int64
+		var disks []string
+		for _, d := range vm.Disks {
+			disks = append(disks, fmt.Sprintf("%s:%s", d.Name, size(d.SizeBytes)))
+			if d.Role != platform.DiskTemp {
+				total += d.SizeBytes
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d MiB\t%s\t%s\t%s\n", vm.Name, vm.OS, vm.CPUs, vm.MemoryMB, vm.Power, strings.Join(disks, " "), size(total))
+	}
+	return tw.Flush()
+}
