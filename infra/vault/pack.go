@@ -155,6 +155,15 @@ func (p *packer) uploaded() int {
 	return p.packs
 }
 
+// lastSeq is the sequence number of the newest pack that holds anything
+// added so far: the open pack if it has entries, else the last flushed one.
+func (p *packer) lastSeq() int {
+	if len(p.entries) > 0 {
+		return p.seq
+	}
+	return p.seq - 1
+}
+
 // durableSeq returns the highest seq such that it and all before it are durable.
 func (p *packer) durableSeq() int {
 	p.mu.Lock()

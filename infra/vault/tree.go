@@ -133,3 +133,23 @@ func (v *Vault) BlockIDs(ctx context.Context, id ID) ([]ID, error) {
 	}
 	return ids, nil
 }
+
+// leafCache holds the last leaf read from a parent tree: the backup stages
+// walk a parent leaf by leaf, so one is all they need.
+type leafCache struct {
+	n   int64 // leaf number in ids, valid when ids != nil
+	ids []ID
+}
+
+// load returns leaf n of root.
+func (c *leafCache) load(ctx context.Context, v *Vault, root *Root, n int64) ([]ID, error) {
+	if c.ids != nil && c.n == n {
+		return c.ids, nil
+	}
+	ids, err := v.loadLeaf(ctx, root.Leaves[n])
+	if err != nil {
+		return nil, err
+	}
+	c.n, c.ids = n, ids
+	return ids, nil
+}

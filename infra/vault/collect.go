@@ -1,0 +1,182 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// collector is the last stage of a disk backup. It takes the seal workers'
+// results in any order, assembles the tree's leaves in order, hands new
+// blobs to the packer, and writes the root once every leaf is done.
+type collector struct {
+	v      *Vault
+	idx    *Index
+	pk     *packer
+	lay    layout
+	disk   string
+	parent *Root // to count changed bytes against; nil for none
+	// open are the leaves with blocks still to come, by leaf number; next is
+	// the first leaf not finished yet.
+	open       map[int64]*openLeaf
+	next       int64
+	parentLeaf leafCache
+	cp         *checkpointer
+	// stats count the finished leaves, then the whole disk.
+	stats DiskStats
+
+	progress       func(Progress)
+	began, lastRep time.Time
+	resumedScanned int64 // scanned before a resumed attempt
+}
+
+type openLeaf struct {
+	ids   []ID
+	count int64 // blocks received
+	stats DiskStats
+}
+
+func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *Root, resume *Checkpoint, opt BackupOptions) *collector {
+	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
+		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resume),
+		progress: opt.Progress, began: time.Now()}
+	c.stats = c.cp.stats
+	c.resumedScanned = c.stats.ScannedBytes
+	c.next = int64(len(c.cp.leaves))
+	return c
+}
+
+// run collects results until the channel closes, then writes the root and
+// waits for the packer: the returned root is durable.
+func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, error) {
+	for r := range results {
+		if err := c.add(r); err != nil {
+			return ID{}, err
+		}
+		if err := c.finishLeaves(ctx); err != nil {
+			return ID{}, err
+		}
+		c.report(false)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return ID{}, err // a stage stopped early
+	}
+	if n := int64(len(c.cp.leaves)); n != c.lay.nLeaves {
+		return ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.nLeaves)
+	}
+	root := Root{Size: c.lay.size, BlockSize: int(c.lay.bs), LeafEntries: int(c.lay.le), Leaves: c.cp.leaves}
+	id, stored, err := c.store(encodeRoot(root))
+	if err != nil {
+		return ID{}, err
+	}
+	c.stats.StoredBytes += stored
+	if err := c.pk.finish(); err != nil {
+		return ID{}, fmt.Errorf("disk %s: %w", c.disk, err)
+	}
+	c.stats.Packs = c.pk.uploaded()
+	c.report(true)
+	return id, nil
+}
+
+// add places one block in its leaf and queues its blob if it is new.
+func (c *collector) add(r blockResult) error {
+	l := r.n / c.lay.le
+	ls := c.open[l]
+	if ls == nil {
+		ls = &openLeaf{ids: make([]ID, c.lay.leafLen(l))}
+		c.open[l] = ls
+	}
+	ls.ids[r.n%c.lay.le] = r.id
+	ls.count++
+	if r.scanned {
+		ls.stats.ScannedBytes += int64(r.size)
+	}
+	if r.id.IsZero() {
+		ls.stats.ZeroBlocks++
+	} else {
+		ls.stats.DataBytes += int64(r.size)
+	}
+	// Another worker may have sealed the same block since this one looked.
+	if r.sealed != nil && !c.pk.has(c.idx, r.id) {
+		if _, err := c.pk.addBlob(r.id, BlobData, r.sealed); err != nil {
+			return err
+		}
+		ls.stats.NewBytes += int64(r.size)
+		ls.stats.StoredBytes += int64(len(r.sealed))
+		ls.stats.NewBlocks++
+	}
+	return nil
+}
+
+// finishLeaves stores every complete leaf at the front, in order.
+func (c *collector) finishLeaves(ctx context.Context) error {
+	for {
+		ls := c.open[c.next]
+		if ls == nil || ls.count < int64(len(ls.ids)) {
+			return nil
+		}
+		ls.stats.ChangedBytes += c.changedBytes(ctx, c.next, ls.ids)
+		id, stored, err := c.store(encodeLeaf(ls.ids))
+		if err != nil {
+			return err
+		}
+		ls.stats.StoredBytes += stored
+		// The leaf and every block it names are in packs up to the newest.
+		c.cp.finished(id, c.pk.lastSeq(), ls.stats)
+		c.stats.Add(ls.stats)
+		delete(c.open, c.next)
+		c.next++
+	}
+}
+
+// changedBytes counts the data of leaf l that differs from the parent's leaf
+// at the same place (all of it without a parent, or if that leaf is unreadable).
+func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
+	var prev []ID
+	if c.parent != nil && l < int64(len(c.parent.Leaves)) {
+		prev, _ = c.parentLeaf.load(ctx, c.v, c.parent, l)
+	}
+	var n int64
+	for i, id := range ids {
+		if !id.IsZero() && (i >= len(prev) || prev[i] != id) {
+			n += c.lay.blockLen(l*c.lay.le + int64(i))
+		}
+	}
+	return n
+}
+
+// store queues a tree node unless the vault has it, and returns its id and
+// the bytes it adds to the vault.
+func (c *collector) store(plain []byte) (ID, int64, error) {
+	id := c.v.keys.hash(plain)
+	if c.pk.has(c.idx, id) {
+		return id, 0, nil
+	}
+	sealed, _ := c.v.keys.sealBlob(id, plain, nil)
+	if _, err := c.pk.addBlob(id, BlobTree, sealed); err != nil {
+		return id, 0, err
+	}
+	return id, int64(len(sealed)), nil
+}
+
+// report calls the progress callback at most once a second, and whenever
+// the checkpoint advances or force is set.
+func (c *collector) report(force bool) {
+	if c.progress == nil {
+		return
+	}
+	cp := c.cp.advance(c.pk.durableSeq())
+	if !force && cp == nil && time.Since(c.lastRep) < time.Second {
+		return
+	}
+	c.lastRep = time.Now()
+	done := min(c.next*c.lay.le*c.lay.bs, c.lay.size)
+	st := c.stats
+	for _, ls := range c.open {
+		done += ls.count * c.lay.bs
+		st.Add(ls.stats)
+	}
+	st.Packs = c.pk.uploaded()
+	rate := float64(st.ScannedBytes-c.resumedScanned) / max(time.Since(c.began).Seconds(), 0.001)
+	c.progress(Progress{Disk: c.disk, SizeBytes: c.lay.size, DoneBytes: min(done, c.lay.size), Stats: st, BytesPerS: rate, Checkpoint: cp})
+}
