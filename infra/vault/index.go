@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // BlobType tells data blocks from tree nodes.
@@ -144,51 +146,26 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
-		var pi packIndex
-		if err := v.getSealed(ctx, keys[i], &pi); err != nil {
-			return err
-		}
-		if want := strings.TrimPrefix(keys[i], "index/"); want != pi.Pack.String() {
-			return fmt.Errorf("%s in %s: %w: names pack %s", keys[i], v.be.Location(), ErrCorrupt, pi.Pack.Short())
-		}
-		idx.addPack(pi)
-		return nil
-	})
-	if err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, key := range keys {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return context.Cause(gctx) // stop promptly after the first error
+			}
+			var pi packIndex
+			if err := v.getSealed(gctx, key, &pi); err != nil {
+				return err
+			}
+			if want := strings.TrimPrefix(key, "index/"); want != pi.Pack.String() {
+				return fmt.Errorf("%s in %s: %w: names pack %s", key, v.be.Location(), ErrCorrupt, pi.Pack.Short())
+			}
+			idx.addPack(pi)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return idx, nil
-}
-
-// parallel runs fn(i) for i in [0,n) on up to workers goroutines and returns
-// the first error.
-func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers && w < n; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					cancel(err)
-				}
-			}
-		}()
-	}
-	func() {
-		for i := 0; i < n; i++ {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -145,15 +147,22 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 	}
 	rps := make([]RecoveryPoint, len(keys))
 	bad := make([]error, len(keys))
-	err := parallel(ctx, 8, len(keys), func(ctx context.Context, i int) error {
-		err := v.getSealed(ctx, keys[i], &rps[i])
-		if errors.Is(err, ErrCorrupt) {
-			bad[i] = err // one bad manifest must not hide the others
-			return nil
-		}
-		return err
-	})
-	if err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, key := range keys {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return context.Cause(gctx) // stop promptly after the first error
+			}
+			err := v.getSealed(gctx, key, &rps[i])
+			if errors.Is(err, ErrCorrupt) {
+				bad[i] = err // one bad manifest must not hide the others
+				return nil
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	good := rps[:0]

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // RestoreOptions describe one disk restore.
@@ -48,21 +50,16 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		workers = 4
 	}
 	res := RestoreResult{Size: root.Size}
-	bs := int64(root.BlockSize)
+	bs, le := int64(root.BlockSize), int64(root.LeafEntries)
 	began := time.Now()
 	for li, lid := range root.Leaves {
 		ids, err := v.loadLeaf(ctx, lid)
 		if err != nil {
-			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*int64(root.LeafEntries)*bs, err)
+			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*le*bs, err)
 		}
-		type want struct {
-			off int64
-			id  ID
-			loc Location
-		}
-		var wants []want
+		var wants []restoreBlock
 		for i, bid := range ids {
-			off := (int64(li)*int64(root.LeafEntries) + int64(i)) * bs
+			off := (int64(li)*le + int64(i)) * bs
 			if bid.IsZero() {
 				res.ZeroBlocks++
 				continue
@@ -71,60 +68,23 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 			if !ok {
 				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), ErrMissing)
 			}
-			wants = append(wants, want{off: off, id: bid, loc: loc})
+			wants = append(wants, restoreBlock{off: off, id: bid, loc: loc})
 		}
-		// Group into range requests: by pack, by offset, merging near neighbours.
-		sort.Slice(wants, func(i, j int) bool {
-			a, b := wants[i].loc, wants[j].loc
-			if a.Pack != b.Pack {
-				return string(a.Pack[:]) < string(b.Pack[:])
-			}
-			return a.Offset < b.Offset
-		})
-		var runs [][]want
-		for i, wnt := range wants {
-			if i > 0 {
-				r := runs[len(runs)-1]
-				first, last := r[0].loc, r[len(r)-1].loc
-				end := int64(last.Offset) + int64(last.Length)
-				if wnt.loc.Pack == first.Pack && int64(wnt.loc.Offset)-end <= maxRangeGap &&
-					int64(wnt.loc.Offset)+int64(wnt.loc.Length)-int64(first.Offset) <= maxRange && int64(wnt.loc.Offset) >= end {
-					runs[len(runs)-1] = append(r, wnt)
-					continue
-				}
-			}
-			runs = append(runs, []want{wnt})
-		}
+		runs := rangeRuns(wants)
 		written := make([]int64, len(runs))
-		err = parallel(ctx, workers, len(runs), func(ctx context.Context, i int) error {
-			r := runs[i]
-			first, last := r[0].loc, r[len(r)-1].loc
-			start := int64(first.Offset)
-			data, err := v.be.GetRange(ctx, packKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
-			if err != nil {
-				return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", opt.Disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
-			}
-			for _, wnt := range r {
-				lo := int64(wnt.loc.Offset) - start
-				hi := lo + int64(wnt.loc.Length)
-				if hi > int64(len(data)) {
-					return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", opt.Disk, wnt.off, wnt.id.Short(), first.Pack.Short(), ErrCorrupt)
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(workers)
+		for i, r := range runs {
+			g.Go(func() error {
+				if err := gctx.Err(); err != nil {
+					return context.Cause(gctx) // stop promptly after the first error
 				}
-				plain, err := v.keys.openBlob(wnt.id, data[lo:hi])
-				if err != nil {
-					return fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", opt.Disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
-				}
-				if want := min(bs, root.Size-wnt.off); int64(len(plain)) != want {
-					return fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", opt.Disk, wnt.off, wnt.id.Short(), ErrCorrupt, len(plain), want)
-				}
-				if _, err := w.WriteAt(plain, wnt.off); err != nil {
-					return fmt.Errorf("disk %s: write at offset %d: %w", opt.Disk, wnt.off, err)
-				}
-				written[i] += int64(len(plain))
-			}
-			return nil
-		})
-		if err != nil {
+				var err error
+				written[i], err = v.restoreRun(gctx, root, r, w, opt.Disk)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
 			return res, err
 		}
 		res.Requests += int64(len(runs))
@@ -132,11 +92,77 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 			res.WrittenBytes += n
 		}
 		if opt.Progress != nil {
-			done := min((int64(li)+1)*int64(root.LeafEntries)*bs, root.Size)
+			done := min((int64(li)+1)*le*bs, root.Size)
 			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done,
 				Stats:     DiskStats{DataBytes: res.WrittenBytes},
 				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
 		}
 	}
 	return res, nil
+}
+
+// restoreBlock is a block to restore: its offset on the disk, id and location.
+type restoreBlock struct {
+	off int64
+	id  ID
+	loc Location
+}
+
+// rangeRuns groups blocks into range requests: by pack, by offset, merging
+// near neighbours.
+func rangeRuns(wants []restoreBlock) [][]restoreBlock {
+	sort.Slice(wants, func(i, j int) bool {
+		a, b := wants[i].loc, wants[j].loc
+		if a.Pack != b.Pack {
+			return string(a.Pack[:]) < string(b.Pack[:])
+		}
+		return a.Offset < b.Offset
+	})
+	var runs [][]restoreBlock
+	for i, wnt := range wants {
+		if i > 0 {
+			r := runs[len(runs)-1]
+			first, last := r[0].loc, r[len(r)-1].loc
+			end := int64(last.Offset) + int64(last.Length)
+			if wnt.loc.Pack == first.Pack && int64(wnt.loc.Offset)-end <= maxRangeGap &&
+				int64(wnt.loc.Offset)+int64(wnt.loc.Length)-int64(first.Offset) <= maxRange && int64(wnt.loc.Offset) >= end {
+				runs[len(runs)-1] = append(r, wnt)
+				continue
+			}
+		}
+		runs = append(runs, []restoreBlock{wnt})
+	}
+	return runs
+}
+
+// restoreRun fetches one range of a pack, verifies its blocks and writes
+// them, and returns the bytes written.
+func (v *Vault) restoreRun(ctx context.Context, root Root, r []restoreBlock, w io.WriterAt, disk string) (int64, error) {
+	bs := int64(root.BlockSize)
+	first, last := r[0].loc, r[len(r)-1].loc
+	start := int64(first.Offset)
+	data, err := v.be.GetRange(ctx, packKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	if err != nil {
+		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
+	}
+	var written int64
+	for _, wnt := range r {
+		lo := int64(wnt.loc.Offset) - start
+		hi := lo + int64(wnt.loc.Length)
+		if hi > int64(len(data)) {
+			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), ErrCorrupt)
+		}
+		plain, err := v.keys.openBlob(wnt.id, data[lo:hi])
+		if err != nil {
+			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
+		}
+		if want := min(bs, root.Size-wnt.off); int64(len(plain)) != want {
+			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.off, wnt.id.Short(), ErrCorrupt, len(plain), want)
+		}
+		if _, err := w.WriteAt(plain, wnt.off); err != nil {
+			return written, fmt.Errorf("disk %s: write at offset %d: %w", disk, wnt.off, err)
+		}
+		written += int64(len(plain))
+	}
+	return written, nil
 }
