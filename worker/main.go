@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/config"
+	"github.com/vmvault/vmvault/infra/wire"
 	"github.com/vmvault/vmvault/workflows"
 )
 
@@ -49,11 +50,11 @@ func run() error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	v, err := cfg.OpenVault(ctx)
+	v, err := wire.OpenVault(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	c, err := cfg.Dial(logger)
+	c, err := wire.Dial(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -64,12 +65,12 @@ func run() error {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.BackupVM)
 		w.RegisterWorkflow(workflows.RestoreVM)
-		w.RegisterWorkflow(workflows.ListVMs)
-		w.RegisterActivity(&activities.Vault{Vault: v})
+		w.RegisterWorkflow(workflows.Inventory)
+		w.RegisterActivity(&activities.VaultActivities{Vault: v})
 		workers = append(workers, w)
 	}
 	if serveHost {
-		p, err := cfg.OpenPlatform()
+		p, err := wire.OpenPlatform(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func run() error {
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
-		w.RegisterActivity(&activities.Host{Name: cfg.Host, Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
+		w.RegisterActivity(&activities.HostActivities{Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
 		workers = append(workers, w)
 	}
 	for _, w := range workers {
@@ -87,7 +88,8 @@ func run() error {
 		defer w.Stop()
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
-		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host), "vault", v.Location())
+		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host),
+		"vault", v.Location(), "vault_id", v.Config().ID, "platform", cfg.Platform)
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	return nil

@@ -1,33 +1,20 @@
 // Package config is vmvault's configuration: every setting comes from a
 // VMVAULT_ environment variable (github.com/sethvargo/go-envconfig) with an
 // embedded default that runs everything on one machine; the CLI and the
-// worker let flags override it. It also opens what the settings name: the
-// vault's storage and the Temporal client.
+// worker let flags override it. It only reads settings: what they name is
+// opened by the composition root (infra/wire).
 package config
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
-
-	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/images"
-	"github.com/vmvault/vmvault/infra/vault"
-	"github.com/vmvault/vmvault/infra/vault/storage"
-	"github.com/vmvault/vmvault/infra/vault/storage/fs"
-	"github.com/vmvault/vmvault/infra/vault/storage/s3"
 )
 
 // Config is the whole configuration. Field tags name the variables.
@@ -45,7 +32,7 @@ type Config struct {
 	TaskQueue string `env:"VMVAULT_TASK_QUEUE, default=vmvault"`
 	// Host names this hypervisor host; its queue is vmvault-host-<Host>.
 	Host string `env:"VMVAULT_HOST, default=local"`
-	// Platform is where VMs live: "images".
+	// Platform is where VMs live, a name registered in infra/wire: "images".
 	Platform string `env:"VMVAULT_PLATFORM, default=images"`
 	// DataDir holds the embedded defaults' vault and VM images.
 	DataDir string `env:"VMVAULT_DATA_DIR"`
@@ -56,8 +43,9 @@ type Config struct {
 	// The vault key: a passphrase, or a file whose content is the key.
 	Passphrase string `env:"VMVAULT_VAULT_PASSPHRASE"`
 	KeyFile    string `env:"VMVAULT_VAULT_KEY_FILE"`
-	// S3 settings; credentials come from the standard AWS environment
-	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).
+	// S3 settings; credentials come from the AWS SDK's default chain
+	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+	// AWS_PROFILE and the shared files, web identity, instance roles).
 	S3Endpoint  string `env:"VMVAULT_S3_ENDPOINT"`
 	S3Region    string `env:"VMVAULT_S3_REGION, default=us-east-1"`
 	S3PathStyle bool   `env:"VMVAULT_S3_PATH_STYLE, default=false"`
@@ -126,101 +114,4 @@ func (c Config) Secret() ([]byte, error) {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// Storage opens the storage the Vault URL names.
-func (c Config) Storage(ctx context.Context) (storage.Backend, error) {
-	u, err := url.Parse(c.Vault)
-	if err != nil {
-		return nil, fmt.Errorf("vault %q: %w", c.Vault, err)
-	}
-	switch u.Scheme {
-	case "file", "":
-		p := u.Path
-		if u.Scheme == "" {
-			p = c.Vault
-		} else if u.Host != "" && u.Host != "localhost" {
-			p = u.Host + u.Path // file://relative/path
-		}
-		if p == "" {
-			return nil, fmt.Errorf("vault %q: no path", c.Vault)
-		}
-		return fs.New(p)
-	case "s3":
-		if u.Host == "" {
-			return nil, fmt.Errorf("vault %q: no bucket", c.Vault)
-		}
-		return s3.New(ctx, c.S3())
-	}
-	return nil, fmt.Errorf("vault %q: unknown scheme %q (want file:// or s3://)", c.Vault, u.Scheme)
-}
-
-// S3 returns the S3 settings for an s3:// vault.
-func (c Config) S3() s3.Config {
-	u, _ := url.Parse(c.Vault)
-	return s3.Config{
-		Endpoint: c.S3Endpoint, Region: c.S3Region, PathStyle: c.S3PathStyle,
-		Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"),
-		AccessKeyID: os.Getenv("AWS_ACCESS_KEY_ID"), SecretAccessKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
-	}
-}
-
-// OpenVault opens the configured vault with the configured key.
-func (c Config) OpenVault(ctx context.Context) (*vault.Vault, error) {
-	secret, err := c.Secret()
-	if err != nil {
-		return nil, err
-	}
-	be, err := c.Storage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return vault.Open(ctx, be, secret)
-}
-
-// OpenPlatform opens the configured VM platform.
-func (c Config) OpenPlatform() (platform.Platform, error) {
-	switch c.Platform {
-	case "images":
-		if err := os.MkdirAll(c.ImagesRoot, 0o755); err != nil {
-			return nil, fmt.Errorf("images platform: %w", err)
-		}
-		return images.New(c.ImagesRoot)
-	}
-	return nil, fmt.Errorf("unknown platform %q (VMVAULT_PLATFORM: want images)", c.Platform)
-}
-
-// Dial connects to Temporal.
-func (c Config) Dial(logger *slog.Logger) (client.Client, error) {
-	opts := client.Options{HostPort: c.TemporalAddress, Namespace: c.Namespace}
-	if logger != nil {
-		opts.Logger = tlog.NewStructuredLogger(logger)
-	}
-	if c.TLSCert != "" || c.TLSCA != "" {
-		tc := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
-		if c.TLSCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-			if err != nil {
-				return nil, fmt.Errorf("temporal tls: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		if c.TLSCA != "" {
-			pem, err := os.ReadFile(c.TLSCA)
-			if err != nil {
-				return nil, fmt.Errorf("temporal tls ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("temporal tls ca %s: no certificates", c.TLSCA)
-			}
-			tc.RootCAs = pool
-		}
-		opts.ConnectionOptions.TLS = tc
-	}
-	cl, err := client.Dial(opts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to temporal at %s: %w", c.TemporalAddress, err)
-	}
-	return cl, nil
 }

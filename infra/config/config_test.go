@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -17,27 +16,6 @@ func TestDefaults(t *testing.T) {
 	if c.Vault != "file:///srv/vmvault/vault" || c.ImagesRoot != "/srv/vmvault/vms" || c.TaskQueue != "vmvault" ||
 		c.Host != "local" || c.TemporalAddress != "localhost:7233" || c.BackupTimeout.Hours() != 24 {
 		t.Fatalf("defaults: %+v", c)
-	}
-}
-
-func TestS3URL(t *testing.T) {
-	c := Config{Vault: "s3://backups/site-a/vault", S3Endpoint: "http://127.0.0.1:9000", S3PathStyle: true, S3Region: "eu-1"}
-	s := c.S3()
-	if s.Bucket != "backups" || s.Prefix != "site-a/vault" || s.Endpoint != c.S3Endpoint || !s.PathStyle || s.Region != "eu-1" {
-		t.Fatalf("s3 config: %+v", s)
-	}
-}
-
-func TestStorageURLs(t *testing.T) {
-	dir := t.TempDir()
-	be, err := Config{Vault: "file://" + dir}.Storage(context.Background())
-	if err != nil || be.Location() != "file://"+dir {
-		t.Fatalf("file url: %v %v", be, err)
-	}
-	for _, bad := range []string{"ftp://x/y", "s3:///prefix", "file://"} {
-		if _, err := (Config{Vault: bad}).Storage(context.Background()); err == nil || !strings.Contains(err.Error(), "vault") {
-			t.Fatalf("vault %q: err %v", bad, err)
-		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -34,6 +35,19 @@ func New(dir string) (storage.Backend, error) {
 		return nil, fmt.Errorf("open fs backend %s: %w", dir, err)
 	}
 	return &fsBackend{root: abs}, nil
+}
+
+// Open opens the backend a file:// URL names: file:///abs/path, or
+// file://relative/path (relative to the working directory).
+func Open(_ context.Context, u *url.URL) (storage.Backend, error) {
+	p := u.Path
+	if u.Host != "" && u.Host != "localhost" {
+		p = u.Host + u.Path
+	}
+	if p == "" {
+		return nil, fmt.Errorf("file vault URL %q has no path", u.String())
+	}
+	return New(p)
 }
 
 func (b *fsBackend) Location() string { return "file://" + filepath.ToSlash(b.root) }

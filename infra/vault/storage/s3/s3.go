@@ -32,8 +32,11 @@ type Config struct {
 	// PathStyle addresses buckets as endpoint/bucket instead of
 	// bucket.endpoint; MinIO and most self-hosted servers want it.
 	PathStyle bool
-	// AccessKeyID and SecretAccessKey are static credentials; when both are
-	// empty the standard AWS credential chain is used.
+	// AccessKeyID and SecretAccessKey are static credentials (tests); when
+	// both are empty the SDK's default chain is used: the environment
+	// (including AWS_SESSION_TOKEN of temporary credentials), the shared
+	// config and credentials files (AWS_PROFILE), web identity, and the
+	// instance or container role.
 	AccessKeyID     string
 	SecretAccessKey string
 }
@@ -44,7 +47,10 @@ type s3Backend struct {
 	prefix string
 }
 
-var _ storage.Backend = (*s3Backend)(nil)
+var (
+	_ storage.Backend     = (*s3Backend)(nil)
+	_ storage.Provisioner = (*s3Backend)(nil)
+)
 
 // New returns a backend on cfg.Bucket. It does not contact the server; see
 // EnsureBucket to create the bucket.
@@ -90,21 +96,29 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 	}), nil
 }
 
-// EnsureBucket creates cfg.Bucket if it does not exist yet. Used by
-// `vault init` and tests.
+// Provision creates the bucket if it does not exist yet (vault init).
+func (b *s3Backend) Provision(ctx context.Context) error {
+	return ensureBucket(ctx, b.client, b.bucket)
+}
+
+// EnsureBucket creates cfg.Bucket if it does not exist yet (tests).
 func EnsureBucket(ctx context.Context, cfg Config) error {
 	client, err := newClient(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	_, err = client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)})
+	return ensureBucket(ctx, client, cfg.Bucket)
+}
+
+func ensureBucket(ctx context.Context, client *awss3.Client, bucket string) error {
+	_, err := client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(bucket)})
 	if err == nil {
 		return nil
 	}
 	if !isNotFound(err) {
-		return fmt.Errorf("ensure bucket %s: %w", cfg.Bucket, err)
+		return fmt.Errorf("ensure bucket %s: %w", bucket, err)
 	}
-	in := &awss3.CreateBucketInput{Bucket: aws.String(cfg.Bucket)}
+	in := &awss3.CreateBucketInput{Bucket: aws.String(bucket)}
 	// us-east-1 is the one region that rejects an explicit location constraint.
 	if r := client.Options().Region; r != "" && r != "us-east-1" {
 		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
@@ -116,7 +130,7 @@ func EnsureBucket(ctx context.Context, cfg Config) error {
 		if errors.As(err, &owned) { // created concurrently by us
 			return nil
 		}
-		return fmt.Errorf("create bucket %s: %w", cfg.Bucket, err)
+		return fmt.Errorf("create bucket %s: %w", bucket, err)
 	}
 	return nil
 }
