@@ -1,0 +1,164 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// The checkpoint names a leaf only once every pack up to the leaf's newest
+// one is durable, even when a later pack finished uploading first.
+func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
+	lay := layout{size: 35 * testBlock, bs: testBlock, le: 8, blocks: 35, nLeaves: 5}
+	c := newCheckpointer(lay, nil)
+	ids := []ID{{1}, {2}, {3}, {4}, {5}}
+	packs := []int{1, 1, 2, 4, 4}
+	for i, id := range ids {
+		c.finished(id, packs[i], DiskStats{DataBytes: int64(i + 1)})
+	}
+	if cp := c.advance(0); cp != nil {
+		t.Fatalf("checkpoint before any pack is durable: %+v", cp)
+	}
+	cp := c.advance(1)
+	if cp == nil || cp.NextBlock != 16 || !reflect.DeepEqual(cp.Leaves, ids[:2]) || cp.Stats.DataBytes != 1+2 {
+		t.Fatalf("after pack 1: %+v", cp)
+	}
+	if cp := c.advance(1); cp != nil {
+		t.Fatalf("checkpoint repeated without progress: %+v", cp)
+	}
+	// Pack 4 may be uploaded before pack 3; durableSeq is then still 2.
+	if cp := c.advance(2); cp == nil || cp.NextBlock != 24 || len(cp.Leaves) != 3 {
+		t.Fatalf("after pack 2: %+v", cp)
+	}
+	cp = c.advance(4)
+	if cp == nil || cp.NextBlock != 35 || !reflect.DeepEqual(cp.Leaves, ids) || cp.Stats.DataBytes != 15 {
+		t.Fatalf("after pack 4: %+v", cp)
+	}
+	// A checkpoint is a copy: later leaves do not change it.
+	c.finished(ID{9}, 5, DiskStats{})
+	if len(cp.Leaves) != 5 {
+		t.Fatal("checkpoint shares its leaves with the tracker")
+	}
+}
+
+// A checkpoint resumes only on a leaf boundary inside the disk, and only if
+// the index holds every leaf it names.
+func TestTrustedCheckpoint(t *testing.T) {
+	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
+	idx := newIndex()
+	idx.addPack(packIndex{Pack: ID{0xaa}, Entries: []indexEntry{{ID: ID{1}}, {ID: ID{2}}}})
+	for _, tc := range []struct {
+		name string
+		cp   *Checkpoint
+		ok   bool
+	}{
+		{"nil", nil, false},
+		{"two leaves", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}, {2}}}, true},
+		{"leaf not indexed", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}, {3}}}, false},
+		{"not on a leaf boundary", &Checkpoint{NextBlock: 12, Leaves: []ID{{1}}}, false},
+		{"leaves do not match", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}}}, false},
+		{"beyond the disk", &Checkpoint{NextBlock: 24, Leaves: []ID{{1}, {2}, {2}}}, false},
+		{"at the start", &Checkpoint{}, false},
+	} {
+		if got := trustedCheckpoint(tc.cp, idx, lay); (got != nil) != tc.ok {
+			t.Errorf("%s: trusted %v, want %v", tc.name, got != nil, tc.ok)
+		}
+	}
+}
+
+// The read limit holds the read rate at the cap: the measured rate may not
+// exceed it by more than the one block of burst (a ratio, so a slow machine
+// cannot fail it).
+func TestReadLimitHoldsRate(t *testing.T) {
+	v, _ := testVault(t)
+	const blocks, limit = 24, 4 << 20
+	disk := mixedDisk(10, blocks*testBlock)
+	start := time.Now()
+	r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d", ReadLimit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate := float64(r.Stats.ScannedBytes) / time.Since(start).Seconds()
+	if bound := float64(limit) * blocks / (blocks - 1); rate > bound*1.05 {
+		t.Fatalf("read at %.0f B/s, %.2f times the cap", rate, rate/limit)
+	}
+}
+
+// failingBackend fails every put after the first n.
+type failingBackend struct {
+	*memBackend
+	n   int
+	err error
+}
+
+func (f *failingBackend) Put(ctx context.Context, k string, d []byte) error {
+	f.mu.Lock()
+	f.n--
+	fail := f.n < 0
+	f.mu.Unlock()
+	if fail {
+		return f.err
+	}
+	return f.memBackend.Put(ctx, k, d)
+}
+
+// The first stage to fail stops the others and its error is returned.
+func TestBackupReturnsFirstError(t *testing.T) {
+	ctx := context.Background()
+	mem := newMem()
+	if _, err := Init(ctx, mem, []byte("secret"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	be := &failingBackend{memBackend: mem, n: 2, err: boom}
+	v, err := Open(ctx, be, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.BackupDisk(ctx, mixedDisk(13, 100*testBlock), BackupOptions{Disk: "d"})
+	if !errors.Is(err, boom) {
+		t.Fatalf("backup with failing storage: %v", err)
+	}
+	// A read error names the disk and offset.
+	_, err = v.BackupDisk(ctx, badDisk{memDisk: mixedDisk(14, 20*testBlock), bad: 7 * testBlock}, BackupOptions{Disk: "d"})
+	if err == nil || err.Error() != fmt.Sprintf("disk d: read at offset %d: bad sector", 7*testBlock) {
+		t.Fatalf("backup of unreadable disk: %v", err)
+	}
+}
+
+type badDisk struct {
+	memDisk
+	bad int64
+}
+
+func (d badDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off == d.bad {
+		return 0, errors.New("bad sector")
+	}
+	return d.memDisk.ReadAt(p, off)
+}
+
+// Cancelling the context stops a backup held back by the read limit at once.
+func TestBackupStopsOnCancel(t *testing.T) {
+	v, _ := testVault(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		// At 64 KiB/s this would take about 10 s.
+		_, err := v.BackupDisk(ctx, mixedDisk(15, 10*testBlock), BackupOptions{Disk: "d", ReadLimit: testBlock})
+		errc <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled backup: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("backup did not stop after cancel")
+	}
+}
