@@ -3,9 +3,15 @@
 // errors, non-retryable (with a type name from this package) when retrying
 // cannot help.
 //
-//   - Host runs on a hypervisor host's queue (vmvault-host-<name>): anything
-//     that touches a VM or its disks, including moving disk data to and from
-//     the vault, so bulk data never passes through a central worker.
-//   - Vault runs on the central queue: work on the vault alone (parents,
-//     recovery points).
+//   - HostActivities run on a hypervisor host's queue (vmvault-host-<name>):
+//     anything that touches a VM or its disks, including moving disk data to
+//     and from the vault, so bulk data never passes through a central worker.
+//     host.go: VMs and snapshots; transfer.go: disk backups; restore.go:
+//     staged disk restores and their commit or abort.
+//   - VaultActivities run on the central queue: work on the vault alone
+//     (parents, recovery points).
+//
+// Every activity that touches the vault carries the id of the vault its job
+// is pinned to (VaultPin) and refuses, non-retryably, to work on another:
+// two workers configured with different vaults cannot split one job.
 package activities

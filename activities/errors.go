@@ -25,7 +25,19 @@ const (
 	ErrTypeRecoveryPointNotFound = "RecoveryPointNotFound"
 	ErrTypeLimitExceeded         = "LimitExceeded"
 	ErrTypeBadRequest            = "BadRequest"
+	ErrTypeVaultMismatch         = "VaultMismatch"
+	ErrTypeTargetExists          = "TargetExists"
 )
+
+// NonRetryable lists the error types no retry can fix: the retry policies of
+// the workflows name them.
+var NonRetryable = []string{
+	ErrTypeVMNotFound, ErrTypeVMExists, ErrTypeVMRunning, ErrTypeInvalidVM,
+	ErrTypeDiskBusy, ErrTypeDiskChanged, ErrTypeNotSupported,
+	ErrTypeCorruptData, ErrTypeMissingData, ErrTypeWrongKey, ErrTypeNoVault,
+	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
+	ErrTypeVaultMismatch, ErrTypeTargetExists,
+}
 
 var classes = []struct {
 	err error
@@ -53,13 +65,15 @@ func classify(err error) error {
 	}
 	for _, c := range classes {
 		if errors.Is(err, c.err) {
-			return temporal.NewNonRetryableApplicationError(err.Error(), c.typ, nil)
+			return nonRetryable(err.Error(), c.typ)
 		}
 	}
 	return err
 }
 
 // badRequest is a non-retryable error for input that can never work.
-func badRequest(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadRequest, nil)
+func badRequest(msg string) error { return nonRetryable(msg, ErrTypeBadRequest) }
+
+func nonRetryable(msg, typ string) error {
+	return temporal.NewNonRetryableApplicationError(msg, typ, nil)
 }

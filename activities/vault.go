@@ -7,33 +7,59 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
-// Vault holds the activities that work on the vault alone (central queue).
-type Vault struct {
+// VaultActivities are the activities that work on the vault alone (central
+// queue).
+type VaultActivities struct {
 	Vault *vault.Vault
 }
 
+// VaultPin is the vault a job is pinned to: fixed by the job's first vault
+// activity, checked by every later one.
+type VaultPin struct {
+	ID       string `json:"id"`
+	Location string `json:"location"`
+}
+
+func pinOf(v *vault.Vault) VaultPin { return VaultPin{ID: v.Config().ID, Location: v.Location()} }
+
+// checkPin refuses, non-retryably, to work on a vault other than the job's:
+// a retry would only land on the same misconfigured worker or split the job.
+func checkPin(v *vault.Vault, want VaultPin) error {
+	if want.ID == "" {
+		return badRequest("the job names no vault (vault pin missing)")
+	}
+	if got := pinOf(v); got.ID != want.ID {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("vault mismatch: the job is pinned to vault %s at %s, but this worker uses vault %s at %s: workers on the same task queues must share one vault",
+				want.ID, want.Location, got.ID, got.Location), ErrTypeVaultMismatch, nil)
+	}
+	return nil
+}
+
+// PrepareBackupInput names the VM to back up and its disks.
 type PrepareBackupInput struct {
 	VM    string   `json:"vm"`
 	Disks []string `json:"disks"`
 }
 
-// PrepareBackupResult names the parent recovery point, if any, and each
-// disk's tree root in it.
+// PrepareBackupResult pins the job to this worker's vault and names the
+// parent recovery point, if any, and each disk's tree root in it.
 type PrepareBackupResult struct {
-	Vault        string              `json:"vault"`
+	Vault        VaultPin            `json:"vault"`
 	Parent       string              `json:"parent,omitempty"`
 	ParentRoots  map[string]vault.ID `json:"parent_roots,omitempty"`
 	ParentTokens map[string]string   `json:"parent_tokens,omitempty"`
 }
 
 // PrepareBackup finds the VM's latest recovery point to compare against.
-func (a *Vault) PrepareBackup(ctx context.Context, in PrepareBackupInput) (PrepareBackupResult, error) {
-	res := PrepareBackupResult{Vault: a.Vault.Location()}
+func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInput) (PrepareBackupResult, error) {
+	res := PrepareBackupResult{Vault: pinOf(a.Vault)}
 	rps, err := a.Vault.ListRecoveryPoints(ctx, in.VM)
 	if err != nil && !(errors.Is(err, vault.ErrCorrupt) && rps != nil) {
 		return res, classify(err)
@@ -54,13 +80,18 @@ func (a *Vault) PrepareBackup(ctx context.Context, in PrepareBackupInput) (Prepa
 	return res, nil
 }
 
+// SaveRecoveryPointInput is a finished backup's recovery point.
 type SaveRecoveryPointInput struct {
+	Vault         VaultPin            `json:"vault"`
 	RecoveryPoint vault.RecoveryPoint `json:"recovery_point"`
 	VM            platform.VM         `json:"vm"`
 }
 
 // SaveRecoveryPoint writes the recovery point manifest: the backup's commit.
-func (a *Vault) SaveRecoveryPoint(ctx context.Context, in SaveRecoveryPointInput) (string, error) {
+func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecoveryPointInput) (string, error) {
+	if err := checkPin(a.Vault, in.Vault); err != nil {
+		return "", err
+	}
 	rp := in.RecoveryPoint
 	meta, err := json.Marshal(in.VM)
 	if err != nil {
@@ -77,26 +108,38 @@ func (a *Vault) SaveRecoveryPoint(ctx context.Context, in SaveRecoveryPointInput
 	return rp.Ref(), nil
 }
 
+// LoadRecoveryPointInput names a recovery point ("<vm>/<id>" or an id).
 type LoadRecoveryPointInput struct {
 	Ref string `json:"ref"`
 }
 
-// RecoveryPointInfo is a recovery point with its VM metadata decoded.
+// RecoveryPointInfo is a recovery point with its VM metadata decoded, and
+// the vault it was read from (the restore job's pin).
 type RecoveryPointInfo struct {
+	Vault         VaultPin            `json:"vault"`
 	RecoveryPoint vault.RecoveryPoint `json:"recovery_point"`
 	VM            platform.VM         `json:"vm"`
 }
 
 // LoadRecoveryPoint reads a recovery point for a restore.
-func (a *Vault) LoadRecoveryPoint(ctx context.Context, in LoadRecoveryPointInput) (RecoveryPointInfo, error) {
-	rp, err := a.Vault.LoadRecoveryPoint(ctx, in.Ref)
+func (a *VaultActivities) LoadRecoveryPoint(ctx context.Context, in LoadRecoveryPointInput) (RecoveryPointInfo, error) {
+	rp, vm, err := loadRecoveryPoint(ctx, a.Vault, in.Ref)
 	if err != nil {
-		return RecoveryPointInfo{}, classify(err)
+		return RecoveryPointInfo{}, err
+	}
+	rp.Metadata = nil // carried decoded
+	return RecoveryPointInfo{Vault: pinOf(a.Vault), RecoveryPoint: rp, VM: vm}, nil
+}
+
+// loadRecoveryPoint reads a sealed manifest and decodes its VM metadata.
+func loadRecoveryPoint(ctx context.Context, v *vault.Vault, ref string) (vault.RecoveryPoint, platform.VM, error) {
+	rp, err := v.LoadRecoveryPoint(ctx, ref)
+	if err != nil {
+		return rp, platform.VM{}, classify(err)
 	}
 	var vm platform.VM
 	if err := json.Unmarshal(rp.Metadata, &vm); err != nil {
-		return RecoveryPointInfo{}, classify(fmt.Errorf("recovery point %s: vm metadata: %w: %v", rp.Ref(), vault.ErrCorrupt, err))
+		return rp, vm, classify(fmt.Errorf("recovery point %s: vm metadata: %w: %v", rp.Ref(), vault.ErrCorrupt, err))
 	}
-	rp.Metadata = nil // carried decoded
-	return RecoveryPointInfo{RecoveryPoint: rp, VM: vm}, nil
+	return rp, vm, nil
 }

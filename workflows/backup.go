@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -19,9 +18,8 @@ type BackupVMInput struct {
 	VM string `json:"vm"`
 	// Host owns the VM; its queue runs the disk work.
 	Host string `json:"host"`
-	// Vault names the vault (for search attributes and messages).
-	Vault string `json:"vault"`
 	// Consistency wanted; default app-consistent (the platform falls back).
+	// Crash-consistent skips the backup extension.
 	Consistency platform.Consistency `json:"consistency,omitempty"`
 	// KeepSnapshot keeps the snapshot as the instant-restore tier.
 	KeepSnapshot bool `json:"keep_snapshot,omitempty"`
@@ -37,24 +35,82 @@ type BackupVMResult struct {
 	Type          vault.BackupType   `json:"type"`
 	Consistency   string             `json:"consistency"`
 	Parent        string             `json:"parent,omitempty"`
+	Vault         string             `json:"vault"`
 	Totals        vault.DiskStats    `json:"totals"`
 	Disks         []vault.DiskRecord `json:"disks"`
 	Notes         []string           `json:"notes,omitempty"`
 }
 
-// BackupWorkflowID is the id of a VM's backup job. One id per VM is how
-// Temporal guarantees one backup per VM at a time: starting a second while
-// one runs is refused atomically by the server.
-func BackupWorkflowID(vm string) string { return "backup-" + vm }
+// Activity method values: the workflows call activities through them.
+var (
+	hostAct  *activities.HostActivities
+	vaultAct *activities.VaultActivities
+)
 
 // BackupVM backs up a VM: describe and validate it, make sure the backup
 // extension runs (running VMs), take a snapshot, move every disk's changed
 // blocks into the vault in parallel, write the recovery point, and delete the
 // snapshot, even when something failed or the job was cancelled.
 func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err error) {
-	if in.Consistency == "" {
-		in.Consistency = platform.AppConsistent
+	prog, err := newProgress(ctx, KindBackup, in.VM)
+	if err != nil {
+		return res, err
 	}
+	defer func() { prog.fail(err) }()
+	limits, err := in.check()
+	if err != nil {
+		return res, err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))
+	hostCtx := hostOptions(ctx, in.Host)
+
+	var vm platform.VM
+	if err := workflow.ExecuteActivity(hostCtx, hostAct.DescribeVM, activities.VMInput{VM: in.VM}).Get(ctx, &vm); err != nil {
+		return res, err
+	}
+	if err := ValidateVM(vm, limits); err != nil {
+		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeLimitExceeded, nil)
+	}
+	names := backedUpDisks(vm)
+	for _, d := range vm.Disks {
+		if d.Role != platform.DiskTemp {
+			prog.disk(d.Name).SizeBytes = d.SizeBytes
+		}
+	}
+	want := quiesce(ctx, in, vm, prog)
+
+	prog.Phase = PhaseSnapshot
+	snapID := "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID
+	var snap platform.Snapshot
+	if err := workflow.ExecuteActivity(hostCtx, hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
+		return res, err
+	}
+	prog.Consistency = string(snap.Consistency)
+	prog.Notes = append(prog.Notes, snap.Notes...)
+	defer func() { err = deleteSnapshot(ctx, in, snap, prog, &res, err) }()
+
+	var prep activities.PrepareBackupResult
+	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
+		return res, err
+	}
+	// The job is pinned to this vault from here on.
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVault.ValueSet(prep.Vault.Location))
+	res.Parent, res.Vault, res.Type = prep.Parent, prep.Vault.Location, vault.BackupFull
+	if prep.Parent != "" {
+		res.Type = vault.BackupIncremental
+	}
+	prog.BackupType = string(res.Type)
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("backup %s → %s, %s", in.VM, res.Type, snap.Consistency))
+
+	results, err := transferDisks(ctx, in, snap, prep, names, prog)
+	if err != nil {
+		return res, err
+	}
+	return commitBackup(ctx, in, vm, snap, prep, results, prog, res)
+}
+
+// check fills in defaults and refuses input that can never work.
+func (in *BackupVMInput) check() (Limits, error) {
 	limits := DefaultLimits
 	if in.Limits != nil {
 		limits = *in.Limits
@@ -62,164 +118,95 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if in.HeartbeatTimeout <= 0 {
 		in.HeartbeatTimeout = 2 * time.Minute
 	}
-	log := workflow.GetLogger(ctx)
-	prog := &Progress{Kind: KindBackup, VM: in.VM, Phase: PhaseValidating, StartedAt: workflow.Now(ctx)}
-	if err := trackProgress(ctx, prog); err != nil {
-		return res, err
+	if in.Consistency == "" {
+		in.Consistency = platform.AppConsistent
 	}
-	defer func() {
-		if err != nil {
-			prog.Phase, prog.Error = PhaseFailed, err.Error()
-		}
-	}()
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrVault.ValueSet(in.Vault), AttrKind.ValueSet(KindBackup))
 	if in.VM == "" || in.Host == "" {
-		return res, temporal.NewNonRetryableApplicationError("backup: vm and host are required", activities.ErrTypeBadRequest, nil)
+		return limits, badRequest("backup: vm and host are required")
 	}
+	switch in.Consistency {
+	case platform.AppConsistent, platform.FileConsistent, platform.CrashConsistent:
+	default:
+		return limits, badRequest("backup: consistency %q: want %s, %s or %s", in.Consistency, platform.AppConsistent, platform.FileConsistent, platform.CrashConsistent)
+	}
+	return limits, nil
+}
 
-	var h *activities.Host
-	var va *activities.Vault
-	hostCtx := hostOptions(ctx, in.Host)
-	centralCtx := centralOptions(ctx)
+// quiesce decides the consistency to ask the snapshot for: a running VM
+// asked for app- or file-consistency needs the backup extension; without it
+// (or when crash-consistency is asked for, or the VM is stopped) the
+// snapshot is crash-consistent, and the job says why.
+func quiesce(ctx workflow.Context, in BackupVMInput, vm platform.VM, prog *Progress) platform.Consistency {
+	if vm.Power != platform.PowerRunning || in.Consistency == platform.CrashConsistent {
+		return platform.CrashConsistent
+	}
+	prog.Phase = PhaseExtension
+	var st platform.ExtensionStatus
+	if err := workflow.ExecuteActivity(hostOptions(ctx, in.Host), hostAct.EnsureExtension, activities.VMInput{VM: in.VM}).Get(ctx, &st); err != nil {
+		// Without the extension nothing can be quiesced: back up crash-consistent, and say so.
+		note := fmt.Sprintf("backup extension unavailable (%v): falling back to a crash-consistent snapshot", rootMessage(err))
+		workflow.GetLogger(ctx).Warn(note)
+		prog.note(note)
+		return platform.CrashConsistent
+	}
+	return in.Consistency
+}
 
-	var vm platform.VM
-	if err := workflow.ExecuteActivity(hostCtx, h.DescribeVM, activities.VMInput{VM: in.VM}).Get(ctx, &vm); err != nil {
-		return res, err
-	}
-	if err := ValidateVM(vm, limits); err != nil {
-		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeLimitExceeded, nil)
-	}
-	prog.Disks = nil
-	for _, d := range vm.Disks {
-		if d.Role != platform.DiskTemp {
-			ds := prog.disk(d.Name)
-			ds.SizeBytes = d.SizeBytes
-		}
-	}
-
-	want := in.Consistency
-	if vm.Power == platform.PowerRunning {
-		prog.Phase = PhaseExtension
-		var st platform.ExtensionStatus
-		if err := workflow.ExecuteActivity(hostCtx, h.EnsureExtension, activities.VMInput{VM: in.VM}).Get(ctx, &st); err != nil {
-			// Without the extension nothing can be quiesced: back up crash-consistent, and say so.
-			note := fmt.Sprintf("backup extension unavailable (%v): falling back to a crash-consistent snapshot", rootMessage(err))
-			log.Warn(note)
-			prog.Notes = append(prog.Notes, note)
-			want = platform.CrashConsistent
-		}
-	} else {
-		want = platform.CrashConsistent
-	}
-
-	prog.Phase = PhaseSnapshot
-	snapID := "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID
-	var snap platform.Snapshot
-	if err := workflow.ExecuteActivity(hostCtx, h.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
-		return res, err
-	}
-	prog.Consistency = string(snap.Consistency)
-	prog.Notes = append(prog.Notes, snap.Notes...)
-	defer func() {
-		if in.KeepSnapshot && err == nil {
-			return
-		}
-		// Cleanup runs even when the job failed or was cancelled.
-		prog.Phase = PhaseCleanup
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		if derr := workflow.ExecuteActivity(hostOptions(dctx, in.Host), h.DeleteSnapshot, snap).Get(dctx, nil); derr != nil {
-			log.Error("snapshot not deleted", "snapshot", snap.ID, "error", derr)
-			if err == nil {
-				// The recovery point is saved and good: the job succeeds with a
-				// warning rather than failing and inviting a second backup.
-				note := fmt.Sprintf("warning: snapshot %s was not deleted (%v): remove it by hand", snap.ID, rootMessage(derr))
-				prog.Notes = append(prog.Notes, note)
-				res.Notes = append(res.Notes, note)
-			} else {
-				err = withCleanupError(err, fmt.Errorf("delete snapshot %s: %w", snap.ID, derr))
-			}
-		}
-		if err == nil {
-			prog.Phase = PhaseDone
-		}
-	}()
-
-	var prep activities.PrepareBackupResult
-	names := backedUpDisks(vm)
-	if err := workflow.ExecuteActivity(centralCtx, va.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
-		return res, err
-	}
-	res.Parent = prep.Parent
-	res.Type = vault.BackupFull
-	if prep.Parent != "" {
-		res.Type = vault.BackupIncremental
-	}
-	prog.BackupType = string(res.Type)
-
+// transferDisks moves every disk's changed blocks into the vault, all disks
+// in parallel; the first failure cancels the rest.
+func transferDisks(ctx workflow.Context, in BackupVMInput, snap platform.Snapshot, prep activities.PrepareBackupResult, names []string, prog *Progress) ([]activities.TransferDiskResult, error) {
 	prog.Phase = PhaseTransfer
 	xferCtx := diskOptions(ctx, in.Host, in.HeartbeatTimeout, 20)
-	xferCtx, cancelXfer := workflow.WithCancel(xferCtx)
-	defer cancelXfer()
-	futures := make([]workflow.Future, len(names))
-	for i, name := range names {
-		ti := activities.TransferDiskInput{VM: in.VM, Snapshot: snap, Disk: name}
+	results := make([]activities.TransferDiskResult, len(names))
+	err := eachDisk(xferCtx, names, func(ctx workflow.Context, name string) workflow.Future {
+		ti := activities.TransferDiskInput{Vault: prep.Vault, VM: in.VM, Snapshot: snap, Disk: name}
 		if root, ok := prep.ParentRoots[name]; ok {
 			ti.Parent = &root
 			ti.ParentSnapshotToken = prep.ParentTokens[name]
 		}
-		prog.disk(name).State = "running"
-		futures[i] = workflow.ExecuteActivity(xferCtx, h.TransferDisk, ti)
-	}
-	// Wait for all disks; on the first failure cancel the rest.
-	results := make([]activities.TransferDiskResult, len(names))
-	var firstErr error
-	sel := workflow.NewSelector(ctx)
-	for i := range futures {
-		sel.AddFuture(futures[i], func(f workflow.Future) {
-			var r activities.TransferDiskResult
-			if err := f.Get(ctx, &r); err != nil {
-				prog.disk(names[i]).State = "failed"
-				if firstErr == nil {
-					firstErr = err
-					cancelXfer()
-				}
-				return
-			}
-			results[i] = r
-			ds := prog.disk(names[i])
-			ds.State = "done"
-			ds.DoneBytes, ds.SizeBytes = r.Result.Size, r.Result.Size
-			ds.ScannedBytes, ds.ChangedBytes = r.Result.Stats.ScannedBytes, r.Result.Stats.ChangedBytes
-			ds.UploadedBytes, ds.StoredBytes = r.Result.Stats.NewBytes, r.Result.Stats.StoredBytes
-			prog.Notes = append(prog.Notes, r.Notes...)
-		})
-	}
-	for range futures {
-		sel.Select(ctx)
-	}
-	if firstErr != nil {
-		return res, firstErr
-	}
+		prog.disk(name).State = DiskRunning
+		return workflow.ExecuteActivity(withSummary(ctx, "disk "+name), hostAct.TransferDisk, ti)
+	}, func(i int, f workflow.Future) error {
+		ds := prog.disk(names[i])
+		if err := f.Get(ctx, &results[i]); err != nil {
+			ds.State = DiskFailed
+			return err
+		}
+		r := results[i].Result
+		ds.State = DiskDone
+		ds.DoneBytes, ds.SizeBytes = r.Size, r.Size
+		ds.ScannedBytes, ds.ChangedBytes = r.Stats.ScannedBytes, r.Stats.ChangedBytes
+		ds.UploadedBytes, ds.StoredBytes = r.Stats.NewBytes, r.Stats.StoredBytes
+		prog.Notes = append(prog.Notes, results[i].Notes...)
+		return nil
+	})
+	return results, err
+}
 
+// commitBackup writes the recovery point: the backup's commit.
+func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap platform.Snapshot, prep activities.PrepareBackupResult,
+	results []activities.TransferDiskResult, prog *Progress, res BackupVMResult) (BackupVMResult, error) {
 	prog.Phase = PhaseCommit
 	var suffix string
 	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return uuid.NewString()[:6] }).Get(&suffix); err != nil {
 		return res, err
 	}
+	info := workflow.GetInfo(ctx)
 	started := prog.StartedAt.UTC()
 	rp := vault.RecoveryPoint{
 		ID: started.Format("20060102T150405Z") + "-" + suffix, VM: in.VM, Host: in.Host,
 		Type: res.Type, Consistency: string(snap.Consistency), Parent: prep.Parent,
 		StartedAt: started, CompletedAt: workflow.Now(ctx).UTC(),
-		Job: workflow.GetInfo(ctx).WorkflowExecution.ID + "/" + workflow.GetInfo(ctx).WorkflowExecution.RunID,
+		Job: info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 	}
-	for i, name := range names {
-		d := diskByName(vm, name)
-		r := results[i].Result
-		rp.Disks = append(rp.Disks, vault.DiskRecord{Name: name, Role: string(d.Role), LUN: d.LUN, SizeBytes: r.Size, Root: r.Root, Method: r.Method, Stats: r.Stats})
+	for _, r := range results {
+		d := diskByName(vm, r.Disk)
+		rp.Disks = append(rp.Disks, vault.DiskRecord{Name: r.Disk, Role: string(d.Role), LUN: d.LUN, SizeBytes: r.Result.Size,
+			Root: r.Result.Root, Method: r.Result.Method, Stats: r.Result.Stats})
 	}
 	var ref string
-	if err := workflow.ExecuteActivity(centralCtx, va.SaveRecoveryPoint, activities.SaveRecoveryPointInput{RecoveryPoint: rp, VM: vm}).Get(ctx, &ref); err != nil {
+	save := activities.SaveRecoveryPointInput{Vault: prep.Vault, RecoveryPoint: rp, VM: vm}
+	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
 		return res, err
 	}
 	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, rp.Consistency, rp.Disks, rp.Totals()
@@ -228,6 +215,34 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
 	prog.Phase = PhaseDone
 	return res, nil
+}
+
+// deleteSnapshot is the backup's cleanup: it runs even when the job failed
+// or was cancelled, on a disconnected context, and returns the job's error.
+func deleteSnapshot(ctx workflow.Context, in BackupVMInput, snap platform.Snapshot, prog *Progress, res *BackupVMResult, err error) error {
+	if in.KeepSnapshot && err == nil {
+		return nil
+	}
+	prog.Phase = PhaseCleanup
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	derr := workflow.ExecuteActivity(hostOptions(dctx, in.Host), hostAct.DeleteSnapshot, snap).Get(dctx, nil)
+	switch {
+	case derr == nil:
+	case err == nil:
+		// The recovery point is saved and good: the job succeeds with a
+		// warning rather than failing and inviting a second backup.
+		workflow.GetLogger(ctx).Error("snapshot not deleted", "snapshot", snap.ID, "error", derr)
+		note := fmt.Sprintf("warning: snapshot %s was not deleted (%v): remove it by hand", snap.ID, rootMessage(derr))
+		prog.note(note)
+		res.Notes = append(res.Notes, note)
+	default:
+		workflow.GetLogger(ctx).Error("snapshot not deleted", "snapshot", snap.ID, "error", derr)
+		err = withCleanupError(err, fmt.Errorf("delete snapshot %s: %w", snap.ID, derr))
+	}
+	if err == nil {
+		prog.Phase = PhaseDone
+	}
+	return err
 }
 
 // ValidateVM checks the seed's limits before any data moves.
@@ -247,6 +262,15 @@ func ValidateVM(vm platform.VM, l Limits) error {
 	return nil
 }
 
+// Limits are the seed's limits, enforced before any data moves.
+type Limits struct {
+	MaxDataDisks int   `json:"max_data_disks"`
+	MaxDiskBytes int64 `json:"max_disk_bytes"`
+}
+
+// DefaultLimits: 16 data disks, 4095 GB per disk (the classic limit).
+var DefaultLimits = Limits{MaxDataDisks: 16, MaxDiskBytes: 4095 << 30}
+
 func backedUpDisks(vm platform.VM) []string {
 	var names []string
 	for _, d := range vm.Disks {
@@ -264,103 +288,4 @@ func diskByName(vm platform.VM, name string) platform.Disk {
 		}
 	}
 	return platform.Disk{Name: name}
-}
-
-// nonRetryable lists the error types no retry can fix.
-var nonRetryable = []string{
-	activities.ErrTypeVMNotFound, activities.ErrTypeVMExists, activities.ErrTypeVMRunning, activities.ErrTypeInvalidVM,
-	activities.ErrTypeDiskBusy, activities.ErrTypeDiskChanged, activities.ErrTypeNotSupported,
-	activities.ErrTypeCorruptData, activities.ErrTypeMissingData, activities.ErrTypeWrongKey, activities.ErrTypeNoVault,
-	activities.ErrTypeRecoveryPointNotFound, activities.ErrTypeLimitExceeded, activities.ErrTypeBadRequest,
-}
-
-// hostOptions: short platform calls on the VM's host.
-func hostOptions(ctx workflow.Context, host string) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              activities.HostQueue(host),
-		ScheduleToStartTimeout: 10 * time.Minute, // no worker for that host: fail, don't hang for a day
-		StartToCloseTimeout:    5 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	})
-}
-
-// diskOptions: long disk transfers on the VM's host, heartbeating, retried
-// (and resumed) when a worker dies, and told when the job is cancelled.
-func diskOptions(ctx workflow.Context, host string, heartbeat time.Duration, attempts int32) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.HostQueue(host),
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    heartbeat,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: attempts,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	})
-}
-
-// centralOptions: vault work on the workflow's own queue.
-func centralOptions(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-			NonRetryableErrorTypes: nonRetryable,
-		},
-	})
-}
-
-// trackProgress answers the progress query from prog and folds the disk
-// progress signals of activities into it.
-func trackProgress(ctx workflow.Context, prog *Progress) error {
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return *prog, nil }); err != nil {
-		return err
-	}
-	ch := workflow.GetSignalChannel(ctx, activities.SignalDiskProgress)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var p activities.DiskProgress
-			if !ch.Receive(ctx, &p) {
-				return
-			}
-			ds := prog.disk(p.Disk)
-			if ds.State == "done" || ds.State == "failed" {
-				continue
-			}
-			ds.DiskProgress = p
-			ds.State = "running"
-		}
-	})
-	return nil
-}
-
-// withCleanupError adds a failed cleanup to a job's error. errors.Join would
-// hide the job error's type (the failure converter sends only the outer
-// error's type, "joinError", retryable), so the type and retryability that
-// callers match on are kept, and a cancelled job stays cancelled.
-func withCleanupError(err, cerr error) error {
-	var app *temporal.ApplicationError
-	switch {
-	case err == nil:
-		return cerr
-	case temporal.IsCanceledError(err):
-		return err // the cleanup failure is logged
-	case errors.As(err, &app):
-		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("%s; %v", app.Message(), cerr), app.Type(),
-			temporal.ApplicationErrorOptions{NonRetryable: app.NonRetryable(), Cause: err})
-	default:
-		return errors.Join(err, cerr)
-	}
-}
-
-// rootMessage is the innermost message of an activity error, for notes.
-func rootMessage(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		return app.Error()
-	}
-	return err.Error()
 }

@@ -86,7 +86,7 @@ func (m *backupMocks) xferByDisk(t *testing.T) map[string]activities.TransferDis
 }
 
 func backupInput() BackupVMInput {
-	return BackupVMInput{VM: testVM, Host: testHost, Vault: "main"}
+	return BackupVMInput{VM: testVM, Host: testHost}
 }
 
 func queryProgress(t *testing.T, env *testsuite.TestWorkflowEnvironment) Progress {
@@ -98,8 +98,8 @@ func queryProgress(t *testing.T, env *testsuite.TestWorkflowEnvironment) Progres
 	return p
 }
 
-func diskStates(p Progress) map[string]DiskState {
-	out := map[string]DiskState{}
+func diskStates(p Progress) map[string]DiskStatus {
+	out := map[string]DiskStatus{}
 	for _, d := range p.Disks {
 		out[d.Disk] = d
 	}
@@ -109,7 +109,7 @@ func diskStates(p Progress) map[string]DiskState {
 func TestBackupStoppedVMFull(t *testing.T) {
 	env := newEnv(t)
 	vm := testVMWith(platform.PowerStopped)
-	m := mockBackup(env, vm, activities.PrepareBackupResult{Vault: "file:///vault"}, platform.CrashConsistent)
+	m := mockBackup(env, vm, activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	m.transferOK(env)
 	never(env, hostAct.EnsureExtension)
 
@@ -141,13 +141,14 @@ func TestBackupStoppedVMFull(t *testing.T) {
 	require.Len(t, xfers, 2)
 	require.NotContains(t, xfers, "temp")
 	for _, name := range []string{"os", "data0"} {
-		require.Equal(t, activities.TransferDiskInput{VM: testVM, Snapshot: snap, Disk: name}, xfers[name], "disk %s", name)
+		require.Equal(t, activities.TransferDiskInput{Vault: testPin, VM: testVM, Snapshot: snap, Disk: name}, xfers[name], "disk %s", name)
 	}
 
 	require.Equal(t, []platform.Snapshot{snap}, m.del.all())
 
 	saves := m.save.all()
 	require.Len(t, saves, 1)
+	require.Equal(t, testPin, saves[0].Vault, "the recovery point goes to the vault the job is pinned to")
 	rp := saves[0].RecoveryPoint
 	require.Equal(t, vm, saves[0].VM, "the VM's metadata, temp disk included, goes with the recovery point")
 	require.Regexp(t, regexp.MustCompile(`^\d{8}T\d{6}Z-[0-9a-f]{6}$`), rp.ID)
@@ -186,9 +187,9 @@ func TestBackupStoppedVMFull(t *testing.T) {
 	require.Empty(t, p.Error)
 	ds := diskStates(p)
 	require.Len(t, ds, 2)
-	require.Equal(t, "done", ds["os"].State)
+	require.Equal(t, DiskDone, ds["os"].State)
 	require.Equal(t, osR.Size, ds["os"].DoneBytes)
-	require.Equal(t, "done", ds["data0"].State)
+	require.Equal(t, DiskDone, ds["data0"].State)
 	require.Equal(t, dataR.Stats.NewBytes, ds["data0"].UploadedBytes)
 }
 
@@ -197,7 +198,7 @@ func TestBackupIncremental(t *testing.T) {
 	vm := testVMWith(platform.PowerStopped)
 	parent := testVM + "/20250101T000000Z-abcdef"
 	prep := activities.PrepareBackupResult{
-		Vault:        "file:///vault",
+		Vault:        testPin,
 		Parent:       parent,
 		ParentRoots:  map[string]vault.ID{"os": rootOf("parent-os"), "data0": rootOf("parent-data0")},
 		ParentTokens: map[string]string{"os": "cbt-os"},
@@ -237,7 +238,7 @@ func TestBackupIncremental(t *testing.T) {
 func TestBackupIncrementalNewDisk(t *testing.T) {
 	env := newEnv(t)
 	vm := testVMWith(platform.PowerStopped)
-	prep := activities.PrepareBackupResult{Parent: testVM + "/p", ParentRoots: map[string]vault.ID{"os": rootOf("parent-os")}}
+	prep := activities.PrepareBackupResult{Vault: testPin, Parent: testVM + "/p", ParentRoots: map[string]vault.ID{"os": rootOf("parent-os")}}
 	m := mockBackup(env, vm, prep, platform.CrashConsistent)
 	m.transferOK(env)
 	never(env, hostAct.EnsureExtension)
@@ -251,7 +252,7 @@ func TestBackupIncrementalNewDisk(t *testing.T) {
 
 func TestBackupKeepSnapshot(t *testing.T) {
 	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	m.transferOK(env)
 	never(env, hostAct.EnsureExtension)
 	in := backupInput()
@@ -267,7 +268,7 @@ func TestBackupKeepSnapshot(t *testing.T) {
 func TestBackupRunningVMAppConsistentFallsBackToFile(t *testing.T) {
 	env := newEnv(t)
 	const snapNote = "application quiesce timed out: file-consistent"
-	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{}, platform.FileConsistent, snapNote)
+	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{Vault: testPin}, platform.FileConsistent, snapNote)
 	m.transferOK(env)
 	env.OnActivity(hostAct.EnsureExtension, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VMInput) (platform.ExtensionStatus, error) {
 		m.ext.add(in)
@@ -299,7 +300,7 @@ func TestBackupRunningVMAppConsistentFallsBackToFile(t *testing.T) {
 
 func TestBackupRunningVMExtensionFails(t *testing.T) {
 	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	m.transferOK(env)
 	env.OnActivity(hostAct.EnsureExtension, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.VMInput) (platform.ExtensionStatus, error) {
 		m.ext.add(in)
@@ -336,7 +337,7 @@ func TestBackupRunningVMExtensionFails(t *testing.T) {
 
 func TestBackupTransferFailsCleansUp(t *testing.T) {
 	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	never(env, hostAct.EnsureExtension)
 	never(env, vaultAct.SaveRecoveryPoint)
 	isDisk := func(name string) any {
@@ -371,8 +372,8 @@ func TestBackupTransferFailsCleansUp(t *testing.T) {
 	p := queryProgress(t, env)
 	require.Equal(t, PhaseFailed, p.Phase)
 	require.Contains(t, p.Error, "blob 1234 fails its check")
-	require.Equal(t, "failed", diskStates(p)["data0"].State)
-	require.Equal(t, "failed", diskStates(p)["os"].State, "os was cancelled, not waited for")
+	require.Equal(t, DiskFailed, diskStates(p)["data0"].State)
+	require.Equal(t, DiskFailed, diskStates(p)["os"].State, "os was cancelled, not waited for")
 }
 
 // When the transfer and the snapshot deletion both fail, the transfer's
@@ -381,7 +382,7 @@ func TestBackupTransferAndDeleteFail(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(hostAct.DescribeVM, mock.Anything, mock.Anything).Return(testVMWith(platform.PowerStopped), nil)
 	env.OnActivity(hostAct.CreateSnapshot, mock.Anything, mock.Anything).Return(platform.Snapshot{ID: "s", VM: testVM, Consistency: platform.CrashConsistent}, nil)
-	env.OnActivity(vaultAct.PrepareBackup, mock.Anything, mock.Anything).Return(activities.PrepareBackupResult{}, nil)
+	env.OnActivity(vaultAct.PrepareBackup, mock.Anything, mock.Anything).Return(activities.PrepareBackupResult{Vault: testPin}, nil)
 	env.OnActivity(hostAct.TransferDisk, mock.Anything, mock.Anything).Return(activities.TransferDiskResult{},
 		temporal.NewNonRetryableApplicationError("bad blob", activities.ErrTypeCorruptData, nil))
 	env.OnActivity(hostAct.DeleteSnapshot, mock.Anything, mock.Anything).Return(
@@ -403,7 +404,7 @@ func TestBackupCancelAndDeleteFail(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(hostAct.DescribeVM, mock.Anything, mock.Anything).Return(testVMWith(platform.PowerStopped), nil)
 	env.OnActivity(hostAct.CreateSnapshot, mock.Anything, mock.Anything).Return(platform.Snapshot{ID: "s", VM: testVM, Consistency: platform.CrashConsistent}, nil)
-	env.OnActivity(vaultAct.PrepareBackup, mock.Anything, mock.Anything).Return(activities.PrepareBackupResult{}, nil)
+	env.OnActivity(vaultAct.PrepareBackup, mock.Anything, mock.Anything).Return(activities.PrepareBackupResult{Vault: testPin}, nil)
 	env.OnActivity(hostAct.TransferDisk, mock.Anything, mock.Anything).After(time.Hour).Return(xferResult("x"), nil)
 	env.OnActivity(hostAct.DeleteSnapshot, mock.Anything, mock.Anything).Return(
 		temporal.NewNonRetryableApplicationError("snapshot is locked", activities.ErrTypeDiskBusy, nil))
@@ -420,11 +421,11 @@ func TestBackupCancelAndDeleteFail(t *testing.T) {
 
 func TestBackupCancelDeletesSnapshot(t *testing.T) {
 	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	never(env, hostAct.EnsureExtension)
 	never(env, vaultAct.SaveRecoveryPoint)
 	env.OnActivity(hostAct.TransferDisk, mock.Anything, mock.Anything).After(time.Hour).Return(m.transfer)
-	var phase string
+	var phase Phase
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryProgress)
 		if assert.NoError(t, err) {
@@ -498,7 +499,7 @@ func TestBackupAtLimits(t *testing.T) {
 		disks = append(disks, platform.Disk{Name: fmt.Sprintf("data%d", i), Role: platform.DiskData, LUN: i, SizeBytes: 4095 * gib})
 	}
 	vm := platform.VM{Name: testVM, Power: platform.PowerStopped, Disks: disks}
-	m := mockBackup(env, vm, activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, vm, activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	m.transferOK(env)
 	never(env, hostAct.EnsureExtension)
 
@@ -600,7 +601,7 @@ func TestBackupBadRequest(t *testing.T) {
 
 func TestBackupProgressQueryAndSignal(t *testing.T) {
 	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{}, platform.CrashConsistent)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	never(env, hostAct.EnsureExtension)
 	isDisk := func(name string) any {
 		return mock.MatchedBy(func(in activities.TransferDiskInput) bool { return in.Disk == name })
@@ -637,38 +638,79 @@ func TestBackupProgressQueryAndSignal(t *testing.T) {
 	require.Equal(t, testVM, before.VM)
 	require.Equal(t, "full", before.BackupType)
 	require.Equal(t, "crash-consistent", before.Consistency)
-	require.Equal(t, []DiskState{
-		{DiskProgress: activities.DiskProgress{Disk: "os", SizeBytes: 64 * gib}, State: "running"},
-		{DiskProgress: activities.DiskProgress{Disk: "data0", SizeBytes: 128 * gib}, State: "running"},
+	require.Equal(t, []DiskStatus{
+		{DiskProgress: activities.DiskProgress{Disk: "os", SizeBytes: 64 * gib}, State: DiskRunning},
+		{DiskProgress: activities.DiskProgress{Disk: "data0", SizeBytes: 128 * gib}, State: DiskRunning},
 	}, before.Disks, "temp disk not listed")
 
 	require.Equal(t, PhaseTransfer, after.Phase)
 	ds := diskStates(after)
 	require.Len(t, ds, 2)
-	require.Equal(t, DiskState{DiskProgress: sent, State: "running"}, ds["data0"])
+	require.Equal(t, DiskStatus{DiskProgress: sent, State: DiskRunning}, ds["data0"])
 	require.Equal(t, int64(0), ds["os"].DoneBytes)
 
 	ds = diskStates(afterDone)
-	require.Equal(t, "done", ds["os"].State)
+	require.Equal(t, DiskDone, ds["os"].State)
 	require.Equal(t, xferResult("os").Result.Size, ds["os"].DoneBytes, "late signal ignored")
 	require.Equal(t, sent.DoneBytes, ds["data0"].DoneBytes)
 
 	final := queryProgress(t, env)
 	require.Equal(t, PhaseDone, final.Phase)
 	ds = diskStates(final)
-	require.Equal(t, "done", ds["data0"].State)
+	require.Equal(t, DiskDone, ds["data0"].State)
 	require.Equal(t, xferResult("data0").Result.Size, ds["data0"].DoneBytes)
 }
 
-func TestListVMs(t *testing.T) {
+// The inventory answers list-vms updates from the host and ends when idle,
+// so 'vm list' leaves one workflow per host, not one per call.
+func TestInventory(t *testing.T) {
 	env := newEnv(t)
 	vms := activities.VMList{VMs: []platform.VM{testVMWith(platform.PowerRunning), {Name: "db1", Power: platform.PowerStopped}},
 		Problems: []string{"bad vm.json"}}
-	env.OnActivity(hostAct.ListVMs, mock.Anything).Return(vms, nil).Once()
-	env.ExecuteWorkflow(ListVMs, ListVMsInput{Host: testHost})
-	require.NoError(t, env.GetWorkflowError())
-	var got activities.VMList
-	require.NoError(t, env.GetWorkflowResult(&got))
-	require.Equal(t, vms, got)
+	env.OnActivity(hostAct.ListVMs, mock.Anything).Return(vms, nil).Twice()
+	var got []activities.VMList
+	list := func(id string) func() {
+		return func() {
+			env.UpdateWorkflow(UpdateListVMs, id, &testsuite.TestUpdateCallback{
+				OnReject: func(err error) { t.Errorf("update %s rejected: %v", id, err) },
+				OnAccept: func() {},
+				OnComplete: func(res any, err error) {
+					require.NoError(t, err)
+					got = append(got, res.(activities.VMList))
+				},
+			})
+		}
+	}
+	env.RegisterDelayedCallback(list("a"), time.Second)
+	env.RegisterDelayedCallback(list("b"), 30*time.Minute)
+	env.ExecuteWorkflow(Inventory, InventoryInput{Host: testHost, Idle: time.Hour})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError(), "an idle inventory ends by itself")
+	require.Equal(t, []activities.VMList{vms, vms}, got, "two listings, one workflow")
 	env.AssertExpectations(t)
+}
+
+// Asked for crash-consistency, a running VM's backup skips the extension.
+func TestBackupRunningVMCrashConsistentSkipsExtension(t *testing.T) {
+	env := newEnv(t)
+	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
+	m.transferOK(env)
+	never(env, hostAct.EnsureExtension)
+	in := backupInput()
+	in.Consistency = platform.CrashConsistent
+	env.ExecuteWorkflow(BackupVM, in)
+	require.NoError(t, env.GetWorkflowError())
+	assertNotCalled(t, env, "EnsureExtension")
+	require.Equal(t, platform.CrashConsistent, m.snap.all()[0].Consistency)
+}
+
+func TestBackupBadConsistency(t *testing.T) {
+	env := newEnv(t)
+	never(env, hostAct.DescribeVM)
+	in := backupInput()
+	in.Consistency = "very-consistent"
+	env.ExecuteWorkflow(BackupVM, in)
+	app := requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeBadRequest)
+	require.Contains(t, app.Message(), `consistency "very-consistent"`)
+	assertNotCalled(t, env, "DescribeVM")
 }

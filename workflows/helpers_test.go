@@ -15,11 +15,7 @@ import (
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
-// Activity method values for env.OnActivity; the test env matches by name.
-var (
-	hostAct  *activities.Host
-	vaultAct *activities.Vault
-)
+var testPin = activities.VaultPin{ID: "vault-1", Location: "file:///vault"}
 
 const (
 	testVM   = "web1"
@@ -31,8 +27,8 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Host{})
-	env.RegisterActivity(&activities.Vault{})
+	env.RegisterActivity(&activities.HostActivities{})
+	env.RegisterActivity(&activities.VaultActivities{})
 	return env
 }
 

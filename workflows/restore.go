@@ -13,26 +13,23 @@ import (
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
-// Restore modes.
-const (
-	RestoreNewVM   = "new-vm"
-	RestoreReplace = "replace"
-	RestoreDisks   = "disks"
-)
-
 // RestoreVMInput asks to restore a recovery point.
 type RestoreVMInput struct {
 	// RecoveryPoint is "<vm>/<id>" or an id.
-	RecoveryPoint string `json:"recovery_point"`
-	Mode          string `json:"mode"`
+	RecoveryPoint string      `json:"recovery_point"`
+	Mode          RestoreMode `json:"mode"`
 	// TargetVM is the VM to create (new-vm) or whose disks to replace
 	// (replace; default the recovery point's own VM).
 	TargetVM string `json:"target_vm,omitempty"`
 	// TargetDir receives the disk images (disks).
 	TargetDir string `json:"target_dir,omitempty"`
+	// Force lets a disks-only restore replace existing files.
+	Force bool `json:"force,omitempty"`
+	// DiscardReplaced deletes the replaced disks (replace) instead of
+	// keeping them beside the new ones.
+	DiscardReplaced bool `json:"discard_replaced,omitempty"`
 	// Host is where the target lives.
-	Host  string `json:"host"`
-	Vault string `json:"vault"`
+	Host string `json:"host"`
 	// HeartbeatTimeout of disk restores; default 2 minutes.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
@@ -40,171 +37,192 @@ type RestoreVMInput struct {
 // RestoreVMResult says what was restored where.
 type RestoreVMResult struct {
 	RecoveryPoint string                         `json:"recovery_point"`
-	Mode          string                         `json:"mode"`
+	Mode          RestoreMode                    `json:"mode"`
 	VM            string                         `json:"vm,omitempty"`
+	Vault         string                         `json:"vault"`
 	Disks         []activities.RestoreDiskResult `json:"disks"`
+	// Paths of the restored images (disks mode), by disk.
+	Paths map[string]string `json:"paths,omitempty"`
+	// Kept says where each replaced disk was kept (replace mode).
+	Kept map[string]string `json:"kept,omitempty"`
 }
 
 // RestoreVM restores a recovery point to a new VM, over the disks of an
 // existing stopped VM, or as disk images in a directory. Disks are restored
-// in parallel and every block is verified against its id.
+// in parallel into staging files beside their targets, every block verified
+// against its id; only when all of them are staged does one commit put them
+// in place. A restore that fails removes what it staged (and a new VM it
+// prepared): the targets stay as they were.
 func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, err error) {
-	if in.HeartbeatTimeout <= 0 {
-		in.HeartbeatTimeout = 2 * time.Minute
-	}
-	prog := &Progress{Kind: KindRestore, Phase: PhaseValidating, StartedAt: workflow.Now(ctx)}
-	if err := trackProgress(ctx, prog); err != nil {
+	prog, err := newProgress(ctx, KindRestore, "")
+	if err != nil {
 		return res, err
 	}
+	defer func() { prog.fail(err) }()
+	if err := in.check(); err != nil {
+		return res, err
+	}
+	res.Mode = in.Mode
+	var info activities.RecoveryPointInfo
+	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint}).Get(ctx, &info); err != nil {
+		return res, err
+	}
+	rp := info.RecoveryPoint
+	res.RecoveryPoint, res.Vault = rp.Ref(), info.Vault.Location
+	prog.VM, prog.RecoveryPoint = rp.VM, rp.Ref()
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(rp.VM), AttrVault.ValueSet(info.Vault.Location), AttrKind.ValueSet(string(KindRestore)),
+		AttrRecoveryPoint.ValueSet(rp.Ref()), AttrConsistency.ValueSet(rp.Consistency), AttrBackupType.ValueSet(string(rp.Type)))
+	disks := restoredDisks(info)
+	names := make([]string, len(disks))
+	for i, d := range disks {
+		names[i] = d.Name
+		prog.disk(d.Name).SizeBytes = d.SizeBytes
+	}
+	stage := platform.RestoreStage(workflow.GetInfo(ctx).WorkflowExecution.ID)
+	target, err := prepareTarget(ctx, in, info, names, stage, prog)
+	if err != nil {
+		return res, err
+	}
+	res.VM = target.VM
 	defer func() {
 		if err != nil {
-			prog.Phase, prog.Error = PhaseFailed, err.Error()
+			err = abortRestore(ctx, in.Host, target, stage, err)
 		}
 	}()
-	bad := func(format string, a ...any) error {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, a...), activities.ErrTypeBadRequest, nil)
+	workflow.SetCurrentDetails(ctx, restoreSummary(in))
+	if res.Disks, err = restoreDisks(ctx, in, info, target, stage, names, prog); err != nil {
+		return res, err
+	}
+
+	prog.Phase = PhaseCommitDisks
+	commit := activities.CommitRestoreInput{Target: target, Stage: stage, Sizes: map[string]int64{}, DiscardReplaced: in.DiscardReplaced}
+	for _, d := range res.Disks {
+		commit.Sizes[d.Disk] = d.SizeBytes
+	}
+	var done activities.CommitRestoreResult
+	if err := workflow.ExecuteActivity(hostOptions(ctx, in.Host), hostAct.CommitRestore, commit).Get(ctx, &done); err != nil {
+		return res, err
+	}
+	res.Paths, res.Kept = done.Paths, done.Kept
+	for disk, kept := range done.Kept {
+		prog.note(fmt.Sprintf("disk %s: the replaced image is kept at %s", disk, kept))
+	}
+	prog.Phase = PhaseDone
+	return res, nil
+}
+
+// check fills in defaults and refuses input that can never work.
+func (in *RestoreVMInput) check() error {
+	if in.HeartbeatTimeout <= 0 {
+		in.HeartbeatTimeout = 2 * time.Minute
 	}
 	switch in.Mode {
 	case RestoreNewVM:
 		if in.TargetVM == "" || in.TargetDir != "" {
-			return res, bad("restore new-vm: needs a new vm name and no directory")
+			return badRequest("restore new-vm: needs a new vm name and no directory")
 		}
 	case RestoreReplace:
 		if in.TargetDir != "" {
-			return res, bad("restore replace: takes no directory")
+			return badRequest("restore replace: takes no directory")
 		}
 	case RestoreDisks:
 		if in.TargetDir == "" || in.TargetVM != "" || !path.IsAbs(in.TargetDir) {
-			return res, bad("restore disks: needs an absolute target directory and no vm")
+			return badRequest("restore disks: needs an absolute target directory and no vm")
 		}
 	default:
-		return res, bad("restore: unknown mode %q (want %s, %s or %s)", in.Mode, RestoreNewVM, RestoreReplace, RestoreDisks)
+		return badRequest("restore: unknown mode %q (want %s, %s or %s)", in.Mode, RestoreNewVM, RestoreReplace, RestoreDisks)
 	}
 	if in.Host == "" || in.RecoveryPoint == "" {
-		return res, bad("restore: recovery point and host are required")
+		return badRequest("restore: recovery point and host are required")
 	}
-	res.Mode = in.Mode
-	var h *activities.Host
-	var va *activities.Vault
-	hostCtx := hostOptions(ctx, in.Host)
+	return nil
+}
 
-	var info activities.RecoveryPointInfo
-	if err := workflow.ExecuteActivity(centralOptions(ctx), va.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint}).Get(ctx, &info); err != nil {
-		return res, err
-	}
-	rp := info.RecoveryPoint
-	res.RecoveryPoint = rp.Ref()
-	prog.VM = rp.VM
-	prog.RecoveryPoint = rp.Ref()
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(rp.VM), AttrVault.ValueSet(in.Vault), AttrKind.ValueSet(KindRestore),
-		AttrRecoveryPoint.ValueSet(rp.Ref()), AttrConsistency.ValueSet(rp.Consistency), AttrBackupType.ValueSet(string(rp.Type)))
-
-	// Every disk the VM had: backed-up disks from the recovery point, the
-	// temp disk (never backed up) comes back empty.
-	disks := append([]vault.DiskRecord(nil), rp.Disks...)
+// restoredDisks: the backed-up disks of the recovery point, and its VM's
+// temp disk (never backed up), which comes back empty.
+func restoredDisks(info activities.RecoveryPointInfo) []vault.DiskRecord {
+	disks := append([]vault.DiskRecord(nil), info.RecoveryPoint.Disks...)
 	for _, d := range info.VM.Disks {
 		if d.Role == platform.DiskTemp {
 			disks = append(disks, vault.DiskRecord{Name: d.Name, Role: string(d.Role), SizeBytes: d.SizeBytes})
 		}
 	}
-	for _, d := range disks {
-		ds := prog.disk(d.Name)
-		ds.SizeBytes = d.SizeBytes
-	}
+	return disks
+}
 
+// prepareTarget checks the restore's target, and reserves the new VM, before
+// any data moves.
+func prepareTarget(ctx workflow.Context, in RestoreVMInput, info activities.RecoveryPointInfo, names []string, stage platform.RestoreStage, prog *Progress) (activities.RestoreTarget, error) {
+	hostCtx := hostOptions(ctx, in.Host)
+	rp := info.RecoveryPoint
 	switch in.Mode {
 	case RestoreNewVM:
 		prog.Phase = PhaseCreateVM
 		spec := info.VM
 		spec.Name, spec.Power, spec.Extension = in.TargetVM, platform.PowerStopped, platform.ExtensionStatus{}
+		spec.Disks = append([]platform.Disk(nil), spec.Disks...)
 		for i := range spec.Disks {
 			spec.Disks[i].File, spec.Disks[i].Format = "", "" // the target platform chooses
 		}
 		var created platform.VM
-		if err := workflow.ExecuteActivity(hostCtx, h.CreateVM, activities.CreateVMInput{VM: spec}).Get(ctx, &created); err != nil {
-			return res, err
+		if err := workflow.ExecuteActivity(hostCtx, hostAct.PrepareNewVM, activities.PrepareNewVMInput{VM: spec, Stage: stage}).Get(ctx, &created); err != nil {
+			return activities.RestoreTarget{}, err
 		}
-		res.VM = created.Name
+		return activities.RestoreTarget{VM: created.Name}, nil
 	case RestoreReplace:
 		if in.TargetVM == "" {
 			in.TargetVM = rp.VM // the VM the recovery point came from
 		}
 		var target platform.VM
-		if err := workflow.ExecuteActivity(hostCtx, h.DescribeVM, activities.VMInput{VM: in.TargetVM}).Get(ctx, &target); err != nil {
-			return res, err
+		if err := workflow.ExecuteActivity(hostCtx, hostAct.DescribeVM, activities.VMInput{VM: in.TargetVM}).Get(ctx, &target); err != nil {
+			return activities.RestoreTarget{}, err
 		}
 		if target.Power != platform.PowerStopped {
-			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("restore replace: vm %s is %s: stop it first", in.TargetVM, target.Power), activities.ErrTypeVMRunning, nil)
+			return activities.RestoreTarget{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("restore replace: vm %s is %s: stop it first", in.TargetVM, target.Power), activities.ErrTypeVMRunning, nil)
 		}
-		for _, d := range disks {
-			if !hasDisk(target, d.Name) {
-				return res, bad("restore replace: vm %s has no disk %s (recovery point %s)", in.TargetVM, d.Name, rp.Ref())
+		for _, n := range names {
+			if diskByName(target, n).Role == "" {
+				return activities.RestoreTarget{}, badRequest("restore replace: vm %s has no disk %s (recovery point %s)", in.TargetVM, n, rp.Ref())
 			}
 		}
-		res.VM = in.TargetVM
+		return activities.RestoreTarget{VM: in.TargetVM}, nil
+	default:
+		t := activities.RestoreTarget{Dir: in.TargetDir, Force: in.Force}
+		err := workflow.ExecuteActivity(hostCtx, hostAct.CheckRestoreTarget, activities.CheckRestoreTargetInput{Target: t, Disks: names}).Get(ctx, nil)
+		return t, err
 	}
+}
 
+// restoreDisks stages every disk in parallel; the first failure cancels the rest.
+func restoreDisks(ctx workflow.Context, in RestoreVMInput, info activities.RecoveryPointInfo, target activities.RestoreTarget, stage platform.RestoreStage, names []string, prog *Progress) ([]activities.RestoreDiskResult, error) {
 	prog.Phase = PhaseRestoreDisks
 	dctx := diskOptions(ctx, in.Host, in.HeartbeatTimeout, 10)
-	dctx, cancel := workflow.WithCancel(dctx)
-	defer cancel()
-	results := make([]activities.RestoreDiskResult, len(disks))
-	var firstErr error
-	sel := workflow.NewSelector(ctx)
-	for i, d := range disks {
-		ri := activities.RestoreDiskInput{RecoveryPoint: rp.Ref(), Disk: d}
-		if in.Mode == RestoreDisks {
-			ri.TargetDir, ri.FileName = in.TargetDir, d.Name+".raw"
-		} else {
-			ri.TargetVM = res.VM
+	results := make([]activities.RestoreDiskResult, len(names))
+	err := eachDisk(dctx, names, func(ctx workflow.Context, name string) workflow.Future {
+		prog.disk(name).State = DiskRunning
+		ri := activities.RestoreDiskInput{Vault: info.Vault, RecoveryPoint: info.RecoveryPoint.Ref(), Disk: name, Target: target, Stage: stage}
+		return workflow.ExecuteActivity(withSummary(ctx, "disk "+name), hostAct.RestoreDisk, ri)
+	}, func(i int, f workflow.Future) error {
+		ds := prog.disk(names[i])
+		if err := f.Get(ctx, &results[i]); err != nil {
+			ds.State = DiskFailed
+			return err
 		}
-		prog.disk(d.Name).State = "running"
-		sel.AddFuture(workflow.ExecuteActivity(dctx, h.RestoreDisk, ri), func(f workflow.Future) {
-			ds := prog.disk(d.Name)
-			if err := f.Get(ctx, &results[i]); err != nil {
-				ds.State = "failed"
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				return
-			}
-			ds.State, ds.DoneBytes = "done", d.SizeBytes
-		})
-	}
-	for range disks {
-		sel.Select(ctx)
-	}
-	if firstErr != nil {
-		return res, firstErr
-	}
-	res.Disks = results
-	prog.Phase = PhaseDone
-	return res, nil
-}
-
-func hasDisk(vm platform.VM, name string) bool {
-	for _, d := range vm.Disks {
-		if d.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// ListVMsInput names the host whose VMs to list.
-type ListVMsInput struct {
-	Host string `json:"host"`
-}
-
-// ListVMs lists the VMs of a host (the CLI's vm list).
-func ListVMs(ctx workflow.Context, in ListVMsInput) (activities.VMList, error) {
-	var h *activities.Host
-	var vms activities.VMList
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue: activities.HostQueue(in.Host), ScheduleToStartTimeout: 30 * time.Second, StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2},
+		ds.State, ds.DoneBytes = DiskDone, results[i].SizeBytes
+		return nil
 	})
-	err := workflow.ExecuteActivity(ctx, h.ListVMs).Get(ctx, &vms)
-	return vms, err
+	return results, err
+}
+
+// abortRestore is a failed restore's compensation: on a disconnected
+// context (it runs after a cancel too) it removes what the restore staged,
+// and a new VM it prepared, and returns the job's error.
+func abortRestore(ctx workflow.Context, host string, target activities.RestoreTarget, stage platform.RestoreStage, err error) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	in := activities.AbortRestoreInput{Target: target, Stage: stage}
+	if aerr := workflow.ExecuteActivity(hostOptions(dctx, host), hostAct.AbortRestore, in).Get(dctx, nil); aerr != nil {
+		workflow.GetLogger(ctx).Error("restore not cleaned up", "stage", stage, "error", aerr)
+		return withCleanupError(err, fmt.Errorf("remove staged restore %s: %w", stage, aerr))
+	}
+	return err
 }

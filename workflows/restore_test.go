@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -15,7 +16,11 @@ import (
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
-const testRPID = "20250102T030405Z-abc123"
+const (
+	testRPID  = "20250102T030405Z-abc123"
+	testJobID = "restore-job-1"
+	testStage = platform.RestoreStage(testJobID)
+)
 
 // testRecoveryPoint: the OS and data disks were backed up; the VM's
 // metadata also lists its temp disk, running with the extension installed.
@@ -23,29 +28,53 @@ func testRecoveryPoint() activities.RecoveryPointInfo {
 	vm := testVMWith(platform.PowerRunning)
 	vm.Extension = platform.ExtensionStatus{Installed: true, Healthy: true, Version: "1.0"}
 	return activities.RecoveryPointInfo{
+		Vault: testPin,
 		RecoveryPoint: vault.RecoveryPoint{
-			ID: testRPID, VM: testVM, Host: testHost, Type: "full", Consistency: "crash-consistent",
+			ID: testRPID, VM: testVM, Host: testHost, Type: vault.BackupFull, Consistency: "crash-consistent",
 			Disks: []vault.DiskRecord{
-				{Name: "os", Role: "os", SizeBytes: 64 * gib, Root: rootOf("root-os"), Method: "checksum"},
-				{Name: "data0", Role: "data", LUN: 3, SizeBytes: 128 * gib, Root: rootOf("root-data0"), Method: "checksum"},
+				{Name: "os", Role: "os", SizeBytes: 64 * gib, Root: rootOf("root-os"), Method: vault.MethodChecksum},
+				{Name: "data0", Role: "data", LUN: 3, SizeBytes: 128 * gib, Root: rootOf("root-data0"), Method: vault.MethodChecksum},
 			},
 		},
 		VM: vm,
 	}
 }
 
+var testSizes = map[string]int64{"os": 64 * gib, "data0": 128 * gib, "temp": 16 * gib}
+
 type restoreMocks struct {
 	load    recorder[activities.LoadRecoveryPointInput]
-	create  recorder[activities.CreateVMInput]
+	prepare recorder[activities.PrepareNewVMInput]
 	restore recorder[activities.RestoreDiskInput]
+	commit  recorder[activities.CommitRestoreInput]
+	abort   recorder[activities.AbortRestoreInput]
 }
 
+// mockRestore: LoadRecoveryPoint answers testRecoveryPoint, and
+// CommitRestore and AbortRestore succeed and are recorded.
 func mockRestore(env *testsuite.TestWorkflowEnvironment) *restoreMocks {
 	m := &restoreMocks{}
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: testJobID})
 	env.OnActivity(vaultAct.LoadRecoveryPoint, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadRecoveryPointInput) (activities.RecoveryPointInfo, error) {
 		m.load.add(in)
 		return testRecoveryPoint(), nil
 	}).Once()
+	env.OnActivity(hostAct.CommitRestore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitRestoreInput) (activities.CommitRestoreResult, error) {
+		m.commit.add(in)
+		out := activities.CommitRestoreResult{}
+		if in.Target.VM != "" && !in.DiscardReplaced {
+			out.Kept = map[string]string{"os": "os.raw.replaced-x"}
+		}
+		return out, nil
+	})
+	env.OnActivity(hostAct.AbortRestore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AbortRestoreInput) error {
+		m.abort.add(in)
+		return nil
+	})
+	env.OnActivity(hostAct.PrepareNewVM, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PrepareNewVMInput) (platform.VM, error) {
+		m.prepare.add(in)
+		return in.VM, nil
+	})
 	return m
 }
 
@@ -57,20 +86,17 @@ func (m *restoreMocks) restoreOK(env *testsuite.TestWorkflowEnvironment) {
 }
 
 func restoreResult(in activities.RestoreDiskInput) activities.RestoreDiskResult {
-	r := activities.RestoreDiskResult{Disk: in.Disk.Name, Result: vault.RestoreResult{Size: in.Disk.SizeBytes, WrittenBytes: in.Disk.SizeBytes / 2}}
-	if in.TargetDir != "" {
-		r.Path = in.TargetDir + "/" + in.FileName
-	}
-	return r
+	size := testSizes[in.Disk]
+	return activities.RestoreDiskResult{Disk: in.Disk, SizeBytes: size, Result: vault.RestoreResult{Size: size, WrittenBytes: size / 2}}
 }
 
 func (m *restoreMocks) restoresByDisk(t *testing.T) map[string]activities.RestoreDiskInput {
 	t.Helper()
 	out := map[string]activities.RestoreDiskInput{}
 	for _, in := range m.restore.all() {
-		_, dup := out[in.Disk.Name]
-		require.False(t, dup, "disk %s restored twice", in.Disk.Name)
-		out[in.Disk.Name] = in
+		_, dup := out[in.Disk]
+		require.False(t, dup, "disk %s restored twice", in.Disk)
+		out[in.Disk] = in
 	}
 	return out
 }
@@ -79,28 +105,23 @@ func TestRestoreNewVM(t *testing.T) {
 	env := newEnv(t)
 	m := mockRestore(env)
 	m.restoreOK(env)
-	env.OnActivity(hostAct.CreateVM, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateVMInput) (platform.VM, error) {
-		m.create.add(in)
-		return in.VM, nil
-	}).Once()
 	never(env, hostAct.DescribeVM)
 
-	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testVM + "/" + testRPID, Mode: RestoreNewVM, TargetVM: "web1-restored", Host: testHost, Vault: "main"})
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testVM + "/" + testRPID, Mode: RestoreNewVM, TargetVM: "web1-restored", Host: testHost})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	var res RestoreVMResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	env.AssertExpectations(t)
-	assertNotCalled(t, env, "DescribeVM")
+	assertNotCalled(t, env, "DescribeVM", "AbortRestore")
 
 	require.Equal(t, []activities.LoadRecoveryPointInput{{Ref: testVM + "/" + testRPID}}, m.load.all())
-	creates := m.create.all()
-	require.Len(t, creates, 1)
-	spec := creates[0].VM
+	prepares := m.prepare.all()
+	require.Len(t, prepares, 1)
+	require.Equal(t, testStage, prepares[0].Stage, "the stage is the job id, the same on every retry")
+	spec := prepares[0].VM
 	require.Equal(t, "web1-restored", spec.Name)
 	require.Equal(t, platform.PowerStopped, spec.Power)
 	require.Equal(t, platform.ExtensionStatus{}, spec.Extension, "the new VM has no extension yet")
-	require.Equal(t, platform.OSLinux, spec.OS)
 	require.Equal(t, 2, spec.CPUs)
 	require.Equal(t, 4096, spec.MemoryMB)
 	require.Equal(t, []platform.Disk{
@@ -109,32 +130,26 @@ func TestRestoreNewVM(t *testing.T) {
 		{Name: "temp", Role: platform.DiskTemp, SizeBytes: 16 * gib},
 	}, spec.Disks, "files and formats are left to the target platform")
 
-	env.AssertActivityNumberOfCalls(t, "RestoreDisk", 3)
 	rs := m.restoresByDisk(t)
-	rp := testRecoveryPoint().RecoveryPoint
-	require.Equal(t, activities.RestoreDiskInput{RecoveryPoint: testVM + "/" + testRPID, Disk: rp.Disks[0], TargetVM: "web1-restored"}, rs["os"])
-	require.Equal(t, activities.RestoreDiskInput{RecoveryPoint: testVM + "/" + testRPID, Disk: rp.Disks[1], TargetVM: "web1-restored"}, rs["data0"])
-	require.Equal(t, activities.RestoreDiskInput{RecoveryPoint: testVM + "/" + testRPID,
-		Disk: vault.DiskRecord{Name: "temp", Role: "temp", SizeBytes: 16 * gib}, TargetVM: "web1-restored"}, rs["temp"],
-		"the temp disk comes back empty, from the VM metadata")
+	require.Len(t, rs, 3, "os, data0 and the temp disk (staged empty)")
+	for _, d := range []string{"os", "data0", "temp"} {
+		require.Equal(t, activities.RestoreDiskInput{Vault: testPin, RecoveryPoint: testVM + "/" + testRPID, Disk: d,
+			Target: activities.RestoreTarget{VM: "web1-restored"}, Stage: testStage}, rs[d], "the host reads roots from the manifest, not the payload")
+	}
+	require.Equal(t, []activities.CommitRestoreInput{{Target: activities.RestoreTarget{VM: "web1-restored"}, Stage: testStage, Sizes: testSizes}}, m.commit.all())
 
 	require.Equal(t, RestoreNewVM, res.Mode)
 	require.Equal(t, "web1-restored", res.VM)
-	require.Equal(t, testVM+"/"+testRPID, res.RecoveryPoint)
-	require.Equal(t, []activities.RestoreDiskResult{restoreResult(rs["os"]), restoreResult(rs["data0"]), restoreResult(rs["temp"])}, res.Disks)
-
+	require.Equal(t, testPin.Location, res.Vault)
 	p := queryProgress(t, env)
 	require.Equal(t, PhaseDone, p.Phase)
 	require.Equal(t, KindRestore, p.Kind)
-	require.Equal(t, testVM, p.VM)
-	require.Equal(t, testVM+"/"+testRPID, p.RecoveryPoint)
 	ds := diskStates(p)
 	require.Len(t, ds, 3)
 	for name, d := range ds {
-		require.Equal(t, "done", d.State, name)
+		require.Equal(t, DiskDone, d.State, name)
 		require.Equal(t, d.SizeBytes, d.DoneBytes, name)
 	}
-	require.Equal(t, 16*gib, ds["temp"].SizeBytes)
 }
 
 func TestRestoreReplaceRunningTarget(t *testing.T) {
@@ -146,7 +161,6 @@ func TestRestoreReplaceRunningTarget(t *testing.T) {
 		return testVMWith(platform.PowerRunning), nil
 	})
 	never(env, hostAct.RestoreDisk)
-	never(env, hostAct.CreateVM)
 
 	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreReplace, Host: testHost})
 	require.True(t, env.IsWorkflowCompleted())
@@ -154,7 +168,7 @@ func TestRestoreReplaceRunningTarget(t *testing.T) {
 	require.True(t, app.NonRetryable())
 	// No target given: the recovery point's own VM.
 	require.Equal(t, []activities.VMInput{{VM: testVM}}, described.all())
-	assertNotCalled(t, env, "RestoreDisk", "CreateVM")
+	assertNotCalled(t, env, "RestoreDisk", "PrepareNewVM", "CommitRestore")
 	require.Equal(t, PhaseFailed, queryProgress(t, env).Phase)
 }
 
@@ -167,21 +181,19 @@ func TestRestoreReplaceStoppedTarget(t *testing.T) {
 		vm.Name = "web2"
 		return vm, nil
 	}).Once()
-	never(env, hostAct.CreateVM)
 
 	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreReplace, TargetVM: "web2", Host: testHost})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	var res RestoreVMResult
 	require.NoError(t, env.GetWorkflowResult(&res))
-	env.AssertExpectations(t)
 	require.Equal(t, "web2", res.VM)
-	rs := m.restoresByDisk(t)
-	require.Len(t, rs, 3)
-	for name, in := range rs {
-		require.Equal(t, "web2", in.TargetVM, name)
-		require.Empty(t, in.TargetDir, name)
+	for name, in := range m.restoresByDisk(t) {
+		require.Equal(t, activities.RestoreTarget{VM: "web2"}, in.Target, name)
 	}
+	require.Equal(t, map[string]string{"os": "os.raw.replaced-x"}, res.Kept, "the replaced disks are kept and the result says where")
+	require.Contains(t, queryProgress(t, env).Notes, "disk os: the replaced image is kept at os.raw.replaced-x")
+	assertNotCalled(t, env, "PrepareNewVM", "AbortRestore")
 }
 
 // A target VM that lacks a disk of the recovery point is refused before any write.
@@ -195,31 +207,48 @@ func TestRestoreReplaceMissingDisk(t *testing.T) {
 
 	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreReplace, Host: testHost})
 	requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeBadRequest)
-	assertNotCalled(t, env, "RestoreDisk")
+	assertNotCalled(t, env, "RestoreDisk", "CommitRestore")
 }
 
 func TestRestoreDisks(t *testing.T) {
 	env := newEnv(t)
 	m := mockRestore(env)
 	m.restoreOK(env)
-	never(env, hostAct.CreateVM)
+	var checked recorder[activities.CheckRestoreTargetInput]
+	env.OnActivity(hostAct.CheckRestoreTarget, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CheckRestoreTargetInput) error {
+		checked.add(in)
+		return nil
+	}).Once()
 	never(env, hostAct.DescribeVM)
 
-	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreDisks, TargetDir: "/srv/restore", Host: testHost})
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreDisks, TargetDir: "/srv/restore", Host: testHost, Force: true})
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 	var res RestoreVMResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Empty(t, res.VM)
+	target := activities.RestoreTarget{Dir: "/srv/restore", Force: true}
+	require.Equal(t, []activities.CheckRestoreTargetInput{{Target: target, Disks: []string{"os", "data0", "temp"}}}, checked.all())
 	rs := m.restoresByDisk(t)
 	require.Len(t, rs, 3)
 	for name, in := range rs {
-		require.Equal(t, "/srv/restore", in.TargetDir, name)
-		require.Equal(t, name+".raw", in.FileName)
-		require.Empty(t, in.TargetVM, name)
+		require.Equal(t, target, in.Target, name)
 	}
-	require.Equal(t, "/srv/restore/os.raw", res.Disks[0].Path)
-	assertNotCalled(t, env, "CreateVM", "DescribeVM")
+	require.Len(t, m.commit.all(), 1)
+	assertNotCalled(t, env, "PrepareNewVM", "DescribeVM", "AbortRestore")
+}
+
+// A disks-only restore over existing files is refused before any data moves.
+func TestRestoreDisksTargetRefused(t *testing.T) {
+	env := newEnv(t)
+	mockRestore(env)
+	env.OnActivity(hostAct.CheckRestoreTarget, mock.Anything, mock.Anything).Return(
+		temporal.NewNonRetryableApplicationError("restore disks: /srv/restore/os.raw exists", activities.ErrTypeTargetExists, nil))
+	never(env, hostAct.RestoreDisk)
+
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreDisks, TargetDir: "/srv/restore", Host: testHost})
+	requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeTargetExists)
+	assertNotCalled(t, env, "RestoreDisk", "CommitRestore", "AbortRestore")
 }
 
 func TestRestoreBadRequest(t *testing.T) {
@@ -239,26 +268,24 @@ func TestRestoreBadRequest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t)
-			for _, a := range []any{vaultAct.LoadRecoveryPoint, hostAct.CreateVM, hostAct.DescribeVM, hostAct.RestoreDisk} {
+			for _, a := range []any{vaultAct.LoadRecoveryPoint, hostAct.PrepareNewVM, hostAct.DescribeVM, hostAct.RestoreDisk} {
 				never(env, a)
 			}
 			env.ExecuteWorkflow(RestoreVM, tc.in)
 			require.True(t, env.IsWorkflowCompleted())
 			requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeBadRequest)
-			assertNotCalled(t, env, "LoadRecoveryPoint", "CreateVM", "DescribeVM", "RestoreDisk")
+			assertNotCalled(t, env, "LoadRecoveryPoint", "PrepareNewVM", "DescribeVM", "RestoreDisk")
 		})
 	}
 }
 
-// One failed disk fails the restore and cancels the others.
-func TestRestoreDiskFails(t *testing.T) {
+// One failed disk fails the restore, cancels the others, commits nothing,
+// and removes what was staged (and the new VM it prepared).
+func TestRestoreDiskFailsAborts(t *testing.T) {
 	env := newEnv(t)
 	m := mockRestore(env)
-	env.OnActivity(hostAct.CreateVM, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CreateVMInput) (platform.VM, error) {
-		return in.VM, nil
-	})
 	isDisk := func(name string) any {
-		return mock.MatchedBy(func(in activities.RestoreDiskInput) bool { return in.Disk.Name == name })
+		return mock.MatchedBy(func(in activities.RestoreDiskInput) bool { return in.Disk == name })
 	}
 	env.OnActivity(hostAct.RestoreDisk, mock.Anything, isDisk("data0")).Return(activities.RestoreDiskResult{},
 		temporal.NewNonRetryableApplicationError("blob missing", activities.ErrTypeMissingData, nil)).Once()
@@ -271,10 +298,50 @@ func TestRestoreDiskFails(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeMissingData)
 	require.Empty(t, m.restore.all(), "the other disks were cancelled, not finished")
+	require.Empty(t, m.commit.all(), "nothing is committed")
+	require.Equal(t, []activities.AbortRestoreInput{{Target: activities.RestoreTarget{VM: "new"}, Stage: testStage}}, m.abort.all())
 	p := queryProgress(t, env)
 	require.Equal(t, PhaseFailed, p.Phase)
 	ds := diskStates(p)
 	for _, name := range []string{"os", "data0", "temp"} {
-		require.Equal(t, "failed", ds[name].State, name)
+		require.Equal(t, DiskFailed, ds[name].State, name)
 	}
+}
+
+// A failed commit is compensated too, and the job keeps the commit's error type.
+func TestRestoreCommitFailsAborts(t *testing.T) {
+	env := newEnv(t)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: testJobID})
+	env.OnActivity(vaultAct.LoadRecoveryPoint, mock.Anything, mock.Anything).Return(testRecoveryPoint(), nil)
+	env.OnActivity(hostAct.DescribeVM, mock.Anything, mock.Anything).Return(testVMWith(platform.PowerStopped), nil)
+	env.OnActivity(hostAct.RestoreDisk, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RestoreDiskInput) (activities.RestoreDiskResult, error) {
+		return restoreResult(in), nil
+	})
+	env.OnActivity(hostAct.CommitRestore, mock.Anything, mock.Anything).Return(activities.CommitRestoreResult{},
+		temporal.NewNonRetryableApplicationError("disk os is held open for writing", activities.ErrTypeDiskBusy, nil))
+	var aborts recorder[activities.AbortRestoreInput]
+	env.OnActivity(hostAct.AbortRestore, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AbortRestoreInput) error {
+		aborts.add(in)
+		return nil
+	})
+
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreReplace, Host: testHost})
+	requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeDiskBusy)
+	require.Equal(t, []activities.AbortRestoreInput{{Target: activities.RestoreTarget{VM: testVM}, Stage: testStage}}, aborts.all())
+}
+
+// A cancelled restore still removes what it staged.
+func TestRestoreCancelAborts(t *testing.T) {
+	env := newEnv(t)
+	m := mockRestore(env)
+	env.OnActivity(hostAct.RestoreDisk, mock.Anything, mock.Anything).After(time.Hour).Return(func(_ context.Context, in activities.RestoreDiskInput) (activities.RestoreDiskResult, error) {
+		return restoreResult(in), nil
+	})
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreNewVM, TargetVM: "new", Host: testHost})
+	require.True(t, env.IsWorkflowCompleted())
+	require.True(t, temporal.IsCanceledError(env.GetWorkflowError()), "got %v", env.GetWorkflowError())
+	require.Empty(t, m.commit.all())
+	require.Len(t, m.abort.all(), 1)
 }

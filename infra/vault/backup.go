@@ -65,6 +65,8 @@ type Progress struct {
 	Stats      DiskStats `json:"stats"`
 	BytesPerS  float64   `json:"bytes_per_s"`
 	Checkpoint *Checkpoint
+	// NextLeaf is, for a restore, the first leaf not yet written.
+	NextLeaf int `json:"next_leaf,omitempty"`
 }
 
 // BackupOptions describe one disk backup.

@@ -2,11 +2,13 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/storage"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -16,6 +18,9 @@ type RestoreOptions struct {
 	Progress func(Progress)
 	// Workers fetch and verify pack ranges in parallel; 0 means 4.
 	Workers int
+	// StartLeaf resumes an interrupted restore: the leaves before it are
+	// already written (Progress.NextLeaf of the attempt that wrote them).
+	StartLeaf int
 }
 
 // RestoreResult counts what a disk restore did.
@@ -24,6 +29,8 @@ type RestoreResult struct {
 	WrittenBytes int64 `json:"written_bytes"`
 	ZeroBlocks   int64 `json:"zero_blocks"`
 	Requests     int64 `json:"requests"`
+	// ResumedAt is the byte offset a resumed restore started from.
+	ResumedAt int64 `json:"resumed_at,omitempty"`
 }
 
 // maxRangeGap is the most unneeded bytes read to merge two blobs of a pack
@@ -52,7 +59,14 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 	res := RestoreResult{Size: root.Size}
 	bs, le := int64(root.BlockSize), int64(root.LeafEntries)
 	began := time.Now()
+	if opt.StartLeaf < 0 || opt.StartLeaf > len(root.Leaves) {
+		opt.StartLeaf = 0 // a checkpoint of another disk: start over
+	}
+	res.ResumedAt = min(int64(opt.StartLeaf)*le*bs, root.Size)
 	for li, lid := range root.Leaves {
+		if li < opt.StartLeaf {
+			continue
+		}
 		ids, err := v.loadLeaf(ctx, lid)
 		if err != nil {
 			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*le*bs, err)
@@ -93,7 +107,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		}
 		if opt.Progress != nil {
 			done := min((int64(li)+1)*le*bs, root.Size)
-			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done,
+			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done, NextLeaf: li + 1,
 				Stats:     DiskStats{DataBytes: res.WrittenBytes},
 				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
 		}
@@ -142,6 +156,10 @@ func (v *Vault) restoreRun(ctx context.Context, root Root, r []restoreBlock, w i
 	first, last := r[0].loc, r[len(r)-1].loc
 	start := int64(first.Offset)
 	data, err := v.be.GetRange(ctx, packKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	if errors.Is(err, storage.ErrNotFound) {
+		// The index names a pack that is gone: no retry brings it back.
+		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), ErrMissing, first.Pack.Short())
+	}
 	if err != nil {
 		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
 	}

@@ -1,0 +1,105 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Search attributes that make jobs findable in the Temporal UI. The dev
+// server and a real cluster must have them registered (make up does).
+var (
+	AttrVM            = temporal.NewSearchAttributeKeyKeyword("VmvaultVM")
+	AttrVault         = temporal.NewSearchAttributeKeyKeyword("VmvaultVault")
+	AttrKind          = temporal.NewSearchAttributeKeyKeyword("VmvaultKind")
+	AttrBackupType    = temporal.NewSearchAttributeKeyKeyword("VmvaultBackupType")
+	AttrConsistency   = temporal.NewSearchAttributeKeyKeyword("VmvaultConsistency")
+	AttrRecoveryPoint = temporal.NewSearchAttributeKeyKeyword("VmvaultRecoveryPoint")
+)
+
+// SearchAttributeNames lists the search attributes (all Keyword).
+var SearchAttributeNames = []string{
+	AttrVM.GetName(), AttrVault.GetName(), AttrKind.GetName(),
+	AttrBackupType.GetName(), AttrConsistency.GetName(), AttrRecoveryPoint.GetName(),
+}
+
+// BackupWorkflowID is the id of a VM's backup job. One id per VM is how
+// Temporal guarantees one backup per VM at a time: starting a second while
+// one runs is refused atomically by the server.
+func BackupWorkflowID(vm string) string { return "backup-" + vm }
+
+// BackupStartOptions are the start options of an on-demand backup of vm.
+func BackupStartOptions(taskQueue string, in BackupVMInput, timeout time.Duration) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: BackupWorkflowID(in.VM), TaskQueue: taskQueue,
+		WorkflowExecutionTimeout: timeout,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Without this the SDK hands back the running job instead of saying so.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup))),
+		StaticSummary:         fmt.Sprintf("backup %s (host %s)", in.VM, in.Host),
+	}
+}
+
+// RestoreWorkflowID names a restore job after its target and start time.
+func RestoreWorkflowID(in RestoreVMInput, now time.Time) string {
+	name := in.TargetVM
+	switch {
+	case in.Mode == RestoreDisks:
+		name = "disks"
+	case name == "":
+		name = vmOfRef(in.RecoveryPoint)
+	}
+	return "restore-" + name + "-" + now.UTC().Format("20060102T150405Z")
+}
+
+// RestoreStartOptions are the start options of a restore job.
+func RestoreStartOptions(taskQueue string, in RestoreVMInput, now time.Time, timeout time.Duration) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: RestoreWorkflowID(in, now), TaskQueue: taskQueue, WorkflowExecutionTimeout: timeout,
+		TypedSearchAttributes: temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRestore))),
+		StaticSummary:         restoreSummary(in),
+	}
+}
+
+func restoreSummary(in RestoreVMInput) string {
+	switch in.Mode {
+	case RestoreNewVM:
+		return fmt.Sprintf("restore %s → new vm %s", in.RecoveryPoint, in.TargetVM)
+	case RestoreReplace:
+		target := in.TargetVM
+		if target == "" {
+			target = vmOfRef(in.RecoveryPoint)
+		}
+		return fmt.Sprintf("restore %s → replace disks of %s", in.RecoveryPoint, target)
+	default:
+		return fmt.Sprintf("restore %s → disk images in %s", in.RecoveryPoint, in.TargetDir)
+	}
+}
+
+func vmOfRef(ref string) string {
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == '/' {
+			return ref[:i]
+		}
+	}
+	return ref
+}
+
+// InventoryWorkflowID is the id of a host's inventory: one long-lived
+// workflow per host answers every 'vm list' of it.
+func InventoryWorkflowID(host string) string { return "inventory-" + host }
+
+// InventoryStartOptions start a host's inventory if it is not running.
+func InventoryStartOptions(taskQueue, host string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: InventoryWorkflowID(host), TaskQueue: taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            "inventory of host " + host + ": answers vmvault vm list",
+	}
+}

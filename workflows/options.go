@@ -1,0 +1,59 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vmvault/vmvault/activities"
+)
+
+// Every activity call states its timeouts and retry policy here.
+
+// hostOptions: short platform calls on the VM's host.
+func hostOptions(ctx workflow.Context, host string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              activities.HostQueue(host),
+		ScheduleToStartTimeout: 10 * time.Minute, // no worker for that host: fail, don't hang for a day
+		StartToCloseTimeout:    5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
+
+// diskOptions: long disk transfers and restores on the VM's host,
+// heartbeating, retried (and resumed) when a worker dies, and told when the
+// job is cancelled.
+func diskOptions(ctx workflow.Context, host string, heartbeat time.Duration, attempts int32) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           activities.HostQueue(host),
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    heartbeat,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: attempts,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
+
+// centralOptions: vault work on the workflow's own queue.
+func centralOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
+
+// withSummary labels the next activity calls in the Temporal UI.
+func withSummary(ctx workflow.Context, summary string) workflow.Context {
+	opts := workflow.GetActivityOptions(ctx)
+	opts.Summary = summary
+	return workflow.WithActivityOptions(ctx, opts)
+}
