@@ -89,7 +89,6 @@ Run 'vmvault help COMMAND' for a command's flags and examples.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.SetOut(a.out)
 			_ = cmd.Help()
 			return usagef(cmd, "no command")
 		},
