@@ -3,7 +3,6 @@ package images
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vmvault/vmvault/infra/platform"
 )
@@ -31,15 +32,22 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 type images struct {
 	root string
-	// mu serializes rewrites of vm.json by this process (parallel disk
-	// restores of one VM may each update a disk size).
+	// mu serializes restores' changes to VM folders by this process
+	// (preparing, committing and aborting).
 	mu sync.Mutex
+	// hook, when set (tests), runs at each named step of a commit; an
+	// error stops the commit there as a crash would.
+	hook func(step string) error
 }
 
 var _ platform.Platform = (*images)(nil)
 
 // New returns the images platform rooted at root, creating root if needed.
 func New(root string) (platform.Platform, error) {
+	return newImages(root)
+}
+
+func newImages(root string) (*images, error) {
 	if root == "" {
 		return nil, errors.New("images platform: empty root directory")
 	}
@@ -60,13 +68,45 @@ func New(root string) (platform.Platform, error) {
 	return &images{root: abs}, nil
 }
 
-func (p *images) Name() string { return "images" }
-
 func (p *images) vmDir(name string) string { return filepath.Join(p.root, name) }
 
+// openRoot opens the root folder. The root itself may be a symlink (it is
+// configuration); nothing beneath it may.
+func (p *images) openRoot() (*os.File, error) {
+	fd, err := unix.Open(p.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("images platform root: %w", &os.PathError{Op: "open", Path: p.root, Err: err})
+	}
+	return os.NewFile(uintptr(fd), p.root), nil
+}
+
+// openVMDir opens the folder of vm name, which must be a real folder beneath
+// the root, not a symlink.
+func (p *images) openVMDir(name string) (*os.File, error) {
+	if !validName.MatchString(name) {
+		return nil, p.notFound(name)
+	}
+	root, err := p.openRoot()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	dir, err := openBeneath(root, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	switch {
+	case isNotExist(err):
+		return nil, p.notFound(name)
+	case errors.Is(err, errEscape) || errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("vm %q: %w: %s is not a folder (a symlink is never followed): %v", name, platform.ErrInvalidVM, p.vmDir(name), err)
+	case err != nil:
+		return nil, fmt.Errorf("vm %q: %w", name, err)
+	}
+	return dir, nil
+}
+
 // ListVMs returns every VM under the root, sorted by name. Folders without
-// vm.json are not VMs and are skipped. If some vm.json files are invalid,
-// ListVMs still returns the valid VMs, together with an error wrapping
+// vm.json are not VMs and are skipped, and so are hidden entries (restores
+// in progress) and symlinks. If some vm.json files are invalid, ListVMs
+// still returns the valid VMs, together with an error wrapping
 // platform.ErrInvalidVM that names each bad file.
 func (p *images) ListVMs(ctx context.Context) ([]platform.VM, error) {
 	entries, err := os.ReadDir(p.root)
@@ -84,7 +124,7 @@ func (p *images) ListVMs(ctx context.Context) ([]platform.VM, error) {
 		if !e.IsDir() || !validName.MatchString(e.Name()) {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(p.root, e.Name(), ConfigFile)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(p.root, e.Name(), ConfigFile)); isNotExist(err) {
 			continue
 		}
 		vm, err := p.DescribeVM(ctx, e.Name())
@@ -101,11 +141,16 @@ func (p *images) ListVMs(ctx context.Context) ([]platform.VM, error) {
 // DescribeVM reads and validates <root>/<name>/vm.json and checks it against
 // the image files.
 func (p *images) DescribeVM(ctx context.Context, name string) (platform.VM, error) {
-	vm, err := p.readConfig(name)
+	dir, err := p.openVMDir(name)
 	if err != nil {
 		return platform.VM{}, err
 	}
-	if err := p.checkFiles(&vm); err != nil {
+	defer dir.Close()
+	vm, err := p.readConfigIn(dir, name)
+	if err != nil {
+		return platform.VM{}, err
+	}
+	if err := p.checkFiles(dir, &vm); err != nil {
 		return platform.VM{}, err
 	}
 	return vm, nil
@@ -117,166 +162,100 @@ func (p *images) notFound(name string) error {
 
 // readConfig reads and validates vm.json without looking at the images.
 func (p *images) readConfig(name string) (platform.VM, error) {
-	if !validName.MatchString(name) {
+	dir, err := p.openVMDir(name)
+	if err != nil {
+		return platform.VM{}, err
+	}
+	defer dir.Close()
+	return p.readConfigIn(dir, name)
+}
+
+// readConfigIn reads vm.json in the opened folder of vm name.
+func (p *images) readConfigIn(dir *os.File, name string) (platform.VM, error) {
+	path := filepath.Join(p.vmDir(name), ConfigFile)
+	data, err := readFileAt(dir, ConfigFile)
+	if isNotExist(err) {
 		return platform.VM{}, p.notFound(name)
 	}
-	path := filepath.Join(p.vmDir(name), ConfigFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return platform.VM{}, p.notFound(name)
+	if errors.Is(err, errEscape) {
+		return platform.VM{}, fmt.Errorf("%s: %w: %v", path, platform.ErrInvalidVM, err)
 	}
 	if err != nil {
 		return platform.VM{}, fmt.Errorf("read vm %q: %w", name, err)
 	}
-	// Unknown fields are allowed so that a newer vmvault's vm.json reads.
-	var vm platform.VM
-	if err := json.Unmarshal(data, &vm); err != nil {
-		return platform.VM{}, fmt.Errorf("%s: %w: %v", path, platform.ErrInvalidVM, err)
-	}
-	if vm.Name == "" {
-		vm.Name = name
-	}
-	if vm.Name != name {
-		return platform.VM{}, fmt.Errorf("%s: %w: name %q differs from the folder name %q", path, platform.ErrInvalidVM, vm.Name, name)
-	}
-	if vm.Power == "" {
-		vm.Power = platform.PowerStopped
-	}
-	if err := normalize(&vm); err != nil {
+	vm, err := parseConfig(data, name)
+	if err != nil {
 		return platform.VM{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return vm, nil
 }
 
-// normalize validates a VM definition and fills in defaults (file names,
-// format). Errors wrap platform.ErrInvalidVM or, for formats this platform
-// cannot handle yet, platform.ErrNotSupported.
-func normalize(vm *platform.VM) error {
-	invalid := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", platform.ErrInvalidVM, fmt.Sprintf(format, args...))
+// diskErr reports a disk image that cannot be used: a symlink, a path that
+// leaves the vm folder, not a regular file, or missing.
+func (p *images) diskErr(vm string, d platform.Disk, err error) error {
+	cfg := filepath.Join(p.vmDir(vm), ConfigFile)
+	return fmt.Errorf("%s: %w: vm %q disk %q: %s: %w", cfg, platform.ErrInvalidVM, vm, d.Name, filepath.Join(p.vmDir(vm), d.File), err)
+}
+
+// openImage opens the image of disk d of vm in its opened folder dir,
+// beneath it and without following symlinks.
+func (p *images) openImage(dir *os.File, vm string, d platform.Disk, flags int) (*os.File, error) {
+	f, err := openRegular(dir, d.File, flags, 0)
+	if err != nil {
+		return nil, p.diskErr(vm, d, err)
 	}
-	if !validName.MatchString(vm.Name) {
-		return invalid("bad vm name %q (letters, digits, '.', '_', '-'; not starting with a dot)", vm.Name)
-	}
-	switch vm.OS {
-	case platform.OSLinux, platform.OSWindows:
-	default:
-		return invalid("os %q is not %q or %q", vm.OS, platform.OSLinux, platform.OSWindows)
-	}
-	if vm.CPUs < 0 || vm.MemoryMB < 0 {
-		return invalid("negative cpu (%d) or memory_mb (%d)", vm.CPUs, vm.MemoryMB)
-	}
-	switch vm.Power {
-	case platform.PowerRunning, platform.PowerStopped:
-	default:
-		return invalid("power_state %q is not %q or %q", vm.Power, platform.PowerRunning, platform.PowerStopped)
-	}
-	var osDisks int
-	names := map[string]bool{}
-	files := map[string]string{}
-	luns := map[int]string{}
-	for i := range vm.Disks {
-		d := &vm.Disks[i]
-		if !validName.MatchString(d.Name) {
-			return invalid("disk %d: bad disk name %q", i, d.Name)
-		}
-		if names[d.Name] {
-			return invalid("two disks named %q", d.Name)
-		}
-		names[d.Name] = true
-		switch d.Role {
-		case platform.DiskOS:
-			osDisks++
-		case platform.DiskData:
-			if d.LUN < 0 || d.LUN > maxLUN {
-				return invalid("disk %q: lun %d is outside 0..%d", d.Name, d.LUN, maxLUN)
-			}
-			if other, ok := luns[d.LUN]; ok {
-				return invalid("disks %q and %q both use lun %d", other, d.Name, d.LUN)
-			}
-			luns[d.LUN] = d.Name
-		case platform.DiskTemp:
-		default:
-			return invalid("disk %q: role %q is not os, data or temp", d.Name, d.Role)
-		}
-		if d.SizeBytes < 0 {
-			return invalid("disk %q: negative size_bytes %d", d.Name, d.SizeBytes)
-		}
-		switch d.Format {
-		case "":
-			d.Format = formatRaw
-		case formatRaw, formatQcow2:
-		default:
-			return invalid("disk %q: unknown format %q (raw or qcow2)", d.Name, d.Format)
-		}
-		if d.File == "" {
-			d.File = d.Name + "." + d.Format
-		}
-		clean := filepath.Clean(d.File)
-		if !filepath.IsLocal(clean) || clean == ConfigFile {
-			return invalid("disk %q: file %q must be a path inside the vm folder", d.Name, d.File)
-		}
-		d.File = clean
-		if other, ok := files[clean]; ok {
-			return invalid("disks %q and %q share the file %q", other, d.Name, clean)
-		}
-		files[clean] = d.Name
-	}
-	if osDisks != 1 {
-		return invalid("%d os disks, want exactly one", osDisks)
-	}
-	return nil
+	return f, nil
 }
 
 // checkFiles checks that every image exists and has the size vm.json says,
 // filling in size_bytes where it is 0.
-func (p *images) checkFiles(vm *platform.VM) error {
-	dir := p.vmDir(vm.Name)
-	cfg := filepath.Join(dir, ConfigFile)
+func (p *images) checkFiles(dir *os.File, vm *platform.VM) error {
+	cfg := filepath.Join(p.vmDir(vm.Name), ConfigFile)
 	for i := range vm.Disks {
 		d := &vm.Disks[i]
-		path := filepath.Join(dir, d.File)
-		st, err := os.Stat(path)
+		f, err := p.openImage(dir, vm.Name, *d, unix.O_RDONLY)
 		if err != nil {
-			return fmt.Errorf("%s: %w: disk %q: %v", cfg, platform.ErrInvalidVM, d.Name, err)
+			return err
 		}
-		if !st.Mode().IsRegular() {
-			return fmt.Errorf("%s: %w: disk %q: %s is not a regular file", cfg, platform.ErrInvalidVM, d.Name, path)
-		}
-		size := st.Size()
-		if d.Format == formatQcow2 {
-			if size, err = qcow2Size(path); err != nil {
-				return fmt.Errorf("%s: %w: disk %q: %v", cfg, platform.ErrInvalidVM, d.Name, err)
-			}
+		size, err := imageSize(f, d.Format)
+		f.Close()
+		if err != nil {
+			return p.diskErr(vm.Name, *d, err)
 		}
 		if d.SizeBytes == 0 {
 			d.SizeBytes = size
 		}
 		if d.SizeBytes != size {
-			return fmt.Errorf("%s: %w: disk %q: size_bytes %d but %s holds %d bytes", cfg, platform.ErrInvalidVM, d.Name, d.SizeBytes, path, size)
+			return fmt.Errorf("%s: %w: disk %q: size_bytes %d but %s holds %d bytes", cfg, platform.ErrInvalidVM, d.Name, d.SizeBytes, f.Name(), size)
 		}
 	}
 	return nil
 }
 
-// qcow2Size reads the virtual size from a qcow2 header, so that vm.json can
-// be checked even though qcow2 data cannot be read yet.
-func qcow2Size(path string) (int64, error) {
-	f, err := os.Open(path)
+func imageSize(f *os.File, format string) (int64, error) {
+	if format == formatQcow2 {
+		return qcow2Size(f)
+	}
+	st, err := f.Stat()
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	return st.Size(), nil
+}
+
+// qcow2Size reads the virtual size from a qcow2 header, so that vm.json can
+// be checked even though qcow2 data cannot be read yet.
+func qcow2Size(f *os.File) (int64, error) {
 	var hdr [32]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return 0, fmt.Errorf("%s: read qcow2 header: %w", path, err)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, 32), hdr[:]); err != nil {
+		return 0, fmt.Errorf("%s: read qcow2 header: %w", f.Name(), err)
 	}
 	if string(hdr[:4]) != "QFI\xfb" {
-		return 0, fmt.Errorf("%s is not a qcow2 image", path)
+		return 0, fmt.Errorf("%s is not a qcow2 image", f.Name())
 	}
 	size := binary.BigEndian.Uint64(hdr[24:32])
 	if size > 1<<62 {
-		return 0, fmt.Errorf("%s: qcow2 virtual size %d is out of range", path, size)
+		return 0, fmt.Errorf("%s: qcow2 virtual size %d is out of range", f.Name(), size)
 	}
 	return int64(size), nil
 }
@@ -286,4 +265,42 @@ func (p *images) InstallExtension(ctx context.Context, vm string) (platform.Exte
 		return platform.ExtensionStatus{}, err
 	}
 	return platform.ExtensionStatus{}, fmt.Errorf("install extension in vm %q: %w: images vms have no guest agent; they are backed up stopped, crash-consistent", vm, platform.ErrNotSupported)
+}
+
+// Manages reports whether path is the root or lies beneath it, symlinks in
+// the part of path that exists resolved (so a symlink into the root counts).
+func (p *images) Manages(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return true // cannot tell: refuse rather than risk writing there
+	}
+	roots := []string{p.root}
+	if r, err := filepath.EvalSymlinks(p.root); err == nil && r != p.root {
+		roots = append(roots, r)
+	}
+	for _, cand := range []string{abs, resolveExisting(abs)} {
+		for _, root := range roots {
+			if rel, err := filepath.Rel(root, cand); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resolveExisting resolves the symlinks of the longest existing prefix of
+// the clean absolute path abs and appends the rest.
+func resolveExisting(abs string) string {
+	rest := ""
+	for cur := abs; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
 }

@@ -93,6 +93,36 @@ func (f fixture) HoldDiskWriter(t testing.TB, vm, disk string) func() {
 	}
 }
 
+func (f fixture) SetRunning(t testing.TB, vm string, running bool) {
+	t.Helper()
+	path := filepath.Join(f.root, vm, images.ConfigFile)
+	var def platform.VM
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &def); err != nil {
+		t.Fatal(err)
+	}
+	def.Power = platform.PowerStopped
+	if running {
+		def.Power = platform.PowerRunning
+	}
+	writeJSON(t, path, def)
+}
+
+func (f fixture) ReadKept(t testing.TB, vm, kept string) []byte {
+	t.Helper()
+	if rel, err := filepath.Rel(filepath.Join(f.root, vm), kept); err != nil || !filepath.IsLocal(rel) {
+		t.Fatalf("kept image %s is not in the folder of vm %q", kept, vm)
+	}
+	data, err := os.ReadFile(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func writeJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	data, err := json.MarshalIndent(v, "", "  ")
@@ -247,8 +277,8 @@ func TestRunningVMRefused(t *testing.T) {
 	if !errors.Is(err, platform.ErrVMRunning) || !strings.Contains(err.Error(), "use the qemu platform") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := p.OpenDiskWriter(context.Background(), "live", "os", 4096); !errors.Is(err, platform.ErrVMRunning) {
-		t.Fatalf("OpenDiskWriter: got %v", err)
+	if _, err := p.StageDisk(context.Background(), "live", "os", 4096, "s"); !errors.Is(err, platform.ErrVMRunning) {
+		t.Fatalf("StageDisk: got %v", err)
 	}
 }
 
@@ -327,48 +357,65 @@ func TestQcow2NotSupported(t *testing.T) {
 	if !errors.Is(err, platform.ErrNotSupported) || !strings.Contains(err.Error(), `"data0"`) {
 		t.Fatalf("CreateSnapshot: %v", err)
 	}
+	if _, err := p.StageDisk(ctx, "q", "data0", 4096, "s"); !errors.Is(err, platform.ErrNotSupported) {
+		t.Fatalf("StageDisk of qcow2: %v", err)
+	}
 	vm.Name, vm.Disks[1].File = "q2", ""
-	if _, err := p.CreateVM(ctx, vm); !errors.Is(err, platform.ErrNotSupported) {
-		t.Fatalf("CreateVM with qcow2: %v", err)
+	if _, err := p.PrepareNewVM(ctx, vm, "s"); !errors.Is(err, platform.ErrNotSupported) {
+		t.Fatalf("PrepareNewVM with qcow2: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "q2")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("failed CreateVM left %v", err)
+		t.Errorf("failed PrepareNewVM left %v", err)
 	}
 }
 
-func TestCreateVMFiles(t *testing.T) {
+func TestNewVMFiles(t *testing.T) {
 	p, root := newPlatform(t)
 	ctx := context.Background()
-	vm, err := p.CreateVM(ctx, platform.VM{Name: "new", OS: platform.OSLinux, CPUs: 1, MemoryMB: 256, Power: platform.PowerRunning,
+	const stage = "job-1"
+	vm, err := p.PrepareNewVM(ctx, platform.VM{Name: "new", OS: platform.OSLinux, CPUs: 1, MemoryMB: 256, Power: platform.PowerRunning,
 		Disks: []platform.Disk{
 			{Name: "os", Role: platform.DiskOS, SizeBytes: 1 << 30},
-			{Name: "tmp", Role: platform.DiskTemp, SizeBytes: 1 << 20},
-		}})
+			{Name: "tmp", Role: platform.DiskTemp, SizeBytes: 1 << 20, File: "sub/dir/tmp.raw"},
+		}}, stage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vm.Power != platform.PowerStopped || vm.Disks[0].File != "os.raw" || vm.Disks[1].File != "tmp.raw" {
-		t.Errorf("created %+v", vm)
+	if vm.Power != platform.PowerStopped || vm.Disks[0].File != "os.raw" || vm.Disks[1].File != "sub/dir/tmp.raw" {
+		t.Errorf("prepared %+v", vm)
 	}
-	for _, f := range []string{"os.raw", "tmp.raw", images.ConfigFile} {
-		if _, err := os.Stat(filepath.Join(root, "new", f)); err != nil {
-			t.Error(err)
+	if _, err := os.Stat(filepath.Join(root, "new", images.ConfigFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a prepared vm has vm.json: %v", err)
+	}
+	for _, d := range vm.Disks {
+		w, err := p.StageDisk(ctx, "new", d.Name, d.SizeBytes, stage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	entries, _ := os.ReadDir(filepath.Join(root, "new"))
-	if len(entries) != 3 {
-		t.Errorf("vm folder holds %d entries, want 3 (no temp files left)", len(entries))
-	}
-	if _, err := p.CreateVM(ctx, platform.VM{Name: "../evil", OS: platform.OSLinux,
-		Disks: []platform.Disk{{Name: "os", Role: platform.DiskOS, SizeBytes: 4096}}}); !errors.Is(err, platform.ErrInvalidVM) {
-		t.Errorf("CreateVM with a path as name: %v", err)
-	}
-	// A temp disk may be "restored": it comes back empty.
-	w, err := p.OpenDiskWriter(ctx, "new", "tmp", 1<<20)
-	if err != nil {
+	if _, err := p.CommitRestore(ctx, "new", stage, platform.CommitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
+	var files []string
+	filepath.WalkDir(filepath.Join(root, "new"), func(path string, d os.DirEntry, err error) error {
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(filepath.Join(root, "new"), path)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if strings.Join(files, " ") != "os.raw sub/dir/tmp.raw vm.json" {
+		t.Errorf("vm folder holds %v, want the images and vm.json only", files)
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 1 {
+		t.Errorf("root holds %d entries, want only the vm (no restore leftovers)", len(entries))
+	}
+	if _, err := p.PrepareNewVM(ctx, platform.VM{Name: "../evil", OS: platform.OSLinux,
+		Disks: []platform.Disk{{Name: "os", Role: platform.DiskOS, SizeBytes: 4096}}}, stage); !errors.Is(err, platform.ErrInvalidVM) {
+		t.Errorf("PrepareNewVM with a path as name: %v", err)
 	}
 }

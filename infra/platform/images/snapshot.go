@@ -40,7 +40,15 @@ const tokenVersion = 1
 const settle = 30 * time.Millisecond
 
 func (p *images) CreateSnapshot(ctx context.Context, name string, req platform.SnapshotRequest) (platform.Snapshot, error) {
-	vm, err := p.DescribeVM(ctx, name)
+	dir, err := p.openVMDir(name)
+	if err != nil {
+		return platform.Snapshot{}, err
+	}
+	defer dir.Close()
+	vm, err := p.readConfigIn(dir, name)
+	if err == nil {
+		err = p.checkFiles(dir, &vm)
+	}
 	if err != nil {
 		return platform.Snapshot{}, err
 	}
@@ -56,15 +64,10 @@ func (p *images) CreateSnapshot(ctx context.Context, name string, req platform.S
 		if d.Format != formatRaw {
 			return platform.Snapshot{}, fmt.Errorf("snapshot vm %q: disk %q is %s: %w (images platform reads raw images only)", name, d.Name, d.Format, platform.ErrNotSupported)
 		}
-		path := filepath.Join(p.vmDir(name), d.File)
-		if err := p.checkLock(name, d.Name, path); err != nil {
+		fp, err := p.diskFingerprint(ctx, dir, name, d)
+		if err != nil {
 			return platform.Snapshot{}, err
 		}
-		fp, err := settledFingerprint(ctx, path)
-		if err != nil {
-			return platform.Snapshot{}, fmt.Errorf("snapshot vm %q disk %q: %w", name, d.Name, err)
-		}
-		fp.File = d.File
 		tok.Disks[d.Name] = fp
 	}
 	data, err := json.Marshal(tok)
@@ -86,23 +89,37 @@ func (p *images) CreateSnapshot(ctx context.Context, name string, req platform.S
 	}, nil
 }
 
-func (p *images) checkLock(vm, disk, path string) error {
-	if err := imagelock.CheckNotWritten(path); err != nil {
+// diskFingerprint opens the image of d beneath the vm folder, checks that
+// nobody writes it and fingerprints it once settled.
+func (p *images) diskFingerprint(ctx context.Context, dir *os.File, vm string, d platform.Disk) (fingerprint, error) {
+	f, err := p.openImage(dir, vm, d, unix.O_RDONLY)
+	if err != nil {
+		return fingerprint{}, err
+	}
+	defer f.Close()
+	if err := checkLock(f, vm, d.Name); err != nil {
+		return fingerprint{}, err
+	}
+	fp, err := settledFingerprint(ctx, f)
+	if err != nil {
+		return fingerprint{}, fmt.Errorf("snapshot vm %q disk %q: %w", vm, d.Name, err)
+	}
+	fp.File = d.File
+	return fp, nil
+}
+
+func checkLock(f *os.File, vm, disk string) error {
+	if err := imagelock.CheckFile(f, f.Name()); err != nil {
 		return fmt.Errorf("vm %q disk %q: %w", vm, disk, err)
 	}
 	return nil
 }
 
-// settledFingerprint fingerprints path once its last change is older than
+// settledFingerprint fingerprints f once its last change is older than
 // settle (see there).
-func settledFingerprint(ctx context.Context, path string) (fingerprint, error) {
+func settledFingerprint(ctx context.Context, f *os.File) (fingerprint, error) {
 	for i := 0; ; i++ {
-		f, err := os.Open(path)
-		if err != nil {
-			return fingerprint{}, err
-		}
 		fp, err := fingerprintOf(f)
-		f.Close()
 		if err != nil {
 			return fingerprint{}, err
 		}
@@ -141,10 +158,12 @@ func (fp fingerprint) same(o fingerprint) bool {
 func (p *images) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error { return nil }
 
 func (p *images) OpenDisk(ctx context.Context, snap platform.Snapshot, disk string) (platform.DiskReader, error) {
-	if !validName.MatchString(snap.VM) {
-		return nil, p.notFound(snap.VM)
+	dir, err := p.openVMDir(snap.VM)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(p.vmDir(snap.VM), ConfigFile)); errors.Is(err, os.ErrNotExist) {
+	defer dir.Close()
+	if err := unix.Fstatat(int(dir.Fd()), ConfigFile, new(unix.Stat_t), unix.AT_SYMLINK_NOFOLLOW); isNotExist(err) {
 		return nil, p.notFound(snap.VM)
 	}
 	var tok token
@@ -154,7 +173,7 @@ func (p *images) OpenDisk(ctx context.Context, snap platform.Snapshot, disk stri
 	want, ok := tok.Disks[disk]
 	if !ok {
 		// Say whether the disk is a temp disk (never backed up) or unknown.
-		if vm, err := p.readConfig(snap.VM); err == nil {
+		if vm, err := p.readConfigIn(dir, snap.VM); err == nil {
 			for _, d := range vm.Disks {
 				if d.Name == disk && d.Role == platform.DiskTemp {
 					return nil, fmt.Errorf("open disk %q of vm %q: it is a temp disk, which is never backed up: %w", disk, snap.VM, platform.ErrNotSupported)
@@ -167,15 +186,16 @@ func (p *images) OpenDisk(ctx context.Context, snap platform.Snapshot, disk stri
 		return nil, fmt.Errorf("open disk %q of vm %q: bad file %q in snapshot token", disk, snap.VM, want.File)
 	}
 	path := filepath.Join(p.vmDir(snap.VM), want.File)
-	if err := p.checkLock(snap.VM, disk, path); err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
+	f, err := p.openImage(dir, snap.VM, platform.Disk{Name: disk, File: want.File}, unix.O_RDONLY)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("open disk %q of vm %q: %s is gone: %w", disk, snap.VM, path, platform.ErrDiskChanged)
 		}
-		return nil, fmt.Errorf("open disk %q of vm %q: %w", disk, snap.VM, err)
+		return nil, err
+	}
+	if err := checkLock(f, snap.VM, disk); err != nil {
+		f.Close()
+		return nil, err
 	}
 	r := &reader{f: f, vm: snap.VM, disk: disk, path: path, want: want}
 	if err := r.Verify(ctx); err != nil {

@@ -53,6 +53,12 @@ type Fixture interface {
 	// process (for image files: a QEMU-style write lock, see imagelock)
 	// until release is called.
 	HoldDiskWriter(t testing.TB, vm, disk string) (release func())
+	// SetRunning marks a VM running or stopped, as starting or stopping
+	// it outside the platform would.
+	SetRunning(t testing.TB, vm string, running bool)
+	// ReadKept returns the content of a replaced disk kept by a commit
+	// (CommitResult.Kept[disk] is kept).
+	ReadKept(t testing.TB, vm, kept string) []byte
 }
 
 const mib = 1 << 20
@@ -64,7 +70,11 @@ func Run(t *testing.T, p platform.Platform, fx Fixture) {
 	t.Run("SnapshotReadBack", func(t *testing.T) { testSnapshotReadBack(t, p, fx) })
 	t.Run("BusyDiskRefused", func(t *testing.T) { testBusyDisk(t, p, fx) })
 	t.Run("ChangedDiskDetected", func(t *testing.T) { testChangedDisk(t, p, fx) })
-	t.Run("CreateVMAndWriteDisks", func(t *testing.T) { testCreateVM(t, p, fx) })
+	t.Run("NewVMRestore", func(t *testing.T) { testNewVMRestore(t, p, fx) })
+	t.Run("ReplaceKeepsOldDisk", func(t *testing.T) { testReplace(t, p, fx) })
+	t.Run("AbortLeavesTargetsAsTheyWere", func(t *testing.T) { testAbort(t, p, fx) })
+	t.Run("StageResumes", func(t *testing.T) { testResume(t, p, fx) })
+	t.Run("CommitRefused", func(t *testing.T) { testCommitRefused(t, p, fx) })
 }
 
 // random returns n reproducible pseudo-random bytes.
@@ -175,8 +185,13 @@ func testUnknownVM(t *testing.T, p platform.Platform) {
 	check("DescribeVM", err)
 	_, err = p.CreateSnapshot(ctx, name, platform.SnapshotRequest{ID: "pt-snap"})
 	check("CreateSnapshot", err)
-	_, err = p.OpenDiskWriter(ctx, name, "os", mib)
-	check("OpenDiskWriter", err)
+	_, err = p.StageDisk(ctx, name, "os", mib, "pt-stage")
+	check("StageDisk", err)
+	_, err = p.CommitRestore(ctx, name, "pt-stage", platform.CommitOptions{})
+	check("CommitRestore", err)
+	if err := p.AbortRestore(ctx, name, "pt-stage"); err != nil {
+		t.Errorf("AbortRestore of an unknown vm: %v, want nothing to do", err)
+	}
 	_, err = p.DescribeVM(ctx, "../"+name)
 	if !errors.Is(err, platform.ErrVMNotFound) {
 		t.Errorf("DescribeVM of a path: got %v, want ErrVMNotFound", err)
@@ -375,8 +390,6 @@ func testBusyDisk(t *testing.T, p platform.Platform, fx Fixture) {
 	release := fx.HoldDiskWriter(t, "pt-busy", "data1")
 	_, err := p.CreateSnapshot(ctx, spec.Name, platform.SnapshotRequest{ID: "pt-busy-1"})
 	busy("CreateSnapshot", err, "data1")
-	_, err = p.OpenDiskWriter(ctx, spec.Name, "data1", mib)
-	busy("OpenDiskWriter", err, "data1")
 	release()
 
 	snap := snapshot(t, p, spec.Name, "pt-busy-2")
@@ -387,17 +400,6 @@ func testBusyDisk(t *testing.T, p platform.Platform, fx Fixture) {
 	release()
 	open(t, p, snap, "os")
 
-	// The platform's own restore writer keeps backups away too.
-	w, err := p.OpenDiskWriter(ctx, spec.Name, "data1", spec.Disks[2].Size)
-	if err != nil {
-		t.Fatalf("OpenDiskWriter: %v", err)
-	}
-	_, err = p.CreateSnapshot(ctx, spec.Name, platform.SnapshotRequest{ID: "pt-busy-3"})
-	busy("CreateSnapshot during a restore", err, "data1")
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	snapshot(t, p, spec.Name, "pt-busy-4")
 }
 
 func testChangedDisk(t *testing.T, p platform.Platform, fx Fixture) {
@@ -429,98 +431,4 @@ func testChangedDisk(t *testing.T, p platform.Platform, fx Fixture) {
 	}
 	// Unchanged disks of the same snapshot still read.
 	checkDisk(t, open(t, p, snap, "data1"), spec.Disks[2])
-}
-
-func testCreateVM(t *testing.T, p platform.Platform, fx Fixture) {
-	ctx := context.Background()
-	spec := VMSpec{
-		Name: "pt-created", OS: platform.OSWindows, CPUs: 4, MemoryMB: 8192,
-		Disks: []DiskSpec{
-			{Name: "os", Role: platform.DiskOS, Size: 8 * mib, Chunks: []Chunk{{0, random(10, 8*mib)}}},
-			{Name: "data0", Role: platform.DiskData, LUN: 0, Size: 70 * mib, Chunks: []Chunk{
-				{0, random(11, 2*mib)},
-				{69 * mib, random(12, mib)},
-			}},
-			{Name: "data1", Role: platform.DiskData, LUN: 7, Size: mib, Chunks: []Chunk{{4096, random(13, 4096)}}},
-			{Name: "temp", Role: platform.DiskTemp, Size: 2 * mib},
-		},
-	}
-	in := platform.VM{Name: spec.Name, OS: spec.OS, CPUs: spec.CPUs, MemoryMB: spec.MemoryMB}
-	for _, d := range spec.Disks {
-		in.Disks = append(in.Disks, platform.Disk{Name: d.Name, Role: d.Role, LUN: d.LUN, SizeBytes: d.Size})
-	}
-	created, err := p.CreateVM(ctx, in)
-	if err != nil {
-		t.Fatalf("CreateVM: %v", err)
-	}
-	checkDescribed(t, created, spec)
-	if _, err := p.CreateVM(ctx, in); !errors.Is(err, platform.ErrVMExists) {
-		t.Fatalf("CreateVM twice: got %v, want ErrVMExists", err)
-	}
-	vm, err := p.DescribeVM(ctx, spec.Name)
-	if err != nil {
-		t.Fatalf("DescribeVM of a created vm: %v", err)
-	}
-	checkDescribed(t, vm, spec)
-
-	// New disks read as zero.
-	snap := snapshot(t, p, spec.Name, "pt-created-0")
-	for _, d := range spec.Disks[:3] {
-		checkDisk(t, open(t, p, snap, d.Name), DiskSpec{Name: d.Name, Size: d.Size})
-	}
-
-	// Write every disk as a restore does, chunks in parallel.
-	for _, d := range spec.Disks {
-		w, err := p.OpenDiskWriter(ctx, spec.Name, d.Name, d.Size)
-		if err != nil {
-			t.Fatalf("OpenDiskWriter(%q): %v", d.Name, err)
-		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(d.Chunks))
-		for i, c := range d.Chunks {
-			wg.Go(func() {
-				n, err := w.WriteAt(c.Data, c.Offset)
-				if err == nil && n != len(c.Data) {
-					err = fmt.Errorf("short write %d of %d", n, len(c.Data))
-				}
-				errs[i] = err
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			t.Fatalf("disk %q: WriteAt: %v", d.Name, err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatalf("disk %q: Close: %v", d.Name, err)
-		}
-	}
-	snap = snapshot(t, p, spec.Name, "pt-created-1")
-	for _, d := range spec.Disks[:3] {
-		checkDisk(t, open(t, p, snap, d.Name), d)
-	}
-	checkHoleSkipped(t, open(t, p, snap, "data0"), "data0", 2*mib, 69*mib)
-
-	// A restore to a different size resizes the disk and zeroes it.
-	w, err := p.OpenDiskWriter(ctx, spec.Name, "data1", 2*mib)
-	if err != nil {
-		t.Fatalf("OpenDiskWriter to resize: %v", err)
-	}
-	if _, err := w.WriteAt([]byte("end"), 2*mib-3); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	spec.Disks[2] = DiskSpec{Name: "data1", Role: platform.DiskData, LUN: 7, Size: 2 * mib, Chunks: []Chunk{{2*mib - 3, []byte("end")}}}
-	vm, err = p.DescribeVM(ctx, spec.Name)
-	if err != nil {
-		t.Fatalf("DescribeVM after resize: %v", err)
-	}
-	checkDescribed(t, vm, spec)
-	snap = snapshot(t, p, spec.Name, "pt-created-2")
-	checkDisk(t, open(t, p, snap, "data1"), spec.Disks[2])
-
-	if _, err := p.OpenDiskWriter(ctx, spec.Name, "pt-no-such-disk", mib); err == nil {
-		t.Error("OpenDiskWriter of an unknown disk succeeded")
-	}
 }
