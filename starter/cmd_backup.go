@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -66,17 +64,8 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	if err != nil {
 		return err
 	}
-	opts := client.StartWorkflowOptions{
-		ID: workflows.BackupWorkflowID(vm), TaskQueue: a.cfg.TaskQueue,
-		WorkflowExecutionTimeout: f.timeout,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		// Without this the SDK hands back the running job instead of saying so.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrVM.ValueSet(vm), workflows.AttrVault.ValueSet(a.cfg.Vault),
-			workflows.AttrKind.ValueSet(workflows.KindBackup)),
-	}
-	in := workflows.BackupVMInput{VM: vm, Host: f.host, Vault: a.cfg.Vault, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	opts := workflows.BackupStartOptions(a.cfg.TaskQueue, in, f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.BackupVM, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

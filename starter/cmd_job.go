@@ -41,7 +41,7 @@ their status, duration and the recovery point they made or read.`,
 				q = append(q, fmt.Sprintf("VmvaultVM = %q", vm))
 			}
 			if kind != "" {
-				if kind != workflows.KindBackup && kind != workflows.KindRestore {
+				if k := workflows.Kind(kind); k != workflows.KindBackup && k != workflows.KindRestore {
 					return usagef(cmd, "--kind: want backup or restore")
 				}
 				q = append(q, fmt.Sprintf("VmvaultKind = %q", kind))
@@ -195,7 +195,7 @@ func (a *app) jobShow(ctx context.Context, id, runID string) error {
 		return nil
 	}
 	field("vm", dash(p.VM))
-	field("phase", p.Phase)
+	field("phase", string(p.Phase))
 	field("type", p.BackupType)
 	field("consistency", p.Consistency)
 	field("recovery point", p.RecoveryPoint)

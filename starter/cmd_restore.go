@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -75,7 +72,7 @@ returns; with --wait it shows progress on stderr.`,
 
 // restoreInput checks that exactly one restore mode was asked for.
 func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workflows.RestoreVMInput, error) {
-	in := workflows.RestoreVMInput{RecoveryPoint: rp, Host: f.host, Vault: a.cfg.Vault, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	in := workflows.RestoreVMInput{RecoveryPoint: rp, Host: f.host, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
 	modes := 0
 	if f.newVM != "" {
 		modes++
@@ -107,18 +104,7 @@ func (a *app) restore(ctx context.Context, in workflows.RestoreVMInput, f restor
 	if err != nil {
 		return err
 	}
-	name := in.TargetVM
-	if name == "" {
-		name = strings.SplitN(in.RecoveryPoint, "/", 2)[0]
-		if in.Mode == workflows.RestoreDisks {
-			name = "disks"
-		}
-	}
-	opts := client.StartWorkflowOptions{
-		ID:        "restore-" + name + "-" + time.Now().UTC().Format("20060102T150405Z"),
-		TaskQueue: a.cfg.TaskQueue, WorkflowExecutionTimeout: f.timeout,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrVault.ValueSet(a.cfg.Vault), workflows.AttrKind.ValueSet(workflows.KindRestore)),
-	}
+	opts := workflows.RestoreStartOptions(a.cfg.TaskQueue, in, time.Now(), f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.RestoreVM, in)
 	if err != nil {
 		return fmt.Errorf("start restore of %s: %w", in.RecoveryPoint, err)

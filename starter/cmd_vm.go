@@ -46,15 +46,22 @@ func (a *app) vmList(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: "vm-list-" + host + "-" + time.Now().UTC().Format("20060102T150405.000Z"), TaskQueue: a.cfg.TaskQueue,
-		WorkflowExecutionTimeout: time.Minute,
-	}, workflows.ListVMs, workflows.ListVMsInput{Host: host})
+	// An update-with-start on the host's long-lived inventory: a listing is
+	// a read, not a job of its own.
+	opts := workflows.InventoryStartOptions(a.cfg.TaskQueue, host)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: c.NewWithStartWorkflowOperation(opts, workflows.Inventory, workflows.InventoryInput{Host: host}),
+		UpdateOptions: client.UpdateWorkflowOptions{
+			WorkflowID: opts.ID, UpdateName: workflows.UpdateListVMs, WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("list vms of host %s: %w", host, err)
 	}
 	var list activities.VMList
-	if err := run.Get(ctx, &list); err != nil {
+	if err := h.Get(ctx, &list); err != nil {
 		return jobError{what: "list vms of host " + host, err: err}
 	}
 	for _, p := range list.Problems {

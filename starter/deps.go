@@ -2,36 +2,22 @@ package main
 
 import (
 	"context"
-	"strings"
 
 	"github.com/vmvault/vmvault/infra/config"
 	"github.com/vmvault/vmvault/infra/vault"
-	"github.com/vmvault/vmvault/infra/vault/storage/s3"
+	"github.com/vmvault/vmvault/infra/wire"
 )
 
-// The only place the CLI opens a vault or its storage: the storage
-// backends it knows, and how a vault URL picks one, stay here.
+// The only place the CLI opens a vault or its storage: which backends exist
+// and how a vault URL picks one is the composition root's (infra/wire).
 
 // openVault opens the configured vault with the configured key.
 func openVault(ctx context.Context, cfg config.Config) (*vault.Vault, error) {
-	return cfg.OpenVault(ctx)
+	return wire.OpenVault(ctx, cfg)
 }
 
-// initVault creates a new vault where cfg.Vault points, first creating the
-// bucket of an s3:// vault if it is missing.
+// initVault creates a new vault where cfg.Vault points, first creating its
+// container (an S3 bucket) when the backend needs one.
 func initVault(ctx context.Context, cfg config.Config, opt vault.InitOptions) (*vault.Vault, error) {
-	secret, err := cfg.Secret()
-	if err != nil {
-		return nil, err
-	}
-	if strings.HasPrefix(cfg.Vault, "s3://") {
-		if err := s3.EnsureBucket(ctx, cfg.S3()); err != nil {
-			return nil, err
-		}
-	}
-	be, err := cfg.Storage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return vault.Init(ctx, be, secret, opt)
+	return wire.InitVault(ctx, cfg, opt)
 }

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/infra/config"
+	"github.com/vmvault/vmvault/infra/wire"
 )
 
 func main() {
@@ -171,7 +172,7 @@ func (a *app) jsonFlag(cmd *cobra.Command) *cobra.Command {
 
 func (a *app) dial() (client.Client, error) {
 	if a.client == nil {
-		c, err := a.cfg.Dial(nil)
+		c, err := wire.Dial(a.cfg, nil)
 		if err != nil {
 			return nil, err
 		}

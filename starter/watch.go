@@ -91,7 +91,7 @@ func (v *progressView) show(p workflows.Progress, now time.Time) {
 			width = 0
 		}
 		v.draw(append([]string{line}, diskLines(p)...), width)
-	case line != v.last && now.Sub(v.lastPrint) > 2*time.Second || p.Phase != phaseOf(v.last):
+	case line != v.last && now.Sub(v.lastPrint) > 2*time.Second || string(p.Phase) != phaseOf(v.last):
 		fmt.Fprintln(v.w, line)
 		v.lastPrint = now
 	}
@@ -132,7 +132,7 @@ func progressLine(p workflows.Progress) string {
 		total += d.SizeBytes
 		done += d.DoneBytes
 		up += d.UploadedBytes
-		if d.State == "running" {
+		if d.State == workflows.DiskRunning {
 			rate += d.BytesPerS
 		}
 	}
@@ -163,7 +163,7 @@ func diskLines(p workflows.Progress) []string {
 		if p.Kind == workflows.KindBackup {
 			line += " uploaded " + size(d.UploadedBytes)
 		}
-		if d.State == "running" && d.BytesPerS > 0 {
+		if d.State == workflows.DiskRunning && d.BytesPerS > 0 {
 			line += fmt.Sprintf(" %s/s", size(int64(d.BytesPerS)))
 		}
 		lines = append(lines, line)

@@ -34,11 +34,11 @@ func TestIsTerminal(t *testing.T) {
 	}
 }
 
-func disk(name, state string, size, done, up int64, rate float64) workflows.DiskState {
-	return workflows.DiskState{State: state, DiskProgress: activities.DiskProgress{Disk: name, SizeBytes: size, DoneBytes: done, UploadedBytes: up, BytesPerS: rate}}
+func disk(name, state string, size, done, up int64, rate float64) workflows.DiskStatus {
+	return workflows.DiskStatus{State: workflows.DiskState(state), DiskProgress: activities.DiskProgress{Disk: name, SizeBytes: size, DoneBytes: done, UploadedBytes: up, BytesPerS: rate}}
 }
 
-var sample = workflows.Progress{Kind: workflows.KindBackup, VM: "web01", Phase: "transfer", Disks: []workflows.DiskState{
+var sample = workflows.Progress{Kind: workflows.KindBackup, VM: "web01", Phase: "transfer", Disks: []workflows.DiskStatus{
 	disk("os", "done", 256<<20, 256<<20, 40<<20, 0),
 	disk("data0", "running", 512<<20, 128<<20, 1<<20, 64<<20),
 }}
@@ -48,7 +48,7 @@ func TestProgressLine(t *testing.T) {
 	if got := progressLine(sample); got != want {
 		t.Errorf("progressLine =\n%q, want\n%q", got, want)
 	}
-	restore := workflows.Progress{Kind: workflows.KindRestore, Phase: "done", Disks: []workflows.DiskState{disk("os", "done", 1024, 1024, 0, 0)}}
+	restore := workflows.Progress{Kind: workflows.KindRestore, Phase: "done", Disks: []workflows.DiskStatus{disk("os", "done", 1024, 1024, 0, 0)}}
 	if got, want := progressLine(restore), "[done] ############################## 100.0% 1.0 KiB/1.0 KiB"; got != want {
 		t.Errorf("restore progressLine = %q, want %q", got, want)
 	}
@@ -88,7 +88,7 @@ func TestLogThrottles(t *testing.T) {
 	p := sample
 	v.show(p, t0)
 	v.show(p, t0.Add(3*time.Second)) // unchanged
-	p.Disks = []workflows.DiskState{sample.Disks[0], disk("data0", "running", 512<<20, 256<<20, 1<<20, 64<<20)}
+	p.Disks = []workflows.DiskStatus{sample.Disks[0], disk("data0", "running", 512<<20, 256<<20, 1<<20, 64<<20)}
 	v.show(p, t0.Add(3500*time.Millisecond)) // changed, 3.5s after the last print
 	p.Disks[1].DoneBytes += 1 << 20
 	v.show(p, t0.Add(4*time.Second)) // changed, but 0.5s after the last print
