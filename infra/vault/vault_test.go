@@ -36,6 +36,16 @@ func (m *memBackend) Put(_ context.Context, k string, d []byte) error {
 	m.puts[k]++
 	return nil
 }
+func (m *memBackend) PutIfAbsent(_ context.Context, k string, d []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objs[k]; ok {
+		return fmt.Errorf("put %s: %w", k, storage.ErrExists)
+	}
+	m.objs[k] = append([]byte(nil), d...)
+	m.puts[k]++
+	return nil
+}
 func (m *memBackend) Get(_ context.Context, k string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

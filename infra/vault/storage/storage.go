@@ -12,6 +12,9 @@ import (
 // translate their provider's error into it so callers can use errors.Is.
 var ErrNotFound = errors.New("object not found")
 
+// ErrExists is returned (wrapped) by PutIfAbsent when the key exists.
+var ErrExists = errors.New("object already exists")
+
 // Backend stores whole objects. Put is atomic: a reader sees either no
 // object or the complete one, never a torn write, and a successful Put is
 // durable. Objects are written once; the vault never overwrites a key with
@@ -20,6 +23,9 @@ type Backend interface {
 	// Location describes the backend for messages, e.g. "s3://bucket/prefix".
 	Location() string
 	Put(ctx context.Context, key string, data []byte) error
+	// PutIfAbsent is Put that fails with ErrExists, atomically, if the key
+	// exists: of two concurrent writers exactly one wins.
+	PutIfAbsent(ctx context.Context, key string, data []byte) error
 	// Get returns the whole object.
 	Get(ctx context.Context, key string) ([]byte, error)
 	// GetRange returns length bytes starting at offset.

@@ -72,7 +72,17 @@ func notFound(op, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, key, err)
 }
 
-func (b *fsBackend) Put(ctx context.Context, key string, data []byte) (err error) {
+func (b *fsBackend) Put(ctx context.Context, key string, data []byte) error {
+	return b.put(ctx, key, data, false)
+}
+
+// PutIfAbsent links the finished temp file into place: link(2) fails if the
+// name exists, so of two concurrent writers exactly one wins.
+func (b *fsBackend) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	return b.put(ctx, key, data, true)
+}
+
+func (b *fsBackend) put(ctx context.Context, key string, data []byte, exclusive bool) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -108,7 +118,16 @@ func (b *fsBackend) Put(ctx context.Context, key string, data []byte) (err error
 	if err = os.Chmod(tmp, 0o644); err != nil {
 		return fmt.Errorf("put %s: chmod: %w", key, err)
 	}
-	if err = os.Rename(tmp, p); err != nil {
+	if exclusive {
+		err = os.Link(tmp, p)
+		_ = os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("put %s: %w", key, storage.ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("put %s: link: %w", key, err)
+		}
+	} else if err = os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("put %s: rename: %w", key, err)
 	}
 	if err = syncDir(dir); err != nil {

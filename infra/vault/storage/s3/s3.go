@@ -188,6 +188,26 @@ func (b *s3Backend) Put(ctx context.Context, key string, data []byte) error {
 	return nil
 }
 
+// PutIfAbsent is a conditional write (If-None-Match: *): the server refuses
+// it with 412 when the key exists.
+func (b *s3Backend) PutIfAbsent(ctx context.Context, key string, data []byte) error {
+	_, err := b.client.PutObject(ctx, &awss3.PutObjectInput{
+		Bucket:        aws.String(b.bucket),
+		Key:           b.key(key),
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		IfNoneMatch:   aws.String("*"),
+	})
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusPreconditionFailed {
+		return fmt.Errorf("put %s: %w", key, storage.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
 func (b *s3Backend) Get(ctx context.Context, key string) ([]byte, error) {
 	out, err := b.client.GetObject(ctx, &awss3.GetObjectInput{
 		Bucket: aws.String(b.bucket),

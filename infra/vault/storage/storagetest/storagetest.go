@@ -30,6 +30,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend) {
 		{"List", testList},
 		{"Overwrite", testOverwrite},
 		{"ConcurrentPut", testConcurrentPut},
+		{"PutIfAbsent", testPutIfAbsent},
 		{"Large", testLarge},
 	}
 	for _, tc := range tests {
@@ -302,6 +303,40 @@ func testConcurrentPut(t *testing.T, b storage.Backend) {
 			t.Errorf("List size of %q = %d, want %d", key, got[key], 1000+i)
 		}
 		mustGet(t, b, key, randBytes(uint64(100+i), 1000+i))
+	}
+}
+
+// PutIfAbsent: of racing writers exactly one wins, the object is the
+// winner's, and an existing object is never replaced.
+func testPutIfAbsent(t *testing.T, b storage.Backend) {
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = b.PutIfAbsent(t.Context(), "excl/config", randBytes(uint64(200+i), 512)) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("PutIfAbsent: writers %d and %d both won", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, storage.ErrExists):
+			t.Fatalf("PutIfAbsent loser %d: got %v, want ErrExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("PutIfAbsent: nobody won")
+	}
+	mustGet(t, b, "excl/config", randBytes(uint64(200+winner), 512))
+	if err := b.PutIfAbsent(t.Context(), "excl/config", []byte("late")); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("PutIfAbsent over an existing object: %v", err)
+	}
+	mustGet(t, b, "excl/config", randBytes(uint64(200+winner), 512))
+	if got := list(t, b, "excl/"); len(got) != 1 {
+		t.Fatalf("PutIfAbsent left %v", got)
 	}
 }
 
