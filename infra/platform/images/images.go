@@ -178,7 +178,7 @@ func (p *images) readConfigIn(dir *os.File, name string) (platform.VM, error) {
 		return platform.VM{}, p.notFound(name)
 	}
 	if errors.Is(err, errEscape) {
-		return platform.VM{}, fmt.Errorf("%s: %w: %v", path, platform.ErrInvalidVM, err)
+		return platform.VM{}, fmt.Errorf("%s: %w: vm %q: %v", path, platform.ErrInvalidVM, name, err)
 	}
 	if err != nil {
 		return platform.VM{}, fmt.Errorf("read vm %q: %w", name, err)
