@@ -2,6 +2,22 @@
 // snapshots, reads disks out of a snapshot and writes disks back on restore.
 // Implementations: images (a folder per VM with vm.json and disk image files)
 // and, later, qemu (running QEMU/KVM VMs over QMP and the guest agent).
+//
+// Restores are staged, then committed or aborted. A restore (one
+// RestoreStage: its job id, the same on every retry) writes each disk with
+// StageDisk into a staging file beside the disk's image, never into the
+// image; a retry reopens what the earlier attempt staged. CommitRestore, run
+// once every disk is staged and verified, puts the staged disks in place
+// under the image lock, keeps the replaced images (unless told to discard
+// them), and changes the VM definition last; it is idempotent, so a retry
+// after a crash finishes it. AbortRestore removes what a failed restore
+// staged, rolls back a commit that did not finish, and removes a VM that
+// PrepareNewVM reserved and no commit completed. A restore that fails
+// therefore leaves every VM as it was.
+//
+// Platforms never follow a symlink to find a disk: a disk path is resolved
+// beneath its VM's folder, and one that would leave it is refused with
+// ErrInvalidVM naming the VM, the disk and the path.
 package platform
 
 import (
@@ -27,6 +43,7 @@ var (
 	ErrNotSupported = errors.New("not supported by this platform")
 )
 
+// PowerState is whether a VM runs.
 type PowerState string
 
 const (
@@ -34,6 +51,7 @@ const (
 	PowerStopped PowerState = "stopped"
 )
 
+// OSType is a VM's guest operating system family.
 type OSType string
 
 const (
@@ -50,6 +68,7 @@ const (
 	CrashConsistent Consistency = "crash-consistent"
 )
 
+// DiskRole is what a disk is for; it decides backup and restore handling.
 type DiskRole string
 
 const (
