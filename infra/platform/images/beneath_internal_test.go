@@ -12,7 +12,7 @@ import (
 	"github.com/vmvault/vmvault/infra/platform"
 )
 
-// withoutOpenat2 runs f as on a kernel without openat2.
+// bothResolvers runs f with openat2 and as on a kernel without it.
 func bothResolvers(t *testing.T, f func(t *testing.T)) {
 	t.Run("openat2", f)
 	t.Run("openat-walk", func(t *testing.T) {

@@ -5,7 +5,11 @@ package images
 import (
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
+
+// noOpenat2 is always so here; tests set it on Linux to run the fallback.
+var noOpenat2 atomic.Bool
 
 // openBeneath opens rel (a local path) beneath dir without following any
 // symlink: openat with O_NOFOLLOW on every element (no openat2 here).
