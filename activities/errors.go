@@ -5,6 +5,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/infra/diskfile"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -55,6 +56,9 @@ var classes = []struct {
 	{vault.ErrMissing, ErrTypeMissingData},
 	{vault.ErrNoVault, ErrTypeNoVault},
 	{vault.ErrNoRecoveryPoint, ErrTypeRecoveryPointNotFound},
+	{diskfile.ErrExists, ErrTypeTargetExists},
+	{diskfile.ErrSymlink, ErrTypeInvalidVM},
+	{diskfile.ErrNotStaged, ErrTypeBadRequest},
 }
 
 // classify turns errors that retrying cannot fix into non-retryable

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -254,7 +253,7 @@ func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInpu
 	out := CommitRestoreResult{Paths: map[string]string{}}
 	for disk := range in.Sizes {
 		p, err := diskfile.Commit(in.Target.Dir, DiskFileName(disk), string(in.Stage), in.Target.Force)
-		if errors.Is(err, fs.ErrExist) {
+		if errors.Is(err, diskfile.ErrExists) {
 			return out, targetExists(filepath.Join(in.Target.Dir, DiskFileName(disk)))
 		}
 		if err != nil {

@@ -10,14 +10,16 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/workflows"
 )
 
 type backupFlags struct {
-	host    string
-	wait    bool
-	keep    bool
-	timeout time.Duration
+	host        string
+	wait        bool
+	keep        bool
+	consistency string
+	timeout     time.Duration
 }
 
 func (a *app) backupCmd() *cobra.Command {
@@ -39,7 +41,10 @@ with --wait it shows progress on stderr and prints the recovery point.`,
   vmvault backup db1 --host hv02 --wait --json | jq -r .recovery_point
 
   # keep the snapshot afterwards (instant-restore tier), allow 2 hours
-  vmvault backup web01 --keep-snapshot --timeout 2h`,
+  vmvault backup web01 --keep-snapshot --timeout 2h
+
+  # no quiescing: a crash-consistent snapshot, without the backup extension
+  vmvault backup web01 --consistency crash`,
 		Args: oneArg("one VM name"),
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("host") {
@@ -48,6 +53,11 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 			if !cmd.Flags().Changed("timeout") {
 				f.timeout = a.cfg.BackupTimeout
 			}
+			switch f.consistency {
+			case "app", "file", "crash":
+			default:
+				return usagef(cmd, "--consistency %q: want app, file or crash", f.consistency)
+			}
 			return a.backup(ctx, args[0], f)
 		}),
 	}
@@ -55,6 +65,7 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 	fl.StringVar(&f.host, "host", "", "host that owns the VM (default $VMVAULT_HOST, local)")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the job and show its progress")
 	fl.BoolVar(&f.keep, "keep-snapshot", false, "keep the snapshot (instant-restore tier)")
+	fl.StringVar(&f.consistency, "consistency", "app", "strongest consistency wanted: app, file or crash (crash skips the backup extension); a running VM falls back and the job says why")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_BACKUP_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
 }
@@ -64,7 +75,8 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	if err != nil {
 		return err
 	}
-	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout,
+		Consistency: platform.Consistency(f.consistency + "-consistent")}
 	opts := workflows.BackupStartOptions(a.cfg.TaskQueue, in, f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.BackupVM, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted

@@ -18,6 +18,8 @@ type restoreFlags struct {
 	replace bool
 	target  string
 	dir     string
+	force   bool
+	discard bool
 	timeout time.Duration
 }
 
@@ -28,11 +30,17 @@ func (a *app) restoreCmd() *cobra.Command {
 		Short: "Restore a recovery point to a new VM, over a stopped VM, or as disk images",
 		Long: `Start a restore job of recovery point RP (VM/ID, or ID) in one of three ways:
   --new-vm NAME      create a new VM of that name
-  --replace          overwrite the disks of the recovery point's own VM, which
+  --replace          replace the disks of the recovery point's own VM, which
                      must be stopped; --vm NAME picks another stopped VM
   --disks DIR        write DIR/<disk>.raw image files only
-Every block is verified as it is written. Without --wait it prints the job and
-returns; with --wait it shows progress on stderr.`,
+A restore never makes things worse: disks are written beside their targets,
+every block verified against its id, synced, and only when every disk is
+staged are they renamed into place (vm.json last). A failed restore removes
+what it staged and leaves the target as it was; --replace keeps the replaced
+images beside the new ones (<file>.replaced-<time>) unless --discard-replaced.
+--disks refuses the platform's VM folders and existing files (unless --force),
+and never follows symlinks. Without --wait it prints the job and returns;
+with --wait it shows progress on stderr.`,
 		Example: `  # list what there is to restore
   vmvault rp list web01
 
@@ -66,6 +74,8 @@ returns; with --wait it shows progress on stderr.`,
 	fl.BoolVar(&f.replace, "replace", false, "replace the disks of an existing stopped VM (default: the recovery point's VM)")
 	fl.StringVar(&f.target, "vm", "", "with --replace: the VM whose disks to replace")
 	fl.StringVar(&f.dir, "disks", "", "restore the disk images only, into this directory")
+	fl.BoolVar(&f.force, "force", false, "with --disks: replace existing image files")
+	fl.BoolVar(&f.discard, "discard-replaced", false, "with --replace: delete the replaced disk images instead of keeping them")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_RESTORE_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
 }
@@ -96,6 +106,13 @@ func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workf
 	if f.target != "" && !f.replace {
 		return in, usagef(cmd, "--vm goes with --replace")
 	}
+	if f.discard && !f.replace {
+		return in, usagef(cmd, "--discard-replaced goes with --replace")
+	}
+	if f.force && f.dir == "" {
+		return in, usagef(cmd, "--force goes with --disks")
+	}
+	in.Force, in.DiscardReplaced = f.force, f.discard
 	return in, nil
 }
 
@@ -129,6 +146,11 @@ func (a *app) restore(ctx context.Context, in workflows.RestoreVMInput, f restor
 		fmt.Fprintf(a.out, "restored %s: %d disks into %s (%s written, every block verified)\n", res.RecoveryPoint, len(res.Disks), in.TargetDir, size(written))
 	default:
 		fmt.Fprintf(a.out, "restored %s to vm %s: %d disks (%s written, every block verified)\n", res.RecoveryPoint, res.VM, len(res.Disks), size(written))
+	}
+	for _, d := range res.Disks {
+		if kept := res.Kept[d.Disk]; kept != "" {
+			fmt.Fprintf(a.out, "disk %s: the replaced image is kept at %s\n", d.Disk, kept)
+		}
 	}
 	return nil
 }

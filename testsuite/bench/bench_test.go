@@ -10,6 +10,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -260,7 +261,8 @@ func BenchmarkRestore(b *testing.B) {
 	b.SetBytes(allocated)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		w, err := diskfile.Create(filepath.Join(dir, "restore.raw"), diskSize)
+		stage := fmt.Sprint("bench-", i)
+		w, err := diskfile.Stage(dir, "restore.raw", diskSize, stage)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -268,6 +270,9 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := diskfile.Abort(dir, stage); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -146,7 +146,12 @@ func (e *env) cliEnv(extra []string, args ...string) result {
 
 func (e *env) mustCLI(args ...string) string {
 	e.t.Helper()
-	r := e.cli(args...)
+	return e.mustCLIEnv(nil, args...)
+}
+
+func (e *env) mustCLIEnv(extra []string, args ...string) string {
+	e.t.Helper()
+	r := e.cliEnv(extra, args...)
 	if r.code != 0 {
 		e.t.Fatalf("vmvault %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}

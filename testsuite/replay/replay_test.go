@@ -22,7 +22,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(workflows.BackupVM)
 			r.RegisterWorkflow(workflows.RestoreVM)
-			r.RegisterWorkflow(workflows.ListVMs)
+			r.RegisterWorkflow(workflows.Inventory)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
