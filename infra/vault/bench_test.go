@@ -13,7 +13,7 @@ const benchDiskSize = 128 << 20
 
 func benchVault(b *testing.B) *Vault {
 	b.Helper()
-	v, err := Init(context.Background(), newMem(), []byte("bench"), InitOptions{ScryptN: 1 << 10})
+	v, err := Init(context.Background(), newMem(), []byte(testSecret), InitOptions{KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,18 +12,41 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
-	"golang.org/x/crypto/scrypt"
 )
 
+// Sealing (format version 2): per-object subkeys.
+//
+// Every sealed object carries a fresh random 32-byte salt; its key is
+// subkey = BLAKE3-keyed(encKey, salt), and AES-256-GCM runs once under that
+// subkey with an all-zero nonce. A (key, nonce) pair repeats only if two
+// salts do: among n = 10^12 objects that happens with probability at most
+// n^2/2^257 ~ 4e-54, so the vault has no nonce budget to run out of (one
+// AES-GCM key with random 96-bit nonces, format version 1, is limited to
+// 2^32 seals: months at 1000 VMs x 1 TB with daily churn). Each GCM key
+// encrypts a single object, far below GCM's per-key data limits.
+//
+// Why not XChaCha20-Poly1305 (192-bit random nonces, collision ~8e-35 at
+// 10^12): on AES-NI servers it seals+opens 1 MiB blocks at about half the
+// speed of AES-GCM (BenchmarkSealOpen in crypto_test.go), while the subkey
+// costs one BLAKE3 call and an AES key schedule per object, noise next to a
+// 1 MiB block; small objects (tree nodes, indexes) are few. AES-GCM-SIV is
+// not in the standard library or x/crypto.
+//
+// A sealed object is salt || ciphertext || tag: a fixed overhead, so pack
+// offsets are computed from plaintext lengths.
 const (
-	masterKeyLen = 64 // 32 bytes AES-256 key + 32 bytes BLAKE3 key
-	nonceLen     = 12
-	overhead     = nonceLen + 16
+	masterKeyLen = 64 // 32 bytes subkey derivation key + 32 bytes BLAKE3 id key
+	saltLen      = 32
+	tagLen       = 16
+	overhead     = saltLen + tagLen
 
 	flagRaw  byte = 0
 	flagZstd byte = 1
 	flagS2   byte = 2
 )
+
+// zeroNonce is the nonce of every seal: each subkey seals one object.
+var zeroNonce = make([]byte, 12)
 
 // Compression algorithms a vault can use for its blocks.
 const (
@@ -38,10 +61,36 @@ const (
 
 // keys are the vault's secrets, unwrapped from the config with the user's key.
 type keys struct {
-	flag    byte // compression of new blobs: flagZstd, flagS2 or flagRaw
-	aead    cipher.AEAD
-	hashKey []byte
-	hashers sync.Pool // of *blake3.Hasher keyed with hashKey
+	flag    byte   // compression of new blobs: flagZstd, flagS2 or flagRaw
+	master  []byte // kept to authenticate and rewrap the config
+	subkeys hasherPool
+	ids     hasherPool
+}
+
+// hasherPool holds BLAKE3 hashers keyed with one key.
+type hasherPool struct {
+	key  []byte
+	pool sync.Pool // of *blake3.Hasher
+}
+
+func (p *hasherPool) get() *blake3.Hasher {
+	h, _ := p.pool.Get().(*blake3.Hasher)
+	if h == nil {
+		var err error
+		h, err = blake3.NewKeyed(p.key)
+		if err != nil {
+			panic(err) // key length is checked in newKeys
+		}
+	}
+	h.Reset()
+	return h
+}
+
+func (p *hasherPool) sum(dst []byte, data []byte) {
+	h := p.get()
+	_, _ = h.Write(data)
+	h.Sum(dst[:0])
+	p.pool.Put(h)
 }
 
 func compressionFlag(name string) (byte, error) {
@@ -64,49 +113,46 @@ func newKeys(master []byte, compression string) (*keys, error) {
 	if len(master) != masterKeyLen {
 		return nil, fmt.Errorf("master key has %d bytes, want %d", len(master), masterKeyLen)
 	}
-	block, err := aes.NewCipher(master[:32])
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &keys{flag: flag, aead: aead, hashKey: append([]byte(nil), master[32:]...)}, nil
+	master = slices.Clone(master)
+	return &keys{flag: flag, master: master, subkeys: hasherPool{key: master[:32]}, ids: hasherPool{key: master[32:]}}, nil
 }
 
 // hash returns the keyed hash of data: the id of a blob holding it.
 func (k *keys) hash(data []byte) ID {
-	h, _ := k.hashers.Get().(*blake3.Hasher)
-	if h == nil {
-		var err error
-		h, err = blake3.NewKeyed(k.hashKey)
-		if err != nil {
-			panic(err) // key length is checked in newKeys
-		}
-	}
-	h.Reset()
-	_, _ = h.Write(data)
 	var id ID
-	h.Sum(id[:0])
-	k.hashers.Put(h)
+	k.ids.sum(id[:], data)
 	return id
 }
 
-// seal encrypts plaintext with a fresh random nonce, binding ad.
-func (k *keys) seal(dst, plaintext, ad []byte) []byte {
-	dst = growTo(dst, nonceLen)
-	if _, err := rand.Read(dst[:nonceLen]); err != nil {
+// aead returns the AES-256-GCM instance for one object's salt.
+func (k *keys) aead(salt []byte) cipher.AEAD {
+	var sub [32]byte
+	k.subkeys.sum(sub[:], salt)
+	block, err := aes.NewCipher(sub[:])
+	if err != nil {
+		panic(err) // 32-byte key
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
 		panic(err)
 	}
-	return k.aead.Seal(dst, dst[:nonceLen], plaintext, ad)
+	return aead
+}
+
+// seal appends salt || ciphertext || tag of plaintext to dst[:0], binding ad.
+func (k *keys) seal(dst, plaintext, ad []byte) []byte {
+	dst = growTo(dst, saltLen)
+	if _, err := rand.Read(dst[:saltLen]); err != nil {
+		panic(err)
+	}
+	return k.aead(dst[:saltLen]).Seal(dst, zeroNonce, plaintext, ad)
 }
 
 func (k *keys) open(dst, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < overhead {
 		return nil, fmt.Errorf("%w: sealed data too short (%d bytes)", ErrCorrupt, len(sealed))
 	}
-	out, err := k.aead.Open(dst, sealed[:nonceLen], sealed[nonceLen:], ad)
+	out, err := k.aead(sealed[:saltLen]).Open(dst, zeroNonce, sealed[saltLen:], ad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: authentication failed", ErrCorrupt)
 	}
@@ -190,20 +236,4 @@ func (k *keys) openBlob(id ID, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: content hashes to %s", ErrCorrupt, got.Short())
 	}
 	return data, nil
-}
-
-// kdfParams describe how the key-encryption key is derived from the user's key.
-type kdfParams struct {
-	Algorithm string `json:"algorithm"` // "scrypt"
-	Salt      []byte `json:"salt"`
-	N         int    `json:"n"`
-	R         int    `json:"r"`
-	P         int    `json:"p"`
-}
-
-func (p kdfParams) derive(secret []byte) ([]byte, error) {
-	if p.Algorithm != "scrypt" {
-		return nil, fmt.Errorf("unsupported key derivation %q", p.Algorithm)
-	}
-	return scrypt.Key(secret, p.Salt, p.N, p.R, p.P, 32)
 }

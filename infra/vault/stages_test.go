@@ -13,34 +13,27 @@ import (
 // one is durable, even when a later pack finished uploading first.
 func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 	lay := layout{size: 35 * testBlock, bs: testBlock, le: 8, blocks: 35, nLeaves: 5}
-	c := newCheckpointer(lay, nil)
+	c := newCheckpointer(lay, nil, DiskStats{})
 	ids := []ID{{1}, {2}, {3}, {4}, {5}}
 	packs := []int{1, 1, 2, 4, 4}
 	for i, id := range ids {
 		c.finished(id, packs[i], DiskStats{DataBytes: int64(i + 1)})
 	}
-	if cp := c.advance(0); cp != nil {
-		t.Fatalf("checkpoint before any pack is durable: %+v", cp)
+	if c.advance(0) || c.due(time.Now()) {
+		t.Fatalf("checkpoint before any pack is durable: %d", c.durable)
 	}
-	cp := c.advance(1)
-	if cp == nil || cp.NextBlock != 16 || !reflect.DeepEqual(cp.Leaves, ids[:2]) || cp.Stats.DataBytes != 1+2 {
-		t.Fatalf("after pack 1: %+v", cp)
+	if !c.advance(1) || c.durable != 2 || c.stats.DataBytes != 1+2 {
+		t.Fatalf("after pack 1: %d leaves, %+v", c.durable, c.stats)
 	}
-	if cp := c.advance(1); cp != nil {
-		t.Fatalf("checkpoint repeated without progress: %+v", cp)
+	if c.advance(1) {
+		t.Fatal("checkpoint moved without progress")
 	}
 	// Pack 4 may be uploaded before pack 3; durableSeq is then still 2.
-	if cp := c.advance(2); cp == nil || cp.NextBlock != 24 || len(cp.Leaves) != 3 {
-		t.Fatalf("after pack 2: %+v", cp)
+	if !c.advance(2) || c.durable != 3 {
+		t.Fatalf("after pack 2: %d leaves", c.durable)
 	}
-	cp = c.advance(4)
-	if cp == nil || cp.NextBlock != 35 || !reflect.DeepEqual(cp.Leaves, ids) || cp.Stats.DataBytes != 15 {
-		t.Fatalf("after pack 4: %+v", cp)
-	}
-	// A checkpoint is a copy: later leaves do not change it.
-	c.finished(ID{9}, 5, DiskStats{})
-	if len(cp.Leaves) != 5 {
-		t.Fatal("checkpoint shares its leaves with the tracker")
+	if !c.advance(4) || c.durable != 5 || !reflect.DeepEqual(c.leaves[:c.durable], ids) || c.stats.DataBytes != 15 {
+		t.Fatalf("after pack 4: %d leaves, %+v", c.durable, c.stats)
 	}
 }
 
@@ -49,22 +42,24 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 func TestTrustedCheckpoint(t *testing.T) {
 	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
 	idx := newIndex()
-	idx.addPack(packIndex{Pack: ID{0xaa}, Entries: []indexEntry{{ID: ID{1}}, {ID: ID{2}}}})
+	idx.addPack(packIndex{Pack: ID{0xaa}, Entries: []indexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
 	for _, tc := range []struct {
-		name string
-		cp   *Checkpoint
-		ok   bool
+		name   string
+		leaves []ID
+		next   int64
+		ok     bool
 	}{
-		{"nil", nil, false},
-		{"two leaves", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}, {2}}}, true},
-		{"leaf not indexed", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}, {3}}}, false},
-		{"not on a leaf boundary", &Checkpoint{NextBlock: 12, Leaves: []ID{{1}}}, false},
-		{"leaves do not match", &Checkpoint{NextBlock: 16, Leaves: []ID{{1}}}, false},
-		{"beyond the disk", &Checkpoint{NextBlock: 24, Leaves: []ID{{1}, {2}, {2}}}, false},
-		{"at the start", &Checkpoint{}, false},
+		{"two leaves", []ID{{1}, {2}}, 16, true},
+		{"object lists more leaves than used", []ID{{1}, {2}, {3}}, 16, true},
+		{"whole disk", []ID{{1}, {2}, {4}}, 20, true},
+		{"leaf not indexed", []ID{{1}, {3}}, 16, false},
+		{"not on a leaf boundary", []ID{{1}}, 12, false},
+		{"too few leaves", []ID{{1}}, 16, false},
+		{"beyond the disk", []ID{{1}, {2}, {2}}, 24, false},
+		{"at the start", nil, 0, false},
 	} {
-		if got := trustedCheckpoint(tc.cp, idx, lay); (got != nil) != tc.ok {
-			t.Errorf("%s: trusted %v, want %v", tc.name, got != nil, tc.ok)
+		if got := trustedLeaves(tc.leaves, tc.next, idx, lay); (got != nil) != tc.ok || got != nil && int64(len(got)) != (tc.next+7)/8 {
+			t.Errorf("%s: trusted %v, want %v", tc.name, got, tc.ok)
 		}
 	}
 }
@@ -109,12 +104,12 @@ func (f *failingBackend) Put(ctx context.Context, k string, d []byte) error {
 func TestBackupReturnsFirstError(t *testing.T) {
 	ctx := context.Background()
 	mem := newMem()
-	if _, err := Init(ctx, mem, []byte("secret"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10}); err != nil {
+	if _, err := Init(ctx, mem, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
 	be := &failingBackend{memBackend: mem, n: 2, err: boom}
-	v, err := Open(ctx, be, []byte("secret"))
+	v, err := Open(ctx, be, []byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,13 @@
 package vault
 
 import (
+	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/bits"
 	"sync"
 	"time"
 
@@ -18,29 +17,12 @@ import (
 )
 
 const (
-	configKey     = "config"
-	formatVersion = 1
-
 	DefaultBlockSize   = 1 << 20
 	DefaultPackSize    = 16 << 20
 	DefaultLeafEntries = 1024
 	MinBlockSize       = 64 << 10
 	MaxBlockSize       = 8 << 20
 )
-
-// Config is the vault's only mutable-at-creation object. The master key is
-// stored wrapped with a key derived from the user's passphrase or key file.
-type Config struct {
-	Version     int       `json:"version"`
-	ID          string    `json:"id"`
-	CreatedAt   time.Time `json:"created_at"`
-	BlockSize   int       `json:"block_size"`
-	PackSize    int       `json:"pack_size"`
-	LeafEntries int       `json:"leaf_entries"`
-	Compression string    `json:"compression"`
-	KDF         kdfParams `json:"kdf"`
-	WrappedKey  []byte    `json:"wrapped_key"`
-}
 
 // InitOptions tune a new vault; zero values take defaults.
 type InitOptions struct {
@@ -49,34 +31,45 @@ type InitOptions struct {
 	LeafEntries int
 	// Compression is CompressionS2 (default), CompressionZstd or CompressionNone.
 	Compression string
-	// ScryptN is the scrypt cost; tests lower it.
-	ScryptN int
+	// KDFTime, KDFMemoryKiB and KDFThreads set the argon2id cost (see KeyOptions).
+	KDFTime      int
+	KDFMemoryKiB int
+	KDFThreads   int
+}
+
+func (o InitOptions) keyOptions() KeyOptions {
+	return KeyOptions{KDFTime: o.KDFTime, KDFMemoryKiB: o.KDFMemoryKiB, KDFThreads: o.KDFThreads}
 }
 
 // Vault is an open vault: its config, keys and storage.
 type Vault struct {
-	be   storage.Backend
-	cfg  Config
-	keys *keys
+	be    storage.Backend
+	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
+	cfg   Config
+	keys  *keys
 	// idx is loaded on first use and only grows; idxMu guards loading it.
 	idxMu sync.Mutex
 	idx   *Index
 }
 
-// Init creates a vault on be, protected by secret.
+// Init creates a vault on be, protected by secret. Of concurrent Inits on
+// one storage exactly one succeeds; the others return ErrVaultExists.
 func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOptions) (*Vault, error) {
-	if len(secret) == 0 {
-		return nil, errors.New("init vault: empty passphrase or key")
-	}
-	if _, err := be.Stat(ctx, configKey); err == nil {
-		return nil, fmt.Errorf("init vault at %s: %w", be.Location(), ErrVaultExists)
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	fail := func(err error) (*Vault, error) {
 		return nil, fmt.Errorf("init vault at %s: %w", be.Location(), err)
+	}
+	if err := checkNewSecret(secret); err != nil {
+		return fail(err)
+	}
+	// A cheap early answer; PutIfAbsent below is what makes init atomic.
+	if _, err := be.Stat(ctx, configKey); err == nil {
+		return fail(ErrVaultExists)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return fail(err)
 	}
 	cfg := Config{
 		Version: formatVersion, ID: uuid.NewString(), CreatedAt: time.Now().UTC(),
 		BlockSize: opt.BlockSize, PackSize: opt.PackSize, LeafEntries: opt.LeafEntries, Compression: opt.Compression,
-		KDF: kdfParams{Algorithm: "scrypt", N: opt.ScryptN, R: 8, P: 1, Salt: make([]byte, 32)},
 	}
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize = DefaultBlockSize
@@ -90,113 +83,125 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	if cfg.Compression == "" {
 		cfg.Compression = CompressionS2
 	}
-	if cfg.KDF.N == 0 {
-		cfg.KDF.N = 1 << 15
+	kdf, err := newKDFParams(opt.keyOptions())
+	if err != nil {
+		return fail(err)
 	}
+	cfg.KDF = kdf
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("init vault at %s: %w", be.Location(), err)
+		return fail(err)
 	}
 	master := make([]byte, masterKeyLen)
 	if _, err := rand.Read(master); err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if _, err := rand.Read(cfg.KDF.Salt); err != nil {
-		return nil, err
+	if err := cfg.wrap(master, secret, kdf); err != nil {
+		return fail(err)
 	}
-	kek, err := cfg.KDF.derive(secret)
-	if err != nil {
-		return nil, err
-	}
-	wrap, err := gcm(kek)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, nonceLen)
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	cfg.WrappedKey = wrap.Seal(nonce, nonce, master, []byte(cfg.ID))
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	if err := be.Put(ctx, configKey, data); err != nil {
-		return nil, fmt.Errorf("init vault at %s: write config: %w", be.Location(), err)
+	if err := be.PutIfAbsent(ctx, configKey, data); errors.Is(err, storage.ErrExists) {
+		return fail(ErrVaultExists)
+	} else if err != nil {
+		return fail(fmt.Errorf("write config: %w", err))
 	}
 	k, err := newKeys(master, cfg.Compression)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	return &Vault{be: be, cfg: cfg, keys: k}, nil
 }
 
 // Open opens the vault on be with secret.
 func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error) {
-	data, err := be.Get(ctx, configKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("open vault at %s: %w (run 'vmvault vault init' first)", be.Location(), ErrNoVault)
-	}
+	cfg, master, err := readConfig(ctx, be, secret)
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	var cfg Config
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("open vault at %s: config: %w: %v", be.Location(), ErrCorrupt, err)
-	}
-	if cfg.Version != formatVersion {
-		return nil, fmt.Errorf("open vault at %s: format version %d, this build reads %d", be.Location(), cfg.Version, formatVersion)
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("open vault at %s: config: %w: %v", be.Location(), ErrCorrupt, err)
-	}
-	kek, err := cfg.KDF.derive(secret)
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	wrap, err := gcm(kek)
-	if err != nil {
-		return nil, err
-	}
-	if len(cfg.WrappedKey) < overhead {
-		return nil, fmt.Errorf("open vault at %s: config: %w: wrapped key too short", be.Location(), ErrCorrupt)
-	}
-	master, err := wrap.Open(nil, cfg.WrappedKey[:nonceLen], cfg.WrappedKey[nonceLen:], []byte(cfg.ID))
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), ErrWrongKey)
 	}
 	k, err := newKeys(master, cfg.Compression)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
 	return &Vault{be: be, cfg: cfg, keys: k}, nil
 }
 
-func (c Config) validate() error {
-	if c.BlockSize < MinBlockSize || c.BlockSize > MaxBlockSize || bits.OnesCount(uint(c.BlockSize)) != 1 {
-		return fmt.Errorf("block size %d: want a power of two from %d to %d", c.BlockSize, MinBlockSize, MaxBlockSize)
+// readConfig reads the stored config and unwraps its master key with secret.
+func readConfig(ctx context.Context, be storage.Backend, secret []byte) (Config, []byte, error) {
+	data, err := be.Get(ctx, configKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Config{}, nil, fmt.Errorf("%w (run 'vmvault vault init' first)", ErrNoVault)
 	}
-	if c.PackSize < c.BlockSize || c.PackSize > 1<<30 {
-		return fmt.Errorf("pack size %d: want from the block size to 1 GiB", c.PackSize)
+	if err != nil {
+		return Config{}, nil, err
 	}
-	if _, err := compressionFlag(c.Compression); err != nil {
-		return err
+	cfg, err := parseConfig(be.Location(), data)
+	if err != nil {
+		return Config{}, nil, err
 	}
-	if c.LeafEntries < 2 || c.LeafEntries > 1<<20 {
-		return fmt.Errorf("leaf entries %d: want 2 to %d", c.LeafEntries, 1<<20)
+	master, err := cfg.unwrap(secret)
+	if err != nil {
+		return Config{}, nil, err
 	}
+	return cfg, master, nil
+}
+
+// ChangeKey rewraps the vault's master key under newSecret, with a new salt
+// and opt's KDF cost (defaults for zero values). No data is rewritten: every
+// recovery point opens with newSecret, and oldSecret stops working. It
+// refuses unless oldSecret opens the stored config of this vault.
+//
+// The config is overwritten in place (storage Puts are atomic, so a crash
+// leaves the old or the new config). Two ChangeKeys racing on one vault:
+// the last write wins; both secrets were valid, so either result is usable.
+func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt KeyOptions) error {
+	fail := func(err error) error {
+		return fmt.Errorf("change key of vault at %s: %w", v.be.Location(), err)
+	}
+	if err := checkNewSecret(newSecret); err != nil {
+		return fail(err)
+	}
+	kdf, err := newKDFParams(opt)
+	if err != nil {
+		return fail(err)
+	}
+	cfg, master, err := readConfig(ctx, v.be, oldSecret)
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.ID != v.Config().ID || !hmac.Equal(master, v.keys.master) {
+		return fail(fmt.Errorf("%w: the stored config belongs to vault %s, not %s", ErrCorrupt, cfg.ID, v.Config().ID))
+	}
+	if err := cfg.wrap(master, newSecret, kdf); err != nil {
+		return fail(err)
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fail(err)
+	}
+	if err := v.be.Put(ctx, configKey, data); err != nil {
+		return fail(fmt.Errorf("write config: %w", err))
+	}
+	// Read back what storage holds: the one copy of the wrapped master key.
+	if back, err := v.be.Get(ctx, configKey); err != nil {
+		return fail(fmt.Errorf("read back config: %w", err))
+	} else if !bytes.Equal(back, data) {
+		return fail(fmt.Errorf("read back config: %w: stored config differs from the one written", ErrCorrupt))
+	}
+	// Only the key fields change: other code reads v.cfg's parameters unlocked.
+	v.cfgMu.Lock()
+	v.cfg.KDF, v.cfg.WrappedKey, v.cfg.MAC = cfg.KDF, cfg.WrappedKey, cfg.MAC
+	v.cfgMu.Unlock()
 	return nil
 }
 
-func gcm(key []byte) (cipher.AEAD, error) {
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(b)
-}
-
 // Config returns the vault's config (without secrets being usable from it).
-func (v *Vault) Config() Config { return v.cfg }
+func (v *Vault) Config() Config {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	return v.cfg
+}
 
 // Location names the vault's storage, e.g. "s3://bucket/prefix".
 func (v *Vault) Location() string { return v.be.Location() }

@@ -111,7 +111,7 @@ const testBlock = 64 << 10
 func testVault(t *testing.T) (*Vault, *memBackend) {
 	t.Helper()
 	be := newMem()
-	v, err := Init(context.Background(), be, []byte("secret"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10})
+	v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +255,10 @@ func TestWrongKey(t *testing.T) {
 	if !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("open with wrong key: %v", err)
 	}
-	if _, err := Open(context.Background(), be, []byte("secret")); err != nil {
+	if _, err := Open(context.Background(), be, []byte(testSecret)); err != nil {
 		t.Fatalf("open with right key: %v", err)
 	}
-	if _, err := Open(context.Background(), newMem(), []byte("secret")); !errors.Is(err, ErrNoVault) {
+	if _, err := Open(context.Background(), newMem(), []byte(testSecret)); !errors.Is(err, ErrNoVault) {
 		t.Fatalf("open empty storage: %v", err)
 	}
 }
@@ -319,7 +319,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if err == nil || last == nil {
 		t.Fatalf("backup was not interrupted after a checkpoint: err=%v", err)
 	}
-	v2, err := Open(ctx, be, []byte("secret"))
+	v2, err := Open(ctx, be, []byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestCompressions(t *testing.T) {
 	for _, c := range []string{CompressionZstd, CompressionS2, CompressionNone} {
 		t.Run(c, func(t *testing.T) {
 			be := newMem()
-			v, err := Init(context.Background(), be, []byte("k"), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, ScryptN: 1 << 10, Compression: c})
+			v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1, Compression: c})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -360,7 +360,7 @@ func TestCompressions(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Reopened, the vault knows its compression and reads back.
-			v2, err := Open(context.Background(), be, []byte("k"))
+			v2, err := Open(context.Background(), be, []byte(testSecret))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,7 +373,7 @@ func TestCompressions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Init(context.Background(), newMem(), []byte("k"), InitOptions{Compression: "lz4"}); err == nil {
+	if _, err := Init(context.Background(), newMem(), []byte(testSecret), InitOptions{Compression: "lz4"}); err == nil {
 		t.Fatal("unknown compression accepted")
 	}
 }

@@ -1,0 +1,116 @@
+package vault
+
+import (
+	"fmt"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// The user's passphrase or key file is stretched with argon2id into the key
+// that wraps the master key. The parameters live in the config, so a vault
+// can raise them later (ChangeKey); Open refuses parameters outside the
+// bounds below before running the KDF, so a hostile config cannot make it
+// allocate gigabytes or spin for minutes.
+const (
+	kdfArgon2id = "argon2id"
+
+	// MinSecretLen is the shortest passphrase or key a vault accepts. Key
+	// files made by `make up` (32 random bytes in base64) have 44.
+	MinSecretLen = 12
+
+	DefaultKDFTime      = 3
+	DefaultKDFMemoryKiB = 64 << 10 // 64 MiB
+	DefaultKDFThreads   = 4
+
+	maxKDFTime      = 16
+	maxKDFMemoryKiB = 1 << 20 // 1 GiB
+	maxKDFThreads   = 64
+	kdfSaltLen      = 32
+)
+
+// MinKDFMemoryKiB is the least memory a vault's KDF may use: 8 MiB.
+const MinKDFMemoryKiB = 8 << 10
+
+// minKDFMemoryKiB is the floor in force: the package's tests lower it to
+// keep their many inits cheap.
+var minKDFMemoryKiB uint32 = MinKDFMemoryKiB
+
+// KeyOptions set the cost of deriving the wrapping key from the user's
+// secret; zero values take the defaults. Tests lower them; values below
+// 8 MiB of memory are refused.
+type KeyOptions struct {
+	KDFTime      int // argon2id passes
+	KDFMemoryKiB int // argon2id memory in KiB
+	KDFThreads   int // argon2id lanes
+}
+
+// kdfParams describe how the key-encryption key is derived from the user's key.
+type kdfParams struct {
+	Algorithm string `json:"algorithm"` // "argon2id"
+	Salt      []byte `json:"salt"`
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+}
+
+// newKDFParams checks opt and fills in defaults; the salt is left empty.
+func newKDFParams(opt KeyOptions) (kdfParams, error) {
+	p := kdfParams{Algorithm: kdfArgon2id, Time: DefaultKDFTime, MemoryKiB: DefaultKDFMemoryKiB, Threads: DefaultKDFThreads}
+	if opt.KDFTime < 0 || opt.KDFMemoryKiB < 0 || opt.KDFThreads < 0 {
+		return p, fmt.Errorf("key derivation: negative cost (time %d, memory %d KiB, threads %d)", opt.KDFTime, opt.KDFMemoryKiB, opt.KDFThreads)
+	}
+	if opt.KDFTime > maxKDFTime || opt.KDFMemoryKiB > maxKDFMemoryKiB || opt.KDFThreads > maxKDFThreads {
+		return p, fmt.Errorf("key derivation: cost above the maximum (time %d, memory %d KiB, threads %d; at most %d, %d KiB, %d)",
+			opt.KDFTime, opt.KDFMemoryKiB, opt.KDFThreads, maxKDFTime, maxKDFMemoryKiB, maxKDFThreads)
+	}
+	if opt.KDFTime != 0 {
+		p.Time = uint32(opt.KDFTime)
+	}
+	if opt.KDFMemoryKiB != 0 {
+		p.MemoryKiB = uint32(opt.KDFMemoryKiB)
+	}
+	if opt.KDFThreads != 0 {
+		p.Threads = uint8(opt.KDFThreads)
+	}
+	return p, p.check()
+}
+
+// check bounds the parameters: called before deriving, on the stored config too.
+func (p kdfParams) check() error { return p.checkMin(minKDFMemoryKiB) }
+
+func (p kdfParams) checkMin(minMemoryKiB uint32) error {
+	if p.Algorithm != kdfArgon2id {
+		return fmt.Errorf("unsupported key derivation %q, want %q", p.Algorithm, kdfArgon2id)
+	}
+	if len(p.Salt) != 0 && len(p.Salt) != kdfSaltLen {
+		return fmt.Errorf("key derivation salt has %d bytes, want %d", len(p.Salt), kdfSaltLen)
+	}
+	if p.Time < 1 || p.Time > maxKDFTime {
+		return fmt.Errorf("argon2id time %d: want 1 to %d", p.Time, maxKDFTime)
+	}
+	if p.MemoryKiB < minMemoryKiB || p.MemoryKiB > maxKDFMemoryKiB {
+		return fmt.Errorf("argon2id memory %d KiB: want %d to %d KiB", p.MemoryKiB, minMemoryKiB, maxKDFMemoryKiB)
+	}
+	if p.Threads < 1 || p.Threads > maxKDFThreads {
+		return fmt.Errorf("argon2id threads %d: want 1 to %d", p.Threads, maxKDFThreads)
+	}
+	return nil
+}
+
+func (p kdfParams) derive(secret []byte) ([]byte, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if len(p.Salt) != kdfSaltLen {
+		return nil, fmt.Errorf("key derivation salt has %d bytes, want %d", len(p.Salt), kdfSaltLen)
+	}
+	return argon2.IDKey(secret, p.Salt, p.Time, p.MemoryKiB, p.Threads, 32), nil
+}
+
+// checkNewSecret refuses secrets too short to protect a vault.
+func checkNewSecret(secret []byte) error {
+	if len(secret) < MinSecretLen {
+		return fmt.Errorf("vault passphrase or key has %d bytes; it needs at least %d", len(secret), MinSecretLen)
+	}
+	return nil
+}
