@@ -80,7 +80,9 @@ type BackupOptions struct {
 	// Changed, when non-nil and Parent is set, lists the only extents that
 	// changed since the parent (CBT): other blocks are taken from the parent.
 	Changed []extent.Extent
-	// Resume continues an interrupted backup.
+	// Resume continues an interrupted backup from a checkpoint it reported
+	// (Progress.Checkpoint); one that does not fit the disk or names data
+	// the index lacks is ignored.
 	Resume *Checkpoint
 	// Progress is called now and then, and with every new checkpoint.
 	Progress func(Progress)
@@ -149,9 +151,13 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	if useCBT {
 		res.Method = MethodCBT
 	}
-	resume := trustedCheckpoint(opt.Resume, idx, lay)
-	if resume != nil {
-		res.ResumedAt = resume.NextBlock
+	resumed, err := v.resumeLeaves(ctx, opt.Resume, idx, opt.Disk, lay)
+	if err != nil {
+		return res, err
+	}
+	var resumedStats DiskStats
+	if resumed != nil {
+		res.ResumedAt, resumedStats = opt.Resume.NextBlock, opt.Resume.Stats
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -176,7 +182,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		defer close(results)
 		return s.run(gctx, workers, jobs, results)
 	})
-	c := newCollector(v, idx, pk, lay, parent, resume, opt)
+	c := newCollector(v, idx, pk, lay, parent, resumed, resumedStats, opt)
 	g.Go(func() error {
 		var err error
 		res.Root, err = c.run(gctx, results)
@@ -186,5 +192,12 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		return res, err
 	}
 	res.Stats = c.stats
+	// Checkpoints are garbage once the root is durable. Best effort: GC
+	// removes what is left (this one if the DELETE fails, and those of
+	// attempts that were never resumed).
+	_ = v.be.Delete(ctx, c.cpKey)
+	if opt.Resume != nil && isCheckpointKey(opt.Resume.Ref) {
+		_ = v.be.Delete(ctx, opt.Resume.Ref)
+	}
 	return res, nil
 }

@@ -1,29 +1,142 @@
 package vault
 
-// Checkpoint is the durable part of an interrupted disk backup: every leaf in
-// Leaves and every blob it references are stored and indexed. A retried
-// backup starts at block NextBlock.
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// Checkpoint is the durable part of an interrupted disk backup, small and of
+// constant size whatever the disk's size, so that it fits in a heartbeat:
+// the first NextBlock/LeafEntries leaves of the disk's tree are listed in
+// the sealed object Ref (under checkpoints/), and they and every blob they
+// reference are stored and indexed. A retried backup starts at NextBlock.
 type Checkpoint struct {
 	NextBlock int64     `json:"next_block"`
-	Leaves    []ID      `json:"leaves"`
+	Ref       string    `json:"ref"`
 	Stats     DiskStats `json:"stats"`
 }
 
-// trustedCheckpoint returns cp if a backup of a disk laid out as lay can
-// resume from it: it must end on a leaf boundary inside the disk and name
-// only leaves the index holds (so everything they reference is stored too).
-// Otherwise it returns nil and the backup starts over.
-func trustedCheckpoint(cp *Checkpoint, idx *Index, lay layout) *Checkpoint {
-	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.blocks ||
-		cp.NextBlock%lay.le != 0 || int64(len(cp.Leaves)) != cp.NextBlock/lay.le {
+// checkpointObject is the content of a checkpoint object: the leaves done,
+// and the disk they belong to. A backup attempt rewrites its own object as
+// it goes; leaves only ever append, so an object may list more leaves than
+// a checkpoint naming it uses (a crash between the PUT and the heartbeat),
+// never different ones.
+//
+// Why a sealed object and not a tree blob (a partial root) in a pack: a
+// checkpoint is garbage as soon as the backup finishes; as an object it is
+// one DELETE, as a blob it would stay in a pack until GC repacks it. It is
+// rewritten in place, so an attempt leaves at most one object behind.
+type checkpointObject struct {
+	Disk        string `json:"disk"`
+	Size        int64  `json:"size"`
+	BlockSize   int64  `json:"block_size"`
+	LeafEntries int64  `json:"leaf_entries"`
+	// Leaves are the leaf ids, concatenated (base64 in JSON: 43 bytes a
+	// leaf, against 67 as hex strings).
+	Leaves []byte `json:"leaves"`
+}
+
+const checkpointPrefix = "checkpoints/"
+
+// newCheckpointKey names the checkpoint object of one backup attempt.
+func newCheckpointKey() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return checkpointPrefix + hex.EncodeToString(b[:])
+}
+
+// isCheckpointKey tells a checkpoint object's key from anything else a
+// payload may name: only those are read or deleted on its word.
+func isCheckpointKey(key string) bool {
+	h, ok := strings.CutPrefix(key, checkpointPrefix)
+	if !ok || len(h) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// decodeCheckpointObject decodes a checkpoint object's plaintext.
+func decodeCheckpointObject(data []byte) (checkpointObject, error) {
+	var o checkpointObject
+	if err := json.Unmarshal(data, &o); err != nil {
+		return o, fmt.Errorf("%w: checkpoint: %v", ErrCorrupt, err)
+	}
+	if len(o.Leaves)%len(ID{}) != 0 {
+		return o, fmt.Errorf("%w: checkpoint lists %d bytes of leaves", ErrCorrupt, len(o.Leaves))
+	}
+	return o, nil
+}
+
+func (o checkpointObject) leaves() []ID {
+	ids := make([]ID, len(o.Leaves)/len(ID{}))
+	for i := range ids {
+		copy(ids[i][:], o.Leaves[i*len(ID{}):])
+	}
+	return ids
+}
+
+// saveCheckpoint writes the object at key listing leaves and returns the
+// checkpoint naming it: it is durable when returned.
+func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout, leaves []ID, stats DiskStats) (*Checkpoint, error) {
+	o := checkpointObject{Disk: disk, Size: lay.size, BlockSize: lay.bs, LeafEntries: lay.le, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
+	for _, id := range leaves {
+		o.Leaves = append(o.Leaves, id[:]...)
+	}
+	if err := v.putSealed(ctx, key, o); err != nil {
+		return nil, fmt.Errorf("disk %s: checkpoint: %w", disk, err)
+	}
+	return &Checkpoint{NextBlock: min(int64(len(leaves))*lay.le, lay.blocks), Ref: key, Stats: stats}, nil
+}
+
+// resumeLeaves returns the leaves a backup of disk laid out as lay can
+// resume from cp with, or nil to start over: cp must end on a leaf boundary
+// inside the disk, its object must be of this disk and list at least that
+// many leaves, and the index must hold every one of them (so everything they
+// reference is stored too). Only a storage error other than not found fails.
+func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *Index, disk string, lay layout) ([]ID, error) {
+	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.blocks || cp.NextBlock%lay.le != 0 && cp.NextBlock != lay.blocks ||
+		!isCheckpointKey(cp.Ref) {
+		return nil, nil
+	}
+	var raw json.RawMessage
+	err := v.getSealed(ctx, cp.Ref, &raw)
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrCorrupt) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("disk %s: resume: %w", disk, err)
+	}
+	o, err := decodeCheckpointObject(raw)
+	if err != nil || o.Disk != disk || o.Size != lay.size || o.BlockSize != lay.bs || o.LeafEntries != lay.le {
+		return nil, nil
+	}
+	return trustedLeaves(o.leaves(), cp.NextBlock, idx, lay), nil
+}
+
+// trustedLeaves returns the leaves up to block next if the index holds them all.
+func trustedLeaves(leaves []ID, next int64, idx *Index, lay layout) []ID {
+	n := (next + lay.le - 1) / lay.le
+	if next <= 0 || next > lay.blocks || int64(len(leaves)) < n || min(n*lay.le, lay.blocks) != next {
 		return nil
 	}
-	for _, id := range cp.Leaves {
+	leaves = leaves[:n]
+	for _, id := range leaves {
 		if !idx.Has(id) {
 			return nil
 		}
 	}
-	return cp
+	return leaves
 }
 
 // checkpointer follows the leaves of a disk backup from finished (in a pack)
@@ -39,6 +152,10 @@ type checkpointer struct {
 	stats   DiskStats
 	// waiting are the finished leaves that are not durable yet, in order.
 	waiting []waitingLeaf
+	// saved is the number of durable leaves the checkpoint object lists, and
+	// savedAt when it was written.
+	saved   int64
+	savedAt time.Time
 }
 
 type waitingLeaf struct {
@@ -46,14 +163,15 @@ type waitingLeaf struct {
 	stats DiskStats
 }
 
-// newCheckpointer starts after resume's leaves (durable by construction), or
-// at the beginning if resume is nil.
-func newCheckpointer(lay layout, resume *Checkpoint) *checkpointer {
+// newCheckpointer starts after the resumed leaves (durable by
+// construction), or at the beginning if there are none.
+func newCheckpointer(lay layout, resumed []ID, stats DiskStats) *checkpointer {
 	c := &checkpointer{lay: lay, leaves: make([]ID, 0, lay.nLeaves)}
-	if resume != nil {
-		c.leaves = append(c.leaves, resume.Leaves...)
-		c.durable = int64(len(resume.Leaves))
-		c.stats = resume.Stats
+	if len(resumed) > 0 {
+		c.leaves = append(c.leaves, resumed...)
+		c.durable = int64(len(resumed))
+		c.saved = c.durable
+		c.stats = stats
 		c.stats.Packs = 0 // counts this attempt's packs
 	}
 	return c
@@ -67,8 +185,8 @@ func (c *checkpointer) finished(id ID, pack int, stats DiskStats) {
 }
 
 // advance moves over the leaves that are durable now that every pack up to
-// durablePack is, and returns the new checkpoint, or nil if none moved.
-func (c *checkpointer) advance(durablePack int) *Checkpoint {
+// durablePack is, and reports whether any moved.
+func (c *checkpointer) advance(durablePack int) bool {
 	moved := false
 	for len(c.waiting) > 0 && c.waiting[0].pack <= durablePack {
 		c.stats.Add(c.waiting[0].stats)
@@ -76,12 +194,36 @@ func (c *checkpointer) advance(durablePack int) *Checkpoint {
 		c.durable++
 		moved = true
 	}
-	if !moved {
-		return nil
+	return moved
+}
+
+// checkpointEvery is the longest a backup goes without writing a newer
+// checkpoint object once leaves became durable; it also writes one whenever
+// 1/checkpointSteps of the disk's leaves became durable since the last.
+// Rewriting the object costs its size (up to 43 bytes a leaf: 176 KiB for
+// 4 TiB in 1 MiB blocks and 1024-entry leaves), so it is not rewritten at
+// every pack.
+const (
+	checkpointEvery = 30 * time.Second
+	checkpointSteps = 64
+)
+
+// due reports whether the durable leaves are worth a new checkpoint object.
+func (c *checkpointer) due(now time.Time) bool {
+	if c.durable <= c.saved {
+		return false
 	}
-	return &Checkpoint{
-		NextBlock: min(c.durable*c.lay.le, c.lay.blocks),
-		Leaves:    append([]ID(nil), c.leaves[:c.durable]...),
-		Stats:     c.stats,
+	step := max(1, c.lay.nLeaves/checkpointSteps)
+	return c.saved == 0 || c.durable-c.saved >= step || c.durable == c.lay.nLeaves || now.Sub(c.savedAt) >= checkpointEvery
+}
+
+// save writes the checkpoint object at key for the durable leaves and
+// returns the checkpoint naming it.
+func (c *checkpointer) save(ctx context.Context, v *Vault, key, disk string) (*Checkpoint, error) {
+	cp, err := v.saveCheckpoint(ctx, key, disk, c.lay, c.leaves[:c.durable], c.stats)
+	if err != nil {
+		return nil, err
 	}
+	c.saved, c.savedAt = c.durable, time.Now()
+	return cp, nil
 }

@@ -25,6 +25,8 @@ type collector struct {
 	// stats count the finished leaves, then the whole disk.
 	stats DiskStats
 
+	// cpKey is this attempt's checkpoint object.
+	cpKey          string
 	progress       func(Progress)
 	began, lastRep time.Time
 	resumedScanned int64 // scanned before a resumed attempt
@@ -36,10 +38,11 @@ type openLeaf struct {
 	stats DiskStats
 }
 
-func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *Root, resume *Checkpoint, opt BackupOptions) *collector {
+// newCollector starts after the resumed leaves, whose stats are resumedStats.
+func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *Root, resumed []ID, resumedStats DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
-		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resume),
-		progress: opt.Progress, began: time.Now()}
+		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
+		cpKey: newCheckpointKey(), progress: opt.Progress, began: time.Now()}
 	c.stats = c.cp.stats
 	c.resumedScanned = c.stats.ScannedBytes
 	c.next = int64(len(c.cp.leaves))
@@ -56,7 +59,7 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 		if err := c.finishLeaves(ctx); err != nil {
 			return ID{}, err
 		}
-		c.report(false)
+		c.report(ctx, false)
 	}
 	if err := context.Cause(ctx); err != nil {
 		return ID{}, err // a stage stopped early
@@ -74,7 +77,7 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 		return ID{}, fmt.Errorf("disk %s: %w", c.disk, err)
 	}
 	c.stats.Packs = c.pk.uploaded()
-	c.report(true)
+	c.report(ctx, true)
 	return id, nil
 }
 
@@ -160,12 +163,18 @@ func (c *collector) store(plain []byte) (ID, int64, error) {
 }
 
 // report calls the progress callback at most once a second, and whenever
-// the checkpoint advances or force is set.
-func (c *collector) report(force bool) {
+// a new checkpoint is written or force is set. The checkpoint object is
+// written before the checkpoint naming it is reported; a failed write is
+// tried again at the next report (the previous checkpoint still holds).
+func (c *collector) report(ctx context.Context, force bool) {
 	if c.progress == nil {
-		return
+		return // nobody to hand a checkpoint to
 	}
-	cp := c.cp.advance(c.pk.durableSeq())
+	c.cp.advance(c.pk.durableSeq())
+	var cp *Checkpoint
+	if c.cp.due(time.Now()) {
+		cp, _ = c.cp.save(ctx, c.v, c.cpKey, c.disk)
+	}
 	if !force && cp == nil && time.Since(c.lastRep) < time.Second {
 		return
 	}

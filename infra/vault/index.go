@@ -2,11 +2,15 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
 // BlobType tells data blocks from tree nodes.
@@ -40,6 +44,28 @@ type packIndex struct {
 	Entries []indexEntry `json:"entries"`
 }
 
+// decodePackIndex decodes the plaintext of the index object at key and
+// checks that it is self-consistent: it names the pack of its key, and every
+// blob lies inside the pack's body.
+func decodePackIndex(key string, data []byte) (packIndex, error) {
+	var pi packIndex
+	if err := json.Unmarshal(data, &pi); err != nil {
+		return packIndex{}, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	if want := strings.TrimPrefix(key, "index/"); want != pi.Pack.String() {
+		return packIndex{}, fmt.Errorf("%s: %w: names pack %s", key, ErrCorrupt, pi.Pack.Short())
+	}
+	if pi.Size < 4 {
+		return packIndex{}, fmt.Errorf("%s: %w: pack size %d", key, ErrCorrupt, pi.Size)
+	}
+	for _, e := range pi.Entries {
+		if e.Type != BlobData && e.Type != BlobTree || e.Length == 0 || int64(e.Offset)+int64(e.Length) > pi.Size-4 {
+			return packIndex{}, fmt.Errorf("%s: %w: blob %s at %d+%d (type %d) outside pack of %d bytes", key, ErrCorrupt, e.ID.Short(), e.Offset, e.Length, e.Type, pi.Size)
+		}
+	}
+	return pi, nil
+}
+
 // Index maps blob ids to their location. It is safe for concurrent use.
 type Index struct {
 	mu    sync.RWMutex
@@ -47,6 +73,10 @@ type Index struct {
 	packs map[ID]int64
 	// dups counts blobs stored in more than one pack (harmless; GC removes them).
 	dups int
+	// loaded is set once a load has read every index object; guarded by the
+	// vault's idxMu, like problems (those of the latest load).
+	loaded   bool
+	problems []IndexProblem
 }
 
 func newIndex() *Index {
@@ -67,6 +97,13 @@ func (x *Index) Has(id ID) bool {
 	return ok
 }
 
+func (x *Index) hasPack(id ID) bool {
+	x.mu.RLock()
+	_, ok := x.packs[id]
+	x.mu.RUnlock()
+	return ok
+}
+
 // addPack adds the blobs of a pack; a pack already known is ignored.
 func (x *Index) addPack(pi packIndex) {
 	x.mu.Lock()
@@ -81,6 +118,26 @@ func (x *Index) addPack(pi packIndex) {
 			continue
 		}
 		x.blobs[e.ID] = Location{Pack: pi.Pack, Offset: e.Offset, Length: e.Length, Type: e.Type}
+	}
+}
+
+// removePacks forgets packs that are gone, so that dedup stops trusting
+// them and the next backup stores their blocks again. A blob that was also
+// in another pack is forgotten too (the index keeps one location): it is
+// then stored once more, which costs space, never data.
+func (x *Index) removePacks(gone map[ID]bool) {
+	if len(gone) == 0 {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for id := range gone {
+		delete(x.packs, id)
+	}
+	for id, l := range x.blobs {
+		if gone[l.Pack] {
+			delete(x.blobs, id)
+		}
 	}
 }
 
@@ -102,6 +159,31 @@ func (x *Index) Stats() IndexStats {
 	return s
 }
 
+// IndexProblemKind says what is wrong with an index object or its pack.
+type IndexProblemKind string
+
+const (
+	// ProblemUnreadableIndex: the index object fails to authenticate or
+	// decode; its pack is treated as unindexed (Repair re-indexes it).
+	ProblemUnreadableIndex IndexProblemKind = "unreadable_index"
+	// ProblemMissingPack: the index object names a pack that is not stored.
+	ProblemMissingPack IndexProblemKind = "missing_pack"
+	// ProblemPackSize: the pack's size differs from its index object's
+	// (truncated or overwritten).
+	ProblemPackSize IndexProblemKind = "pack_size"
+)
+
+// IndexProblem is an index object the index left out, and why. The blobs it
+// lists count as not stored: the next backup stores them again.
+type IndexProblem struct {
+	Kind   IndexProblemKind `json:"kind"`
+	Key    string           `json:"key"` // the index object
+	Pack   ID               `json:"pack"`
+	Reason string           `json:"reason"`
+}
+
+func (p IndexProblem) String() string { return fmt.Sprintf("%s: %s", p.Key, p.Reason) }
+
 func indexKey(pack ID) string { return "index/" + pack.String() }
 
 func packKey(pack ID) string {
@@ -113,7 +195,7 @@ func packKey(pack ID) string {
 // RefreshIndex to see packs written by other processes since.
 func (v *Vault) Index(ctx context.Context) (*Index, error) {
 	v.idxMu.Lock()
-	loaded := v.idx != nil
+	loaded := v.idx != nil && v.idx.loaded
 	v.idxMu.Unlock()
 	if loaded {
 		return v.idx, nil
@@ -121,8 +203,23 @@ func (v *Vault) Index(ctx context.Context) (*Index, error) {
 	return v.RefreshIndex(ctx)
 }
 
+// IndexProblems returns the index objects the latest index load left out
+// (unreadable, or naming a pack that is missing or has the wrong size), so
+// callers can warn. Run Repair to re-index packs from their headers.
+func (v *Vault) IndexProblems() []IndexProblem {
+	v.idxMu.Lock()
+	defer v.idxMu.Unlock()
+	if v.idx == nil {
+		return nil
+	}
+	return append([]IndexProblem(nil), v.idx.problems...)
+}
+
 // RefreshIndex reads the index objects not read yet. It is safe to call
-// while the index is in use.
+// while the index is in use. Each index object is added whole or not at
+// all: one that is unreadable, or whose pack is missing or has another size,
+// is left out and reported by IndexProblems, and a known pack that has
+// disappeared is forgotten; only storage errors fail the call.
 func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 	v.idxMu.Lock()
 	defer v.idxMu.Unlock()
@@ -130,42 +227,148 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 		v.idx = newIndex()
 	}
 	idx := v.idx
+	res, err := v.loadIndex(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	idx.removePacks(res.gone)
+	idx.problems = res.problems
+	idx.loaded = true
+	return idx, nil
+}
+
+// indexLoad is what loadIndex found besides the packs it added.
+type indexLoad struct {
+	problems []IndexProblem
+	// packs are the stored packs and their sizes.
+	packs map[ID]int64
+	// rejected are the decodable index objects left out (their pack is
+	// missing or has another size), for Check to name the pack of a blob.
+	rejected []packIndex
+	// unreadable are the packs whose index object could not be read.
+	unreadable map[ID]bool
+	// gone are packs idx knew before the load that are no longer stored.
+	gone map[ID]bool
+}
+
+// loadIndex adds to idx the index objects it does not know yet whose pack
+// is stored with the size they name. Packs are listed after the index
+// objects: a pack is written before its index object, so every pack whose
+// index object was listed is in the pack listing unless it was lost.
+func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
+	res := indexLoad{packs: map[ID]int64{}, unreadable: map[ID]bool{}, gone: map[ID]bool{}}
 	var keys []string
 	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
 		id, err := ParseID(strings.TrimPrefix(key, "index/"))
 		if err != nil {
 			return nil // not ours
 		}
-		idx.mu.RLock()
-		_, known := idx.packs[id]
-		idx.mu.RUnlock()
-		if !known {
+		if !idx.hasPack(id) {
 			keys = append(keys, key)
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
+	known := make(map[ID]int64)
+	idx.mu.RLock()
+	for id, n := range idx.packs {
+		known[id] = n
+	}
+	idx.mu.RUnlock()
+	packs, err := v.listPacks(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.packs = packs
+	for id, n := range known {
+		if size, ok := packs[id]; !ok || size != n {
+			res.gone[id] = true
+			kind, why := ProblemMissingPack, "pack is not in the vault"
+			if ok {
+				kind, why = ProblemPackSize, fmt.Sprintf("pack has %d bytes, index says %d", size, n)
+			}
+			res.problems = append(res.problems, IndexProblem{Kind: kind, Key: indexKey(id), Pack: id, Reason: why})
+		}
+	}
+	pis := make([]*packIndex, len(keys))
+	errs := make([]error, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for _, key := range keys {
+	for i, key := range keys {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return context.Cause(gctx) // stop promptly after the first error
 			}
-			var pi packIndex
-			if err := v.getSealed(gctx, key, &pi); err != nil {
+			pi, err := v.getPackIndex(gctx, key)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+				// Removed since listed (Repair or GC): nothing to load.
+			case errors.Is(err, ErrCorrupt):
+				errs[i] = err
+			case err != nil:
 				return err
+			default:
+				pis[i] = &pi
 			}
-			if want := strings.TrimPrefix(key, "index/"); want != pi.Pack.String() {
-				return fmt.Errorf("%s in %s: %w: names pack %s", key, v.be.Location(), ErrCorrupt, pi.Pack.Short())
-			}
-			idx.addPack(pi)
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return res, err
 	}
-	return idx, nil
+	for i, key := range keys {
+		id, _ := ParseID(strings.TrimPrefix(key, "index/"))
+		if errs[i] != nil {
+			res.unreadable[id] = true
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: errs[i].Error()})
+			continue
+		}
+		pi := pis[i]
+		if pi == nil {
+			continue
+		}
+		size, ok := packs[pi.Pack]
+		switch {
+		case !ok:
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: pi.Pack, Reason: "pack is not in the vault"})
+			res.rejected = append(res.rejected, *pi)
+		case size != pi.Size:
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemPackSize, Key: key, Pack: pi.Pack,
+				Reason: fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)})
+			res.rejected = append(res.rejected, *pi)
+		default:
+			idx.addPack(*pi)
+		}
+	}
+	return res, nil
+}
+
+// getPackIndex reads and decodes one index object.
+func (v *Vault) getPackIndex(ctx context.Context, key string) (packIndex, error) {
+	var raw json.RawMessage
+	if err := v.getSealed(ctx, key, &raw); err != nil {
+		return packIndex{}, err
+	}
+	pi, err := decodePackIndex(key, raw)
+	if err != nil {
+		return packIndex{}, fmt.Errorf("%s: %w", v.be.Location(), err)
+	}
+	return pi, nil
+}
+
+// listPacks returns every stored pack and its size.
+func (v *Vault) listPacks(ctx context.Context) (map[ID]int64, error) {
+	packs := map[ID]int64{}
+	err := v.be.List(ctx, "packs/", func(key string, size int64) error {
+		id, err := ParseID(key[strings.LastIndexByte(key, '/')+1:])
+		if err == nil && key == packKey(id) {
+			packs[id] = size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs in %s: %w", v.be.Location(), err)
+	}
+	return packs, nil
 }

@@ -88,8 +88,14 @@ func (s *sealer) read(ctx context.Context, r *blockResult, scratch []byte) ([]by
 	defer s.bufs.Put(bp)
 	buf := (*bp)[:r.size]
 	off := r.n * s.lay.bs
-	if _, err := s.src.ReadAt(buf, off); err != nil && !(errors.Is(err, io.EOF) && off+int64(r.size) <= s.lay.size) {
+	// Blocks lie inside the disk, so io.EOF is only fine with a full block
+	// (ReaderAt may return it with the last bytes of the source).
+	n, err := s.src.ReadAt(buf, off)
+	if err != nil && !(errors.Is(err, io.EOF) && n == len(buf)) {
 		return scratch, fmt.Errorf("disk %s: read at offset %d: %w", s.disk, off, err)
+	}
+	if n < len(buf) {
+		return scratch, fmt.Errorf("disk %s: read at offset %d: short read: %d of %d bytes", s.disk, off, n, len(buf))
 	}
 	r.scanned = true
 	if isZero(buf) {
