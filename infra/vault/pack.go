@@ -102,15 +102,71 @@ func (p *packer) flush() {
 	}()
 }
 
+// A pack is its blobs, then a sealed header listing them (packEntryLen
+// bytes each: type, id, offset, length, little-endian), then the sealed
+// header's length as 4 bytes little-endian. Its name is the keyed hash of
+// all of it.
+const (
+	packEntryLen = 1 + 32 + 4 + 4
+	packHeaderAD = "pack-header"
+)
+
+// splitPack cuts a whole pack into its body (the blobs) and sealed header.
+func splitPack(pack []byte) (body, sealedHeader []byte, err error) {
+	if len(pack) < 4 {
+		return nil, nil, fmt.Errorf("%w: pack of %d bytes", ErrCorrupt, len(pack))
+	}
+	n := int64(binary.LittleEndian.Uint32(pack[len(pack)-4:]))
+	if n > int64(len(pack)-4) {
+		return nil, nil, fmt.Errorf("%w: pack header of %d bytes in a pack of %d", ErrCorrupt, n, len(pack))
+	}
+	h := len(pack) - 4 - int(n)
+	return pack[:h], pack[h : len(pack)-4], nil
+}
+
+// decodePackHeader decodes a pack header's plaintext; every blob it lists
+// must lie inside a body of bodyLen bytes.
+func decodePackHeader(plain []byte, bodyLen int) ([]indexEntry, error) {
+	if len(plain)%packEntryLen != 0 {
+		return nil, fmt.Errorf("%w: pack header of %d bytes", ErrCorrupt, len(plain))
+	}
+	entries := make([]indexEntry, len(plain)/packEntryLen)
+	for i := range entries {
+		b := plain[i*packEntryLen:]
+		e := indexEntry{Type: BlobType(b[0]), Offset: binary.LittleEndian.Uint32(b[33:]), Length: binary.LittleEndian.Uint32(b[37:])}
+		copy(e.ID[:], b[1:33])
+		if e.Type != BlobData && e.Type != BlobTree || e.Length == 0 || int64(e.Offset)+int64(e.Length) > int64(bodyLen) {
+			return nil, fmt.Errorf("%w: pack header entry %d: blob %s at %d+%d (type %d) outside a body of %d bytes",
+				ErrCorrupt, i, e.ID.Short(), e.Offset, e.Length, e.Type, bodyLen)
+		}
+		entries[i] = e
+	}
+	return entries, nil
+}
+
+// packHeader returns the blobs a whole pack lists in its header.
+func (v *Vault) packHeader(pack []byte) (body []byte, entries []indexEntry, err error) {
+	body, sealed, err := splitPack(pack)
+	if err != nil {
+		return nil, nil, err
+	}
+	plain, err := v.keys.open(nil, sealed, []byte(packHeaderAD))
+	if err != nil {
+		return nil, nil, fmt.Errorf("pack header: %w", err)
+	}
+	entries, err = decodePackHeader(plain, len(body))
+	return body, entries, err
+}
+
 func (p *packer) upload(buf []byte, entries []indexEntry) error {
-	header := make([]byte, 0, len(entries)*(1+32+4+4))
+	header := make([]byte, 0, len(entries)*packEntryLen)
 	for _, e := range entries {
 		header = append(header, byte(e.Type))
 		header = append(header, e.ID[:]...)
 		header = binary.LittleEndian.AppendUint32(header, e.Offset)
 		header = binary.LittleEndian.AppendUint32(header, e.Length)
 	}
-	sealed := p.v.keys.seal(nil, header, []byte("pack-header"))
+	sealed := p.v.keys.seal(nil, header, []byte(packHeaderAD))
 	buf = append(buf, sealed...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
 	id := p.v.keys.hash(buf)

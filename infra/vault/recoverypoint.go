@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -118,12 +119,42 @@ func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoin
 	if checkName("vm", vm) != nil || checkName("recovery point", id) != nil {
 		return RecoveryPoint{}, fmt.Errorf("recovery point %q: %w", ref, ErrNoRecoveryPoint)
 	}
-	var rp RecoveryPoint
-	err := v.getSealed(ctx, rpKey(vm, id), &rp)
+	rp, err := v.getRecoveryPoint(ctx, rpKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
 	}
 	return rp, err
+}
+
+// getRecoveryPoint reads and decodes the manifest at key.
+func (v *Vault) getRecoveryPoint(ctx context.Context, key string) (RecoveryPoint, error) {
+	var raw json.RawMessage
+	if err := v.getSealed(ctx, key, &raw); err != nil {
+		return RecoveryPoint{}, err
+	}
+	rp, err := decodeRecoveryPoint(key, raw)
+	if err != nil {
+		return RecoveryPoint{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
+	}
+	return rp, nil
+}
+
+// decodeRecoveryPoint decodes the plaintext of the manifest at key: it must
+// name the VM and id of its key, and valid disks.
+func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
+	var rp RecoveryPoint
+	if err := json.Unmarshal(data, &rp); err != nil {
+		return RecoveryPoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if rpKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
+		return RecoveryPoint{}, fmt.Errorf("%w: manifest names %q/%q", ErrCorrupt, rp.VM, rp.ID)
+	}
+	for _, d := range rp.Disks {
+		if d.SizeBytes < 0 || d.Root.IsZero() {
+			return RecoveryPoint{}, fmt.Errorf("%w: disk %q: size %d, root %s", ErrCorrupt, d.Name, d.SizeBytes, d.Root.Short())
+		}
+	}
+	return rp, nil
 }
 
 // ListRecoveryPoints returns the VM's recovery points, oldest first; with
@@ -138,13 +169,36 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 		}
 		prefix += vm + "/"
 	}
+	good, bad, err := v.loadRecoveryPoints(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(bad))
+	for i, b := range bad {
+		errs[i] = b.err
+	}
+	return good, errors.Join(errs...)
+}
+
+// ManifestProblem is a recovery point manifest that does not authenticate
+// or decode.
+type ManifestProblem struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+	err    error
+}
+
+// loadRecoveryPoints reads the manifests under prefix, oldest first; those
+// that fail to authenticate or decode are returned apart.
+func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]RecoveryPoint, []ManifestProblem, error) {
 	var keys []string
 	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 		keys = append(keys, key)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list recovery points in %s: %w", v.be.Location(), err)
+		return nil, nil, fmt.Errorf("list recovery points in %s: %w", v.be.Location(), err)
 	}
+	sort.Strings(keys)
 	rps := make([]RecoveryPoint, len(keys))
 	bad := make([]error, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
@@ -154,7 +208,8 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 			if err := gctx.Err(); err != nil {
 				return context.Cause(gctx) // stop promptly after the first error
 			}
-			err := v.getSealed(gctx, key, &rps[i])
+			var err error
+			rps[i], err = v.getRecoveryPoint(gctx, key)
 			if errors.Is(err, ErrCorrupt) {
 				bad[i] = err // one bad manifest must not hide the others
 				return nil
@@ -163,12 +218,15 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	good := rps[:0]
+	var problems []ManifestProblem
 	for i := range rps {
 		if bad[i] == nil {
 			good = append(good, rps[i])
+		} else {
+			problems = append(problems, ManifestProblem{Key: keys[i], Reason: bad[i].Error(), err: bad[i]})
 		}
 	}
 	sort.Slice(good, func(i, j int) bool {
@@ -177,7 +235,7 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 		}
 		return good[i].ID < good[j].ID
 	})
-	return good, errors.Join(bad...)
+	return good, problems, nil
 }
 
 // Usage is what the vault's objects take in storage.

@@ -1,0 +1,167 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// RepairReport says what Repair found and did.
+type RepairReport struct {
+	// Packs is the number of packs in the vault.
+	Packs int `json:"packs"`
+	// Reindexed are the packs that had no valid index object and were given
+	// one, rebuilt from their verified header.
+	Reindexed []ID `json:"reindexed,omitempty"`
+	// RemovedIndex are the index objects deleted because their pack is missing.
+	RemovedIndex []string `json:"removed_index,omitempty"`
+	// BadPacks failed verification. They are left alone: a pack is the only
+	// copy of what it holds, and what still opens in it may be salvaged.
+	BadPacks []PackProblem `json:"bad_packs,omitempty"`
+}
+
+// PackProblem is a pack that failed verification, and why.
+type PackProblem struct {
+	Pack   ID     `json:"pack"`
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
+// Repair makes the index objects agree with the packs. Every pack without a
+// valid index object (none, unreadable, or of another size) is read whole
+// and verified: its header authenticates, its content hashes to its name,
+// and every blob opens and hashes to its id; then its index object is
+// written again, as a backup writes it. A pack that fails is reported and
+// left alone. Index objects naming a missing pack are deleted: they are
+// derived data (every pack carries its own header, so a pack that turns up
+// again is re-indexed by the next Repair), and they are what made dedup
+// trust lost data. Repair is idempotent, and safe next to running backups:
+// index objects are listed before packs, and a backup writes a pack before
+// its index object, so a pack is never taken for missing.
+func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
+	var rep RepairReport
+	var indexKeys []string
+	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
+		if _, err := ParseID(strings.TrimPrefix(key, "index/")); err == nil {
+			indexKeys = append(indexKeys, key)
+		}
+		return nil
+	}); err != nil {
+		return rep, fmt.Errorf("repair: list index in %s: %w", v.be.Location(), err)
+	}
+	packs, err := v.listPacks(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
+	rep.Packs = len(packs)
+
+	// valid are the packs whose index object is readable and of their size.
+	var mu sync.Mutex
+	valid := map[ID]bool{}
+	var remove []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, key := range indexKeys {
+		g.Go(func() error {
+			id, _ := ParseID(strings.TrimPrefix(key, "index/"))
+			pi, err := v.getPackIndex(gctx, key)
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				if errors.Is(err, storage.ErrNotFound) {
+					return nil
+				}
+				return fmt.Errorf("repair: %w", err)
+			}
+			size, stored := packs[id]
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case !stored:
+				remove = append(remove, key)
+			case err == nil && pi.Size == size:
+				valid[id] = true
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return rep, err
+	}
+	sort.Strings(remove)
+	for _, key := range remove {
+		if err := v.be.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return rep, fmt.Errorf("repair: delete %s: %w", key, err)
+		}
+		rep.RemovedIndex = append(rep.RemovedIndex, key)
+	}
+
+	var todo []ID
+	for id := range packs {
+		if !valid[id] {
+			todo = append(todo, id)
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].String() < todo[j].String() })
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(4) // whole packs in memory
+	for _, id := range todo {
+		g.Go(func() error {
+			pi, err := v.verifyPack(gctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, ErrCorrupt):
+				rep.BadPacks = append(rep.BadPacks, PackProblem{Pack: id, Key: packKey(id), Reason: err.Error()})
+				return nil
+			case errors.Is(err, storage.ErrNotFound):
+				return nil // deleted since listed (GC)
+			case err != nil:
+				return fmt.Errorf("repair: %w", err)
+			}
+			if err := v.putSealed(gctx, indexKey(id), pi); err != nil {
+				return fmt.Errorf("repair: %w", err)
+			}
+			rep.Reindexed = append(rep.Reindexed, id)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return rep, err
+	}
+	sort.Slice(rep.Reindexed, func(i, j int) bool { return rep.Reindexed[i].String() < rep.Reindexed[j].String() })
+	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
+	if _, err := v.RefreshIndex(ctx); err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
+	return rep, nil
+}
+
+// verifyPack reads a whole pack and returns its index if the pack is sound:
+// its header authenticates, it hashes to its name, and every blob opens and
+// hashes to its id. Damage is reported wrapping ErrCorrupt.
+func (v *Vault) verifyPack(ctx context.Context, id ID) (packIndex, error) {
+	key := packKey(id)
+	data, err := v.be.Get(ctx, key)
+	if err != nil {
+		return packIndex{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	if got := v.keys.hash(data); got != id {
+		return packIndex{}, fmt.Errorf("%s: %w: content hashes to %s", key, ErrCorrupt, got.Short())
+	}
+	body, entries, err := v.packHeader(data)
+	if err != nil {
+		return packIndex{}, fmt.Errorf("%s: %w", key, err)
+	}
+	for _, e := range entries {
+		if _, err := v.keys.openBlob(e.ID, body[e.Offset:e.Offset+e.Length]); err != nil {
+			return packIndex{}, fmt.Errorf("%s: blob %s at %d: %w", key, e.ID.Short(), e.Offset, err)
+		}
+	}
+	return packIndex{Pack: id, Size: int64(len(data)), Entries: entries}, nil
+}
