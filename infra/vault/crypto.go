@@ -26,11 +26,17 @@ import (
 // encrypts a single object, far below GCM's per-key data limits.
 //
 // Why not XChaCha20-Poly1305 (192-bit random nonces, collision ~8e-35 at
-// 10^12): on AES-NI servers it seals+opens 1 MiB blocks at about half the
-// speed of AES-GCM (BenchmarkSealOpen in crypto_test.go), while the subkey
-// costs one BLAKE3 call and an AES key schedule per object, noise next to a
-// 1 MiB block; small objects (tree nodes, indexes) are few. AES-GCM-SIV is
-// not in the standard library or x/crypto.
+// 10^12): on AES-NI servers it seals+opens 1 MiB blocks at half the speed,
+// while the subkey costs a BLAKE3 call and an AES key schedule per object
+// (~1.3 us), noise next to a 1 MiB block; small objects (tree nodes,
+// indexes) are few. BenchmarkSealOpen, seal+open per op, on a loaded 2-core
+// Xeon 2.5 GHz with AES-NI (go test -run '^$' -bench SealOpen -count 3):
+//
+//	            subkey AES-GCM   v1 AES-GCM     XChaCha20-Poly1305
+//	1 MiB       0.95-1.01 ms     0.71-1.07 ms   1.98-2.18 ms
+//	4 KiB       6.0-7.1 us       3.6-4.2 us     8.7-10.4 us
+//
+// AES-GCM-SIV is not in the standard library or x/crypto.
 //
 // A sealed object is salt || ciphertext || tag: a fixed overhead, so pack
 // offsets are computed from plaintext lengths.
