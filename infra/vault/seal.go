@@ -91,11 +91,11 @@ func (s *sealer) read(ctx context.Context, r *blockResult, scratch []byte) ([]by
 	// Blocks lie inside the disk, so io.EOF is only fine with a full block
 	// (ReaderAt may return it with the last bytes of the source).
 	n, err := s.src.ReadAt(buf, off)
-	if err != nil && !(errors.Is(err, io.EOF) && n == len(buf)) {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return scratch, fmt.Errorf("disk %s: read at offset %d: %w", s.disk, off, err)
 	}
 	if n < len(buf) {
-		return scratch, fmt.Errorf("disk %s: read at offset %d: short read: %d of %d bytes", s.disk, off, n, len(buf))
+		return scratch, fmt.Errorf("disk %s: read at offset %d: short read: %d of %d bytes: %w", s.disk, off, n, len(buf), io.ErrUnexpectedEOF)
 	}
 	r.scanned = true
 	if isZero(buf) {

@@ -43,9 +43,10 @@ func decodeRoot(b []byte) (Root, error) {
 	r.Size = int64(binary.LittleEndian.Uint64(b[4:]))
 	r.BlockSize = int(binary.LittleEndian.Uint32(b[12:]))
 	r.LeafEntries = int(binary.LittleEndian.Uint32(b[16:]))
-	n := int(binary.LittleEndian.Uint32(b[20:]))
+	n := int64(binary.LittleEndian.Uint32(b[20:]))
 	b = b[24:]
-	if len(b) != n*32 || r.BlockSize <= 0 || r.LeafEntries <= 0 {
+	// The length is checked before anything is allocated for the leaves.
+	if int64(len(b)) != n*32 || r.Size < 0 || r.BlockSize <= 0 || r.LeafEntries <= 0 {
 		return r, fmt.Errorf("%w: tree root has bad length", ErrCorrupt)
 	}
 	if want := (r.blocks() + int64(r.LeafEntries) - 1) / int64(r.LeafEntries); int64(n) != want {
