@@ -137,7 +137,7 @@ func newVault(b *testing.B, compression ...string) *vault.Vault {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := vault.Init(context.Background(), be, []byte("bench"), opt)
+	v, err := vault.Init(context.Background(), be, []byte("bench passphrase"), opt)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -187,8 +187,8 @@ func TestSymlinkedDiskRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := vmfixture.SHA256(secret)
-	e.failCLI("symlink", "backup", "evil", "--wait")
-	e.failCLI("symlink", "restore", rp, "--replace", "--wait")
+	e.failCLI("symbolic link", "backup", "evil", "--wait")
+	e.failCLI("symbolic link", "restore", rp, "--replace", "--wait")
 	if got, _ := vmfixture.SHA256(secret); got != want {
 		t.Fatal("a restore wrote through a symlink out of the vm folder")
 	}
