@@ -49,4 +49,26 @@
 // wins; ChangeKey rewraps the master key under a new secret and salt and
 // overwrites the config, rewriting no data. A vault of another format
 // version is refused with ErrFormatVersion.
+//
+// Damage and repair: the index loads each index object whole or not at
+// all, after listing packs/ with their sizes; an index object that does not
+// open or decode, or whose pack is missing or of another size, is left out
+// and reported (IndexProblems), so dedup stops trusting that pack and the
+// next backup stores its blocks again. Repair rebuilds the index object of
+// every pack without a valid one from the pack's own header (blobs, sealed
+// header of type, id, offset and length per blob, header length as 4 bytes
+// little-endian), after verifying the whole pack; a pack that fails is
+// reported and left alone, and index objects of missing packs are deleted.
+// Check reads every recovery point's trees (and with ReadData its blocks)
+// and reports what is unrestorable by VM, recovery point, disk and offset;
+// it never writes.
+//
+// Checkpoints: a disk backup in progress writes the leaves it has made
+// durable to a sealed object under checkpoints/<random>, rewritten in place
+// as the backup goes, before reporting a Checkpoint naming it (next block,
+// object key, stats: constant size, whatever the disk's size). A resumed
+// backup trusts it only if it is of the same disk and every leaf it lists
+// is indexed. A backup that succeeds deletes its checkpoint objects; those
+// of backups that never finished are garbage for GC to remove (nothing else
+// is kept under checkpoints/, and no recovery point refers to one).
 package vault

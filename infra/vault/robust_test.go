@@ -405,4 +405,3 @@ func objects(be *memBackend, prefix string) []string {
 	}
 	return keys
 }
-

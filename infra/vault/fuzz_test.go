@@ -1,0 +1,108 @@
+package vault
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+// The decoders of vault data never panic on any input, fail only with
+// ErrCorrupt, and allocate no more than their input's size allows.
+
+func fuzzErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("%s: error not wrapping ErrCorrupt: %v", what, err)
+	}
+}
+
+func FuzzDecodePackIndex(f *testing.F) {
+	p := ID{1, 2, 3}
+	f.Add(indexKey(p), []byte(`{"pack":"`+p.String()+`","size":100,"entries":[{"id":"`+ID{9}.String()+`","off":0,"len":50,"type":1}]}`))
+	f.Add(indexKey(p), []byte(`{"pack":"`+p.String()+`","size":3}`))
+	f.Fuzz(func(t *testing.T, key string, data []byte) {
+		pi, err := decodePackIndex(key, data)
+		fuzzErr(t, "pack index", err)
+		if err != nil {
+			return
+		}
+		for _, e := range pi.Entries {
+			if int64(e.Offset)+int64(e.Length) > pi.Size-4 {
+				t.Fatalf("blob outside its pack: %+v in %d", e, pi.Size)
+			}
+		}
+	})
+}
+
+func FuzzPackHeader(f *testing.F) {
+	h := make([]byte, packEntryLen)
+	h[0] = byte(BlobData)
+	binary.LittleEndian.PutUint32(h[37:], 10)
+	f.Add(append(make([]byte, 10), binary.LittleEndian.AppendUint32(h, uint32(len(h)))...), h, 10)
+	f.Add([]byte{1, 2, 3}, []byte{}, 0)
+	f.Fuzz(func(t *testing.T, pack, plain []byte, bodyLen int) {
+		body, sealed, err := splitPack(pack)
+		fuzzErr(t, "split pack", err)
+		if err == nil && len(body)+len(sealed)+4 != len(pack) {
+			t.Fatalf("split %d bytes into %d and %d", len(pack), len(body), len(sealed))
+		}
+		bodyLen &= 1<<31 - 1
+		entries, err := decodePackHeader(plain, bodyLen)
+		fuzzErr(t, "pack header", err)
+		for _, e := range entries {
+			if int64(e.Offset)+int64(e.Length) > int64(bodyLen) {
+				t.Fatalf("blob outside the body: %+v", e)
+			}
+		}
+	})
+}
+
+func FuzzDecodeRoot(f *testing.F) {
+	f.Add(encodeRoot(Root{Size: 3 * testBlock, BlockSize: testBlock, LeafEntries: 2, Leaves: []ID{{1}, {2}}}))
+	huge := encodeRoot(Root{Size: 1 << 50, BlockSize: 1, LeafEntries: 1})
+	binary.LittleEndian.PutUint32(huge[20:], 1<<32-1) // a leaf count the input cannot hold
+	f.Add(huge)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeRoot(b)
+		fuzzErr(t, "root", err)
+		if err == nil && len(r.Leaves)*32 > len(b) {
+			t.Fatalf("%d leaves from %d bytes", len(r.Leaves), len(b))
+		}
+	})
+}
+
+func FuzzDecodeLeaf(f *testing.F) {
+	f.Add(encodeLeaf([]ID{{1}, {}, {3}}))
+	f.Add([]byte("VVL1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := decodeLeaf(b)
+		fuzzErr(t, "leaf", err)
+		if err == nil && len(ids)*32 > len(b) {
+			t.Fatalf("%d ids from %d bytes", len(ids), len(b))
+		}
+	})
+}
+
+func FuzzDecodeRecoveryPoint(f *testing.F) {
+	f.Add("recoverypoints/vm1/rp1", []byte(`{"id":"rp1","vm":"vm1","disks":[{"name":"sda","size_bytes":1,"root":"`+ID{7}.String()+`"}]}`))
+	f.Add("recoverypoints/vm1/rp1", []byte(`{"id":"../x","vm":"vm1"}`))
+	f.Fuzz(func(t *testing.T, key string, data []byte) {
+		rp, err := decodeRecoveryPoint(key, data)
+		fuzzErr(t, "recovery point", err)
+		if err == nil && rpKey(rp.VM, rp.ID) != key {
+			t.Fatalf("manifest at %s names %s", key, rp.Ref())
+		}
+	})
+}
+
+func FuzzDecodeCheckpoint(f *testing.F) {
+	f.Add([]byte(`{"disk":"sda","size":1048576,"block_size":65536,"leaf_entries":8,"leaves":"` + "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" + `"}`))
+	f.Add([]byte(`{"leaves":"AQ=="}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o, err := decodeCheckpointObject(data)
+		fuzzErr(t, "checkpoint", err)
+		if err == nil && len(o.leaves())*32 != len(o.Leaves) {
+			t.Fatal("leaves lost in decoding")
+		}
+	})
+}
