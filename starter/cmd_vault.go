@@ -11,7 +11,7 @@ import (
 )
 
 func (a *app) vaultCmd() *cobra.Command {
-	return group("vault", "Create a vault or show what it holds", a.vaultInitCmd(), a.vaultStatsCmd())
+	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultPasswdCmd())
 }
 
 func (a *app) vaultInitCmd() *cobra.Command {

@@ -43,6 +43,9 @@ type Config struct {
 	// The vault key: a passphrase, or a file whose content is the key.
 	Passphrase string `env:"VMVAULT_VAULT_PASSPHRASE"`
 	KeyFile    string `env:"VMVAULT_VAULT_KEY_FILE"`
+	// NewPassphrase is the new vault key for 'vmvault vault passwd' (or
+	// --new-key-file there).
+	NewPassphrase string `env:"VMVAULT_NEW_VAULT_PASSPHRASE"`
 	// S3 settings; credentials come from the AWS SDK's default chain
 	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 	// AWS_PROFILE and the shared files, web identity, instance roles).

@@ -263,3 +263,45 @@ func TestHistoriesHoldNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// vault passwd re-keys without rewriting data: the old key stops working,
+// the new one restores what was backed up before.
+func TestVaultPasswd(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	if _, err := vmfixture.Create(e.vmsRoot(), smallSpec("rekey", 13)); err != nil {
+		t.Fatal(err)
+	}
+	w := e.startWorker(nil)
+	want := diskHashes(t, filepath.Join(e.vmsRoot(), "rekey"))
+	rp := e.backup("rekey").RecoveryPoint
+	packs := e.objects("packs/")
+
+	e.failCLI("give the new key", "vault", "passwd")
+	e.failCLI("at least 12", "vault", "passwd", "--new-key-file", writeFile(t, "short"))
+	const newPass = "a brand new vault passphrase"
+	e.mustCLIEnv([]string{"VMVAULT_NEW_VAULT_PASSPHRASE=" + newPass}, "vault", "passwd")
+	if after := e.objects("packs/"); fmt.Sprint(after) != fmt.Sprint(packs) {
+		t.Fatal("vault passwd rewrote data")
+	}
+	e.failCLI("wrong vault key", "rp", "list")
+	w.kill()
+	newKey := []string{"VMVAULT_VAULT_PASSPHRASE=" + newPass}
+	if out := e.mustCLIEnv(newKey, "rp", "list", "rekey"); !strings.Contains(out, rp) {
+		t.Fatalf("rp list with the new key:\n%s", out)
+	}
+	e.startWorker(newKey)
+	dir := filepath.Join(t.TempDir(), "out")
+	e.mustCLIEnv(newKey, "restore", rp, "--disks", dir, "--wait")
+	if got := diskHashes(t, dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("restored with the new key %v, want %v", got, want)
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
