@@ -66,6 +66,8 @@ func run() error {
 		w.RegisterWorkflow(workflows.BackupVM)
 		w.RegisterWorkflow(workflows.RestoreVM)
 		w.RegisterWorkflow(workflows.Inventory)
+		w.RegisterWorkflow(workflows.CheckVault)
+		w.RegisterWorkflow(workflows.RepairVault)
 		w.RegisterActivity(&activities.VaultActivities{Vault: v})
 		workers = append(workers, w)
 	}

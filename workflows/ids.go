@@ -103,3 +103,34 @@ func InventoryStartOptions(taskQueue, host string) client.StartWorkflowOptions {
 		StaticSummary:            "inventory of host " + host + ": answers vmvault vm list",
 	}
 }
+
+// CheckVaultStartOptions start a vault check; checks may run side by side.
+func CheckVaultStartOptions(taskQueue string, in CheckVaultInput, now time.Time) client.StartWorkflowOptions {
+	what := "metadata and index"
+	switch {
+	case in.ReadData && in.ReadDataPercent > 0 && in.ReadDataPercent < 100:
+		what = fmt.Sprintf("metadata, index and %d%% of the data", in.ReadDataPercent)
+	case in.ReadData:
+		what = "metadata, index and all data"
+	}
+	return client.StartWorkflowOptions{
+		ID: "vault-check-" + now.UTC().Format("20060102T150405Z"), TaskQueue: taskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindCheck))),
+		StaticSummary:         "vault check: " + what,
+	}
+}
+
+// RepairVaultWorkflowID is the one repair of the vault that may run.
+const RepairVaultWorkflowID = "vault-repair"
+
+// RepairVaultStartOptions start a vault repair; one runs at a time.
+func RepairVaultStartOptions(taskQueue string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: RepairVaultWorkflowID, TaskQueue: taskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRepair))),
+		StaticSummary:                            "vault repair: re-index packs, drop the index of lost packs",
+	}
+}

@@ -6,6 +6,8 @@ type Kind string
 const (
 	KindBackup  Kind = "backup"
 	KindRestore Kind = "restore"
+	KindCheck   Kind = "check"
+	KindRepair  Kind = "repair"
 )
 
 // Phase is where a job is, in the progress query.
@@ -22,6 +24,8 @@ const (
 	PhaseCreateVM     Phase = "create-vm"
 	PhaseRestoreDisks Phase = "restore-disks"
 	PhaseCommitDisks  Phase = "commit-disks"
+	PhaseChecking     Phase = "checking"
+	PhaseRepairing    Phase = "repairing"
 	PhaseDone         Phase = "done"
 	PhaseFailed       Phase = "failed"
 )

@@ -63,14 +63,16 @@ type Damage struct {
 
 // CheckReport is what Check found. OK is true when nothing is damaged.
 type CheckReport struct {
-	OK             bool  `json:"ok"`
-	RecoveryPoints int   `json:"recovery_points"`
-	Disks          int   `json:"disks"`
-	Leaves         int   `json:"leaves"` // distinct leaves checked
-	Blocks         int64 `json:"blocks"` // non-zero block references checked
-	BlobsRead      int64 `json:"blobs_read"`
-	BytesRead      int64 `json:"bytes_read"`
-	Packs          int   `json:"packs"`
+	// Vault is the checked vault's location (set by the caller).
+	Vault          string `json:"vault,omitempty"`
+	OK             bool   `json:"ok"`
+	RecoveryPoints int    `json:"recovery_points"`
+	Disks          int    `json:"disks"`
+	Leaves         int    `json:"leaves"` // distinct leaves checked
+	Blocks         int64  `json:"blocks"` // non-zero block references checked
+	BlobsRead      int64  `json:"blobs_read"`
+	BytesRead      int64  `json:"bytes_read"`
+	Packs          int    `json:"packs"`
 	// IndexProblems are index objects left out of the index (see RefreshIndex).
 	IndexProblems []IndexProblem `json:"index_problems,omitempty"`
 	// UnindexedPacks have no readable index object: leftovers of interrupted

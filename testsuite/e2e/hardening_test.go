@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -304,4 +305,114 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A deleted pack: vault check names every recovery point it hurts, by disk
+// and offset; vault repair plus one backup heals them all (the backup
+// uploads the lost blocks again, and blocks are named by content).
+func TestVaultCheckAndRepair(t *testing.T) {
+	e := newEnv(t, envOpts{initArgs: []string{"--pack-size", "4194304"}})
+	e.startWorker(nil)
+	if _, err := vmfixture.Create(e.vmsRoot(), smallSpec("lost", 14)); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(e.vmsRoot(), "lost")
+	r1 := e.backup("lost").RecoveryPoint
+	if err := vmfixture.Mutate(e.vmsRoot(), "lost", 50, 2, 14); err != nil {
+		t.Fatal(err)
+	}
+	r2 := e.backup("lost").RecoveryPoint
+	if out := e.mustCLI("vault", "check", "--read-data"); !strings.Contains(out, "every recovery point can be restored") {
+		t.Fatalf("check of a healthy vault:\n%s", out)
+	}
+
+	// Delete the pack holding the first data0 block both points share.
+	ctx := context.Background()
+	v := e.openVault()
+	p, err := v.LoadRecoveryPoint(ctx, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []vault.ID
+	for _, d := range p.Disks {
+		if d.Name == "data0" {
+			ids, _ = v.BlockIDs(ctx, d.Root)
+		}
+	}
+	idx, _ := v.Index(ctx)
+	var off int64 = -1
+	var pack vault.ID
+	for i, id := range ids {
+		if !id.IsZero() {
+			loc, _ := idx.Lookup(id)
+			off, pack = int64(i)*int64(v.Config().BlockSize), loc.Pack
+			break
+		}
+	}
+	h := pack.String()
+	if err := os.Remove(filepath.Join(e.dataDir, "vault", "packs", h[:2], h)); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.cli("vault", "check")
+	if r.code != 1 || !strings.Contains(r.stdout, fmt.Sprintf("damaged: %s disk data0 offset %d", r1, off)) ||
+		!strings.Contains(r.stdout, fmt.Sprintf("damaged: %s disk data0 offset %d", r2, off)) ||
+		!strings.Contains(r.stderr, "is damaged: 2 of 2 recovery points") {
+		t.Fatalf("vault check after a lost pack: exit %d\nstdout: %q\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	if out := e.mustCLI("vault", "repair"); !strings.Contains(out, "removed index/"+h) {
+		t.Fatalf("vault repair:\n%s", out)
+	}
+	want := diskHashes(t, dir)
+	r3 := e.backup("lost").RecoveryPoint
+	var rep vault.CheckReport
+	rr := e.cli("vault", "check", "--read-data", "--json")
+	if err := json.Unmarshal([]byte(rr.stdout), &rep); err != nil {
+		t.Fatalf("check --json: %v\n%s", err, rr.stdout)
+	}
+	// The backup uploaded the lost blocks again (the index no longer trusted
+	// them), and blocks are named by content: the older points are whole again.
+	if !rep.OK || len(rep.Damaged) != 0 || rr.code != 0 || rep.RecoveryPoints != 3 {
+		t.Fatalf("after repair and one backup: exit %d, %+v", rr.code, rep)
+	}
+	e.restoreDisksMatch(r3, want)
+}
+
+// One corrupt index object does not stop backups and restores of other VMs;
+// vault check reports it and repair rebuilds it from its pack.
+func TestCorruptIndexObject(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.startWorker(nil)
+	for i, name := range []string{"one", "two"} {
+		if _, err := vmfixture.Create(e.vmsRoot(), smallSpec(name, uint64(20+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.backup("one")
+	objs := e.objects("index/")
+	for k := range objs {
+		p := filepath.Join(e.dataDir, "vault", k)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	want := diskHashes(t, filepath.Join(e.vmsRoot(), "two"))
+	rp := e.backup("two").RecoveryPoint
+	e.restoreDisksMatch(rp, want)
+	r := e.cli("vault", "check")
+	if !strings.Contains(r.stdout, "index: index/") {
+		t.Fatalf("vault check does not report the corrupt index object:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if out := e.mustCLI("vault", "repair"); !strings.Contains(out, "1 re-indexed") {
+		t.Fatalf("vault repair:\n%s", out)
+	}
+	if out := e.mustCLI("vault", "check", "--read-data"); !strings.Contains(out, "every recovery point can be restored") {
+		t.Fatalf("check after repair:\n%s", out)
+	}
 }

@@ -23,6 +23,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(workflows.BackupVM)
 			r.RegisterWorkflow(workflows.RestoreVM)
 			r.RegisterWorkflow(workflows.Inventory)
+			r.RegisterWorkflow(workflows.CheckVault)
+			r.RegisterWorkflow(workflows.RepairVault)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

@@ -1,0 +1,78 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/vmvault/vmvault/infra/vault"
+)
+
+// CheckVaultInput tunes a vault check.
+type CheckVaultInput struct {
+	// ReadData re-reads and re-hashes the data blocks too.
+	ReadData bool `json:"read_data,omitempty"`
+	// ReadDataPercent reads only that share of the packs (1-99; 0: all).
+	ReadDataPercent int `json:"read_data_percent,omitempty"`
+	// Seed picks the packs of a partial read; vary it to cover the vault.
+	Seed             uint64        `json:"seed,omitempty"`
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+}
+
+// maxReportedDamage keeps a check's result well inside Temporal's payload
+// limit; the damaged recovery points are always all listed.
+const maxReportedDamage = 500
+
+// CheckVault checks every recovery point of the vault, heartbeating its
+// progress; it never writes.
+func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (vault.CheckReport, error) {
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	defer stop()
+	rep, err := a.Vault.Check(ctx, vault.CheckOptions{
+		ReadData: in.ReadData, ReadDataPercent: in.ReadDataPercent, Seed: in.Seed, MaxDamage: maxReportedDamage,
+		Progress: func(p vault.CheckProgress) { activity.RecordHeartbeat(ctx, p) },
+	})
+	rep.Vault = a.Vault.Location()
+	return rep, classify(err)
+}
+
+// RepairVaultInput tunes a vault repair.
+type RepairVaultInput struct {
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+}
+
+// RepairVault re-indexes packs from their verified headers and removes the
+// index objects of missing packs.
+func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (vault.RepairReport, error) {
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	defer stop()
+	rep, err := a.Vault.Repair(ctx)
+	if err != nil {
+		return rep, classify(err)
+	}
+	// This worker's own index forgets the removed objects' packs now.
+	_, err = a.Vault.RefreshIndex(ctx)
+	return rep, classify(err)
+}
+
+// heartbeatEvery keeps a long activity alive while a call without progress
+// of its own runs; call the result to stop.
+func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}

@@ -1,0 +1,86 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/vault"
+)
+
+// CheckVaultInput asks for a check of every recovery point of the vault.
+type CheckVaultInput = activities.CheckVaultInput
+
+// CheckVault verifies that every recovery point of the vault can be
+// restored (trees complete, every block indexed in a stored pack of the
+// right size; with ReadData every block re-read and re-hashed) and returns
+// what is damaged, by VM, recovery point, disk and offset. It never writes.
+func CheckVault(ctx workflow.Context, in CheckVaultInput) (res vault.CheckReport, err error) {
+	prog, err := newProgress(ctx, KindCheck, "")
+	if err != nil {
+		return res, err
+	}
+	defer func() { prog.fail(err) }()
+	if in.ReadDataPercent < 0 || in.ReadDataPercent > 100 {
+		return res, badRequest("vault check: read-data subset %d%%: want 1 to 100", in.ReadDataPercent)
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindCheck)))
+	prog.Phase = PhaseChecking
+	err = workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.CheckVault, in).Get(ctx, &res)
+	if err != nil {
+		return res, err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVault.ValueSet(res.Vault))
+	summary := fmt.Sprintf("vault check: %d recovery points, all restorable", res.RecoveryPoints)
+	if !res.OK {
+		summary = fmt.Sprintf("vault check: %d of %d recovery points damaged", len(res.Damaged), res.RecoveryPoints)
+	}
+	workflow.SetCurrentDetails(ctx, summary)
+	prog.note(summary)
+	prog.Phase = PhaseDone
+	return res, nil
+}
+
+// RepairVaultInput asks for a repair of the vault's index.
+type RepairVaultInput = activities.RepairVaultInput
+
+// RepairVault makes the index agree with the packs: packs without a valid
+// index object are verified and re-indexed, index objects of missing packs
+// are removed, so the next backup uploads what was lost.
+func RepairVault(ctx workflow.Context, in RepairVaultInput) (res vault.RepairReport, err error) {
+	prog, err := newProgress(ctx, KindRepair, "")
+	if err != nil {
+		return res, err
+	}
+	defer func() { prog.fail(err) }()
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindRepair)))
+	prog.Phase = PhaseRepairing
+	if err := workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.RepairVault, in).Get(ctx, &res); err != nil {
+		return res, err
+	}
+	summary := fmt.Sprintf("vault repair: %d packs, %d re-indexed, %d index objects of missing packs removed, %d packs failed verification",
+		res.Packs, len(res.Reindexed), len(res.RemovedIndex), len(res.BadPacks))
+	workflow.SetCurrentDetails(ctx, summary)
+	prog.note(summary)
+	prog.Phase = PhaseDone
+	return res, nil
+}
+
+// vaultJobOptions: a long vault-wide activity on the central queue,
+// heartbeating its progress.
+func vaultJobOptions(ctx workflow.Context, heartbeat time.Duration) workflow.Context {
+	if heartbeat <= 0 {
+		heartbeat = 2 * time.Minute
+	}
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    heartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
