@@ -114,4 +114,3 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 	rep.report(last, last.Progress, true)
 	return res, nil
 }
-

@@ -40,8 +40,8 @@ func BackupStartOptions(taskQueue string, in BackupVMInput, timeout time.Duratio
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// Without this the SDK hands back the running job instead of saying so.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup))),
-		StaticSummary:         fmt.Sprintf("backup %s (host %s)", in.VM, in.Host),
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup))),
+		StaticSummary:                            fmt.Sprintf("backup %s (host %s)", in.VM, in.Host),
 	}
 }
 

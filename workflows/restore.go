@@ -104,8 +104,10 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 		return res, err
 	}
 	res.Paths, res.Kept = done.Paths, done.Kept
-	for disk, kept := range done.Kept {
-		prog.note(fmt.Sprintf("disk %s: the replaced image is kept at %s", disk, kept))
+	for _, d := range res.Disks {
+		if kept := done.Kept[d.Disk]; kept != "" {
+			prog.note(fmt.Sprintf("disk %s: the replaced image is kept at %s", d.Disk, kept))
+		}
 	}
 	prog.Phase = PhaseDone
 	return res, nil
