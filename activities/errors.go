@@ -28,6 +28,8 @@ const (
 	ErrTypeBadRequest            = "BadRequest"
 	ErrTypeVaultMismatch         = "VaultMismatch"
 	ErrTypeTargetExists          = "TargetExists"
+	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
+	ErrTypeIndexLag = "IndexLag"
 )
 
 // NonRetryable lists the error types no retry can fix: the retry policies of

@@ -102,7 +102,12 @@ func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecovery
 	if _, err := a.Vault.RefreshIndex(ctx); err != nil {
 		return "", classify(err)
 	}
-	if err := a.Vault.SaveRecoveryPoint(ctx, rp); err != nil {
+	if err := a.Vault.SaveRecoveryPoint(ctx, rp); errors.Is(err, vault.ErrMissing) {
+		// The host workers wrote and indexed every root before the job got
+		// here; a root this worker cannot see yet is S3 listing lag, which a
+		// retry outlives.
+		return "", temporal.NewApplicationError(err.Error(), ErrTypeIndexLag)
+	} else if err != nil {
 		return "", classify(err)
 	}
 	return rp.Ref(), nil

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/bits"
 	"time"
@@ -35,10 +34,6 @@ const (
 	macKeyContext  = "vmvault 2 config MAC key"
 	macInputDomain = "vmvault config v2\x00"
 )
-
-// ErrFormatVersion is returned by Open when the vault's format is not the
-// one this build reads.
-var ErrFormatVersion = errors.New("unsupported vault format version")
 
 // Config is the vault's one mutable object: the master key is stored wrapped
 // with a key derived from the user's passphrase or key file, and ChangeKey

@@ -26,3 +26,7 @@ var (
 	// ErrNoRecoveryPoint is returned when a recovery point does not exist.
 	ErrNoRecoveryPoint = errors.New("recovery point not found")
 )
+
+// ErrFormatVersion is returned by Open when the vault's format is not the
+// one this build reads.
+var ErrFormatVersion = errors.New("unsupported vault format version")
