@@ -3,8 +3,8 @@ package platform
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
+
+	"github.com/vmvault/vmvault/infra/registry"
 )
 
 // Opener opens a platform from the settings it was registered with.
@@ -13,32 +13,14 @@ type Opener func(ctx context.Context) (Platform, error)
 // Registry maps platform names (VMVAULT_PLATFORM) to platforms. The binaries
 // fill one (the composition root); adding a platform is one Register call.
 type Registry struct {
-	openers map[string]Opener
-}
-
-// Register makes name open with open.
-func (r *Registry) Register(name string, open Opener) {
-	if r.openers == nil {
-		r.openers = map[string]Opener{}
-	}
-	r.openers[name] = open
-}
-
-// Names lists the registered platforms, sorted.
-func (r *Registry) Names() []string {
-	out := make([]string, 0, len(r.openers))
-	for n := range r.openers {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	registry.Registry[Opener]
 }
 
 // Open opens the named platform.
 func (r *Registry) Open(ctx context.Context, name string) (Platform, error) {
-	open, ok := r.openers[name]
+	open, ok := r.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("unknown platform %q (VMVAULT_PLATFORM: this build has %s)", name, strings.Join(r.Names(), ", "))
+		return nil, fmt.Errorf("unknown platform %q (VMVAULT_PLATFORM: this build has %s)", name, r.List())
 	}
 	p, err := open(ctx)
 	if err != nil {

@@ -55,13 +55,19 @@ func OpenStorage(ctx context.Context, c config.Config) (storage.Backend, error) 
 	return Storage(c).Open(ctx, c.Vault)
 }
 
-// OpenVault opens the configured vault with the configured key.
-func OpenVault(ctx context.Context, c config.Config) (*vault.Vault, error) {
+// keyAndStorage reads the configured vault key and opens the storage.
+func keyAndStorage(ctx context.Context, c config.Config) ([]byte, storage.Backend, error) {
 	secret, err := c.Secret()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	be, err := OpenStorage(ctx, c)
+	return secret, be, err
+}
+
+// OpenVault opens the configured vault with the configured key.
+func OpenVault(ctx context.Context, c config.Config) (*vault.Vault, error) {
+	secret, be, err := keyAndStorage(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -71,11 +77,7 @@ func OpenVault(ctx context.Context, c config.Config) (*vault.Vault, error) {
 // InitVault creates a vault where the configured URL points, first creating
 // its container (an S3 bucket) when the backend needs one.
 func InitVault(ctx context.Context, c config.Config, opt vault.InitOptions) (*vault.Vault, error) {
-	secret, err := c.Secret()
-	if err != nil {
-		return nil, err
-	}
-	be, err := OpenStorage(ctx, c)
+	secret, be, err := keyAndStorage(ctx, c)
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"sort"
 	"strings"
+
+	"github.com/vmvault/vmvault/infra/registry"
 )
 
 // Opener opens the backend a vault URL names (scheme already matched).
@@ -22,25 +23,7 @@ type Provisioner interface {
 // composition root); adding a backend, or a wrapper around one, is one
 // Register call.
 type Registry struct {
-	openers map[string]Opener
-}
-
-// Register makes scheme ("file", "s3", ...) open with open.
-func (r *Registry) Register(scheme string, open Opener) {
-	if r.openers == nil {
-		r.openers = map[string]Opener{}
-	}
-	r.openers[scheme] = open
-}
-
-// Schemes lists the registered schemes, sorted.
-func (r *Registry) Schemes() []string {
-	out := make([]string, 0, len(r.openers))
-	for s := range r.openers {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
+	registry.Registry[Opener]
 }
 
 // Open opens the backend at location: a URL ("s3://bucket/prefix",
@@ -55,13 +38,13 @@ func (r *Registry) Open(ctx context.Context, location string) (Backend, error) {
 	}
 	if u.Scheme == "" {
 		if !filepath.IsAbs(location) {
-			return nil, fmt.Errorf("vault %q: want a URL (%s://...) or an absolute path", location, strings.Join(r.Schemes(), "://, "))
+			return nil, fmt.Errorf("vault %q: want a URL (%s://...) or an absolute path", location, strings.Join(r.Names(), "://, "))
 		}
 		u = &url.URL{Scheme: "file", Path: location}
 	}
-	open, ok := r.openers[u.Scheme]
+	open, ok := r.Lookup(u.Scheme)
 	if !ok {
-		return nil, fmt.Errorf("vault %q: unknown scheme %q (this build has %s)", location, u.Scheme, strings.Join(r.Schemes(), ", "))
+		return nil, fmt.Errorf("vault %q: unknown scheme %q (this build has %s)", location, u.Scheme, r.List())
 	}
 	be, err := open(ctx, u)
 	if err != nil {
