@@ -71,4 +71,11 @@
 // is indexed. A backup that succeeds deletes its checkpoint objects; those
 // of backups that never finished are garbage for GC to remove (nothing else
 // is kept under checkpoints/, and no recovery point refers to one).
+//
+// Records: small settings that must travel with the vault (policies/<name>,
+// protection/<vm>) are sealed JSON objects under <kind>/<name>, bound to
+// their key like every sealed object, and overwritten in place (atomic
+// Puts). Kinds are lower-case words other than the vault's own prefixes;
+// names have no slash and do not start with a dot. A missing record is
+// ErrNoRecord. GC and Check ignore them: they reference no data.
 package vault
