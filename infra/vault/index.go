@@ -73,6 +73,12 @@ type Index struct {
 	packs map[ID]int64
 	// dups counts blobs stored in more than one pack (harmless; GC removes them).
 	dups int
+	// alt holds the other locations of duplicated blobs, so that a blob
+	// whose pack is deleted (GC, or lost) falls back to its other copy.
+	alt map[ID][]Location
+	// excluded are the packs GC marked as candidates (gc/candidates): their
+	// blobs may still be read, but dedup must not reference them (gc.go).
+	excluded map[ID]bool
 	// loaded is set once a load has read every index object; guarded by the
 	// vault's idxMu, like problems (those of the latest load).
 	loaded   bool
@@ -80,15 +86,47 @@ type Index struct {
 }
 
 func newIndex() *Index {
-	return &Index{blobs: make(map[ID]Location), packs: make(map[ID]int64)}
+	return &Index{blobs: make(map[ID]Location), packs: make(map[ID]int64), alt: make(map[ID][]Location)}
 }
 
-// Lookup returns where a blob is stored.
+// Lookup returns where a blob is stored, preferring a pack that is not a
+// GC candidate (the copy that will outlive the next sweep).
 func (x *Index) Lookup(id ID) (Location, bool) {
 	x.mu.RLock()
+	defer x.mu.RUnlock()
 	l, ok := x.blobs[id]
-	x.mu.RUnlock()
+	if ok && x.excluded[l.Pack] {
+		for _, a := range x.alt[id] {
+			if !x.excluded[a.Pack] {
+				return a, true
+			}
+		}
+	}
 	return l, ok
+}
+
+// dedupHas reports whether a backup may reference the stored blob instead
+// of storing it: it is in a pack that is not a GC candidate.
+func (x *Index) dedupHas(id ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	l, ok := x.blobs[id]
+	if !ok || !x.excluded[l.Pack] {
+		return ok
+	}
+	for _, a := range x.alt[id] {
+		if !x.excluded[a.Pack] {
+			return true
+		}
+	}
+	return false
+}
+
+// setExcluded replaces the set of GC candidate packs.
+func (x *Index) setExcluded(packs map[ID]bool) {
+	x.mu.Lock()
+	x.excluded = packs
+	x.mu.Unlock()
 }
 
 // Has reports whether a blob is stored.
@@ -113,18 +151,20 @@ func (x *Index) addPack(pi packIndex) {
 	}
 	x.packs[pi.Pack] = pi.Size
 	for _, e := range pi.Entries {
+		l := Location{Pack: pi.Pack, Offset: e.Offset, Length: e.Length, Type: e.Type}
 		if _, ok := x.blobs[e.ID]; ok {
 			x.dups++
+			x.alt[e.ID] = append(x.alt[e.ID], l)
 			continue
 		}
-		x.blobs[e.ID] = Location{Pack: pi.Pack, Offset: e.Offset, Length: e.Length, Type: e.Type}
+		x.blobs[e.ID] = l
 	}
 }
 
 // removePacks forgets packs that are gone, so that dedup stops trusting
-// them and the next backup stores their blocks again. A blob that was also
-// in another pack is forgotten too (the index keeps one location): it is
-// then stored once more, which costs space, never data.
+// them and the next backup stores their blocks again. A blob that is also
+// in another pack (a duplicate, e.g. re-uploaded while its first pack was a
+// GC candidate) moves to that copy.
 func (x *Index) removePacks(gone map[ID]bool) {
 	if len(gone) == 0 {
 		return
@@ -134,10 +174,33 @@ func (x *Index) removePacks(gone map[ID]bool) {
 	for id := range gone {
 		delete(x.packs, id)
 	}
-	for id, l := range x.blobs {
-		if gone[l.Pack] {
-			delete(x.blobs, id)
+	for id, alts := range x.alt {
+		kept := alts[:0]
+		for _, a := range alts {
+			if !gone[a.Pack] {
+				kept = append(kept, a)
+			}
 		}
+		if len(kept) == 0 {
+			delete(x.alt, id)
+		} else {
+			x.alt[id] = kept
+		}
+	}
+	for id, l := range x.blobs {
+		if !gone[l.Pack] {
+			continue
+		}
+		if alts := x.alt[id]; len(alts) > 0 {
+			x.blobs[id] = alts[0]
+			if len(alts) == 1 {
+				delete(x.alt, id)
+			} else {
+				x.alt[id] = alts[1:]
+			}
+			continue
+		}
+		delete(x.blobs, id)
 	}
 }
 
@@ -227,10 +290,18 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 		v.idx = newIndex()
 	}
 	idx := v.idx
+	// GC candidates are read before packs are listed: a sweep deletes packs
+	// before it drops them from gc/candidates, so a deleted pack is either
+	// still excluded here or missing from the listing below (gc.go).
+	excluded, err := v.gcExcluded(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res, err := v.loadIndex(ctx, idx)
 	if err != nil {
 		return nil, err
 	}
+	idx.setExcluded(excluded)
 	idx.removePacks(res.gone)
 	idx.problems = res.problems
 	idx.loaded = true

@@ -43,7 +43,7 @@ func (p *packer) has(idx *Index, id ID) bool {
 	p.pendingMu.Lock()
 	_, ok := p.pending[id]
 	p.pendingMu.Unlock()
-	return ok || idx.Has(id)
+	return ok || idx.dedupHas(id)
 }
 
 // addBlob appends a sealed blob and returns the sequence number of its pack.

@@ -102,7 +102,7 @@ func (s *sealer) read(ctx context.Context, r *blockResult, scratch []byte) ([]by
 		return scratch, nil
 	}
 	r.id = s.v.keys.hash(buf)
-	if !s.idx.Has(r.id) {
+	if !s.idx.dedupHas(r.id) { // not in a GC candidate pack either
 		r.sealed, scratch = s.v.keys.sealBlob(r.id, buf, scratch)
 	}
 	return scratch, nil

@@ -1,0 +1,640 @@
+package vault
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// Garbage collection in two phases with a grace period, in the spirit of
+// Proxmox Backup Server (see doc.go, "Garbage collection", for the safety
+// argument). GCMark writes the unreferenced packs to gc/candidates, which
+// takes them out of every dedup view loaded afterwards (RefreshIndex);
+// GCSweep, at least Grace later, deletes the candidates that are still
+// unreferenced.
+
+const (
+	gcCandidatesKey = "gc/candidates"
+	gcLastKey       = "gc/last"
+	deletedPrefix   = "deleted/"
+)
+
+// DefaultGCGrace is the default grace period: longer than the 24-hour
+// backup job limit, plus an hour for activities that outlive their job's
+// timeout by a little and for the mark's own write.
+const DefaultGCGrace = 25 * time.Hour
+
+// GCOptions tune GCMark and GCSweep.
+type GCOptions struct {
+	// Grace is how long a pack must have been a candidate before a sweep
+	// deletes it (0: DefaultGCGrace). It must exceed the longest a backup
+	// job can run.
+	Grace time.Duration
+	// DryRun computes and reports, and writes and deletes nothing.
+	DryRun bool
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+func (o GCOptions) grace() time.Duration {
+	if o.Grace <= 0 {
+		return DefaultGCGrace
+	}
+	return o.Grace
+}
+
+func (o GCOptions) now() time.Time {
+	if o.Now != nil {
+		return o.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// GCCandidate is a pack that no recovery point, soft-deleted point or
+// checkpoint referenced when GC last looked, since FirstSeen.
+type GCCandidate struct {
+	Pack      ID        `json:"pack"`
+	Size      int64     `json:"size"`
+	FirstSeen time.Time `json:"first_seen"`
+}
+
+// gcSeen is a checkpoint object and when GC first saw it.
+type gcSeen struct {
+	Key       string    `json:"key"`
+	FirstSeen time.Time `json:"first_seen"`
+}
+
+// gcCandidates is the sealed object gc/candidates.
+type gcCandidates struct {
+	MarkedAt    time.Time     `json:"marked_at"`
+	Packs       []GCCandidate `json:"packs"`
+	Checkpoints []gcSeen      `json:"checkpoints,omitempty"`
+}
+
+// GCMarkReport is what GCMark found.
+type GCMarkReport struct {
+	MarkedAt        time.Time `json:"marked_at"`
+	DryRun          bool      `json:"dry_run,omitempty"`
+	RecoveryPoints  int       `json:"recovery_points"`
+	SoftDeleted     int       `json:"soft_deleted"`
+	Checkpoints     int       `json:"checkpoints"`
+	ReferencedBlobs int       `json:"referenced_blobs"`
+	Packs           int       `json:"packs"`
+	PackBytes       int64     `json:"pack_bytes"`
+	// Candidates are the unreferenced packs, now out of dedup; NewCandidates
+	// of them were not candidates before.
+	Candidates     int   `json:"candidates"`
+	NewCandidates  int   `json:"new_candidates"`
+	CandidateBytes int64 `json:"candidate_bytes"`
+	// Unreadable packs have neither a valid index object nor a readable
+	// header: what they hold is unknown, so they are never collected.
+	Unreadable []PackProblem `json:"unreadable,omitempty"`
+}
+
+// GCSweepReport is what GCSweep did; the last one is kept in gc/last.
+type GCSweepReport struct {
+	SweptAt time.Time `json:"swept_at"`
+	// MarkedAt is the mark whose candidates were swept.
+	MarkedAt time.Time `json:"marked_at"`
+	DryRun   bool      `json:"dry_run,omitempty"`
+	// DeletedPacks were deleted (with their index objects); FreedBytes is
+	// what they and their index objects took.
+	DeletedPacks int   `json:"deleted_packs"`
+	FreedBytes   int64 `json:"freed_bytes"`
+	// Referenced candidates gained a reference since the mark (a backup
+	// that had deduplicated against them) and were kept.
+	Referenced int `json:"referenced"`
+	// NotDue candidates have not been candidates for Grace yet.
+	NotDue int `json:"not_due"`
+	// StaleCheckpoints were left by backup jobs that ended long ago.
+	StaleCheckpoints int `json:"stale_checkpoints"`
+	PacksLeft        int `json:"packs_left"`
+	// Unreadable packs were left alone (see GCMarkReport).
+	Unreadable []PackProblem `json:"unreadable,omitempty"`
+}
+
+// gcPack is one stored pack and the blobs it holds.
+type gcPack struct {
+	size, indexSize int64
+	blobs           []ID
+	problem         string // non-empty: contents unknown
+}
+
+// gcState is what a mark or sweep reads: every pack with its blobs, where
+// the tree nodes are, and the blobs referenced.
+type gcState struct {
+	packs map[ID]*gcPack
+	trees map[ID][]Location
+	refs  map[ID]struct{}
+	// checkpoints are the checkpoint objects read.
+	checkpoints          []string
+	rps, softDeleted, cp int
+}
+
+// GCMark is GC's first phase: every pack none of whose blobs a recovery
+// point, a soft-deleted point or a checkpoint references becomes a
+// candidate, and the candidates are written to gc/candidates, which keeps
+// them out of every dedup view loaded from then on (restores may still read
+// them). A candidate keeps the time it was first seen across marks; one
+// that is referenced again stops being a candidate.
+func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
+	rep := GCMarkReport{DryRun: opt.DryRun}
+	prev, err := v.readGCCandidates(ctx)
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return rep, fmt.Errorf("gc mark: %w", err)
+	}
+	// A corrupt gc/candidates is replaced: starting the clocks over only
+	// delays deletion.
+	st, err := v.gcScan(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("gc mark: %w", err)
+	}
+	rep.RecoveryPoints, rep.SoftDeleted, rep.Checkpoints, rep.ReferencedBlobs = st.rps, st.softDeleted, st.cp, len(st.refs)
+	firstSeen := map[ID]time.Time{}
+	for _, c := range prev.Packs {
+		firstSeen[c.Pack] = c.FirstSeen
+	}
+	seenCP := map[string]time.Time{}
+	for _, c := range prev.Checkpoints {
+		seenCP[c.Key] = c.FirstSeen
+	}
+	// The clock is read after the scan, just before the write: a backup
+	// whose dedup view predates this instant may reference a candidate, and
+	// the grace period is counted from here.
+	now := opt.now()
+	out := gcCandidates{MarkedAt: now}
+	for _, id := range sortedPacks(st.packs) {
+		p := st.packs[id]
+		rep.Packs++
+		rep.PackBytes += p.size
+		if p.problem != "" {
+			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: id, Key: packKey(id), Reason: p.problem})
+			continue
+		}
+		if st.referencesAny(p.blobs) {
+			continue
+		}
+		c := GCCandidate{Pack: id, Size: p.size, FirstSeen: now}
+		if t, ok := firstSeen[id]; ok && t.Before(now) {
+			c.FirstSeen = t
+		} else {
+			rep.NewCandidates++
+		}
+		out.Packs = append(out.Packs, c)
+		rep.Candidates++
+		rep.CandidateBytes += p.size
+	}
+	for _, key := range st.checkpoints {
+		s := gcSeen{Key: key, FirstSeen: now}
+		if t, ok := seenCP[key]; ok && t.Before(now) {
+			s.FirstSeen = t
+		}
+		out.Checkpoints = append(out.Checkpoints, s)
+	}
+	rep.MarkedAt = now
+	if opt.DryRun {
+		return rep, nil
+	}
+	if err := v.putSealed(ctx, gcCandidatesKey, out); err != nil {
+		return rep, fmt.Errorf("gc mark: %w", err)
+	}
+	// This process's own dedup view follows at once.
+	if _, err := v.RefreshIndex(ctx); err != nil {
+		return rep, fmt.Errorf("gc mark: %w", err)
+	}
+	return rep, nil
+}
+
+// GCSweep is GC's second phase: it reads the references again (now with
+// every recovery point committed since the mark, e.g. by a backup that had
+// deduplicated against a candidate before the mark) and deletes each
+// candidate that has been one for at least Grace and is still
+// unreferenced: the pack, then its index object. Referenced candidates are
+// dropped from gc/candidates (back in dedup); the others stay. Checkpoint
+// objects first seen Grace ago belong to jobs that have ended and are
+// deleted too (their leaves were still counted as references this time).
+// The report is kept in gc/last.
+func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
+	rep := GCSweepReport{DryRun: opt.DryRun}
+	cands, err := v.readGCCandidates(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("gc sweep: %w", err)
+	}
+	rep.MarkedAt = cands.MarkedAt
+	st, err := v.gcScan(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("gc sweep: %w", err)
+	}
+	now, grace := opt.now(), opt.grace()
+	rest := gcCandidates{MarkedAt: cands.MarkedAt}
+	for _, c := range cands.Packs {
+		p, stored := st.packs[c.Pack]
+		switch {
+		case !stored:
+			// Deleted by an earlier sweep that stopped before its index
+			// object, or lost: the index object is garbage either way.
+			if !opt.DryRun {
+				if err := v.be.Delete(ctx, indexKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return rep, fmt.Errorf("gc sweep: delete %s: %w", indexKey(c.Pack), err)
+				}
+			}
+		case p.problem != "":
+			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: packKey(c.Pack), Reason: p.problem})
+		case st.referencesAny(p.blobs):
+			rep.Referenced++
+		case now.Sub(c.FirstSeen) < grace:
+			rep.NotDue++
+			rest.Packs = append(rest.Packs, c)
+		default:
+			if !opt.DryRun {
+				if err := v.be.Delete(ctx, packKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return rep, fmt.Errorf("gc sweep: delete %s: %w", packKey(c.Pack), err)
+				}
+				if err := v.be.Delete(ctx, indexKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return rep, fmt.Errorf("gc sweep: delete %s: %w", indexKey(c.Pack), err)
+				}
+			}
+			rep.DeletedPacks++
+			rep.FreedBytes += p.size + p.indexSize
+		}
+	}
+	present := map[string]bool{}
+	for _, k := range st.checkpoints {
+		present[k] = true
+	}
+	for _, c := range cands.Checkpoints {
+		switch {
+		case !present[c.Key]:
+		case now.Sub(c.FirstSeen) < grace:
+			rest.Checkpoints = append(rest.Checkpoints, c)
+		default:
+			if !opt.DryRun {
+				if err := v.be.Delete(ctx, c.Key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return rep, fmt.Errorf("gc sweep: delete %s: %w", c.Key, err)
+				}
+			}
+			rep.StaleCheckpoints++
+		}
+	}
+	rep.PacksLeft = len(st.packs) - rep.DeletedPacks
+	rep.SweptAt = now
+	if opt.DryRun {
+		return rep, nil
+	}
+	// Packs are deleted before gc/candidates stops naming them (see
+	// RefreshIndex), so no dedup view ever offers a deleted pack.
+	if err := v.putSealed(ctx, gcCandidatesKey, rest); err != nil {
+		return rep, fmt.Errorf("gc sweep: %w", err)
+	}
+	if err := v.putSealed(ctx, gcLastKey, rep); err != nil {
+		return rep, fmt.Errorf("gc sweep: %w", err)
+	}
+	if _, err := v.RefreshIndex(ctx); err != nil {
+		return rep, fmt.Errorf("gc sweep: %w", err)
+	}
+	return rep, nil
+}
+
+// GCCandidates returns the current candidates and when they were marked
+// (none if GC never ran).
+func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []GCCandidate, error) {
+	c, err := v.readGCCandidates(ctx)
+	return c.MarkedAt, c.Packs, err
+}
+
+// LastGC returns the report of the last sweep, or nil if none ran.
+func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
+	var rep GCSweepReport
+	err := v.getSealed(ctx, gcLastKey, &rep)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// readGCCandidates reads gc/candidates; none is an empty set.
+func (v *Vault) readGCCandidates(ctx context.Context) (gcCandidates, error) {
+	var c gcCandidates
+	err := v.getSealed(ctx, gcCandidatesKey, &c)
+	if errors.Is(err, storage.ErrNotFound) {
+		return gcCandidates{}, nil
+	}
+	return c, err
+}
+
+// gcExcluded returns the packs dedup must not reference. A gc/candidates
+// that cannot be read fails the load: offering its packs to dedup could
+// lose data at the next sweep (a new mark rewrites it).
+func (v *Vault) gcExcluded(ctx context.Context) (map[ID]bool, error) {
+	c, err := v.readGCCandidates(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
+	}
+	out := make(map[ID]bool, len(c.Packs))
+	for _, p := range c.Packs {
+		out[p.Pack] = true
+	}
+	return out, nil
+}
+
+func (st *gcState) referencesAny(blobs []ID) bool {
+	for _, id := range blobs {
+		if _, ok := st.refs[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedPacks(m map[ID]*gcPack) []ID {
+	ids := make([]ID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+	return ids
+}
+
+// gcScan reads every pack's blobs, then the references: checkpoints first,
+// then recovery points, soft-deleted points, and recovery points again. A
+// backup deletes its checkpoint only after its root is durable, and
+// soft delete and undelete each write the new object before removing the
+// old, so a point moving between recoverypoints/ and deleted/ is seen in
+// one of the three listings. Any tree node that cannot be read fails the
+// scan: what it references would be unknown.
+func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
+	st := &gcState{refs: map[ID]struct{}{}}
+	if err := v.gcPacks(ctx, st); err != nil {
+		return nil, err
+	}
+	w := &treeWalker{v: v, st: st, leaves: map[ID]bool{}}
+	if err := v.be.List(ctx, checkpointPrefix, func(key string, _ int64) error {
+		if isCheckpointKey(key) {
+			st.checkpoints = append(st.checkpoints, key)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list checkpoints in %s: %w", v.be.Location(), err)
+	}
+	for _, key := range st.checkpoints {
+		var raw json.RawMessage
+		err := v.getSealed(ctx, key, &raw)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // its backup finished
+		}
+		if err != nil {
+			return nil, err
+		}
+		o, err := decodeCheckpointObject(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		st.cp++
+		for _, l := range o.leaves() {
+			if err := w.leaf(ctx, l); err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", key, err)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, prefix := range []string{"recoverypoints/", deletedPrefix, "recoverypoints/"} {
+		var keys []string
+		if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+			if !seen[key] {
+				seen[key] = true
+				keys = append(keys, key)
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", prefix, v.be.Location(), err)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			rp, err := v.gcManifest(ctx, key)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // moved: the next listing sees it
+			}
+			if err != nil {
+				return nil, err
+			}
+			if prefix == deletedPrefix {
+				st.softDeleted++
+			} else {
+				st.rps++
+			}
+			for _, d := range rp.Disks {
+				if err := w.root(ctx, d.Root); err != nil {
+					return nil, fmt.Errorf("%s: disk %s: %w", key, d.Name, err)
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+// gcManifest reads a recovery point manifest, or a soft-deleted point's
+// tombstone. Tombstones are read defensively (infra/vault/softdelete.go
+// owns their format): a sealed JSON object holding the manifest under
+// "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
+// One whose disks cannot be found fails GC: its references would be unknown.
+func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, error) {
+	if !strings.HasPrefix(key, deletedPrefix) {
+		rp, err := v.getRecoveryPoint(ctx, key)
+		if errors.Is(err, ErrCorrupt) {
+			return rp, fmt.Errorf("%w (GC needs every manifest: run 'vmvault vault check')", err)
+		}
+		return rp, err
+	}
+	var fields map[string]json.RawMessage
+	if err := v.getSealed(ctx, key, &fields); err != nil {
+		return RecoveryPoint{}, err
+	}
+	for _, name := range []string{"recovery_point", "RecoveryPoint", "recoveryPoint", "manifest"} {
+		if raw, ok := fields[name]; ok {
+			var rp RecoveryPoint
+			if err := json.Unmarshal(raw, &rp); err == nil && len(rp.Disks) > 0 {
+				return rp, nil
+			}
+		}
+	}
+	if _, ok := fields["disks"]; ok {
+		var rp RecoveryPoint
+		b, _ := json.Marshal(fields)
+		if err := json.Unmarshal(b, &rp); err == nil {
+			return rp, nil
+		}
+	}
+	return RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.be.Location(), ErrCorrupt)
+}
+
+// gcPacks lists index objects, then packs (a pack is written before its
+// index object), and learns each pack's blobs from its index object or, if
+// that is missing or invalid, from the pack's own header.
+func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
+	indexSizes := map[ID]int64{}
+	if err := v.be.List(ctx, "index/", func(key string, size int64) error {
+		if id, err := ParseID(strings.TrimPrefix(key, "index/")); err == nil {
+			indexSizes[id] = size
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+	}
+	sizes, err := v.listPacks(ctx)
+	if err != nil {
+		return err
+	}
+	st.packs = make(map[ID]*gcPack, len(sizes))
+	st.trees = map[ID][]Location{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for id, size := range sizes {
+		p := &gcPack{size: size, indexSize: indexSizes[id]}
+		st.packs[id] = p
+		g.Go(func() error {
+			entries, err := v.gcPackEntries(gctx, id, size, p.indexSize > 0)
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+				p.problem = err.Error()
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			p.blobs = make([]ID, len(entries))
+			mu.Lock()
+			defer mu.Unlock()
+			for i, e := range entries {
+				p.blobs[i] = e.ID
+				if e.Type == BlobTree {
+					st.trees[e.ID] = append(st.trees[e.ID], Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// gcPackEntries returns the blobs of a pack of size bytes.
+func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexed bool) ([]indexEntry, error) {
+	if indexed {
+		pi, err := v.getPackIndex(ctx, indexKey(id))
+		if err == nil && pi.Size == size {
+			return pi.Entries, nil
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	// No valid index object (an interrupted upload, or damage): the header.
+	key := packKey(id)
+	if size < 4 {
+		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, ErrCorrupt, size)
+	}
+	tail, err := v.be.GetRange(ctx, key, size-4, 4)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	n := int64(binary.LittleEndian.Uint32(tail))
+	if n > size-4 {
+		return nil, fmt.Errorf("%s: %w: header of %d bytes", key, ErrCorrupt, n)
+	}
+	sealed, err := v.be.GetRange(ctx, key, size-4-n, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	plain, err := v.keys.open(nil, sealed, []byte(packHeaderAD))
+	if err != nil {
+		return nil, fmt.Errorf("%s: header: %w", key, err)
+	}
+	entries, err := decodePackHeader(plain, int(size-4-n))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return entries, nil
+}
+
+// treeWalker adds the blobs of trees to the references, reading each
+// distinct leaf once.
+type treeWalker struct {
+	v      *Vault
+	st     *gcState
+	leaves map[ID]bool
+}
+
+func (w *treeWalker) root(ctx context.Context, id ID) error {
+	if _, ok := w.st.refs[id]; ok {
+		return nil // an unchanged disk: its tree was walked already
+	}
+	plain, err := w.read(ctx, id)
+	if err != nil {
+		return fmt.Errorf("tree root: %w", err)
+	}
+	r, err := decodeRoot(plain)
+	if err != nil {
+		return fmt.Errorf("tree root %s: %w", id.Short(), err)
+	}
+	w.st.refs[id] = struct{}{}
+	for _, l := range r.Leaves {
+		if err := w.leaf(ctx, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *treeWalker) leaf(ctx context.Context, id ID) error {
+	if w.leaves[id] {
+		return nil
+	}
+	plain, err := w.read(ctx, id)
+	if err != nil {
+		return fmt.Errorf("tree leaf: %w", err)
+	}
+	ids, err := decodeLeaf(plain)
+	if err != nil {
+		return fmt.Errorf("tree leaf %s: %w", id.Short(), err)
+	}
+	w.leaves[id] = true
+	w.st.refs[id] = struct{}{}
+	for _, b := range ids {
+		if !b.IsZero() {
+			w.st.refs[b] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// read reads a tree node from any pack that holds it.
+func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
+	locs := w.st.trees[id]
+	if len(locs) == 0 {
+		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), ErrMissing)
+	}
+	var errs []error
+	for _, l := range locs {
+		sealed, err := w.v.be.GetRange(ctx, packKey(l.Pack), int64(l.Offset), int64(l.Length))
+		if err == nil {
+			var plain []byte
+			if plain, err = w.v.keys.openBlob(id, sealed); err == nil {
+				return plain, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("blob %s in pack %s: %w", id.Short(), l.Pack.Short(), err))
+	}
+	return nil, errors.Join(errs...)
+}
