@@ -136,6 +136,8 @@ type gcState struct {
 	packs map[ID]*gcPack
 	trees map[ID][]Location
 	refs  map[ID]struct{}
+	// holders are the packs holding each referenced blob.
+	holders map[ID][]ID
 	// checkpoints are the checkpoint objects read.
 	checkpoints          []string
 	rps, softDeleted, cp int
@@ -173,6 +175,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 	// the grace period is counted from here.
 	now := opt.now()
 	out := gcCandidates{MarkedAt: now}
+	var readable []ID
 	for _, id := range sortedPacks(st.packs) {
 		p := st.packs[id]
 		rep.Packs++
@@ -181,7 +184,12 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: id, Key: packKey(id), Reason: p.problem})
 			continue
 		}
-		if st.referencesAny(p.blobs) {
+		readable = append(readable, id)
+	}
+	dropped := st.droppable(readable)
+	for _, id := range readable {
+		p := st.packs[id]
+		if !dropped[id] {
 			continue
 		}
 		c := GCCandidate{Pack: id, Size: p.size, FirstSeen: now}
@@ -236,6 +244,13 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
 	now, grace := opt.now(), opt.grace()
+	var due []ID
+	for _, c := range cands.Packs {
+		if p, ok := st.packs[c.Pack]; ok && p.problem == "" && now.Sub(c.FirstSeen) >= grace {
+			due = append(due, c.Pack)
+		}
+	}
+	dropped := st.droppable(due)
 	rest := gcCandidates{MarkedAt: cands.MarkedAt}
 	for _, c := range cands.Packs {
 		p, stored := st.packs[c.Pack]
@@ -250,11 +265,15 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 			}
 		case p.problem != "":
 			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: packKey(c.Pack), Reason: p.problem})
-		case st.referencesAny(p.blobs):
-			rep.Referenced++
 		case now.Sub(c.FirstSeen) < grace:
+			if !st.droppable([]ID{c.Pack})[c.Pack] {
+				rep.Referenced++ // back in dedup
+				break
+			}
 			rep.NotDue++
 			rest.Packs = append(rest.Packs, c)
+		case !dropped[c.Pack]:
+			rep.Referenced++
 		default:
 			if !opt.DryRun {
 				if err := v.be.Delete(ctx, packKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -350,13 +369,57 @@ func (v *Vault) gcExcluded(ctx context.Context) (map[ID]bool, error) {
 	return out, nil
 }
 
-func (st *gcState) referencesAny(blobs []ID) bool {
-	for _, id := range blobs {
-		if _, ok := st.refs[id]; ok {
-			return true
+// droppable returns which of the packs in cands can go while every
+// referenced blob keeps a copy in a pack that stays (one not in cands, or
+// one of cands kept). A pack with no referenced blob always can; one whose
+// referenced blobs are all duplicated elsewhere (re-uploaded while it was a
+// candidate, or copied by a repack) can too. Packs with more referenced
+// blobs are decided first, so the fuller copy is the one kept.
+func (st *gcState) droppable(cands []ID) map[ID]bool {
+	in := make(map[ID]bool, len(cands))
+	for _, id := range cands {
+		in[id] = true
+	}
+	live := make(map[ID]int, len(cands))
+	for _, id := range cands {
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; ok {
+				live[id]++
+			}
 		}
 	}
-	return false
+	order := append([]ID(nil), cands...)
+	sort.SliceStable(order, func(i, j int) bool { return live[order[i]] > live[order[j]] })
+	// kept[h]: pack h stays, so a blob in it has a copy. Packs outside
+	// cands stay; a candidate stays once it is found needed.
+	kept := func(h ID) bool { return !in[h] }
+	keptCand := map[ID]bool{}
+	dropped := map[ID]bool{}
+	for _, id := range order {
+		drop := true
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; !ok {
+				continue
+			}
+			copied := false
+			for _, h := range st.holders[b] {
+				if h != id && (kept(h) || keptCand[h]) {
+					copied = true
+					break
+				}
+			}
+			if !copied {
+				drop = false
+				break
+			}
+		}
+		if drop {
+			dropped[id] = true
+		} else {
+			keptCand[id] = true
+		}
+	}
+	return dropped
 }
 
 func sortedPacks(m map[ID]*gcPack) []ID {
@@ -439,6 +502,14 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 				if err := w.root(ctx, d.Root); err != nil {
 					return nil, fmt.Errorf("%s: disk %s: %w", key, d.Name, err)
 				}
+			}
+		}
+	}
+	st.holders = map[ID][]ID{}
+	for _, id := range sortedPacks(st.packs) {
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; ok {
+				st.holders[b] = append(st.holders[b], id)
 			}
 		}
 	}
