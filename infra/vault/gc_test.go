@@ -11,7 +11,9 @@ import (
 // gcClock is a GC clock the tests move by hand.
 type gcClock struct{ t time.Time }
 
-func (c *gcClock) opt() GCOptions     { return GCOptions{Grace: 25 * time.Hour, Now: func() time.Time { return c.t }} }
+func (c *gcClock) opt() GCOptions {
+	return GCOptions{Grace: 25 * time.Hour, Now: func() time.Time { return c.t }}
+}
 func (c *gcClock) add(d time.Duration) { c.t = c.t.Add(d) }
 
 func gcMark(t *testing.T, v *Vault, c *gcClock) GCMarkReport {
