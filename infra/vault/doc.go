@@ -22,6 +22,17 @@
 //     after every pack and index it needs is durable, so an interrupted
 //     backup leaves at most unreferenced packs.
 //
+// Soft delete: deleting a recovery point writes a sealed tombstone under
+// deleted/<vm>/<id> holding its manifest (field "recovery_point"),
+// DeletedAt and PurgeAfter, then removes the manifest; undelete writes the
+// manifest back, then removes the tombstone. A point with a tombstone is
+// deleted even if an interrupted delete left its manifest: it is neither
+// listed nor loaded (loading says when it was deleted and until when
+// 'vmvault rp undelete' restores it). Purging, after the soft-delete period
+// (14 days by default), removes the tombstone and nothing else. GC keeps
+// everything a recovery point or a soft-deleted point references, so data
+// is freed only by the first GC after the purge.
+//
 // Every read is verified: the seal authenticates, and the decompressed
 // plaintext is hashed again and compared with its id.
 //

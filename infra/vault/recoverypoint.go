@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -97,27 +96,18 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
 }
 
 // LoadRecoveryPoint reads a recovery point by "<vm>/<id>" or by id alone.
+// A soft-deleted point is an error (matching ErrSoftDeleted and
+// ErrNoRecoveryPoint) that says when it was deleted and until when it can
+// be undeleted.
 func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoint, error) {
-	vm, id, ok := strings.Cut(ref, "/")
-	if !ok {
-		id = ref
-		var found []string
-		err := v.be.List(ctx, "recoverypoints/", func(key string, _ int64) error {
-			if path.Base(key) == id {
-				found = append(found, key)
-			}
-			return nil
-		})
-		if err != nil {
-			return RecoveryPoint{}, fmt.Errorf("find recovery point %s in %s: %w", ref, v.be.Location(), err)
-		}
-		if len(found) != 1 {
-			return RecoveryPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
-		}
-		vm = path.Base(path.Dir(found[0]))
+	vm, id, err := v.resolveRef(ctx, ref)
+	if err != nil {
+		return RecoveryPoint{}, err
 	}
-	if checkName("vm", vm) != nil || checkName("recovery point", id) != nil {
-		return RecoveryPoint{}, fmt.Errorf("recovery point %q: %w", ref, ErrNoRecoveryPoint)
+	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
+		return RecoveryPoint{}, deletedError{dp}
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return RecoveryPoint{}, err
 	}
 	rp, err := v.getRecoveryPoint(ctx, rpKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
@@ -158,7 +148,8 @@ func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
 }
 
 // ListRecoveryPoints returns the VM's recovery points, oldest first; with
-// vm == "" those of every VM. Manifests that fail to authenticate or decode
+// vm == "" those of every VM. Soft-deleted points are not listed (see
+// ListDeleted), even while an interrupted delete left their manifest. Manifests that fail to authenticate or decode
 // are left out and reported in the error (wrapping ErrCorrupt), next to the
 // good ones.
 func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPoint, error) {
@@ -173,6 +164,17 @@ func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPo
 	if err != nil {
 		return nil, err
 	}
+	deleted, err := v.deletedSet(ctx, deletedPrefix+strings.TrimPrefix(prefix, "recoverypoints/"))
+	if err != nil {
+		return nil, err
+	}
+	live := good[:0]
+	for _, rp := range good {
+		if !deleted[rp.Ref()] {
+			live = append(live, rp)
+		}
+	}
+	good = live
 	errs := make([]error, len(bad))
 	for i, b := range bad {
 		errs[i] = b.err

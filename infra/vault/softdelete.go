@@ -1,0 +1,285 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// Soft delete: deleting a recovery point moves its manifest into a sealed
+// tombstone under deleted/<vm>/<id> and leaves its data alone, so the point
+// can be undeleted until the tombstone's PurgeAfter; purging removes the
+// tombstone, after which garbage collection frees what only it referenced.
+//
+// Every move writes the new object before it removes the old one, so a
+// crash leaves both, never neither: a point that has a tombstone is deleted
+// whether or not its manifest is still there (listings and loads hide it;
+// the next delete or purge removes the leftover manifest), and undelete
+// writes the manifest back before it removes the tombstone.
+
+// ErrSoftDeleted is returned (wrapped, and also matching ErrNoRecoveryPoint)
+// when a recovery point was soft-deleted.
+var ErrSoftDeleted = errors.New("recovery point was deleted")
+
+// DeletedPoint is a soft-deleted recovery point.
+type DeletedPoint struct {
+	RecoveryPoint
+	DeletedAt time.Time `json:"deleted_at"`
+	// PurgeAfter is when the soft-delete period ends: undelete works until
+	// then, and the next purge after it removes the point for good.
+	PurgeAfter time.Time `json:"purge_after"`
+}
+
+// tombstone is the sealed object at deleted/<vm>/<id>. GC reads the manifest
+// under "recovery_point" (gcManifest).
+type tombstone struct {
+	RecoveryPoint RecoveryPoint `json:"recovery_point"`
+	DeletedAt     time.Time     `json:"deleted_at"`
+	PurgeAfter    time.Time     `json:"purge_after"`
+}
+
+func tombstoneKey(vm, id string) string { return deletedPrefix + vm + "/" + id }
+
+// deletedError says a recovery point was deleted and how to get it back.
+type deletedError struct{ dp DeletedPoint }
+
+func (e deletedError) Error() string {
+	return fmt.Sprintf("recovery point %s was deleted at %s; vmvault rp undelete %s restores it until %s",
+		e.dp.Ref(), e.dp.DeletedAt.UTC().Format(time.RFC3339), e.dp.Ref(), e.dp.PurgeAfter.UTC().Format(time.RFC3339))
+}
+
+func (e deletedError) Is(target error) bool {
+	return target == ErrSoftDeleted || target == ErrNoRecoveryPoint
+}
+
+// DeleteRecoveryPoint soft-deletes the recovery point ref ("<vm>/<id>" or
+// an id) at now: it can be undeleted until now+keepFor. No data is removed.
+// Deleting a point whose earlier delete was interrupted finishes it.
+func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Time, keepFor time.Duration) (DeletedPoint, error) {
+	vm, id, err := v.resolveRef(ctx, ref)
+	if err != nil {
+		return DeletedPoint{}, err
+	}
+	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
+		// Deleted before: finish an interrupted delete, or say it is done.
+		if _, err := v.be.Stat(ctx, rpKey(vm, id)); err == nil {
+			return dp, v.deleteKey(ctx, rpKey(vm, id))
+		}
+		return dp, deletedError{dp}
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return DeletedPoint{}, err
+	}
+	rp, err := v.getRecoveryPoint(ctx, rpKey(vm, id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return DeletedPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+	}
+	if err != nil {
+		return DeletedPoint{}, err
+	}
+	ts := tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
+	if err := v.putSealed(ctx, tombstoneKey(vm, id), ts); err != nil {
+		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
+	}
+	if err := v.deleteKey(ctx, rpKey(vm, id)); err != nil {
+		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
+	}
+	return ts.point(), nil
+}
+
+// UndeleteRecoveryPoint brings a soft-deleted recovery point back, if its
+// soft-delete period has not ended at now.
+func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.Time) (RecoveryPoint, error) {
+	vm, id, err := v.resolveRef(ctx, ref)
+	if err != nil {
+		return RecoveryPoint{}, err
+	}
+	dp, err := v.loadTombstone(ctx, vm, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		if _, err := v.be.Stat(ctx, rpKey(vm, id)); err == nil {
+			return RecoveryPoint{}, fmt.Errorf("recovery point %s is not deleted", ref)
+		}
+		return RecoveryPoint{}, fmt.Errorf("deleted recovery point %s in %s: %w (purged, or never deleted)", ref, v.be.Location(), ErrNoRecoveryPoint)
+	}
+	if err != nil {
+		return RecoveryPoint{}, err
+	}
+	if !now.Before(dp.PurgeAfter) {
+		return RecoveryPoint{}, fmt.Errorf("recovery point %s: its soft-delete period ended at %s; it can no longer be undeleted: %w",
+			dp.Ref(), dp.PurgeAfter.UTC().Format(time.RFC3339), ErrSoftDeleted)
+	}
+	if err := v.putSealed(ctx, rpKey(vm, id), dp.RecoveryPoint); err != nil {
+		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
+	}
+	if err := v.deleteKey(ctx, tombstoneKey(vm, id)); err != nil {
+		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
+	}
+	return dp.RecoveryPoint, nil
+}
+
+// ListDeleted returns the soft-deleted recovery points of vm (all VMs if
+// ""), oldest first. Tombstones that do not open or decode are left out and
+// reported in the error (wrapping ErrCorrupt).
+func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]DeletedPoint, error) {
+	prefix := deletedPrefix
+	if vm != "" {
+		if err := checkName("vm", vm); err != nil {
+			return nil, err
+		}
+		prefix += vm + "/"
+	}
+	keys, err := v.listKeys(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	var list []DeletedPoint
+	var errs []error
+	for _, key := range keys {
+		dp, err := v.readTombstone(ctx, key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue // undeleted or purged meanwhile
+		case errors.Is(err, ErrCorrupt):
+			errs = append(errs, err)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		list = append(list, dp)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].StartedAt.Equal(list[j].StartedAt) {
+			return list[i].StartedAt.Before(list[j].StartedAt)
+		}
+		return list[i].Ref() < list[j].Ref()
+	})
+	return list, errors.Join(errs...)
+}
+
+// PurgeDeleted removes, for good, the soft-deleted points whose period has
+// ended at now: those past their PurgeAfter, or deleted keepFor or longer
+// ago (keepFor <= 0: PurgeAfter alone decides). It returns their refs. Only
+// tombstones (and leftover manifests of interrupted deletes) are removed;
+// the data is left for garbage collection. Unreadable tombstones are kept
+// and reported.
+func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Duration) ([]string, error) {
+	due, err := v.DueForPurge(ctx, now, keepFor)
+	var purged []string
+	for _, dp := range due {
+		// The manifest of an interrupted delete goes first: removing the
+		// tombstone first would bring the point back.
+		if err := v.deleteKey(ctx, rpKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+		}
+		if err := v.deleteKey(ctx, tombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+		}
+		purged = append(purged, dp.Ref())
+	}
+	return purged, err
+}
+
+// DueForPurge lists the soft-deleted points PurgeDeleted would remove.
+func (v *Vault) DueForPurge(ctx context.Context, now time.Time, keepFor time.Duration) ([]DeletedPoint, error) {
+	all, err := v.ListDeleted(ctx, "")
+	if all == nil && err != nil {
+		return nil, err
+	}
+	var due []DeletedPoint
+	for _, dp := range all {
+		if !now.Before(dp.PurgeAfter) || (keepFor > 0 && !now.Before(dp.DeletedAt.Add(keepFor))) {
+			due = append(due, dp)
+		}
+	}
+	return due, err
+}
+
+// deletedSet returns the "<vm>/<id>" of every tombstone under prefix.
+func (v *Vault) deletedSet(ctx context.Context, prefix string) (map[string]bool, error) {
+	keys, err := v.listKeys(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		set[strings.TrimPrefix(k, deletedPrefix)] = true
+	}
+	return set, nil
+}
+
+func (v *Vault) loadTombstone(ctx context.Context, vm, id string) (DeletedPoint, error) {
+	return v.readTombstone(ctx, tombstoneKey(vm, id))
+}
+
+// readTombstone reads and checks the tombstone at key; a missing one wraps
+// storage.ErrNotFound.
+func (v *Vault) readTombstone(ctx context.Context, key string) (DeletedPoint, error) {
+	var ts tombstone
+	if err := v.getSealed(ctx, key, &ts); err != nil {
+		return DeletedPoint{}, err
+	}
+	rp := ts.RecoveryPoint
+	if tombstoneKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
+		return DeletedPoint{}, fmt.Errorf("%s in %s: %w: tombstone names %q/%q", key, v.be.Location(), ErrCorrupt, rp.VM, rp.ID)
+	}
+	return ts.point(), nil
+}
+
+func (ts tombstone) point() DeletedPoint {
+	return DeletedPoint{RecoveryPoint: ts.RecoveryPoint, DeletedAt: ts.DeletedAt, PurgeAfter: ts.PurgeAfter}
+}
+
+// resolveRef turns "<vm>/<id>" or an id into the VM and id, finding the VM
+// of a bare id among live and soft-deleted points.
+func (v *Vault) resolveRef(ctx context.Context, ref string) (vm, id string, err error) {
+	vm, id, ok := strings.Cut(ref, "/")
+	if !ok {
+		id = ref
+		vms := map[string]bool{}
+		for _, prefix := range []string{"recoverypoints/", deletedPrefix} {
+			if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+				if path.Base(key) == id {
+					vms[path.Base(path.Dir(key))] = true
+				}
+				return nil
+			}); err != nil {
+				return "", "", fmt.Errorf("find recovery point %s in %s: %w", ref, v.be.Location(), err)
+			}
+		}
+		if len(vms) != 1 {
+			return "", "", fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+		}
+		for vm = range vms {
+		}
+	}
+	if checkName("vm", vm) != nil || checkName("recovery point", id) != nil {
+		return "", "", fmt.Errorf("recovery point %q: %w", ref, ErrNoRecoveryPoint)
+	}
+	return vm, id, nil
+}
+
+func (v *Vault) listKeys(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+		if !strings.HasPrefix(path.Base(key), ".") { // the fs backend's temp files
+			keys = append(keys, key)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list %s in %s: %w", prefix, v.be.Location(), err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+func (v *Vault) deleteKey(ctx context.Context, key string) error {
+	if err := v.be.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
