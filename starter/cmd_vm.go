@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/activities"
@@ -41,6 +43,34 @@ excluded). VMs the platform cannot read are reported as warnings on stderr.`,
 	return a.jsonFlag(cmd)
 }
 
+// listVMs asks the host's inventory for its VMs. An inventory that is just
+// ending (idle) refuses the update; a second try starts a new one.
+func (a *app) listVMs(ctx context.Context, c client.Client, host string) (activities.VMList, error) {
+	opts := workflows.InventoryStartOptions(a.cfg.TaskQueue, host)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var list activities.VMList
+	for attempt := 1; ; attempt++ {
+		h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+			StartWorkflowOperation: c.NewWithStartWorkflowOperation(opts, workflows.Inventory, workflows.InventoryInput{Host: host}),
+			UpdateOptions: client.UpdateWorkflowOptions{
+				WorkflowID: opts.ID, UpdateName: workflows.UpdateListVMs, WaitForStage: client.WorkflowUpdateStageCompleted,
+			},
+		})
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return list, fmt.Errorf("list vms of host %s: %w", host, err)
+		}
+		if err := h.Get(ctx, &list); err != nil {
+			return list, jobError{what: "list vms of host " + host, err: err}
+		}
+		return list, nil
+	}
+}
+
 func (a *app) vmList(ctx context.Context, host string) error {
 	c, err := a.dial()
 	if err != nil {
@@ -48,21 +78,9 @@ func (a *app) vmList(ctx context.Context, host string) error {
 	}
 	// An update-with-start on the host's long-lived inventory: a listing is
 	// a read, not a job of its own.
-	opts := workflows.InventoryStartOptions(a.cfg.TaskQueue, host)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
-		StartWorkflowOperation: c.NewWithStartWorkflowOperation(opts, workflows.Inventory, workflows.InventoryInput{Host: host}),
-		UpdateOptions: client.UpdateWorkflowOptions{
-			WorkflowID: opts.ID, UpdateName: workflows.UpdateListVMs, WaitForStage: client.WorkflowUpdateStageCompleted,
-		},
-	})
+	list, err := a.listVMs(ctx, c, host)
 	if err != nil {
-		return fmt.Errorf("list vms of host %s: %w", host, err)
-	}
-	var list activities.VMList
-	if err := h.Get(ctx, &list); err != nil {
-		return jobError{what: "list vms of host " + host, err: err}
+		return err
 	}
 	for _, p := range list.Problems {
 		fmt.Fprintln(a.errOut, "warning:", p)
