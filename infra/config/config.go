@@ -56,6 +56,10 @@ type Config struct {
 	BackupTimeout time.Duration `env:"VMVAULT_BACKUP_TIMEOUT, default=24h"`
 	// RestoreTimeout bounds a whole restore job.
 	RestoreTimeout time.Duration `env:"VMVAULT_RESTORE_TIMEOUT, default=24h"`
+	// SoftDeleteDays is how long a deleted recovery point (by 'vmvault rp
+	// delete' or by retention) can be undeleted before it is purged and its
+	// data left to garbage collection: Azure's 14 days by default.
+	SoftDeleteDays int `env:"VMVAULT_SOFT_DELETE_DAYS, default=14"`
 	// HeartbeatTimeout: a disk transfer that has not reported for this long
 	// is retried (on another worker of the same host queue, or after restart).
 	HeartbeatTimeout time.Duration `env:"VMVAULT_HEARTBEAT_TIMEOUT, default=2m"`
@@ -86,8 +90,14 @@ func Load(ctx context.Context) (Config, error) {
 	if c.Vault == "" {
 		c.Vault = "file://" + filepath.Join(c.DataDir, "vault")
 	}
+	if c.SoftDeleteDays < 1 {
+		return c, fmt.Errorf("configuration: VMVAULT_SOFT_DELETE_DAYS=%d: want at least 1 day", c.SoftDeleteDays)
+	}
 	return c, nil
 }
+
+// SoftDeletePeriod is SoftDeleteDays as a duration.
+func (c Config) SoftDeletePeriod() time.Duration { return time.Duration(c.SoftDeleteDays) * 24 * time.Hour }
 
 // Secret returns the vault key from the passphrase or the key file.
 func (c Config) Secret() ([]byte, error) {
