@@ -8,6 +8,11 @@ const (
 	KindRestore Kind = "restore"
 	KindCheck   Kind = "check"
 	KindRepair  Kind = "repair"
+	// KindGC is a garbage collection (CollectGarbage).
+	KindGC Kind = "gc"
+	// KindScheduled is a schedule's run: it starts the VM's backup as a
+	// child, or is skipped when a backup of the VM is running.
+	KindScheduled Kind = "scheduled"
 )
 
 // Phase is where a job is, in the progress query.
@@ -26,6 +31,9 @@ const (
 	PhaseCommitDisks  Phase = "commit-disks"
 	PhaseChecking     Phase = "checking"
 	PhaseRepairing    Phase = "repairing"
+	PhaseMarking      Phase = "marking"
+	PhaseGrace        Phase = "grace-period"
+	PhaseSweeping     Phase = "sweeping"
 	PhaseDone         Phase = "done"
 	PhaseFailed       Phase = "failed"
 )

@@ -69,6 +69,10 @@ type Config struct {
 	// ReadLimitMiB caps each disk transfer's read rate in MiB/s (0: no cap),
 	// to spare the storage the VMs run on.
 	ReadLimitMiB int64 `env:"VMVAULT_READ_LIMIT_MIB, default=0"`
+	// MaxProtectedVMs is how many VMs one vault protects at most ('vmvault
+	// protect' refuses more): Azure's limit of 1000 VMs per vault, which also
+	// bounds the schedules one 'policy update' rewrites.
+	MaxProtectedVMs int `env:"VMVAULT_MAX_PROTECTED_VMS, default=1000"`
 }
 
 // Load reads the environment and fills in defaults.
@@ -97,7 +101,9 @@ func Load(ctx context.Context) (Config, error) {
 }
 
 // SoftDeletePeriod is SoftDeleteDays as a duration.
-func (c Config) SoftDeletePeriod() time.Duration { return time.Duration(c.SoftDeleteDays) * 24 * time.Hour }
+func (c Config) SoftDeletePeriod() time.Duration {
+	return time.Duration(c.SoftDeleteDays) * 24 * time.Hour
+}
 
 // Secret returns the vault key from the passphrase or the key file.
 func (c Config) Secret() ([]byte, error) {
