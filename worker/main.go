@@ -68,6 +68,7 @@ func run() error {
 		w.RegisterWorkflow(workflows.Inventory)
 		w.RegisterWorkflow(workflows.CheckVault)
 		w.RegisterWorkflow(workflows.RepairVault)
+		w.RegisterWorkflow(workflows.CollectGarbage)
 		w.RegisterActivity(&activities.VaultActivities{Vault: v})
 		workers = append(workers, w)
 	}

@@ -134,3 +134,23 @@ func RepairVaultStartOptions(taskQueue string) client.StartWorkflowOptions {
 		StaticSummary:                            "vault repair: re-index packs, drop the index of lost packs",
 	}
 }
+
+// GCWorkflowID is the one garbage collection of the vault that may run.
+const GCWorkflowID = "vault-gc"
+
+// GCStartOptions start a garbage collection; one runs at a time. Its
+// timeout leaves room for the grace period.
+func GCStartOptions(taskQueue string, in GCInput) client.StartWorkflowOptions {
+	what := "mark, wait out the grace period, sweep"
+	if in.DryRun {
+		what = "dry run"
+	}
+	return client.StartWorkflowOptions{
+		ID: GCWorkflowID, TaskQueue: taskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindGC))),
+		StaticSummary:                            "vault gc: " + what,
+	}
+}

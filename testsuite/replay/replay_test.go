@@ -25,6 +25,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(workflows.Inventory)
 			r.RegisterWorkflow(workflows.CheckVault)
 			r.RegisterWorkflow(workflows.RepairVault)
+			r.RegisterWorkflow(workflows.CollectGarbage)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

@@ -1,0 +1,46 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/vmvault/vmvault/infra/vault"
+)
+
+// GCInput tunes one phase of a garbage collection.
+type GCInput struct {
+	// Grace is how long a pack must have been a candidate before the sweep
+	// deletes it (0: vault.DefaultGCGrace).
+	Grace  time.Duration `json:"grace,omitempty"`
+	DryRun bool          `json:"dry_run,omitempty"`
+	// Vault pins the sweep to the vault the mark ran on.
+	Vault            VaultPin      `json:"vault,omitempty"`
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+}
+
+// GCMarkResult is the mark's report and the vault it ran on.
+type GCMarkResult struct {
+	vault.GCMarkReport
+	Vault VaultPin `json:"vault"`
+}
+
+// GCMark is GC's first phase: unreferenced packs become candidates and
+// leave dedup. It reads every tree, so it heartbeats while it runs.
+func (a *VaultActivities) GCMark(ctx context.Context, in GCInput) (GCMarkResult, error) {
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	defer stop()
+	rep, err := a.Vault.GCMark(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
+	return GCMarkResult{GCMarkReport: rep, Vault: pinOf(a.Vault)}, classify(err)
+}
+
+// GCSweep is GC's second phase: candidates still unreferenced after the
+// grace period are deleted. Retrying it is safe: it recomputes everything.
+func (a *VaultActivities) GCSweep(ctx context.Context, in GCInput) (vault.GCSweepReport, error) {
+	if err := checkPin(a.Vault, in.Vault); err != nil {
+		return vault.GCSweepReport{}, err
+	}
+	stop := heartbeatEvery(ctx, 5*time.Second)
+	defer stop()
+	rep, err := a.Vault.GCSweep(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
+	return rep, classify(err)
+}

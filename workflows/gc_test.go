@@ -1,0 +1,81 @@
+package workflows
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/vault"
+)
+
+// The sweep runs a whole grace period after the mark (a durable timer,
+// skipped by the test server), pinned to the mark's vault, and the job
+// reports what it freed; while it waits, its progress says so.
+func TestCollectGarbageSleepsThroughGrace(t *testing.T) {
+	env := newEnv(t)
+	var markedAt, sweptAt time.Time
+	env.OnActivity(vaultAct.GCMark, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GCInput) (activities.GCMarkResult, error) {
+		markedAt = env.Now()
+		require.Equal(t, 25*time.Hour, in.Grace)
+		return activities.GCMarkResult{GCMarkReport: vault.GCMarkReport{Packs: 10, Candidates: 3, CandidateBytes: 3 << 20}, Vault: testPin}, nil
+	})
+	env.OnActivity(vaultAct.GCSweep, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.GCInput) (vault.GCSweepReport, error) {
+		sweptAt = env.Now()
+		require.Equal(t, testPin, in.Vault)
+		return vault.GCSweepReport{DeletedPacks: 3, FreedBytes: 3 << 20}, nil
+	})
+	var waiting Progress
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryProgress)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&waiting))
+	}, time.Hour)
+	env.ExecuteWorkflow(CollectGarbage, GCInput{})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var res GCResult
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 3, res.Sweep.DeletedPacks)
+	require.Equal(t, int64(3<<20), res.Sweep.FreedBytes)
+	require.GreaterOrEqual(t, sweptAt.Sub(markedAt), 25*time.Hour, "swept before the grace period ended")
+	require.Equal(t, PhaseGrace, waiting.Phase)
+	require.Equal(t, KindGC, waiting.Kind)
+}
+
+// Nothing to collect, or a dry run: no waiting.
+func TestCollectGarbageNoCandidatesNoWait(t *testing.T) {
+	for _, in := range []GCInput{{Grace: time.Hour}, {Grace: time.Hour, DryRun: true}} {
+		env := newEnv(t)
+		var start, swept time.Time
+		env.OnActivity(vaultAct.GCMark, mock.Anything, mock.Anything).Return(func(_ context.Context, a activities.GCInput) (activities.GCMarkResult, error) {
+			start = env.Now()
+			require.Equal(t, in.DryRun, a.DryRun)
+			n := 0
+			if in.DryRun {
+				n = 2
+			}
+			return activities.GCMarkResult{GCMarkReport: vault.GCMarkReport{Candidates: n}, Vault: testPin}, nil
+		})
+		env.OnActivity(vaultAct.GCSweep, mock.Anything, mock.Anything).Return(func(context.Context, activities.GCInput) (vault.GCSweepReport, error) {
+			swept = env.Now()
+			return vault.GCSweepReport{}, nil
+		})
+		env.ExecuteWorkflow(CollectGarbage, in)
+		require.NoError(t, env.GetWorkflowError())
+		require.Less(t, swept.Sub(start), time.Minute)
+	}
+}
+
+// A negative grace period is refused before anything runs.
+func TestCollectGarbageRefusesNegativeGrace(t *testing.T) {
+	env := newEnv(t)
+	never(env, vaultAct.GCMark)
+	env.ExecuteWorkflow(CollectGarbage, GCInput{Grace: -time.Second})
+	require.Error(t, env.GetWorkflowError())
+	require.Contains(t, env.GetWorkflowError().Error(), activities.ErrTypeBadRequest)
+	assertNotCalled(t, env, "GCMark")
+}
