@@ -10,8 +10,6 @@ const (
 	KindRepair  Kind = "repair"
 	// KindGC is a garbage collection (CollectGarbage).
 	KindGC Kind = "gc"
-	// KindGC is a garbage collection (CollectGarbage).
-	KindGC Kind = "gc"
 	// KindScheduled is a schedule's run: it starts the VM's backup as a
 	// child, or is skipped when a backup of the VM is running.
 	KindScheduled Kind = "scheduled"
@@ -33,9 +31,6 @@ const (
 	PhaseCommitDisks  Phase = "commit-disks"
 	PhaseChecking     Phase = "checking"
 	PhaseRepairing    Phase = "repairing"
-	PhaseMarking      Phase = "marking"
-	PhaseGrace        Phase = "grace-period"
-	PhaseSweeping     Phase = "sweeping"
 	PhaseMarking      Phase = "marking"
 	PhaseGrace        Phase = "grace-period"
 	PhaseSweeping     Phase = "sweeping"
