@@ -11,7 +11,7 @@ import (
 )
 
 func (a *app) vaultCmd() *cobra.Command {
-	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd())
+	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd(), a.vaultGCCmd())
 }
 
 func (a *app) vaultInitCmd() *cobra.Command {
@@ -98,8 +98,12 @@ func (a *app) vaultStats(ctx context.Context) error {
 		return err
 	}
 	list := statsByVM(rps)
+	lastGC, err := v.LastGC(ctx)
+	if err != nil {
+		return err
+	}
 	if a.json {
-		return a.printJSON(map[string]any{"vault": v.Location(), "vms": list, "usage": u})
+		return a.printJSON(map[string]any{"vault": v.Location(), "vms": list, "usage": u, "last_gc": lastGC})
 	}
 	fmt.Fprintf(a.out, "vault %s (%s)\n\n", v.Location(), v.Config().ID)
 	tw := a.table("VM\tRECOVERY POINTS\tLATEST\tPROTECTED SIZE\tUPLOADED\tSTORED")
@@ -109,6 +113,7 @@ func (a *app) vaultStats(ctx context.Context) error {
 	tw.Flush()
 	fmt.Fprintf(a.out, "\nstorage used: %s in %d packs, %s index, %d recovery points (%s)\n",
 		size(u.TotalBytes), u.Packs, size(u.IndexBytes), u.RecoveryPoints, size(u.ManifestBytes))
+	a.printLastGC(lastGC)
 	return nil
 }
 

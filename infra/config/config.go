@@ -73,6 +73,10 @@ type Config struct {
 	// protect' refuses more): Azure's limit of 1000 VMs per vault, which also
 	// bounds the schedules one 'policy update' rewrites.
 	MaxProtectedVMs int `env:"VMVAULT_MAX_PROTECTED_VMS, default=1000"`
+	// GCGrace is the time between a GC's mark and its sweep: longer than
+	// any backup job runs (BackupTimeout), so no running backup can still
+	// reference a pack the sweep deletes.
+	GCGrace time.Duration `env:"VMVAULT_GC_GRACE, default=25h"`
 }
 
 // Load reads the environment and fills in defaults.
