@@ -66,6 +66,7 @@ func run() error {
 		w.RegisterWorkflow(workflows.BackupVM)
 		w.RegisterWorkflow(workflows.RestoreVM)
 		w.RegisterWorkflow(workflows.Inventory)
+		w.RegisterWorkflow(workflows.ApplyRetention)
 		w.RegisterWorkflow(workflows.CheckVault)
 		w.RegisterWorkflow(workflows.RepairVault)
 		w.RegisterWorkflow(workflows.CollectGarbage)

@@ -104,6 +104,26 @@ func InventoryStartOptions(taskQueue, host string) client.StartWorkflowOptions {
 	}
 }
 
+// RetentionWorkflowID is the id of an on-demand retention run, and of the
+// Temporal Schedule that runs it daily (whose runs get their own ids).
+const RetentionWorkflowID = "retention"
+
+// RetentionStartOptions start a retention run; one runs at a time.
+func RetentionStartOptions(taskQueue string, in ApplyRetentionInput) client.StartWorkflowOptions {
+	what := "expire recovery points by policy, purge soft-deleted points"
+	if in.DryRun {
+		what = "dry run"
+	}
+	return client.StartWorkflowOptions{
+		ID: RetentionWorkflowID, TaskQueue: taskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRetention))),
+		StaticSummary:                            "retention: " + what,
+	}
+}
+
 // CheckVaultStartOptions start a vault check; checks may run side by side.
 func CheckVaultStartOptions(taskQueue string, in CheckVaultInput, now time.Time) client.StartWorkflowOptions {
 	what := "metadata and index"

@@ -23,6 +23,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(workflows.BackupVM)
 			r.RegisterWorkflow(workflows.RestoreVM)
 			r.RegisterWorkflow(workflows.Inventory)
+			r.RegisterWorkflow(workflows.ApplyRetention)
 			r.RegisterWorkflow(workflows.CheckVault)
 			r.RegisterWorkflow(workflows.RepairVault)
 			r.RegisterWorkflow(workflows.CollectGarbage)
