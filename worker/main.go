@@ -64,6 +64,7 @@ func run() error {
 	if serveCentral {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.BackupVM)
+		w.RegisterWorkflow(workflows.ScheduledBackup)
 		w.RegisterWorkflow(workflows.RestoreVM)
 		w.RegisterWorkflow(workflows.Inventory)
 		w.RegisterWorkflow(workflows.ApplyRetention)

@@ -21,6 +21,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(workflows.BackupVM)
+			r.RegisterWorkflow(workflows.ScheduledBackup)
 			r.RegisterWorkflow(workflows.RestoreVM)
 			r.RegisterWorkflow(workflows.Inventory)
 			r.RegisterWorkflow(workflows.ApplyRetention)
