@@ -11,30 +11,41 @@ import (
 )
 
 func (a *app) rpCmd() *cobra.Command {
-	return group("rp", "List recovery points", a.rpListCmd())
+	return group("rp", "List, delete and undelete recovery points", a.rpListCmd(), a.rpDeleteCmd(), a.rpUndeleteCmd())
 }
 
 func (a *app) rpListCmd() *cobra.Command {
-	return a.jsonFlag(&cobra.Command{
+	var deleted bool
+	cmd := a.jsonFlag(&cobra.Command{
 		Use:   "list [VM]",
 		Short: "List the recovery points in the vault, of every VM or of one",
 		Long: `List recovery points, oldest first, read from the vault itself (no Temporal
 server needed). A recovery point that cannot be read is a warning on stderr,
-so one damaged manifest does not hide the others.`,
+so one damaged manifest does not hide the others. --deleted lists the
+soft-deleted points instead, with when they were deleted and until when
+'vmvault rp undelete' brings them back.`,
 		Example: `  vmvault rp list
   vmvault rp list web01
 
   # the latest recovery point of web01, to restore
-  vmvault rp list web01 --json | jq -r '.[-1].id'`,
+  vmvault rp list web01 --json | jq -r '.[-1].id'
+
+  # what was deleted, and can still be undeleted
+  vmvault rp list --deleted`,
 		Args: maxOneArg("one VM name"),
 		RunE: a.run(func(ctx context.Context, _ *cobra.Command, args []string) error {
 			vm := ""
 			if len(args) == 1 {
 				vm = args[0]
 			}
+			if deleted {
+				return a.rpListDeleted(ctx, vm)
+			}
 			return a.rpList(ctx, vm)
 		}),
 	})
+	cmd.Flags().BoolVar(&deleted, "deleted", false, "list soft-deleted recovery points")
+	return cmd
 }
 
 type rpRow struct {
@@ -47,6 +58,15 @@ type rpRow struct {
 	Totals       vault.DiskStats  `json:"totals"`
 	Parent       string           `json:"parent,omitempty"`
 	Job          string           `json:"job"`
+}
+
+func rpRowOf(rp vault.RecoveryPoint) rpRow {
+	var logical int64
+	for _, d := range rp.Disks {
+		logical += d.SizeBytes
+	}
+	return rpRow{ID: rp.Ref(), VM: rp.VM, Time: rp.CompletedAt, Type: rp.Type, Consistency: rp.Consistency,
+		LogicalBytes: logical, Totals: rp.Totals(), Parent: rp.Parent, Job: rp.Job}
 }
 
 func (a *app) rpList(ctx context.Context, vm string) error {
@@ -63,12 +83,7 @@ func (a *app) rpList(ctx context.Context, vm string) error {
 	}
 	rows := make([]rpRow, len(rps))
 	for i, rp := range rps {
-		var logical int64
-		for _, d := range rp.Disks {
-			logical += d.SizeBytes
-		}
-		rows[i] = rpRow{ID: rp.Ref(), VM: rp.VM, Time: rp.CompletedAt, Type: rp.Type, Consistency: rp.Consistency,
-			LogicalBytes: logical, Totals: rp.Totals(), Parent: rp.Parent, Job: rp.Job}
+		rows[i] = rpRowOf(rp)
 	}
 	if a.json {
 		return a.printJSON(rows)

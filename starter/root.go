@@ -106,6 +106,7 @@ Run 'vmvault help COMMAND' for a command's flags and examples.`,
 	pf.StringVar(&a.global.taskQueue, "task-queue", "", "central task queue (default $VMVAULT_TASK_QUEUE, vmvault)")
 	root.AddCommand(a.vaultCmd(), a.vmCmd(), a.backupCmd(), a.restoreCmd(), a.rpCmd(), a.jobCmd(),
 		a.policyCmd(), a.protectCmd(), a.unprotectCmd(), a.protectedCmd())
+	root.AddCommand(a.retentionCmd())
 	// cobra's completion command only prints its help for a shell it does
 	// not know; make that a usage error like any unknown command.
 	root.InitDefaultCompletionCmd()

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vmvault/vmvault/activities"
@@ -129,4 +132,30 @@ func ApplyRetention(ctx workflow.Context, in ApplyRetentionInput) (res Retention
 	prog.note(summary)
 	prog.Phase = PhaseDone
 	return res, nil
+}
+
+// RetentionScheduleID is the id of the vault's retention schedule.
+const RetentionScheduleID = "retention"
+
+// RetentionScheduleFor is the Temporal Schedule that runs ApplyRetention
+// daily at hour:minute in timeZone. Overlap is skip: a run that finds the
+// previous one still going is dropped, the next day's catches up.
+func RetentionScheduleFor(taskQueue string, hour, minute int, timeZone string, in ApplyRetentionInput) client.ScheduleOptions {
+	return client.ScheduleOptions{
+		ID: RetentionScheduleID,
+		Spec: client.ScheduleSpec{
+			Calendars: []client.ScheduleCalendarSpec{{
+				Hour: []client.ScheduleRange{{Start: hour}}, Minute: []client.ScheduleRange{{Start: minute}},
+				Comment: fmt.Sprintf("retention daily at %02d:%02d %s", hour, minute, timeZone),
+			}},
+			TimeZoneName: timeZone,
+		},
+		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+		CatchupWindow: 6 * time.Hour,
+		Action: &client.ScheduleWorkflowAction{
+			ID: RetentionWorkflowID, Workflow: ApplyRetention, Args: []any{in}, TaskQueue: taskQueue,
+			TypedSearchAttributes: temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRetention))),
+			StaticSummary:         "retention: expire recovery points by policy, purge soft-deleted points",
+		},
+	}
 }
