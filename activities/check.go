@@ -16,7 +16,11 @@ type CheckVaultInput struct {
 	// ReadDataPercent reads only that share of the packs (1-99; 0: all).
 	ReadDataPercent int `json:"read_data_percent,omitempty"`
 	// Seed picks the packs of a partial read; vary it to cover the vault.
-	Seed             uint64        `json:"seed,omitempty"`
+	Seed uint64 `json:"seed,omitempty"`
+	// RotateSeed sets Seed to the day of the run (days since 1970), so a
+	// daily scheduled check with N% reads the next N% of the packs each
+	// day: the whole vault every 100/N days.
+	RotateSeed       bool          `json:"rotate_seed,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -78,4 +79,22 @@ func TestCollectGarbageRefusesNegativeGrace(t *testing.T) {
 	require.Error(t, env.GetWorkflowError())
 	require.Contains(t, env.GetWorkflowError().Error(), activities.ErrTypeBadRequest)
 	assertNotCalled(t, env, "GCMark")
+}
+
+// A scheduled check's runs share one input; RotateSeed makes each day's run
+// read the next share of the data.
+func TestCheckVaultRotatesSeedByDay(t *testing.T) {
+	env := newEnv(t)
+	start := time.Date(2026, 3, 4, 2, 30, 0, 0, time.UTC)
+	env.SetStartTime(start)
+	var got activities.CheckVaultInput
+	env.OnActivity(vaultAct.CheckVault, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CheckVaultInput) (vault.CheckReport, error) {
+		got = in
+		return vault.CheckReport{OK: true}, nil
+	})
+	in := CheckScheduleFor("q", 2, 30, "UTC", CheckVaultInput{ReadData: true, ReadDataPercent: 10}).Action.(*client.ScheduleWorkflowAction).Args[0].(CheckVaultInput)
+	env.ExecuteWorkflow(CheckVault, in)
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, uint64(start.Unix()/86400), got.Seed)
+	require.Equal(t, 10, got.ReadDataPercent)
 }

@@ -28,6 +28,10 @@ func CheckVault(ctx workflow.Context, in CheckVaultInput) (res vault.CheckReport
 		return res, badRequest("vault check: read-data subset %d%%: want 1 to 100", in.ReadDataPercent)
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindCheck)))
+	if in.RotateSeed {
+		// A schedule's runs share one input: the day picks the share read.
+		in.Seed = uint64(workflow.Now(ctx).Unix() / 86400)
+	}
 	prog.Phase = PhaseChecking
 	err = workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.CheckVault, in).Get(ctx, &res)
 	if err != nil {

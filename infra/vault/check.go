@@ -20,7 +20,8 @@ type CheckOptions struct {
 	ReadData bool
 	// ReadDataPercent, from 1 to 99, reads only the blocks in that share of
 	// the packs, chosen by pack id and Seed: the same Seed picks the same
-	// packs, so a rotating seed covers the vault over several checks.
+	// packs, and Seed+1 the next share, so checks with Seed 0, 1, 2, ...
+	// read every pack within ceil(100/ReadDataPercent) checks.
 	ReadDataPercent int
 	Seed            uint64
 	// MaxDamage caps the damage items listed (0: 1000); the damaged recovery
@@ -286,8 +287,11 @@ func (c *checker) selected(pack ID) bool {
 	if c.opt.ReadDataPercent >= 100 {
 		return true
 	}
-	x := (binary.LittleEndian.Uint64(pack[:8]) ^ c.opt.Seed) * 0x9e3779b97f4a7c15
-	return int((x>>32)%100) < c.opt.ReadDataPercent
+	// Each pack falls in one of 100 buckets; the check reads the window of
+	// ReadDataPercent buckets starting at Seed*ReadDataPercent.
+	bucket := (binary.LittleEndian.Uint64(pack[:8]) * 0x9e3779b97f4a7c15 >> 32) % 100
+	start := (c.opt.Seed % 100) * uint64(c.opt.ReadDataPercent) % 100
+	return int((bucket+100-start)%100) < c.opt.ReadDataPercent
 }
 
 // checkLeaf reads a leaf and checks the blocks it lists.
