@@ -83,6 +83,28 @@
 // of backups that never finished are garbage for GC to remove (nothing else
 // is kept under checkpoints/, and no recovery point refers to one).
 //
+// Garbage collection (gc.go) runs in two phases with a grace period, as
+// Proxmox Backup Server does. The mark reads every tree of every recovery
+// point, soft-deleted point (the manifest in its tombstone under deleted/)
+// and checkpoint object, and writes the packs none of whose referenced
+// blobs is needed (no referenced blob, or every one also in a pack that
+// stays) to the sealed object gc/candidates with the time each was first
+// seen. RefreshIndex reads gc/candidates before it lists packs and keeps
+// those packs out of dedup (restores may still read them), so a backup
+// whose index is loaded after the mark uploads their blocks again. The
+// sweep, Grace (25h) later, reads the references again and deletes each
+// candidate first seen at least Grace ago that is still not needed (pack,
+// then index object), then rewrites gc/candidates and stores its report
+// in gc/last. Safety: a backup job started before a pack became a
+// candidate may reference it through its dedup view or its parent, but it
+// commits (or dies) within its 24-hour limit, before the sweep, which then
+// sees its recovery point and keeps the pack; a job started after never
+// references a candidate. Checkpoint objects protect their leaves and
+// blocks; one first seen Grace ago belongs to a job that has ended and is
+// deleted by the sweep. A tree, manifest or tombstone GC cannot read stops
+// it: what it references would be unknown. Packs whose contents cannot be
+// read (no valid index object, no readable header) are never collected.
+//
 // Records: small settings that must travel with the vault (policies/<name>,
 // protection/<vm>) are sealed JSON objects under <kind>/<name>, bound to
 // their key like every sealed object, and overwritten in place (atomic
