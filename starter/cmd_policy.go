@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -246,7 +247,7 @@ func (a *app) printPolicy(r policyRow) error {
 	if a.json {
 		return a.printJSON(r)
 	}
-	tw := a.table("")
+	tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
 	s := r.Schedule
 	fmt.Fprintf(tw, "name\t%s\n", r.Name)
 	fmt.Fprintf(tw, "tier\t%s\n", r.Tier)
