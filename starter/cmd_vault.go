@@ -63,7 +63,12 @@ func (a *app) vaultStatsCmd() *cobra.Command {
 		Short: "Show each VM's recovery points and the storage the vault uses",
 		Long: `Show, per VM, its recovery points, its protected-instance size (the data on its
 disks, temp disk excluded, in its latest recovery point), what its backups
-uploaded and stored; then the storage the whole vault uses.`,
+uploaded and stored, and its billing basis as Azure Backup defines it:
+whether it is protected and billable (from its first successful backup
+until protection is stopped and all its backup data deleted), its count of
+protected instances (1 up to 50 GB, at half price; 1 up to 500 GB; then
+1 per started 500 GB) and its storage basis (what its recovery points
+stored); then the storage the whole vault really uses.`,
 		Example: `  vmvault vault stats
   vmvault vault stats --vault s3://backups/vmvault --json`,
 		Args: noArgs,
@@ -82,6 +87,8 @@ type vmStats struct {
 	ProtectedBytes int64 `json:"protected_bytes"`
 	NewBytes       int64 `json:"new_bytes"`
 	StoredBytes    int64 `json:"stored_bytes"`
+	// Billing is the VM's billing basis as Azure defines it (billing.go).
+	Billing billing `json:"billing"`
 }
 
 func (a *app) vaultStats(ctx context.Context) error {
@@ -98,6 +105,9 @@ func (a *app) vaultStats(ctx context.Context) error {
 		return err
 	}
 	list := statsByVM(rps)
+	if list, err = a.withBilling(ctx, v, list); err != nil {
+		return err
+	}
 	lastGC, err := v.LastGC(ctx)
 	if err != nil {
 		return err
@@ -106,11 +116,23 @@ func (a *app) vaultStats(ctx context.Context) error {
 		return a.printJSON(map[string]any{"vault": v.Location(), "vms": list, "usage": u, "last_gc": lastGC})
 	}
 	fmt.Fprintf(a.out, "vault %s (%s)\n\n", v.Location(), v.Config().ID)
-	tw := a.table("VM\tRECOVERY POINTS\tLATEST\tPROTECTED SIZE\tUPLOADED\tSTORED")
+	tw := a.table("VM\tRECOVERY POINTS\tLATEST\tPROTECTED SIZE\tUPLOADED\tSTORED\tPROTECTED\tBILLABLE\tINSTANCES\tSTORAGE BASIS")
+	var instances int
+	var basis int64
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.VM, s.RecoveryPoints, s.Latest, size(s.ProtectedBytes), size(s.NewBytes), size(s.StoredBytes))
+		b := s.Billing
+		inst := "-"
+		if b.Billable {
+			inst = fmt.Sprintf("%d (%s)", b.Instances, b.InstanceClass)
+			instances += b.Instances
+			basis += b.StorageBasis
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.VM, s.RecoveryPoints, s.Latest, size(s.ProtectedBytes), size(s.NewBytes), size(s.StoredBytes),
+			yesNo(b.Protected), yesNo(b.Billable), inst, size(b.StorageBasis))
 	}
 	tw.Flush()
+	fmt.Fprintf(a.out, "\nbilling basis: %d billable instances, storage basis %s; real storage after dedup and compression %s\n",
+		instances, size(basis), size(u.TotalBytes))
 	fmt.Fprintf(a.out, "\nstorage used: %s in %d packs, %s index, %d recovery points (%s)\n",
 		size(u.TotalBytes), u.Packs, size(u.IndexBytes), u.RecoveryPoints, size(u.ManifestBytes))
 	a.printLastGC(lastGC)

@@ -51,6 +51,7 @@ func TestSoftDelete(t *testing.T) {
 	second := e.backup("sd1").RecoveryPoint
 
 	out := e.mustCLI("rp", "delete", first)
+	t.Logf("rp delete: %s", out)
 	if !strings.Contains(out, "deleted recovery point "+first+"; 'vmvault rp undelete "+first+"' restores it until ") {
 		t.Fatalf("rp delete said %q", out)
 	}
@@ -65,7 +66,9 @@ func TestSoftDelete(t *testing.T) {
 	if !strings.Contains(table, "UNDELETE UNTIL") || !strings.Contains(table, first) {
 		t.Fatalf("rp list --deleted table:\n%s", table)
 	}
+	t.Logf("rp list --deleted:\n%s", table)
 	line := e.failCLI("was deleted at", "restore", first, "--disks", filepath.Join(t.TempDir(), "r"), "--wait")
+	t.Logf("restore of a deleted point: %s", line)
 	if !strings.Contains(line, "vmvault rp undelete "+first+" restores it until") {
 		t.Fatalf("restore of a deleted point: %s", line)
 	}
@@ -82,6 +85,29 @@ func TestSoftDelete(t *testing.T) {
 	}
 	e.restoreDisksMatch(first, firstHash)
 	e.failCLI("is not deleted", "rp", "undelete", first)
+
+	// The billing basis: one small instance, billable, beside the real usage.
+	var stats struct {
+		VMs []struct {
+			VM      string `json:"vm"`
+			Billing struct {
+				Billable      bool   `json:"billable"`
+				Instances     int    `json:"instances"`
+				InstanceClass string `json:"instance_class"`
+				StorageBasis  int64  `json:"storage_basis_bytes"`
+			} `json:"billing"`
+		} `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(e.mustCLI("vault", "stats", "--json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.VMs) != 1 {
+		t.Fatalf("vault stats: %+v", stats)
+	}
+	if b := stats.VMs[0].Billing; !b.Billable || b.Instances != 1 || b.InstanceClass != "up to 50 GB" || b.StorageBasis <= 0 {
+		t.Fatalf("vault stats billing: %+v", stats)
+	}
+	t.Logf("vault stats:\n%s", e.mustCLI("vault", "stats"))
 }
 
 // TestRetention: with one daily point kept, three backups of today become
@@ -123,6 +149,8 @@ func TestRetention(t *testing.T) {
 	}
 
 	out := e.mustCLI(append([]string{"retention", "run"}, rules...)...)
+	t.Logf("retention run:\n%s", out)
+	t.Logf("rp list --deleted:\n%s", e.mustCLI("rp", "list", "--deleted"))
 	if !strings.Contains(out, "soft-deleted "+rps[0]) || !strings.Contains(out, "retention: 1 VMs, soft-deleted 2 expired recovery points, purged 0") {
 		t.Fatalf("retention run said:\n%s", out)
 	}
