@@ -21,6 +21,9 @@ type RetentionTarget struct {
 	// TimeZone (IANA) in which days, weeks, months and years are counted:
 	// the policy schedule's.
 	TimeZone string `json:"time_zone,omitempty"`
+	// Problem says why the VM's retention cannot run (its policy is
+	// missing): reported as a failure of that VM alone.
+	Problem string `json:"problem,omitempty"`
 }
 
 // RetentionTargetsInput asks for the VMs retention works on: the given
@@ -69,7 +72,9 @@ func (a *VaultActivities) ListRetentionTargets(ctx context.Context, in Retention
 			case errors.Is(err, vault.ErrNoRecord) && prot.Policy == policy.DefaultName:
 				p = policy.Default() // stored only once changed
 			case errors.Is(err, vault.ErrNoRecord):
-				return res, badRequest(fmt.Sprintf("vm %s is protected by policy %q, which does not exist", vm, prot.Policy))
+				res.Targets = append(res.Targets, RetentionTarget{VM: vm, Policy: prot.Policy,
+					Problem: fmt.Sprintf("vm %s is protected by policy %q, which does not exist: nothing expired", vm, prot.Policy)})
+				continue
 			case err != nil:
 				return res, classify(err)
 			}

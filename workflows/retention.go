@@ -105,6 +105,12 @@ func ApplyRetention(ctx workflow.Context, in ApplyRetentionInput) (res Retention
 	prog.Phase = PhaseExpiring
 	for _, t := range targets.Targets {
 		var r activities.ExpireResult
+		if t.Problem != "" {
+			res.Failed = append(res.Failed, t.VM)
+			res.VMs = append(res.VMs, activities.ExpireResult{VM: t.VM, Policy: t.Policy, Error: t.Problem})
+			prog.note(t.VM + ": " + t.Problem)
+			continue
+		}
 		err := workflow.ExecuteActivity(withSummary(actx, "expire "+t.VM), vaultAct.ExpireRecoveryPoints, activities.ExpireInput{
 			Vault: targets.Vault, Target: t, Now: res.Now, KeepDeletedFor: in.KeepDeletedFor, DryRun: in.DryRun,
 		}).Get(ctx, &r)

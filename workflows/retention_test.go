@@ -26,6 +26,7 @@ func TestApplyRetentionMocked(t *testing.T) {
 		{VM: "a", Policy: "default", Retention: policy.Retention{Daily: 7}, TimeZone: "UTC"},
 		{VM: "b", Policy: "gold", Retention: policy.Retention{Daily: 7, Weekly: 4}, TimeZone: "Europe/Berlin"},
 		{VM: "c", Policy: "bad", TimeZone: "Mars/Olympus"},
+		{VM: "d", Policy: "gone", Problem: "vm d is protected by policy \"gone\", which does not exist: nothing expired"},
 	}
 	env.OnActivity(vaultAct.ListRetentionTargets, mock.Anything, activities.RetentionTargetsInput{}).
 		Return(activities.RetentionTargets{Vault: testPin, Targets: targets}, nil).Once()
@@ -53,11 +54,12 @@ func TestApplyRetentionMocked(t *testing.T) {
 	var res RetentionResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, retentionStart, res.Now)
-	require.Len(t, res.VMs, 3)
-	require.Equal(t, []string{"c"}, res.Failed)
+	require.Len(t, res.VMs, 4)
+	require.Equal(t, []string{"c", "d"}, res.Failed)
+	require.Contains(t, res.VMs[3].Error, "does not exist")
 	require.Contains(t, res.VMs[2].Error, "time zone")
 	require.Equal(t, []string{"a/0"}, res.Purged)
-	require.Equal(t, "retention: 3 VMs, soft-deleted 2 expired recovery points, purged 1; failed for c", res.Summary())
+	require.Equal(t, "retention: 4 VMs, soft-deleted 2 expired recovery points, purged 1; failed for c, d", res.Summary())
 	ins := expires.all()
 	require.Len(t, ins, 3)
 	for i, in := range ins {
