@@ -142,6 +142,19 @@ func run() error {
 	}
 	fmt.Println("temp   not backed up, restored empty")
 
+	step("vmvault protect web01 --policy default   (a Temporal Schedule backs it up daily, staggered)")
+	if err := show("protect", "web01", "--policy", "default"); err != nil {
+		return err
+	}
+	if err := show("protected"); err != nil {
+		return err
+	}
+	schedules, err := exec.Command(filepath.Join(bin, "temporal"), "schedule", "list", "--address", "127.0.0.1:"+port).CombinedOutput()
+	if err != nil || !strings.Contains(string(schedules), "protect-web01") {
+		return fmt.Errorf("temporal schedule list does not show protect-web01 (%v):\n%s", err, schedules)
+	}
+	fmt.Printf("temporal schedule list:\n%s", schedules)
+
 	step("vmvault rp list web01")
 	if err := show("rp", "list", "web01"); err != nil {
 		return err
