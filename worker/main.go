@@ -6,6 +6,8 @@
 package main
 
 import (
+	_ "time/tzdata" // policies name IANA time zones; hosts without zone files still read them
+
 	"context"
 	"flag"
 	"fmt"
