@@ -1,0 +1,361 @@
+package vault
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// The reference scan of garbage collection: which packs hold blobs that a
+// recovery point, a soft-deleted point or a checkpoint needs, and which can
+// go (see gc.go for the two phases).
+
+// droppable returns which of the packs in cands can go while every
+// referenced blob keeps a copy in a pack that stays (one not in cands, or
+// one of cands kept). A pack with no referenced blob always can; one whose
+// referenced blobs are all duplicated elsewhere (re-uploaded while it was a
+// candidate, or copied by a repack) can too. Packs with more referenced
+// blobs are decided first, so the fuller copy is the one kept.
+func (st *gcState) droppable(cands []ID) map[ID]bool {
+	in := make(map[ID]bool, len(cands))
+	for _, id := range cands {
+		in[id] = true
+	}
+	live := make(map[ID]int, len(cands))
+	for _, id := range cands {
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; ok {
+				live[id]++
+			}
+		}
+	}
+	order := append([]ID(nil), cands...)
+	sort.SliceStable(order, func(i, j int) bool { return live[order[i]] > live[order[j]] })
+	// kept[h]: pack h stays, so a blob in it has a copy. Packs outside
+	// cands stay; a candidate stays once it is found needed.
+	kept := func(h ID) bool { return !in[h] }
+	keptCand := map[ID]bool{}
+	dropped := map[ID]bool{}
+	for _, id := range order {
+		drop := true
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; !ok {
+				continue
+			}
+			copied := false
+			for _, h := range st.holders[b] {
+				if h != id && (kept(h) || keptCand[h]) {
+					copied = true
+					break
+				}
+			}
+			if !copied {
+				drop = false
+				break
+			}
+		}
+		if drop {
+			dropped[id] = true
+		} else {
+			keptCand[id] = true
+		}
+	}
+	return dropped
+}
+
+func sortedPacks(m map[ID]*gcPack) []ID {
+	ids := make([]ID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+	return ids
+}
+
+// gcScan reads every pack's blobs, then the references: checkpoints first,
+// then recovery points, soft-deleted points, and recovery points again. A
+// backup deletes its checkpoint only after its root is durable, and
+// soft delete and undelete each write the new object before removing the
+// old, so a point moving between recoverypoints/ and deleted/ is seen in
+// one of the three listings. Any tree node that cannot be read fails the
+// scan: what it references would be unknown.
+func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
+	st := &gcState{refs: map[ID]struct{}{}}
+	if err := v.gcPacks(ctx, st); err != nil {
+		return nil, err
+	}
+	w := &treeWalker{v: v, st: st, leaves: map[ID]bool{}}
+	if err := v.be.List(ctx, checkpointPrefix, func(key string, _ int64) error {
+		if isCheckpointKey(key) {
+			st.checkpoints = append(st.checkpoints, key)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list checkpoints in %s: %w", v.be.Location(), err)
+	}
+	for _, key := range st.checkpoints {
+		var raw json.RawMessage
+		err := v.getSealed(ctx, key, &raw)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // its backup finished
+		}
+		if err != nil {
+			return nil, err
+		}
+		o, err := decodeCheckpointObject(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		st.cp++
+		for _, l := range o.leaves() {
+			if err := w.leaf(ctx, l); err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", key, err)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, prefix := range []string{"recoverypoints/", deletedPrefix, "recoverypoints/"} {
+		var keys []string
+		if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+			if !seen[key] {
+				seen[key] = true
+				keys = append(keys, key)
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("list %s in %s: %w", prefix, v.be.Location(), err)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			rp, err := v.gcManifest(ctx, key)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // moved: the next listing sees it
+			}
+			if err != nil {
+				return nil, err
+			}
+			if prefix == deletedPrefix {
+				st.softDeleted++
+			} else {
+				st.rps++
+			}
+			for _, d := range rp.Disks {
+				if err := w.root(ctx, d.Root); err != nil {
+					return nil, fmt.Errorf("%s: disk %s: %w", key, d.Name, err)
+				}
+			}
+		}
+	}
+	st.holders = map[ID][]ID{}
+	for _, id := range sortedPacks(st.packs) {
+		for _, b := range st.packs[id].blobs {
+			if _, ok := st.refs[b]; ok {
+				st.holders[b] = append(st.holders[b], id)
+			}
+		}
+	}
+	return st, nil
+}
+
+// gcManifest reads a recovery point manifest, or a soft-deleted point's
+// tombstone. Tombstones are read defensively (infra/vault/softdelete.go
+// owns their format): a sealed JSON object holding the manifest under
+// "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
+// One whose disks cannot be found fails GC: its references would be unknown.
+func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, error) {
+	if !strings.HasPrefix(key, deletedPrefix) {
+		rp, err := v.getRecoveryPoint(ctx, key)
+		if errors.Is(err, ErrCorrupt) {
+			return rp, fmt.Errorf("%w (GC needs every manifest: run 'vmvault vault check')", err)
+		}
+		return rp, err
+	}
+	var fields map[string]json.RawMessage
+	if err := v.getSealed(ctx, key, &fields); err != nil {
+		return RecoveryPoint{}, err
+	}
+	for _, name := range []string{"recovery_point", "RecoveryPoint", "recoveryPoint", "manifest"} {
+		if raw, ok := fields[name]; ok {
+			var rp RecoveryPoint
+			if err := json.Unmarshal(raw, &rp); err == nil && len(rp.Disks) > 0 {
+				return rp, nil
+			}
+		}
+	}
+	if _, ok := fields["disks"]; ok {
+		var rp RecoveryPoint
+		b, _ := json.Marshal(fields)
+		if err := json.Unmarshal(b, &rp); err == nil {
+			return rp, nil
+		}
+	}
+	return RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.be.Location(), ErrCorrupt)
+}
+
+// gcPacks lists index objects, then packs (a pack is written before its
+// index object), and learns each pack's blobs from its index object or, if
+// that is missing or invalid, from the pack's own header.
+func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
+	indexSizes := map[ID]int64{}
+	if err := v.be.List(ctx, "index/", func(key string, size int64) error {
+		if id, err := ParseID(strings.TrimPrefix(key, "index/")); err == nil {
+			indexSizes[id] = size
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+	}
+	sizes, err := v.listPacks(ctx)
+	if err != nil {
+		return err
+	}
+	st.packs = make(map[ID]*gcPack, len(sizes))
+	st.trees = map[ID][]Location{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for id, size := range sizes {
+		p := &gcPack{size: size, indexSize: indexSizes[id]}
+		st.packs[id] = p
+		g.Go(func() error {
+			entries, err := v.gcPackEntries(gctx, id, size, p.indexSize > 0)
+			if errors.Is(err, ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+				p.problem = err.Error()
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			p.blobs = make([]ID, len(entries))
+			mu.Lock()
+			defer mu.Unlock()
+			for i, e := range entries {
+				p.blobs[i] = e.ID
+				if e.Type == BlobTree {
+					st.trees[e.ID] = append(st.trees[e.ID], Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// gcPackEntries returns the blobs of a pack of size bytes.
+func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexed bool) ([]indexEntry, error) {
+	if indexed {
+		pi, err := v.getPackIndex(ctx, indexKey(id))
+		if err == nil && pi.Size == size {
+			return pi.Entries, nil
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	// No valid index object (an interrupted upload, or damage): the header.
+	key := packKey(id)
+	if size < 4 {
+		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, ErrCorrupt, size)
+	}
+	tail, err := v.be.GetRange(ctx, key, size-4, 4)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	n := int64(binary.LittleEndian.Uint32(tail))
+	if n > size-4 {
+		return nil, fmt.Errorf("%s: %w: header of %d bytes", key, ErrCorrupt, n)
+	}
+	sealed, err := v.be.GetRange(ctx, key, size-4-n, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	plain, err := v.keys.open(nil, sealed, []byte(packHeaderAD))
+	if err != nil {
+		return nil, fmt.Errorf("%s: header: %w", key, err)
+	}
+	entries, err := decodePackHeader(plain, int(size-4-n))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return entries, nil
+}
+
+// treeWalker adds the blobs of trees to the references, reading each
+// distinct leaf once.
+type treeWalker struct {
+	v      *Vault
+	st     *gcState
+	leaves map[ID]bool
+}
+
+func (w *treeWalker) root(ctx context.Context, id ID) error {
+	if _, ok := w.st.refs[id]; ok {
+		return nil // an unchanged disk: its tree was walked already
+	}
+	plain, err := w.read(ctx, id)
+	if err != nil {
+		return fmt.Errorf("tree root: %w", err)
+	}
+	r, err := decodeRoot(plain)
+	if err != nil {
+		return fmt.Errorf("tree root %s: %w", id.Short(), err)
+	}
+	w.st.refs[id] = struct{}{}
+	for _, l := range r.Leaves {
+		if err := w.leaf(ctx, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *treeWalker) leaf(ctx context.Context, id ID) error {
+	if w.leaves[id] {
+		return nil
+	}
+	plain, err := w.read(ctx, id)
+	if err != nil {
+		return fmt.Errorf("tree leaf: %w", err)
+	}
+	ids, err := decodeLeaf(plain)
+	if err != nil {
+		return fmt.Errorf("tree leaf %s: %w", id.Short(), err)
+	}
+	w.leaves[id] = true
+	w.st.refs[id] = struct{}{}
+	for _, b := range ids {
+		if !b.IsZero() {
+			w.st.refs[b] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// read reads a tree node from any pack that holds it.
+func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
+	locs := w.st.trees[id]
+	if len(locs) == 0 {
+		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), ErrMissing)
+	}
+	var errs []error
+	for _, l := range locs {
+		sealed, err := w.v.be.GetRange(ctx, packKey(l.Pack), int64(l.Offset), int64(l.Length))
+		if err == nil {
+			var plain []byte
+			if plain, err = w.v.keys.openBlob(id, sealed); err == nil {
+				return plain, nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("blob %s in pack %s: %w", id.Short(), l.Pack.Short(), err))
+	}
+	return nil, errors.Join(errs...)
+}
