@@ -13,6 +13,10 @@ type GCInput struct {
 	// deletes it (0: vault.DefaultGCGrace).
 	Grace  time.Duration `json:"grace,omitempty"`
 	DryRun bool          `json:"dry_run,omitempty"`
+	// RepackBelowPercent repacks packs whose live blobs take less than this
+	// share of them (0: vault.DefaultRepackBelow); NoRepack turns it off.
+	RepackBelowPercent int  `json:"repack_below_percent,omitempty"`
+	NoRepack           bool `json:"no_repack,omitempty"`
 	// Vault pins the sweep to the vault the mark ran on.
 	Vault            VaultPin      `json:"vault,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
@@ -29,7 +33,7 @@ type GCMarkResult struct {
 func (a *VaultActivities) GCMark(ctx context.Context, in GCInput) (GCMarkResult, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
-	rep, err := a.Vault.GCMark(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
+	rep, err := a.Vault.GCMark(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun, RepackBelow: in.repackBelow()})
 	return GCMarkResult{GCMarkReport: rep, Vault: pinOf(a.Vault)}, classify(err)
 }
 
@@ -43,4 +47,14 @@ func (a *VaultActivities) GCSweep(ctx context.Context, in GCInput) (vault.GCSwee
 	defer stop()
 	rep, err := a.Vault.GCSweep(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
 	return rep, classify(err)
+}
+
+func (in GCInput) repackBelow() float64 {
+	switch {
+	case in.NoRepack:
+		return 0
+	case in.RepackBelowPercent > 0:
+		return float64(in.RepackBelowPercent) / 100
+	}
+	return vault.DefaultRepackBelow
 }

@@ -16,6 +16,7 @@ import (
 func (a *app) vaultGCCmd() *cobra.Command {
 	var grace time.Duration
 	var dryRun, wait bool
+	var repack int
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Free the packs no recovery point references",
@@ -28,8 +29,10 @@ then waits out the grace period on a durable timer, and the sweep deletes
 the candidates that are still unreferenced (a backup that had deduplicated
 against one before the mark has committed by then, and keeps it). The grace
 period must be longer than any backup job can run (VMVAULT_BACKUP_TIMEOUT,
-24h): 25h by default (VMVAULT_GC_GRACE). 'vault stats' shows what the last
-GC freed.`,
+24h): 25h by default (VMVAULT_GC_GRACE). The mark also repacks packs that
+are mostly garbage (--repack-below, 50% by default): their live blocks are
+copied, verified, into new packs, and the next GC frees the old ones.
+'vault stats' shows what the last GC freed.`,
 		Example: `  # start it and return; the job sleeps 25h between mark and sweep
   vmvault vault gc
 
@@ -43,7 +46,11 @@ GC freed.`,
 			if grace <= 0 {
 				return usagef(cmd, "--grace %s: want a positive duration, e.g. 25h", grace)
 			}
-			return a.vaultGC(ctx, workflows.GCInput{Grace: grace, DryRun: dryRun, HeartbeatTimeout: a.cfg.HeartbeatTimeout}, wait)
+			if repack < 0 || repack > 100 {
+				return usagef(cmd, "--repack-below %d: want a percentage from 0 (off) to 100", repack)
+			}
+			in := workflows.GCInput{Grace: grace, DryRun: dryRun, HeartbeatTimeout: a.cfg.HeartbeatTimeout, RepackBelowPercent: repack, NoRepack: repack == 0}
+			return a.vaultGC(ctx, in, wait)
 		}),
 	}
 	def := a.cfg.GCGrace
@@ -53,6 +60,7 @@ GC freed.`,
 	f := cmd.Flags()
 	f.DurationVar(&grace, "grace", def, "time between mark and sweep; longer than any backup job runs")
 	f.BoolVar(&dryRun, "dry-run", false, "report what would be collected; write and delete nothing")
+	f.IntVar(&repack, "repack-below", int(vault.DefaultRepackBelow*100), "repack packs whose live blocks take less than this percentage of them (0: off)")
 	f.BoolVar(&wait, "wait", false, "wait for the job (through the grace period) and print what it freed")
 	return a.jsonFlag(cmd)
 }
@@ -89,6 +97,10 @@ func (a *app) vaultGC(ctx context.Context, in workflows.GCInput, wait bool) erro
 		m.RecoveryPoints, m.SoftDeleted, m.Checkpoints, m.ReferencedBlobs, m.Candidates, m.Packs, size(m.CandidateBytes))
 	for _, p := range m.Unreadable {
 		fmt.Fprintf(a.out, "left alone: %s: %s\n", p.Key, p.Reason)
+	}
+	if r := m.Repack; len(r.Packs) > 0 {
+		fmt.Fprintf(a.out, "repack: %d mostly-garbage packs, %d live blocks (%s) copied into %d new packs; the next gc frees %s\n",
+			len(r.Packs), r.LiveBlobs, size(r.LiveBytes), r.NewPacks, size(r.GarbageBytes+r.LiveBytes))
 	}
 	if in.DryRun {
 		fmt.Fprintln(a.out, "dry run: nothing was changed")

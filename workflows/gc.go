@@ -18,6 +18,9 @@ type GCInput struct {
 	Grace            time.Duration `json:"grace,omitempty"`
 	DryRun           bool          `json:"dry_run,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// RepackBelowPercent (0: 50) and NoRepack tune the mark's repacking.
+	RepackBelowPercent int  `json:"repack_below_percent,omitempty"`
+	NoRepack           bool `json:"no_repack,omitempty"`
 }
 
 // GCResult is what a garbage collection found and freed.
@@ -45,7 +48,8 @@ func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) 
 		grace = vault.DefaultGCGrace
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindGC)))
-	act := activities.GCInput{Grace: grace, DryRun: in.DryRun, HeartbeatTimeout: in.HeartbeatTimeout}
+	act := activities.GCInput{Grace: grace, DryRun: in.DryRun, HeartbeatTimeout: in.HeartbeatTimeout,
+		RepackBelowPercent: in.RepackBelowPercent, NoRepack: in.NoRepack}
 
 	prog.Phase = PhaseMarking
 	var mark activities.GCMarkResult

@@ -35,6 +35,10 @@ type GCOptions struct {
 	Grace time.Duration
 	// DryRun computes and reports, and writes and deletes nothing.
 	DryRun bool
+	// RepackBelow makes the mark repack every pack whose referenced blobs
+	// take less than this share of it (0: no repacking; GC jobs use
+	// DefaultRepackBelow).
+	RepackBelow float64
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -92,6 +96,9 @@ type GCMarkReport struct {
 	// Unreadable packs have neither a valid index object nor a readable
 	// header: what they hold is unknown, so they are never collected.
 	Unreadable []PackProblem `json:"unreadable,omitempty"`
+	// Repack is what the mark repacked: those packs become candidates at
+	// the next mark.
+	Repack RepackReport `json:"repack"`
 }
 
 // GCSweepReport is what GCSweep did; the last one is kept in gc/last.
@@ -180,6 +187,15 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		readable = append(readable, id)
 	}
 	dropped := st.droppable(readable)
+	var kept []ID
+	for _, id := range readable {
+		if !dropped[id] {
+			kept = append(kept, id)
+		}
+	}
+	if rep.Repack, err = v.repack(ctx, st, kept, opt.RepackBelow, opt.DryRun); err != nil {
+		return rep, fmt.Errorf("gc mark: %w", err)
+	}
 	for _, id := range readable {
 		p := st.packs[id]
 		if !dropped[id] {

@@ -1,0 +1,97 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+)
+
+// DefaultRepackBelow: a pack whose referenced blobs take less than half of
+// it is repacked by GC.
+const DefaultRepackBelow = 0.5
+
+// RepackReport is what GC's repack step did during a mark.
+type RepackReport struct {
+	// Packs were mostly garbage; their live blobs were copied into NewPacks.
+	Packs        []ID  `json:"packs,omitempty"`
+	LiveBlobs    int   `json:"live_blobs"`
+	LiveBytes    int64 `json:"live_bytes"`
+	GarbageBytes int64 `json:"garbage_bytes"`
+	NewPacks     int   `json:"new_packs"`
+}
+
+// repack copies the referenced blobs of every pack in ids whose referenced
+// blobs take less than below of it into new packs. The sealed blobs are
+// copied as they are (each blob is sealed on its own, bound to its id), each
+// verified first, so damage is never copied. The old packs then hold only
+// duplicates: the next mark makes them candidates, and a sweep a grace
+// period later removes them, so a restore or backup reading them meanwhile
+// is safe. With dryRun nothing is written.
+func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64, dryRun bool) (RepackReport, error) {
+	var rep RepackReport
+	if below <= 0 {
+		return rep, nil
+	}
+	var pk *packer
+	for _, id := range ids {
+		p := st.packs[id]
+		entries, err := v.gcPackEntries(ctx, id, p.size, p.indexSize > 0)
+		if err != nil {
+			return rep, fmt.Errorf("repack %s: %w", packKey(id), err)
+		}
+		var live []indexEntry
+		var liveBytes int64
+		for _, e := range entries {
+			if _, ok := st.refs[e.ID]; ok {
+				live = append(live, e)
+				liveBytes += int64(e.Length)
+			}
+		}
+		if len(live) == 0 || float64(liveBytes) >= below*float64(p.size) {
+			continue
+		}
+		rep.Packs = append(rep.Packs, id)
+		rep.LiveBlobs += len(live)
+		rep.LiveBytes += liveBytes
+		rep.GarbageBytes += p.size - liveBytes
+		if dryRun {
+			continue
+		}
+		if pk == nil {
+			pk = newPacker(ctx, v)
+			defer pk.abort()
+		}
+		if err := v.copyBlobs(ctx, pk, id, live); err != nil {
+			return rep, err
+		}
+	}
+	if pk == nil {
+		return rep, nil
+	}
+	if err := pk.finish(); err != nil {
+		return rep, fmt.Errorf("repack: %w", err)
+	}
+	rep.NewPacks = pk.uploaded()
+	return rep, nil
+}
+
+// copyBlobs verifies the given blobs of one pack and adds them to pk.
+func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []indexEntry) error {
+	data, err := v.be.Get(ctx, packKey(pack))
+	if err != nil {
+		return fmt.Errorf("repack %s: %w", packKey(pack), err)
+	}
+	for _, e := range blobs {
+		end := int64(e.Offset) + int64(e.Length)
+		if end > int64(len(data)) {
+			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", packKey(pack), e.ID.Short(), ErrCorrupt)
+		}
+		sealed := data[e.Offset:end]
+		if _, err := v.keys.openBlob(e.ID, sealed); err != nil {
+			return fmt.Errorf("repack %s: blob %s: %w", packKey(pack), e.ID.Short(), err)
+		}
+		if _, err := pk.addBlob(e.ID, e.Type, append([]byte(nil), sealed...)); err != nil {
+			return fmt.Errorf("repack: %w", err)
+		}
+	}
+	return nil
+}
