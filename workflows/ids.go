@@ -114,14 +114,7 @@ func RetentionStartOptions(taskQueue string, in ApplyRetentionInput) client.Star
 	if in.DryRun {
 		what = "dry run"
 	}
-	return client.StartWorkflowOptions{
-		ID: RetentionWorkflowID, TaskQueue: taskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRetention))),
-		StaticSummary:                            "retention: " + what,
-	}
+	return oneAtATime(RetentionWorkflowID, taskQueue, KindRetention, "retention: "+what)
 }
 
 // CheckVaultStartOptions start a vault check; checks may run side by side.
@@ -145,14 +138,7 @@ const RepairVaultWorkflowID = "vault-repair"
 
 // RepairVaultStartOptions start a vault repair; one runs at a time.
 func RepairVaultStartOptions(taskQueue string) client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{
-		ID: RepairVaultWorkflowID, TaskQueue: taskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRepair))),
-		StaticSummary:                            "vault repair: re-index packs, drop the index of lost packs",
-	}
+	return oneAtATime(RepairVaultWorkflowID, taskQueue, KindRepair, "vault repair: re-index packs, drop the index of lost packs")
 }
 
 // GCWorkflowID is the one garbage collection of the vault that may run.
@@ -165,12 +151,18 @@ func GCStartOptions(taskQueue string, in GCInput) client.StartWorkflowOptions {
 	if in.DryRun {
 		what = "dry run"
 	}
+	return oneAtATime(GCWorkflowID, taskQueue, KindGC, "vault gc: "+what)
+}
+
+// oneAtATime are the start options of a vault-wide job of which one may
+// run at a time: a second start is refused by the server, by its id.
+func oneAtATime(id, taskQueue string, kind Kind, summary string) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
-		ID: GCWorkflowID, TaskQueue: taskQueue,
+		ID: id, TaskQueue: taskQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindGC))),
-		StaticSummary:                            "vault gc: " + what,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(AttrKind.ValueSet(string(kind))),
+		StaticSummary:                            summary,
 	}
 }
