@@ -235,3 +235,19 @@ type Platform interface {
 	// VM disks: a disks-only restore refuses to write there.
 	Manages(path string) bool
 }
+
+// BitmapCommitter is implemented by platforms whose changed-block tracking
+// keeps the changes since a snapshot until told that a recovery point made
+// from that snapshot is durable (qemu: frozen dirty bitmaps). Until then a
+// later snapshot's ChangedExtents still covers every change since the last
+// committed one, so a failed backup loses no change.
+//
+// The backup calls CommitChanges once per backup, with the snapshot the
+// recovery point was made from, after SaveRecoveryPoint succeeded and after
+// DeleteSnapshot (an exported bitmap cannot be removed). It is idempotent.
+// A failure costs nothing but space and a longer next CBT read; the backup
+// should log it, not fail. Never call it for a backup that did not save its
+// recovery point.
+type BitmapCommitter interface {
+	CommitChanges(ctx context.Context, snap Snapshot) error
+}

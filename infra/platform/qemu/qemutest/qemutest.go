@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -80,15 +81,19 @@ func Start(t testing.TB, dir string, args ...string) *Process {
 	return StartWith(t, bin, qmp, args...)
 }
 
-// StartWith is Start with the QMP socket at qmp.
+// StartWith is Start with the QMP socket at qmp; when args hold their own
+// -qmp option, it must name qmp.
 func StartWith(t testing.TB, bin, qmp string, args ...string) *Process {
 	t.Helper()
 	if bin == "" {
 		bin = binary(t)
 	}
 	os.Remove(qmp)
-	all := append([]string{"-nodefaults", "-display", "none", "-accel", Accel(t),
-		"-qmp", "unix:" + qmp + ",server=on,wait=off"}, args...)
+	all := []string{"-nodefaults", "-display", "none", "-accel", Accel(t)}
+	if !slices.Contains(args, "-qmp") {
+		all = append(all, "-qmp", "unix:"+qmp+",server=on,wait=off")
+	}
+	all = append(all, args...)
 	cmd := exec.Command(bin, all...)
 	p := &Process{QMP: qmp, cmd: cmd, stderr: &bytes.Buffer{}, waited: make(chan struct{})}
 	cmd.Stderr = p.stderr
