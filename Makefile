@@ -41,11 +41,13 @@ tools: $(TEMPORAL) $(MINIO) deps
 	@mkdir -p bin && ln -sf $(TEMPORAL) bin/temporal && ln -sf $(MINIO) bin/minio
 
 # System packages the demo and tests use (Debian): mke2fs for the sample
-# VM's ext4 disk, qemu-system-x86 for the real-QEMU image-lock test.
+# VM's ext4 disk, qemu-system-x86 for the real-QEMU tests, qemu-utils
+# (qemu-img, qemu-nbd, qemu-io) for the qemu platform's fleecing and its tests.
 deps:
 	@need=""; \
 	command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || need="$$need e2fsprogs"; \
 	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
+	command -v qemu-img >/dev/null && command -v qemu-nbd >/dev/null || need="$$need qemu-utils"; \
 	if [ -n "$$need" ]; then echo "installing$$need (apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need) >/dev/null \
 	  || echo "warning: could not install$$need; tests that need them will fail or skip, saying why"; fi

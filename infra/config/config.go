@@ -32,12 +32,16 @@ type Config struct {
 	TaskQueue string `env:"VMVAULT_TASK_QUEUE, default=vmvault"`
 	// Host names this hypervisor host; its queue is vmvault-host-<Host>.
 	Host string `env:"VMVAULT_HOST, default=local"`
-	// Platform is where VMs live, a name registered in infra/wire: "images".
+	// Platform is where VMs live, a name registered in infra/wire: "images"
+	// or "qemu".
 	Platform string `env:"VMVAULT_PLATFORM, default=images"`
 	// DataDir holds the embedded defaults' vault and VM images.
 	DataDir string `env:"VMVAULT_DATA_DIR"`
 	// ImagesRoot is the images platform's folder of VMs (default DataDir/vms).
 	ImagesRoot string `env:"VMVAULT_IMAGES_ROOT"`
+	// QEMUInventory is the qemu platform's folder of VM definitions, one
+	// folder per VM with vm.json and qemu.json (default DataDir/qemu).
+	QEMUInventory string `env:"VMVAULT_QEMU_INVENTORY"`
 	// Vault is file:///path or s3://bucket/prefix (default file://DataDir/vault).
 	Vault string `env:"VMVAULT_VAULT"`
 	// The vault key: a passphrase, or a file whose content is the key.
@@ -94,6 +98,9 @@ func Load(ctx context.Context) (Config, error) {
 	}
 	if c.ImagesRoot == "" {
 		c.ImagesRoot = filepath.Join(c.DataDir, "vms")
+	}
+	if c.QEMUInventory == "" {
+		c.QEMUInventory = filepath.Join(c.DataDir, "qemu")
 	}
 	if c.Vault == "" {
 		c.Vault = "file://" + filepath.Join(c.DataDir, "vault")

@@ -21,6 +21,7 @@ import (
 	"github.com/vmvault/vmvault/infra/config"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/images"
+	"github.com/vmvault/vmvault/infra/platform/qemu"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
@@ -47,6 +48,7 @@ func Storage(c config.Config) *storage.Registry {
 func Platforms(c config.Config) *platform.Registry {
 	r := &platform.Registry{}
 	r.Register("images", func(context.Context) (platform.Platform, error) { return images.New(c.ImagesRoot) })
+	r.Register("qemu", func(context.Context) (platform.Platform, error) { return qemu.New(c.QEMUInventory) })
 	return r
 }
 

@@ -33,12 +33,16 @@ func TestStorageURLs(t *testing.T) {
 }
 
 func TestPlatforms(t *testing.T) {
-	c := config.Config{Platform: "images", ImagesRoot: t.TempDir()}
+	c := config.Config{Platform: "images", ImagesRoot: t.TempDir(), QEMUInventory: t.TempDir()}
+	if _, err := OpenPlatform(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	c.Platform = "qemu"
 	if _, err := OpenPlatform(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	c.Platform = "hyperv"
-	if _, err := OpenPlatform(context.Background(), c); err == nil || !strings.Contains(err.Error(), `unknown platform "hyperv" (VMVAULT_PLATFORM: this build has images)`) {
+	if _, err := OpenPlatform(context.Background(), c); err == nil || !strings.Contains(err.Error(), `unknown platform "hyperv" (VMVAULT_PLATFORM: this build has images, qemu)`) {
 		t.Fatalf("unknown platform: %v", err)
 	}
 }
