@@ -89,6 +89,16 @@ func (h *HostActivities) CreateSnapshot(ctx context.Context, in SnapshotInput) (
 	return s, classify(err)
 }
 
+// CommitChanges tells a platform with changed-block tracking that a
+// recovery point made from snap is durable, so it may drop the changes
+// recorded before it; other platforms have nothing to do.
+func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapshot) error {
+	if bc, ok := h.Platform.(platform.BitmapCommitter); ok {
+		return classify(bc.CommitChanges(ctx, snap))
+	}
+	return nil
+}
+
 // DeleteSnapshot removes a snapshot; a missing one is fine.
 func (h *HostActivities) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
 	return classify(h.Platform.DeleteSnapshot(ctx, snap))

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/sdk/activity"
@@ -72,10 +73,12 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 	if in.Parent != nil && in.ParentSnapshotToken != "" {
 		changed, ok, err := r.ChangedExtents(ctx, in.ParentSnapshotToken)
 		switch {
+		case errors.Is(err, platform.ErrNotSupported):
+			// No CBT on this platform: checksum comparison is the method.
 		case err != nil:
-			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: changed-block tracking failed (%v): comparing checksums", in.Disk, err))
+			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: cbt: rebuilt: changed-block tracking failed (%v); compared checksums", in.Disk, err))
 		case !ok:
-			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: changed-block tracking chain broken: comparing checksums", in.Disk))
+			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: cbt: rebuilt: the changed-block chain since the parent is broken (VM restarted, disk resized or moved); compared checksums", in.Disk))
 		default:
 			opt.Changed = extent.Normalize(changed)
 			if opt.Changed == nil {

@@ -74,8 +74,12 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 	p := rps[len(rps)-1]
 	res.Parent = p.Ref()
 	res.ParentRoots = map[string]vault.ID{}
+	res.ParentTokens = map[string]string{}
 	for _, d := range p.Disks {
 		res.ParentRoots[d.Name] = d.Root
+		if p.SnapshotToken != "" {
+			res.ParentTokens[d.Name] = p.SnapshotToken
+		}
 	}
 	return res, nil
 }

@@ -197,7 +197,8 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 		ID: started.Format("20060102T150405Z") + "-" + suffix, VM: in.VM, Host: in.Host,
 		Type: res.Type, Consistency: string(snap.Consistency), Parent: prep.Parent,
 		StartedAt: started, CompletedAt: workflow.Now(ctx).UTC(),
-		Job: info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
+		Job:           info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
+		SnapshotToken: snap.Token,
 	}
 	for _, r := range results {
 		d := diskByName(vm, r.Disk)
@@ -239,10 +240,28 @@ func deleteSnapshot(ctx workflow.Context, in BackupVMInput, snap platform.Snapsh
 		workflow.GetLogger(ctx).Error("snapshot not deleted", "snapshot", snap.ID, "error", derr)
 		err = withCleanupError(err, fmt.Errorf("delete snapshot %s: %w", snap.ID, derr))
 	}
+	if err == nil && derr == nil {
+		commitChanges(dctx, in, snap, prog, res)
+	}
 	if err == nil {
 		prog.Phase = PhaseDone
 	}
 	return err
+}
+
+// commitChanges tells the platform the recovery point made from snap is
+// durable (CBT: the changes before it may go). Only after the snapshot is
+// deleted (an exported bitmap cannot be dropped), and never for a failed
+// backup; a failure only costs a longer next CBT read, so it is a note.
+func commitChanges(ctx workflow.Context, in BackupVMInput, snap platform.Snapshot, prog *Progress, res *BackupVMResult) {
+	if workflow.GetVersion(ctx, "commit-changes", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	if cerr := workflow.ExecuteActivity(hostOptions(ctx, in.Host), hostAct.CommitChanges, snap).Get(ctx, nil); cerr != nil {
+		note := fmt.Sprintf("warning: changed-block tracking not advanced (%v): the next backup reads a little more", rootMessage(cerr))
+		prog.note(note)
+		res.Notes = append(res.Notes, note)
+	}
 }
 
 // ValidateVM checks the seed's limits before any data moves.

@@ -148,8 +148,9 @@ type DiskReader interface {
 	// byte outside them reads as zero (holes of sparse images are not read).
 	DataExtents(ctx context.Context) ([]extent.Extent, error)
 	// ChangedExtents returns the ranges changed since the snapshot named by
-	// sinceToken (changed-block tracking). ok is false when the platform
-	// cannot tell (no CBT, chain broken); the caller then compares checksums.
+	// sinceToken (changed-block tracking). ok is false when the chain since
+	// that snapshot is broken; a platform without CBT returns
+	// ErrNotSupported. Either way the caller compares checksums.
 	ChangedExtents(ctx context.Context, sinceToken string) (extents []extent.Extent, ok bool, err error)
 	// Verify returns ErrDiskChanged if the disk changed since the snapshot
 	// was taken (a platform whose snapshots are not copies checks this after

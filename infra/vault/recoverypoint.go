@@ -49,8 +49,12 @@ type RecoveryPoint struct {
 	Job         string     `json:"job"`
 	// Metadata is the VM's description as the platform gave it (JSON), so a
 	// restore can recreate the VM.
-	Metadata []byte       `json:"metadata"`
-	Disks    []DiskRecord `json:"disks"`
+	Metadata []byte `json:"metadata"`
+	// SnapshotToken is the platform's token of the snapshot the point was
+	// made from: the next backup asks the platform for the blocks changed
+	// since it (changed-block tracking).
+	SnapshotToken string       `json:"snapshot_token,omitempty"`
+	Disks         []DiskRecord `json:"disks"`
 }
 
 // Totals sums the disks' stats.

@@ -232,8 +232,10 @@ func (r *reader) DataExtents(ctx context.Context) ([]extent.Extent, error) {
 }
 
 // ChangedExtents is never known: image files have no changed-block tracking.
+// ChangedExtents: images VMs have no changed-block tracking; backups
+// compare checksums.
 func (r *reader) ChangedExtents(ctx context.Context, sinceToken string) ([]extent.Extent, bool, error) {
-	return nil, false, nil
+	return nil, false, platform.ErrNotSupported
 }
 
 // Verify checks the open file, not the path: if the image was replaced by a
