@@ -1,12 +1,3 @@
-// Package nbd is a minimal client of the Network Block Device protocol
-// (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md) for
-// reading exports of qemu-nbd and of QEMU's own NBD server: the fixed
-// newstyle handshake, structured replies, metadata contexts
-// (base:allocation for holes, qemu:dirty-bitmap:<name> for changed
-// blocks), NBD_OPT_GO, and the READ, BLOCK_STATUS and DISC commands.
-//
-// A Conn runs one request at a time (a mutex serializes them); readers that
-// want parallel reads open several connections.
 package nbd
 
 import (
