@@ -28,6 +28,7 @@ const (
 	ErrTypeBadRequest            = "BadRequest"
 	ErrTypeVaultMismatch         = "VaultMismatch"
 	ErrTypeTargetExists          = "TargetExists"
+	ErrTypeJobLimit              = "JobLimit"
 	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
 	ErrTypeIndexLag = "IndexLag"
 )

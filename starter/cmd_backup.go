@@ -75,7 +75,7 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	if err != nil {
 		return err
 	}
-	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout,
+	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
 		Consistency: platform.Consistency(f.consistency + "-consistent")}
 	opts := workflows.BackupStartOptions(a.cfg.TaskQueue, in, f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.BackupVM, in)

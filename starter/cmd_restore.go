@@ -82,7 +82,7 @@ with --wait it shows progress on stderr.`,
 
 // restoreInput checks that exactly one restore mode was asked for.
 func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workflows.RestoreVMInput, error) {
-	in := workflows.RestoreVMInput{RecoveryPoint: rp, Host: f.host, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	in := workflows.RestoreVMInput{RecoveryPoint: rp, Host: f.host, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout}
 	modes := 0
 	if f.newVM != "" {
 		modes++

@@ -27,6 +27,9 @@ type BackupVMInput struct {
 	Limits *Limits `json:"limits,omitempty"`
 	// HeartbeatTimeout of disk transfers; default 2 minutes.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// Limit bounds the job (default 24h), enforced inside the workflow so
+	// the snapshot is still removed when it passes.
+	Limit time.Duration `json:"limit,omitempty"`
 }
 
 // BackupVMResult describes the recovery point a backup created.
@@ -61,6 +64,9 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
+	ctx, expired, stop := jobLimit(ctx, KindBackup, "of vm "+in.VM, in.Limit)
+	defer stop()
+	defer func() { err = expired(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))
 	hostCtx := hostOptions(ctx, in.Host)
 

@@ -714,3 +714,24 @@ func TestBackupBadConsistency(t *testing.T) {
 	require.Contains(t, app.Message(), `consistency "very-consistent"`)
 	assertNotCalled(t, env, "DescribeVM")
 }
+
+// The job limit is enforced inside the workflow: a backup that outlives it
+// is stopped with JobLimit and its snapshot is still deleted (the server's
+// execution timeout would end it without cleanup).
+func TestBackupJobLimitCleansUp(t *testing.T) {
+	env := newEnv(t)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
+	never(env, hostAct.EnsureExtension)
+	never(env, vaultAct.SaveRecoveryPoint)
+	env.OnActivity(hostAct.TransferDisk, mock.Anything, mock.Anything).After(3 * time.Hour).Return(m.transfer)
+	in := backupInput()
+	in.Limit = time.Hour
+	env.ExecuteWorkflow(BackupVM, in)
+	require.True(t, env.IsWorkflowCompleted())
+	app := requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeJobLimit)
+	require.True(t, app.NonRetryable())
+	require.Contains(t, app.Message(), "did not finish within its limit of 1h0m0s")
+	require.Len(t, m.del.all(), 1, "the snapshot is deleted when the limit passes")
+	assertNotCalled(t, env, "SaveRecoveryPoint")
+	require.Equal(t, PhaseFailed, queryProgress(t, env).Phase)
+}

@@ -35,7 +35,7 @@ func BackupWorkflowID(vm string) string { return "backup-" + vm }
 func BackupStartOptions(taskQueue string, in BackupVMInput, timeout time.Duration) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID: BackupWorkflowID(in.VM), TaskQueue: taskQueue,
-		WorkflowExecutionTimeout: timeout,
+		WorkflowExecutionTimeout: ServerTimeout(timeout),
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// Without this the SDK hands back the running job instead of saying so.
@@ -60,7 +60,7 @@ func RestoreWorkflowID(in RestoreVMInput, now time.Time) string {
 // RestoreStartOptions are the start options of a restore job.
 func RestoreStartOptions(taskQueue string, in RestoreVMInput, now time.Time, timeout time.Duration) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
-		ID: RestoreWorkflowID(in, now), TaskQueue: taskQueue, WorkflowExecutionTimeout: timeout,
+		ID: RestoreWorkflowID(in, now), TaskQueue: taskQueue, WorkflowExecutionTimeout: ServerTimeout(timeout),
 		TypedSearchAttributes: temporal.NewSearchAttributes(AttrKind.ValueSet(string(KindRestore))),
 		StaticSummary:         restoreSummary(in),
 	}

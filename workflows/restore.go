@@ -32,6 +32,9 @@ type RestoreVMInput struct {
 	Host string `json:"host"`
 	// HeartbeatTimeout of disk restores; default 2 minutes.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// Limit bounds the job (default 24h), enforced inside the workflow so a
+	// restore stopped by it still removes what it staged.
+	Limit time.Duration `json:"limit,omitempty"`
 }
 
 // RestoreVMResult says what was restored where.
@@ -62,6 +65,9 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	if err := in.check(); err != nil {
 		return res, err
 	}
+	ctx, expired, stop := jobLimit(ctx, KindRestore, "of "+in.RecoveryPoint, in.Limit)
+	defer stop()
+	defer func() { err = expired(err) }()
 	res.Mode = in.Mode
 	var info activities.RecoveryPointInfo
 	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint}).Get(ctx, &info); err != nil {

@@ -345,3 +345,18 @@ func TestRestoreCancelAborts(t *testing.T) {
 	require.Empty(t, m.commit.all())
 	require.Len(t, m.abort.all(), 1)
 }
+
+// A restore that outlives its limit is stopped with JobLimit and removes
+// what it staged.
+func TestRestoreJobLimitAborts(t *testing.T) {
+	env := newEnv(t)
+	m := mockRestore(env)
+	env.OnActivity(hostAct.RestoreDisk, mock.Anything, mock.Anything).After(3 * time.Hour).Return(func(_ context.Context, in activities.RestoreDiskInput) (activities.RestoreDiskResult, error) {
+		return restoreResult(in), nil
+	})
+	env.ExecuteWorkflow(RestoreVM, RestoreVMInput{RecoveryPoint: testRPID, Mode: RestoreNewVM, TargetVM: "new", Host: testHost, Limit: time.Hour})
+	require.True(t, env.IsWorkflowCompleted())
+	requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeJobLimit)
+	require.Empty(t, m.commit.all())
+	require.Len(t, m.abort.all(), 1, "what was staged is removed")
+}

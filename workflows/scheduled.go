@@ -56,11 +56,11 @@ func ScheduledBackup(ctx workflow.Context, in ScheduledBackupInput) (ScheduledBa
 	if timeout <= 0 {
 		timeout = 24 * time.Hour
 	}
-	bin := BackupVMInput{VM: in.VM, Host: in.Host, Consistency: in.Consistency, HeartbeatTimeout: in.HeartbeatTimeout}
+	bin := BackupVMInput{VM: in.VM, Host: in.Host, Consistency: in.Consistency, HeartbeatTimeout: in.HeartbeatTimeout, Limit: timeout}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:               res.Job,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowExecutionTimeout: timeout,
+		WorkflowExecutionTimeout: ServerTimeout(timeout),
 		// Cancel, not terminate: the backup's cleanup (delete the snapshot)
 		// runs when its scheduled run is cancelled or terminated.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,

@@ -28,7 +28,7 @@ func TestScheduledBackupStartsTheBackup(t *testing.T) {
 	env.OnWorkflow(BackupVM, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in BackupVMInput) (BackupVMResult, error) {
 		info := workflow.GetInfo(ctx)
 		gotID, gotIn = info.WorkflowExecution.ID, in
-		require.Equal(t, 3*time.Hour, info.WorkflowExecutionTimeout)
+		require.Equal(t, 4*time.Hour, info.WorkflowExecutionTimeout, "the job's 3h limit plus the backstop's hour")
 		return BackupVMResult{RecoveryPoint: testVM + "/rp1", Type: "full"}, nil
 	})
 	env.ExecuteWorkflow(ScheduledBackup, testScheduled)
@@ -37,7 +37,7 @@ func TestScheduledBackupStartsTheBackup(t *testing.T) {
 	var res ScheduledBackupResult
 	require.NoError(t, env.GetWorkflowResult(&res))
 	require.Equal(t, BackupWorkflowID(testVM), gotID)
-	require.Equal(t, BackupVMInput{VM: testVM, Host: testHost, Consistency: platform.AppConsistent}, gotIn)
+	require.Equal(t, BackupVMInput{VM: testVM, Host: testHost, Consistency: platform.AppConsistent, Limit: 3 * time.Hour}, gotIn)
 	require.False(t, res.Skipped)
 	require.Equal(t, "backup-"+testVM, res.Job)
 	require.NotNil(t, res.Backup)
