@@ -22,7 +22,6 @@ type token struct {
 	Mode    string `json:"mode"` // modeStopped or modeFleece
 	// Images is the images platform's token of a stopped VM's snapshot.
 	Images string `json:"images,omitempty"`
-	QMP    string `json:"qmp,omitempty"`
 	NBD    string `json:"nbd,omitempty"` // the NBD server's unix socket
 	// Disks are the fleeced disks by name (running VMs).
 	Disks map[string]fleeceDisk `json:"disks,omitempty"`
@@ -125,7 +124,7 @@ func (p *qemuPlatform) stoppedSnapshot(ctx context.Context, name string, req pla
 // snapshot id alone, so that a retry or a cleanup finds it.
 func (p *qemuPlatform) fleecePlan(vm platform.VM, s Settings, id string) token {
 	h := snapHash(vm.Name, id)
-	tok := token{Version: tokenVersion, Mode: modeFleece, QMP: s.QMPSocket, NBD: filepath.Join(p.vmDir(vm.Name), nbdSocket), Disks: map[string]fleeceDisk{}}
+	tok := token{Version: tokenVersion, Mode: modeFleece, NBD: filepath.Join(p.vmDir(vm.Name), nbdSocket), Disks: map[string]fleeceDisk{}}
 	for i, d := range vm.Disks {
 		if d.Role == platform.DiskTemp {
 			continue
@@ -283,7 +282,7 @@ func (p *qemuPlatform) DeleteSnapshot(ctx context.Context, snap platform.Snapsho
 	if err := p.checkTokenPaths(snap.VM, tok); err != nil {
 		return err
 	}
-	c, ok, err := dial(ctx, Settings{QMPSocket: tok.QMP})
+	c, ok, err := p.dialVM(ctx, snap.VM)
 	if err != nil {
 		return fmt.Errorf("delete snapshot %q of vm %q: %w", snap.ID, snap.VM, err)
 	}
@@ -381,7 +380,7 @@ func (p *qemuPlatform) CommitChanges(ctx context.Context, snap platform.Snapshot
 	if tok.Mode != modeFleece {
 		return nil
 	}
-	c, ok, err := dial(ctx, Settings{QMPSocket: tok.QMP})
+	c, ok, err := p.dialVM(ctx, snap.VM)
 	if err != nil {
 		return fmt.Errorf("commit changes of snapshot %q of vm %q: %w", snap.ID, snap.VM, err)
 	}
@@ -411,4 +410,23 @@ func (p *qemuPlatform) CommitChanges(ctx context.Context, snap platform.Snapshot
 		return fmt.Errorf("commit changes of snapshot %q of vm %q: %w", snap.ID, snap.VM, err)
 	}
 	return nil
+}
+
+// dialVM connects to the QMP socket the inventory names for vm, never to a
+// path from a snapshot token: a token travels through workflow payloads and
+// the vault, and is not trusted to choose what the worker connects to. A VM
+// gone from the inventory counts as a QEMU that is gone.
+func (p *qemuPlatform) dialVM(ctx context.Context, name string) (*qmp.Client, bool, error) {
+	vm, err := p.vms.DescribeVM(ctx, name)
+	if errors.Is(err, platform.ErrVMNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	s, err := p.settings(vm)
+	if err != nil {
+		return nil, false, err
+	}
+	return dial(ctx, s)
 }
