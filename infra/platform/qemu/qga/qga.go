@@ -1,0 +1,214 @@
+// Package qga is a small client of qemu-guest-agent, the agent inside a
+// QEMU guest that answers JSON commands over a virtio-serial port
+// (org.qemu.guest_agent.0) whose host side is a unix socket chardev.
+//
+// # Synchronization
+//
+// The channel is a byte stream that outlives clients: it can hold the
+// answers a previous client never read, or half a command it never
+// finished. So Dial (and any command after one that was interrupted) first
+// sends 0xFF, which resets the agent's parser, then guest-sync-delimited
+// with a random id; the agent answers it after a 0xFF sentinel, and
+// everything before the answer carrying that id is discarded.
+//
+// Commands run one at a time (the agent serves them in order). A command's
+// error names it (*Error). A context that ends during a command returns at
+// once; the command may still run in the guest, and the next command
+// resynchronizes first.
+package qga
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// Error is an error the agent returned for a command.
+type Error struct {
+	Command string
+	Class   string
+	Desc    string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("qga %s: %s: %s", e.Command, e.Class, e.Desc)
+}
+
+// ErrClosed is returned for commands on a closed client.
+var ErrClosed = errors.New("qga client closed")
+
+// Client is one connection to a guest agent.
+type Client struct {
+	mu     sync.Mutex // one command at a time
+	conn   net.Conn
+	r      *bufio.Reader
+	stale  bool // a command was interrupted: its answer may still come
+	closed bool
+}
+
+// Dial connects to the agent's socket at path and synchronizes with the
+// agent. ctx bounds the connection and the handshake; an agent that is not
+// running (yet) makes Dial wait until ctx ends.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("qga dial %s: %w", path, err)
+	}
+	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	if err := c.sync(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("qga %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.conn.Close()
+}
+
+// watch bounds the connection's reads and writes by ctx; the returned stop
+// must be called when the exchange is over.
+func (c *Client) watch(ctx context.Context) (stop func() bool) {
+	dl, _ := ctx.Deadline() // zero: no deadline
+	c.conn.SetDeadline(dl)
+	return context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// sync runs guest-sync-delimited and discards everything up to its answer.
+func (c *Client) sync(ctx context.Context) error {
+	stop := c.watch(ctx)
+	defer stop()
+	id := rand.Int64N(1 << 53) // JSON numbers stay exact below 2^53
+	req := fmt.Sprintf("\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%d}}\n", id)
+	if _, err := c.conn.Write([]byte(req)); err != nil {
+		return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
+	}
+	for {
+		if _, err := c.r.ReadBytes(0xff); err != nil {
+			return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
+		}
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
+		}
+		var m struct {
+			Return *int64 `json:"return"`
+		}
+		if json.Unmarshal(line, &m) == nil && m.Return != nil && *m.Return == id {
+			c.stale = false
+			return nil
+		}
+	}
+}
+
+// Execute runs command with args (nil for none) and decodes its return
+// value into result (nil to ignore it). An agent error is *Error.
+func (c *Client) Execute(ctx context.Context, command string, args, result any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("qga %s: %w", command, ErrClosed)
+	}
+	if c.stale {
+		if err := c.sync(ctx); err != nil {
+			return fmt.Errorf("qga %s: %w", command, err)
+		}
+	}
+	req, err := json.Marshal(struct {
+		Execute   string `json:"execute"`
+		Arguments any    `json:"arguments,omitempty"`
+	}{command, args})
+	if err != nil {
+		return fmt.Errorf("qga %s: %w", command, err)
+	}
+	stop := c.watch(ctx)
+	defer stop()
+	// Until the answer is read, an interruption leaves it in the channel.
+	c.stale = true
+	if _, err := c.conn.Write(append(req, '\n')); err != nil {
+		return fmt.Errorf("qga %s: %w", command, ctxErr(ctx, err))
+	}
+	for {
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			return fmt.Errorf("qga %s: %w", command, ctxErr(ctx, err))
+		}
+		line = bytes.TrimSpace(line)
+		if i := bytes.LastIndexByte(line, 0xff); i >= 0 {
+			line = line[i+1:] // a stray sync answer's sentinel
+		}
+		if len(line) == 0 {
+			continue
+		}
+		var m struct {
+			Return json.RawMessage `json:"return"`
+			Error  *struct {
+				Class string `json:"class"`
+				Desc  string `json:"desc"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(line, &m); err != nil {
+			return fmt.Errorf("qga %s: bad answer %.100q: %w", command, line, err)
+		}
+		c.stale = false
+		if m.Error != nil {
+			return &Error{Command: command, Class: m.Error.Class, Desc: m.Error.Desc}
+		}
+		if result != nil && len(m.Return) > 0 {
+			if err := json.Unmarshal(m.Return, result); err != nil {
+				return fmt.Errorf("qga %s: decode answer: %w", command, err)
+			}
+		}
+		return nil
+	}
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Ping checks that the agent answers.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.Execute(ctx, "guest-ping", nil, nil)
+}
+
+// Info is the agent's version and the commands it knows.
+type Info struct {
+	Version  string `json:"version"`
+	Commands []struct {
+		Name    string `json:"name"`
+		Enabled bool   `json:"enabled"`
+	} `json:"supported_commands"`
+}
+
+// Supports says whether the agent knows command and has it enabled.
+func (i Info) Supports(command string) bool {
+	for _, c := range i.Commands {
+		if c.Name == command {
+			return c.Enabled
+		}
+	}
+	return false
+}
+
+// Info runs guest-info.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var i Info
+	err := c.Execute(ctx, "guest-info", nil, &i)
+	return i, err
+}
