@@ -15,7 +15,7 @@ WORKFLOWCHECK := $(TOOLS_CACHE)/workflowcheck-$(WORKFLOWCHECK_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps demo up test lint bench clean
+.PHONY: all build tools deps guest-image demo up test lint bench clean
 
 all: build
 
@@ -42,15 +42,22 @@ tools: $(TEMPORAL) $(MINIO) deps
 
 # System packages the demo and tests use (Debian): mke2fs for the sample
 # VM's ext4 disk, qemu-system-x86 for the real-QEMU tests, qemu-utils
-# (qemu-img, qemu-nbd, qemu-io) for the qemu platform's fleecing and its tests.
+# (qemu-img, qemu-nbd, qemu-io) for the qemu platform's fleecing and its tests,
+# debootstrap for the tests' Linux guest image.
 deps:
 	@need=""; \
 	command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || need="$$need e2fsprogs"; \
 	command -v qemu-system-x86_64 >/dev/null || need="$$need qemu-system-x86"; \
 	command -v qemu-img >/dev/null && command -v qemu-nbd >/dev/null || need="$$need qemu-utils"; \
+	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need="$$need debootstrap"; \
 	if [ -n "$$need" ]; then echo "installing$$need (apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need) >/dev/null \
 	  || echo "warning: could not install$$need; tests that need them will fail or skip, saying why"; fi
+
+# The tests' Linux guest (minimal Debian with qemu-guest-agent), built once
+# into ~/.cache/vmvault/guest (a few minutes; needs root and Debian's mirror).
+guest-image: deps
+	$(GO) run ./testsuite/cmd/guestimage
 
 build:
 	@mkdir -p bin

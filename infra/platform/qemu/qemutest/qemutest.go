@@ -82,14 +82,18 @@ func Start(t testing.TB, dir string, args ...string) *Process {
 }
 
 // StartWith is Start with the QMP socket at qmp; when args hold their own
-// -qmp option, it must name qmp.
+// -qmp option, it must name qmp. When args hold their own -accel option,
+// it replaces Accel's choice.
 func StartWith(t testing.TB, bin, qmp string, args ...string) *Process {
 	t.Helper()
 	if bin == "" {
 		bin = binary(t)
 	}
 	os.Remove(qmp)
-	all := []string{"-nodefaults", "-display", "none", "-accel", Accel(t)}
+	all := []string{"-nodefaults", "-display", "none"}
+	if !slices.Contains(args, "-accel") {
+		all = append(all, "-accel", Accel(t))
+	}
 	if !slices.Contains(args, "-qmp") {
 		all = append(all, "-qmp", "unix:"+qmp+",server=on,wait=off")
 	}
