@@ -133,6 +133,9 @@ func TestFailedRestoreLeavesTargetsAlone(t *testing.T) {
 	if h, _ := vmfixture.SHA256(kept[0]); h != before["data0.raw"] {
 		t.Fatal("the kept disk is not the replaced one")
 	}
+	if temp, _ := filepath.Glob(filepath.Join(dir, "temp.raw.replaced-*")); len(temp) != 0 || strings.Contains(out, "disk temp") {
+		t.Fatalf("a replaced temp disk (scratch) was kept: %v\n%s", temp, out)
+	}
 }
 
 // A disks-only restore never writes into the platform's VM folders, never

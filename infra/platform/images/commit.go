@@ -111,7 +111,8 @@ func (p *images) CommitRestore(ctx context.Context, name string, stage platform.
 		if jd.Kept == "" {
 			continue
 		}
-		if opt.DiscardReplaced {
+		// A temp disk is scratch: what it held is never kept.
+		if d, _ := findDisk(j.New, jd.Name); opt.DiscardReplaced || d.Role == platform.DiskTemp {
 			if err := p.removeKept(t.dir, jd.Kept); err != nil {
 				return platform.CommitResult{}, fmt.Errorf("%s: discard replaced image: %w", op, err)
 			}
