@@ -176,6 +176,11 @@ func prepareTarget(ctx workflow.Context, in RestoreVMInput, info activities.Reco
 		if err := workflow.ExecuteActivity(hostCtx, hostAct.PrepareNewVM, activities.PrepareNewVMInput{VM: spec, Stage: stage}).Get(ctx, &created); err != nil {
 			return activities.RestoreTarget{}, err
 		}
+		for _, d := range info.VM.Disks {
+			if c := diskByName(created, d.Name); d.Format != "" && c.Format != "" && c.Format != d.Format {
+				prog.note(fmt.Sprintf("disk %s: restored as a %s image (the backed-up vm had %s; qemu-img convert -O %s converts it)", d.Name, c.Format, d.Format, d.Format))
+			}
+		}
 		return activities.RestoreTarget{VM: created.Name}, nil
 	case RestoreReplace:
 		if in.TargetVM == "" {

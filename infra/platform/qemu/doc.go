@@ -30,6 +30,12 @@
 //
 // A stopped VM is snapshotted as the images platform does (raw images read
 // in place, fingerprinted, refused while another process writes them).
+// A stopped VM with a qcow2 disk is read through qemu-nbd instead: one
+// read-only qemu-nbd daemon per disk on a socket in the VM folder, holding
+// QEMU's image lock, the image checked with qemu-img check and its backing
+// chain fingerprinted (see local.go). Restores write raw images: a new VM
+// restored from a qcow2 VM has raw disks, and replacing the disks of a VM
+// whose disks are qcow2 is refused (platform.ErrNotSupported).
 //
 // A running VM is captured by image fleecing, without pausing it: per disk
 // a temporary qcow2 node backed by the disk's node is added, and one QMP

@@ -25,6 +25,9 @@ func (p *qemuPlatform) OpenDisk(ctx context.Context, snap platform.Snapshot, dis
 	if tok.Mode == modeStopped {
 		return p.vms.OpenDisk(ctx, platform.Snapshot{ID: snap.ID, VM: snap.VM, Consistency: snap.Consistency, Token: tok.Images}, disk)
 	}
+	if tok.Mode == modeLocal {
+		return p.openLocal(ctx, snap, tok, disk)
+	}
 	if err := p.checkTokenPaths(snap.VM, tok); err != nil {
 		return nil, err
 	}

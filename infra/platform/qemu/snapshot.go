@@ -25,6 +25,8 @@ type token struct {
 	NBD    string `json:"nbd,omitempty"` // the NBD server's unix socket
 	// Disks are the fleeced disks by name (running VMs).
 	Disks map[string]fleeceDisk `json:"disks,omitempty"`
+	// Local are the disks served by qemu-nbd (modeLocal, see local.go).
+	Local map[string]localDisk `json:"local,omitempty"`
 }
 
 type fleeceDisk struct {
@@ -57,7 +59,7 @@ const (
 
 func parseToken(snap platform.Snapshot) (token, error) {
 	var t token
-	if err := json.Unmarshal([]byte(snap.Token), &t); err != nil || t.Version != tokenVersion || (t.Mode != modeStopped && t.Mode != modeFleece) {
+	if err := json.Unmarshal([]byte(snap.Token), &t); err != nil || t.Version != tokenVersion || (t.Mode != modeStopped && t.Mode != modeFleece && t.Mode != modeLocal) {
 		return token{}, fmt.Errorf("snapshot %q of vm %q: not a qemu snapshot token (%v)", snap.ID, snap.VM, err)
 	}
 	return t, nil
@@ -108,6 +110,9 @@ func (p *qemuPlatform) CreateSnapshot(ctx context.Context, name string, req plat
 }
 
 func (p *qemuPlatform) stoppedSnapshot(ctx context.Context, name string, req platform.SnapshotRequest) (platform.Snapshot, error) {
+	if vm, err := p.vms.DescribeVM(ctx, name); err == nil && needsLocal(vm) {
+		return p.localSnapshot(ctx, vm, req)
+	}
 	snap, err := p.vms.CreateSnapshot(ctx, name, req)
 	if err != nil {
 		return snap, err
@@ -278,6 +283,9 @@ func (p *qemuPlatform) DeleteSnapshot(ctx context.Context, snap platform.Snapsho
 	}
 	if tok.Mode == modeStopped {
 		return p.vms.DeleteSnapshot(ctx, platform.Snapshot{ID: snap.ID, VM: snap.VM, Token: tok.Images})
+	}
+	if tok.Mode == modeLocal {
+		return p.deleteLocal(ctx, snap, tok)
 	}
 	if err := p.checkTokenPaths(snap.VM, tok); err != nil {
 		return err
