@@ -64,4 +64,13 @@
 // missing or inconsistent bitmap, a parent taken while the VM was stopped,
 // or a disk whose size changed gives ok=false: the caller compares
 // checksums and the chain restarts.
+//
+// # Kept snapshots (instant restore)
+//
+// The platform is a platform.Keeper: Keep copies a snapshot's point-in-time
+// image into sparse read-only files under <inventory>/.vmvault-kept/<vm>/<id>/
+// (whole or absent: written under a hidden name, renamed when synced), so
+// the snapshot itself can be deleted at once; NewVMFromKept makes a new VM
+// of qcow2 overlays on them in one rename; RemoveKept refuses while a VM's
+// disks use them as backing files (see kept.go, kept_vm.go).
 package qemu

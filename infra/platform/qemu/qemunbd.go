@@ -193,7 +193,7 @@ func checkImage(ctx context.Context, path string) (note string, err error) {
 // backingChain returns the files an image reads, itself first, and its
 // virtual size.
 func backingChain(ctx context.Context, path, format string) ([]string, int64, error) {
-	out, msg, err := runTool(ctx, "qemu-img", "info", "--backing-chain", "--output=json", "-f", format, path)
+	out, msg, err := runTool(ctx, "qemu-img", "info", "-U", "--backing-chain", "--output=json", "-f", format, path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("qemu-img info: %s: %w", firstLine(msg), err)
 	}
