@@ -18,6 +18,7 @@ type backupFlags struct {
 	host        string
 	wait        bool
 	keep        bool
+	keepFor     time.Duration
 	consistency string
 	timeout     time.Duration
 }
@@ -40,8 +41,9 @@ with --wait it shows progress on stderr and prints the recovery point.`,
   # a VM on another hypervisor host, result as JSON for scripts
   vmvault backup db1 --host hv02 --wait --json | jq -r .recovery_point
 
-  # keep the snapshot afterwards (instant-restore tier), allow 2 hours
-  vmvault backup web01 --keep-snapshot --timeout 2h
+  # keep the point-in-time image on the host for a day (instant restore:
+  # 'vmvault restore RP --new-vm NAME' then reads nothing from the vault)
+  vmvault backup web01 --keep-snapshot --keep-for 24h
 
   # no quiescing: a crash-consistent snapshot, without the backup extension
   vmvault backup web01 --consistency crash`,
@@ -52,6 +54,9 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 			}
 			if !cmd.Flags().Changed("timeout") {
 				f.timeout = a.cfg.BackupTimeout
+			}
+			if cmd.Flags().Changed("keep-for") && (!f.keep || f.keepFor <= 0) {
+				return usagef(cmd, "--keep-for goes with --keep-snapshot and must be positive")
 			}
 			switch f.consistency {
 			case "app", "file", "crash":
@@ -64,7 +69,8 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.host, "host", "", "host that owns the VM (default $VMVAULT_HOST, local)")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the job and show its progress")
-	fl.BoolVar(&f.keep, "keep-snapshot", false, "keep the snapshot (instant-restore tier)")
+	fl.BoolVar(&f.keep, "keep-snapshot", false, "keep the point-in-time image on the host for instant restores (qemu platform; others say they cannot)")
+	fl.DurationVar(&f.keepFor, "keep-for", workflows.DefaultKeepFor, "with --keep-snapshot: how long the image is kept; a cleanup at the start of each backup on the host removes expired ones")
 	fl.StringVar(&f.consistency, "consistency", "app", "strongest consistency wanted: app, file or crash (crash skips the backup extension); a running VM falls back and the job says why")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_BACKUP_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
@@ -75,7 +81,7 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	if err != nil {
 		return err
 	}
-	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
+	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, KeepFor: f.keepFor, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
 		Consistency: platform.Consistency(f.consistency + "-consistent")}
 	opts := workflows.BackupStartOptions(a.cfg.TaskQueue, in, f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.BackupVM, in)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ type restoreFlags struct {
 	dir     string
 	force   bool
 	discard bool
+	vault   bool
 	timeout time.Duration
 }
 
@@ -33,6 +35,11 @@ func (a *app) restoreCmd() *cobra.Command {
   --replace          replace the disks of the recovery point's own VM, which
                      must be stopped; --vm NAME picks another stopped VM
   --disks DIR        write DIR/<disk>.raw image files only
+A --new-vm restore of a recovery point whose backup ran with --keep-snapshot
+is instant when its kept image is still on this host: the new VM's disks
+are qcow2 overlays on the kept image, made in seconds, and nothing is read
+from the vault (the job says so); otherwise, or with --from-vault, the vault
+is read.
 A restore never makes things worse: disks are written beside their targets,
 every block verified against its id, synced, and only when every disk is
 staged are they renamed into place (vm.json last). A failed restore removes
@@ -76,6 +83,7 @@ with --wait it shows progress on stderr.`,
 	fl.StringVar(&f.dir, "disks", "", "restore the disk images only, into this directory")
 	fl.BoolVar(&f.force, "force", false, "with --disks: replace existing image files")
 	fl.BoolVar(&f.discard, "discard-replaced", false, "with --replace: delete the replaced disk images instead of keeping them")
+	fl.BoolVar(&f.vault, "from-vault", false, "with --new-vm: read the vault even when the snapshot is kept on the host")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_RESTORE_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
 }
@@ -112,7 +120,10 @@ func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workf
 	if f.force && f.dir == "" {
 		return in, usagef(cmd, "--force goes with --disks")
 	}
-	in.Force, in.DiscardReplaced = f.force, f.discard
+	if f.vault && f.newVM == "" {
+		return in, usagef(cmd, "--from-vault goes with --new-vm")
+	}
+	in.Force, in.DiscardReplaced, in.FromVault = f.force, f.discard, f.vault
 	return in, nil
 }
 
@@ -141,15 +152,26 @@ func (a *app) restore(ctx context.Context, in workflows.RestoreVMInput, f restor
 	for _, d := range res.Disks {
 		written += d.Result.WrittenBytes
 	}
-	switch res.Mode {
-	case workflows.RestoreDisks:
+	switch {
+	case res.Instant != nil:
+		fmt.Fprintf(a.out, "restored %s to vm %s: instant restore from the kept snapshot on host %s: no data read from the vault (its %d disks are qcow2 overlays on the kept image, which is kept while they use it)\n",
+			res.RecoveryPoint, res.VM, res.Instant.Host, len(res.Disks))
+	case res.Mode == workflows.RestoreDisks:
 		fmt.Fprintf(a.out, "restored %s: %d disks into %s (%s written, every block verified)\n", res.RecoveryPoint, len(res.Disks), in.TargetDir, size(written))
 	default:
 		fmt.Fprintf(a.out, "restored %s to vm %s: %d disks (%s written, every block verified)\n", res.RecoveryPoint, res.VM, len(res.Disks), size(written))
 	}
+	shown := map[string]bool{}
 	for _, d := range res.Disks {
 		if kept := res.Kept[d.Disk]; kept != "" {
-			fmt.Fprintf(a.out, "disk %s: the replaced image is kept at %s\n", d.Disk, kept)
+			line := fmt.Sprintf("disk %s: the replaced image is kept at %s", d.Disk, kept)
+			fmt.Fprintln(a.out, line)
+			shown[line] = true
+		}
+	}
+	for _, n := range res.Notes {
+		if !shown[n] && (res.Instant == nil || !strings.HasPrefix(n, "instant restore")) {
+			fmt.Fprintf(a.out, "note: %s\n", n)
 		}
 	}
 	return nil

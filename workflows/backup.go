@@ -21,8 +21,11 @@ type BackupVMInput struct {
 	// Consistency wanted; default app-consistent (the platform falls back).
 	// Crash-consistent skips the backup extension.
 	Consistency platform.Consistency `json:"consistency,omitempty"`
-	// KeepSnapshot keeps the snapshot as the instant-restore tier.
-	KeepSnapshot bool `json:"keep_snapshot,omitempty"`
+	// KeepSnapshot keeps the snapshot's point-in-time image on the host as
+	// the instant-restore tier (platform.Keeper), for KeepFor (default
+	// DefaultKeepFor).
+	KeepSnapshot bool          `json:"keep_snapshot,omitempty"`
+	KeepFor      time.Duration `json:"keep_for,omitempty"`
 	// Limits default to DefaultLimits.
 	Limits *Limits `json:"limits,omitempty"`
 	// HeartbeatTimeout of disk transfers; default 2 minutes.
@@ -42,6 +45,8 @@ type BackupVMResult struct {
 	Totals        vault.DiskStats    `json:"totals"`
 	Disks         []vault.DiskRecord `json:"disks"`
 	Notes         []string           `json:"notes,omitempty"`
+	// Kept is the snapshot kept for instant restore (--keep-snapshot).
+	Kept *vault.KeptSnapshot `json:"kept,omitempty"`
 }
 
 // Activity method values: the workflows call activities through them.
@@ -69,6 +74,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	defer func() { err = expired(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))
 	hostCtx := hostOptions(ctx, in.Host)
+	keep := keptSnapshots(ctx, &in, prog)
 
 	var vm platform.VM
 	if err := workflow.ExecuteActivity(hostCtx, hostAct.DescribeVM, activities.VMInput{VM: in.VM}).Get(ctx, &vm); err != nil {
@@ -112,7 +118,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
-	return commitBackup(ctx, in, vm, snap, prep, results, prog, res)
+	return commitBackup(ctx, in, vm, snap, prep, results, prog, res, keep)
 }
 
 // check fills in defaults and refuses input that can never work.
@@ -191,7 +197,7 @@ func transferDisks(ctx workflow.Context, in BackupVMInput, snap platform.Snapsho
 
 // commitBackup writes the recovery point: the backup's commit.
 func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap platform.Snapshot, prep activities.PrepareBackupResult,
-	results []activities.TransferDiskResult, prog *Progress, res BackupVMResult) (BackupVMResult, error) {
+	results []activities.TransferDiskResult, prog *Progress, res BackupVMResult, keep bool) (BackupVMResult, error) {
 	prog.Phase = PhaseCommit
 	var suffix string
 	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return uuid.NewString()[:6] }).Get(&suffix); err != nil {
@@ -206,6 +212,8 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 		Job:           info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		SnapshotToken: snap.Token,
 	}
+	rp.Kept = keepSnapshot(ctx, in, keep, snap, rp.ID, prog)
+	prog.Phase = PhaseCommit
 	for _, r := range results {
 		d := diskByName(vm, r.Disk)
 		rp.Disks = append(rp.Disks, vault.DiskRecord{Name: r.Disk, Role: string(d.Role), LUN: d.LUN, SizeBytes: r.Result.Size,
@@ -217,7 +225,7 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 		return res, err
 	}
 	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, rp.Consistency, rp.Disks, rp.Totals()
-	res.Notes = prog.Notes
+	res.Notes, res.Kept = prog.Notes, rp.Kept
 	prog.RecoveryPoint = ref
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
 	prog.Phase = PhaseDone

@@ -250,21 +250,6 @@ func TestBackupIncrementalNewDisk(t *testing.T) {
 	require.Nil(t, xfers["data0"].Parent)
 }
 
-func TestBackupKeepSnapshot(t *testing.T) {
-	env := newEnv(t)
-	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
-	m.transferOK(env)
-	never(env, hostAct.EnsureExtension)
-	in := backupInput()
-	in.KeepSnapshot = true
-
-	env.ExecuteWorkflow(BackupVM, in)
-	require.NoError(t, env.GetWorkflowError())
-	env.AssertActivityNumberOfCalls(t, "DeleteSnapshot", 0)
-	env.AssertActivityNumberOfCalls(t, "SaveRecoveryPoint", 1)
-	require.Equal(t, PhaseDone, queryProgress(t, env).Phase)
-}
-
 func TestBackupRunningVMAppConsistentFallsBackToFile(t *testing.T) {
 	env := newEnv(t)
 	const snapNote = "application quiesce timed out: file-consistent"

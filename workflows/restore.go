@@ -28,6 +28,9 @@ type RestoreVMInput struct {
 	// DiscardReplaced deletes the replaced disks (replace) instead of
 	// keeping them beside the new ones.
 	DiscardReplaced bool `json:"discard_replaced,omitempty"`
+	// FromVault restores from the vault even when the recovery point's
+	// snapshot is kept on the host (new-vm).
+	FromVault bool `json:"from_vault,omitempty"`
 	// Host is where the target lives.
 	Host string `json:"host"`
 	// HeartbeatTimeout of disk restores; default 2 minutes.
@@ -48,6 +51,11 @@ type RestoreVMResult struct {
 	Paths map[string]string `json:"paths,omitempty"`
 	// Kept says where each replaced disk was kept (replace mode).
 	Kept map[string]string `json:"kept,omitempty"`
+	// Instant is the kept snapshot the new VM was made from, without
+	// reading the vault (instant restore); nil when the vault was read.
+	Instant *vault.KeptSnapshot `json:"instant,omitempty"`
+	// Notes say what the job chose and why (instant or from the vault).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // RestoreVM restores a recovery point to a new VM, over the disks of an
@@ -85,6 +93,10 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 		prog.disk(d.Name).SizeBytes = d.SizeBytes
 	}
 	stage := platform.RestoreStage(workflow.GetInfo(ctx).WorkflowExecution.ID)
+	if done, err := instantRestore(ctx, in, info, stage, prog, &res); done || err != nil {
+		res.Notes = prog.Notes
+		return res, err
+	}
 	target, err := prepareTarget(ctx, in, info, names, stage, prog)
 	if err != nil {
 		return res, err
@@ -116,6 +128,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 		}
 	}
 	prog.Phase = PhaseDone
+	res.Notes = prog.Notes
 	return res, nil
 }
 

@@ -55,6 +55,9 @@ type RecoveryPoint struct {
 	// since it (changed-block tracking).
 	SnapshotToken string       `json:"snapshot_token,omitempty"`
 	Disks         []DiskRecord `json:"disks"`
+	// Kept is the point-in-time image the backup kept on its host (backup
+	// --keep-snapshot), if any; points written before it existed have none.
+	Kept *KeptSnapshot `json:"kept,omitempty"`
 }
 
 // Totals sums the disks' stats.
