@@ -95,6 +95,7 @@ func (p *qemuPlatform) Keep(ctx context.Context, snap platform.Snapshot, id stri
 	if err != nil || len(disks) == 0 {
 		return platform.KeptSnapshot{}, fmt.Errorf("keep snapshot %q of vm %q: no disks in its token (%v)", snap.ID, snap.VM, err)
 	}
+	removeStale(filepath.Join(filepath.Dir(dir), ".*.tmp"))
 	tmp := filepath.Join(filepath.Dir(dir), "."+id+".tmp")
 	if err := os.RemoveAll(tmp); err != nil {
 		return platform.KeptSnapshot{}, err
@@ -279,6 +280,21 @@ func slicesAnyUnder(paths []string, dir string) bool {
 		}
 	}
 	return false
+}
+
+// staleAfter is when a hidden build folder (a Keep's, an instant VM's) is
+// one a crash left: no job runs longer than its 24-hour limit.
+const staleAfter = 25 * time.Hour
+
+// removeStale removes the folders pattern matches that last changed more
+// than staleAfter ago.
+func removeStale(pattern string) {
+	m, _ := filepath.Glob(pattern)
+	for _, f := range m {
+		if st, err := os.Lstat(f); err == nil && st.IsDir() && time.Since(st.ModTime()) > staleAfter {
+			os.RemoveAll(f)
+		}
+	}
 }
 
 func syncDir(dir string) error {

@@ -30,9 +30,17 @@ func TestKeptSnapshotAndInstantVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := readAll(t, pl, snap, "os")
+	// A Keep a crash interrupted two days ago left its hidden folder.
+	stale := filepath.Join(root, ".vmvault-kept", "vm", ".rp0.tmp")
+	os.MkdirAll(stale, 0o755)
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(stale, old, old)
 	k, err := p.Keep(ctx, snap, "rp1", time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale keep folder not removed: %v", err)
 	}
 	if again, err := p.Keep(ctx, snap, "rp1", time.Now().Add(time.Hour)); err != nil || again.Paths["os"] != k.Paths["os"] {
 		t.Fatalf("keep again: %+v %v", again, err)

@@ -52,6 +52,7 @@ func (p *qemuPlatform) NewVMFromKept(ctx context.Context, vm platform.VM, k plat
 		}
 		return platform.VM{}, fmt.Errorf("%s: %s exists: %w", op, final, platform.ErrVMExists)
 	}
+	removeStale(filepath.Join(p.root, instantPrefix+"*.tmp"))
 	tmp := filepath.Join(p.root, instantPrefix+h+".tmp")
 	if err := os.RemoveAll(tmp); err != nil {
 		return platform.VM{}, err

@@ -206,7 +206,7 @@ func (p *qemuPlatform) openLocal(ctx context.Context, snap platform.Snapshot, to
 		return nil, err
 	}
 	c, err := lr.dial(ctx)
-	if err != nil && isRefused(err) {
+	if err != nil && ctx.Err() == nil && len(qemuNBDPids(ld.Socket)) == 0 {
 		// qemu-nbd is gone (a reboot, a killed worker's cgroup): the files
 		// are unchanged, so serving them again serves the snapshot.
 		path := filepath.Join(p.vmDir(snap.VM), ld.File)

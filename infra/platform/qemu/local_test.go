@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/imagelock"
@@ -194,6 +195,20 @@ func killServers(t *testing.T, dir string) {
 	}
 	if n == 0 {
 		t.Fatal("no qemu-nbd serves the snapshot")
+	}
+	// Gone once their command lines are (a zombie has none).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		alive := false
+		for _, e := range ents {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			alive = alive || bytes.Contains(cmd, []byte("--socket="+dir+"/.vmvault-nbd-"))
+		}
+		if !alive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("killed qemu-nbd still there")
+		}
 	}
 }
 
