@@ -29,6 +29,7 @@ const (
 	ErrTypeVaultMismatch         = "VaultMismatch"
 	ErrTypeTargetExists          = "TargetExists"
 	ErrTypeJobLimit              = "JobLimit"
+	ErrTypeAgentUnavailable      = "AgentUnavailable"
 	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
 	ErrTypeIndexLag = "IndexLag"
 )
@@ -40,7 +41,7 @@ var NonRetryable = []string{
 	ErrTypeDiskBusy, ErrTypeDiskChanged, ErrTypeNotSupported,
 	ErrTypeCorruptData, ErrTypeMissingData, ErrTypeWrongKey, ErrTypeNoVault,
 	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
-	ErrTypeVaultMismatch, ErrTypeTargetExists,
+	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
 }
 
 var classes = []struct {
@@ -54,6 +55,7 @@ var classes = []struct {
 	{platform.ErrDiskBusy, ErrTypeDiskBusy},
 	{platform.ErrDiskChanged, ErrTypeDiskChanged},
 	{platform.ErrNotSupported, ErrTypeNotSupported},
+	{platform.ErrAgentUnavailable, ErrTypeAgentUnavailable},
 	{vault.ErrWrongKey, ErrTypeWrongKey},
 	{vault.ErrCorrupt, ErrTypeCorruptData},
 	{vault.ErrMissing, ErrTypeMissingData},

@@ -161,6 +161,9 @@ func quiesce(ctx workflow.Context, in BackupVMInput, vm platform.VM, prog *Progr
 		prog.note(note)
 		return platform.CrashConsistent
 	}
+	for _, n := range st.Notes {
+		prog.note(n)
+	}
 	return in.Consistency
 }
 

@@ -41,6 +41,9 @@ var (
 	ErrInvalidVM    = errors.New("invalid vm definition")
 	ErrVMRunning    = errors.New("vm is running")
 	ErrNotSupported = errors.New("not supported by this platform")
+	// ErrAgentUnavailable: the VM's guest agent does not answer, so the
+	// guest cannot be quiesced (the backup falls back to crash-consistent).
+	ErrAgentUnavailable = errors.New("guest agent unavailable")
 )
 
 // PowerState is whether a VM runs.
@@ -114,6 +117,9 @@ type ExtensionStatus struct {
 	Version   string `json:"version,omitempty"`
 	// Healthy is false when the extension is installed but not answering.
 	Healthy bool `json:"healthy,omitempty"`
+	// Notes say what the check did ("backup extension 2 upgraded from 1"),
+	// for the job log.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // SnapshotRequest asks for a point-in-time copy of all disks of a VM.

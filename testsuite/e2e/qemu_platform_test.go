@@ -101,9 +101,14 @@ func TestQEMUPlatformCBT(t *testing.T) {
 	l.start(t)
 	e.startWorker([]string{"VMVAULT_PLATFORM=qemu", "VMVAULT_QEMU_INVENTORY=" + inv})
 
+	// The VM runs no guest OS, so its agent never answers: the backup is
+	// crash-consistent and says why.
 	full := e.backup("live")
 	if full.Type != vault.BackupFull || full.Totals.ScannedBytes < 64*mib {
 		t.Fatalf("full backup of the running vm: %+v", full.Totals)
+	}
+	if notes := strings.Join(full.Notes, "\n"); full.Consistency != string(platform.CrashConsistent) || !strings.Contains(notes, "qga.sock: no answer within") {
+		t.Fatalf("running vm without an agent: %s, notes %q; want crash-consistent saying the agent does not answer", full.Consistency, notes)
 	}
 	// 4 MiB of churn, scattered over both disks.
 	for i := int64(0); i < 2; i++ {
@@ -111,7 +116,7 @@ func TestQEMUPlatformCBT(t *testing.T) {
 		l.write(t, "data0", 0x22, 40*mib+i*8*mib, mib)
 	}
 	began := time.Now()
-	cbt := e.backup("live")
+	cbt := e.backup("live", "--consistency", "crash")
 	cbtTime := time.Since(began)
 	if m := methods(cbt); m["os"] != vault.MethodCBT || m["data0"] != vault.MethodCBT {
 		t.Fatalf("incremental methods %v, want cbt on every disk (notes %q)", m, cbt.Notes)
@@ -126,7 +131,7 @@ func TestQEMUPlatformCBT(t *testing.T) {
 	l.start(t)
 	l.write(t, "data0", 0x33, 50*mib, mib)
 	began = time.Now()
-	healed := e.backup("live")
+	healed := e.backup("live", "--consistency", "crash")
 	checksumTime := time.Since(began)
 	if m := methods(healed); m["data0"] != vault.MethodChecksum {
 		t.Fatalf("after a restart: methods %v, want checksum", m)
@@ -139,7 +144,7 @@ func TestQEMUPlatformCBT(t *testing.T) {
 
 	// And once more with CBT, from the healed point.
 	l.write(t, "os", 0x44, 60*mib, mib)
-	if m := methods(e.backup("live")); m["os"] != vault.MethodCBT {
+	if m := methods(e.backup("live", "--consistency", "crash")); m["os"] != vault.MethodCBT {
 		t.Fatalf("after healing: methods %v, want cbt again", m)
 	}
 
@@ -149,7 +154,7 @@ func TestQEMUPlatformCBT(t *testing.T) {
 	for _, d := range []string{"os", "data0"} {
 		want[d], _ = vmfixture.SHA256(filepath.Join(dir, d+".raw"))
 	}
-	last := e.backup("live")
+	last := e.backup("live", "--consistency", "crash")
 	out := filepath.Join(t.TempDir(), "out")
 	e.mustCLI("restore", last.RecoveryPoint, "--disks", out, "--wait")
 	if got := diskHashes(t, out); fmt.Sprint(got) != fmt.Sprint(want) {

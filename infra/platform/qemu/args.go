@@ -11,7 +11,8 @@ import (
 
 // Args returns the qemu-system-x86_64 arguments that start VM name of the
 // inventory as its inventory entry describes it: memory, CPUs, its QMP
-// socket, and each disk as a -blockdev node with the entry's node name
+// socket, the guest agent's channel (org.qemu.guest_agent.0 on the agent
+// socket), and each disk as a -blockdev node with the entry's node name
 // under a virtio-blk device "dev-<disk>". The caller adds the accelerator,
 // display, firmware and network it wants.
 func Args(ctx context.Context, inventory, name string) ([]string, error) {
@@ -29,7 +30,10 @@ func Args(ctx context.Context, inventory, name string) ([]string, error) {
 		return nil, err
 	}
 	esc := func(v string) string { return strings.ReplaceAll(v, ",", ",,") }
-	args := []string{"-name", esc(vm.Name), "-qmp", "unix:" + esc(s.QMPSocket) + ",server=on,wait=off"}
+	args := []string{"-name", esc(vm.Name), "-qmp", "unix:" + esc(s.QMPSocket) + ",server=on,wait=off",
+		"-chardev", "socket,path=" + esc(s.AgentSocket) + ",server=on,wait=off,id=vmvault-qga",
+		"-device", "virtio-serial,id=vmvault-serial",
+		"-device", "virtserialport,chardev=vmvault-qga,name=org.qemu.guest_agent.0"}
 	if vm.MemoryMB > 0 {
 		args = append(args, "-m", fmt.Sprint(vm.MemoryMB))
 	}

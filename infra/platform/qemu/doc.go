@@ -46,8 +46,24 @@
 // after the transaction goes to the disk; the old data is copied to the
 // temporary node first, so the export reads as the disk was at the
 // transaction. DeleteSnapshot removes the export, cancels the job, deletes
-// the node and the temporary file; it is idempotent. Such snapshots are
-// crash-consistent: the guest agent is not used yet.
+// the node and the temporary file; it is idempotent.
+//
+// # Consistency
+//
+// Asked for app- or file-consistency, a running VM is quiesced through its
+// guest agent (qemu-guest-agent on the agent socket; QEMU serves that
+// socket, like QMP's, to one client at a time). InstallExtension installs
+// or upgrades the backup extension (package guestext) in a Linux guest.
+// The snapshot then runs the guest's pre-scripts (app-consistency), arms
+// the extension's thaw watchdog, freezes the file systems only around the
+// QMP transaction that starts copy-before-write, thaws at once (also when
+// the transaction fails), disarms the watchdog and runs the post-scripts.
+// The result is app-consistent when the pre-scripts and the freeze
+// succeeded, file-consistent when only the freeze did, crash-consistent
+// when no agent answers or nothing froze; Snapshot.Notes say why. A worker
+// that dies while the guest is frozen leaves it to the watchdog, which
+// thaws it within a minute; the next backup resets the agent's state.
+// Windows guests run no scripts: their agent's freeze is a VSS snapshot.
 //
 // # Changed-block tracking
 //

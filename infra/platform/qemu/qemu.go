@@ -204,13 +204,6 @@ func (p *qemuPlatform) ListVMs(ctx context.Context) ([]platform.VM, error) {
 	return out, errors.Join(errs...)
 }
 
-func (p *qemuPlatform) InstallExtension(ctx context.Context, vm string) (platform.ExtensionStatus, error) {
-	if _, err := p.DescribeVM(ctx, vm); err != nil {
-		return platform.ExtensionStatus{}, err
-	}
-	return platform.ExtensionStatus{}, fmt.Errorf("install extension in vm %q: %w: the qemu platform does not use the guest agent yet; running vms are backed up crash-consistent", vm, platform.ErrNotSupported)
-}
-
 // refuseRunning fails with ErrVMRunning when the VM's QEMU answers.
 func (p *qemuPlatform) refuseRunning(ctx context.Context, name, op string) error {
 	vm, _, err := p.describe(ctx, name)

@@ -92,7 +92,10 @@ func (p *qemuPlatform) CreateSnapshot(ctx context.Context, name string, req plat
 	if err := p.deleteFleece(ctx, c, tok); err != nil {
 		return platform.Snapshot{}, fmt.Errorf("snapshot vm %q: clean up an earlier attempt: %w", name, err)
 	}
-	notes, err := p.fleece(ctx, c, vm, &tok)
+	q := p.startQuiesce(ctx, vm, s, req)
+	defer q.close()
+	notes, err := p.fleece(ctx, c, vm, &tok, q)
+	q.end(ctx)
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), qmpTimeout)
 		defer cancel()
@@ -105,8 +108,8 @@ func (p *qemuPlatform) CreateSnapshot(ctx context.Context, name string, req plat
 	if err != nil {
 		return platform.Snapshot{}, err
 	}
-	notes = append([]string{"vm is running: point-in-time image fleecing (copy-before-write into a temporary node, read over NBD) without pausing it; crash-consistent: the guest agent is not used yet to quiesce the guest"}, notes...)
-	return platform.Snapshot{ID: req.ID, VM: name, Consistency: platform.CrashConsistent, Notes: notes, Token: string(data)}, nil
+	notes = append(append([]string{"vm is running: point-in-time image fleecing (copy-before-write into a temporary node, read over NBD) without pausing it; " + q.summary()}, q.notes...), notes...)
+	return platform.Snapshot{ID: req.ID, VM: name, Consistency: q.consistency(), Notes: notes, Token: string(data)}, nil
 }
 
 func (p *qemuPlatform) stoppedSnapshot(ctx context.Context, name string, req platform.SnapshotRequest) (platform.Snapshot, error) {
@@ -149,7 +152,7 @@ func (p *qemuPlatform) fleecePlan(vm platform.VM, s Settings, id string) token {
 // fleece sets up the snapshot tok plans: temporary nodes, then one
 // transaction over all disks (freeze bitmaps, start the next ones, start
 // copy-before-write), then the exports.
-func (p *qemuPlatform) fleece(ctx context.Context, c *qmp.Client, vm platform.VM, tok *token) (notes []string, err error) {
+func (p *qemuPlatform) fleece(ctx context.Context, c *qmp.Client, vm platform.VM, tok *token, q *quiescer) (notes []string, err error) {
 	nodes, err := queryNodes(ctx, c)
 	if err != nil {
 		return nil, err
@@ -209,7 +212,12 @@ func (p *qemuPlatform) fleece(ctx context.Context, c *qmp.Client, vm platform.VM
 		act("blockdev-backup", map[string]any{"device": fd.Node, "target": fd.Fleece, "sync": "none", "job-id": fd.Job})
 		tok.Disks[d.Name] = fd
 	}
-	if err := c.Execute(ctx, "transaction", map[string]any{"actions": actions}, nil); err != nil {
+	// The guest is frozen for the transaction alone: nodes are ready, and
+	// the exports come after the thaw.
+	q.freeze(ctx)
+	err = c.Execute(ctx, "transaction", map[string]any{"actions": actions}, nil)
+	q.thaw(ctx)
+	if err != nil {
 		return nil, err
 	}
 	// Bound the chain when nothing is committed.

@@ -74,3 +74,23 @@ func (c *Client) Exec(ctx context.Context, cmd Command) (ExecResult, error) {
 		}
 	}
 }
+
+// Spawn starts cmd in the guest without capturing its output and returns
+// its pid at once: for programs that outlive the call (a guest-exec whose
+// output is captured is not reported ended while a child holds its pipes).
+func (c *Client) Spawn(ctx context.Context, cmd Command) (int64, error) {
+	args := map[string]any{"path": cmd.Path}
+	if len(cmd.Args) > 0 {
+		args["arg"] = cmd.Args
+	}
+	if len(cmd.Env) > 0 {
+		args["env"] = cmd.Env
+	}
+	var started struct {
+		PID int64 `json:"pid"`
+	}
+	if err := c.Execute(ctx, "guest-exec", args, &started); err != nil {
+		return 0, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	return started.PID, nil
+}
