@@ -33,7 +33,10 @@ import (
 // it is gone (a host reboot) and the fingerprints still match.
 // DeleteSnapshot stops it (SIGTERM, after checking that the pid file names
 // a qemu-nbd serving that socket) and removes the socket and the pid file;
-// it is idempotent.
+// it is idempotent. A qemu-nbd that a crashed job left would keep the VM's
+// images locked, so each snapshot of a stopped VM first stops every
+// qemu-nbd serving a vmvault socket of the VM folder (one backup of a VM
+// runs at a time: none of them is in use).
 //
 // QEMU reads past the end of a truncated image as zeros, so qemu-img check
 // runs at the snapshot: a damaged qcow2 fails the backup with an error
@@ -96,6 +99,9 @@ func (p *qemuPlatform) localSnapshot(ctx context.Context, vm platform.VM, req pl
 			p.stopLocal(context.WithoutCancel(ctx), vm.Name, tok)
 		}
 	}()
+	if err := sweepQemuNBD(ctx, p.vmDir(vm.Name)); err != nil {
+		return snap, fmt.Errorf("snapshot vm %q: stop a qemu-nbd an earlier job left: %w", vm.Name, err)
+	}
 	var notes []string
 	for _, d := range vm.Disks {
 		ld, ok := tok.Local[d.Name]
@@ -103,9 +109,6 @@ func (p *qemuPlatform) localSnapshot(ctx context.Context, vm platform.VM, req pl
 			continue
 		}
 		path := filepath.Join(p.vmDir(vm.Name), ld.File)
-		if err := stopQemuNBD(ctx, ld.Socket); err != nil { // an earlier attempt's
-			return snap, fmt.Errorf("snapshot vm %q disk %q: %w", vm.Name, d.Name, err)
-		}
 		if err := startQemuNBD(ctx, path, ld); err != nil {
 			return snap, fmt.Errorf("snapshot vm %q disk %q (%s): %w", vm.Name, d.Name, path, err)
 		}

@@ -274,3 +274,33 @@ func TestStoppedQcow2Busy(t *testing.T) {
 		t.Fatalf("left behind: %v", left)
 	}
 }
+
+// A qemu-nbd that a crashed job left (its snapshot never deleted) would keep
+// the VM's images locked: the VM's next snapshot stops it.
+func TestStoppedQcow2LeftoverStopped(t *testing.T) {
+	needTools(t)
+	root := t.TempDir()
+	dir := qcow2VM(t, root)
+	p, _ := qemu.New(root)
+	ctx := context.Background()
+	if _, err := p.CreateSnapshot(ctx, "vm", platform.SnapshotRequest{ID: "crashed"}); err != nil {
+		t.Fatal(err)
+	}
+	before := socketsIn(t, dir)
+	s2, err := p.CreateSnapshot(ctx, "vm", platform.SnapshotRequest{ID: "next"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range before {
+		if _, err := os.Lstat(s); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the crashed job's socket %s is still there", s)
+		}
+	}
+	if got, _ := readAll(t, p, s2, "os"); got[mib] != 0xab {
+		t.Fatal("the next snapshot reads wrong")
+	}
+	if err := p.DeleteSnapshot(ctx, s2); err != nil {
+		t.Fatal(err)
+	}
+	runTool(t, "qemu-io", "-f", "qcow2", "-c", "write 0 4k", filepath.Join(dir, "os.qcow2")) // nothing holds the lock
+}

@@ -126,37 +126,72 @@ func stopQemuNBD(ctx context.Context, sock string) error {
 
 // qemuNBDPids are the processes serving sock.
 func qemuNBDPids(sock string) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err == nil && servesSocket(pid, sock) {
+	for pid, s := range qemuNBDs() {
+		if s == sock {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// servesSocket reports whether pid is a live qemu-nbd started with
-// --socket=sock (a zombie has no command line).
-func servesSocket(pid int, sock string) bool {
+// sweepQemuNBD stops every qemu-nbd serving a vmvault socket in dir: one
+// a crashed job left would hold the VM's images locked (only one backup of
+// a VM runs at a time, so none of them is in use).
+func sweepQemuNBD(ctx context.Context, dir string) error {
+	var errs []error
+	done := map[string]bool{}
+	for _, sock := range qemuNBDs() {
+		if filepath.Dir(sock) == dir && strings.HasPrefix(filepath.Base(sock), localPrefix) && !done[sock] {
+			done[sock] = true
+			errs = append(errs, stopQemuNBD(ctx, sock))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// qemuNBDs maps the pid of every live qemu-nbd to its --socket.
+func qemuNBDs() map[int]string {
+	out := map[int]string{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if sock, ok := qemuNBDSocket(pid); ok {
+			out[pid] = sock
+		}
+	}
+	return out
+}
+
+// qemuNBDSocket is the --socket of pid if it is a live qemu-nbd (a zombie
+// has no command line).
+func qemuNBDSocket(pid int) (string, bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || len(data) == 0 {
-		return false
+		return "", false
 	}
 	args := bytes.Split(bytes.TrimRight(data, "\x00"), []byte{0})
 	if filepath.Base(string(args[0])) != "qemu-nbd" {
-		return false
+		return "", false
 	}
 	for _, a := range args[1:] {
-		if string(a) == "--socket="+sock {
-			return true
+		if sock, ok := strings.CutPrefix(string(a), "--socket="); ok {
+			return sock, true
 		}
 	}
-	return false
+	return "", false
+}
+
+// servesSocket reports whether pid is a live qemu-nbd serving sock.
+func servesSocket(pid int, sock string) bool {
+	s, ok := qemuNBDSocket(pid)
+	return ok && s == sock
 }
 
 // checkImage runs qemu-img check on a qcow2 image: corruption (a truncated
