@@ -109,7 +109,9 @@ func TestQEMUStoppedQcow2(t *testing.T) {
 	}
 
 	// A new VM from it: raw images (the platform writes raw), same content.
-	e.mustCLI("restore", full.RecoveryPoint, "--new-vm", "q2", "--wait")
+	if out := e.mustCLI("restore", full.RecoveryPoint, "--new-vm", "q2", "--wait"); !strings.Contains(out, "disk os: restored as a raw image (the backed-up vm had qcow2") {
+		t.Fatalf("the restore does not say the qcow2 disks became raw: %s", out)
+	}
 	for _, d := range []string{"os", "data0"} {
 		mustRun(t, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", filepath.Join(inv, "q2", d+".raw"), filepath.Join(dir, d+".qcow2"))
 	}
