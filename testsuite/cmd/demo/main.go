@@ -34,7 +34,12 @@ var (
 )
 
 func main() {
-	err := run()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "qemu" {
+		err = runQEMU()
+	} else {
+		err = run()
+	}
 	if os.Getenv("KEEP") != "1" || err != nil {
 		stopAll()
 	}
@@ -47,41 +52,8 @@ func main() {
 func step(format string, a ...any) { fmt.Printf("\n==> "+format+"\n", a...) }
 
 func run() error {
-	wd, _ := os.Getwd()
-	workDir = filepath.Join(wd, "demo-work")
-	if err := os.RemoveAll(workDir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(workDir, 0o755); err != nil {
-		return err
-	}
-	port := envOr("DEMO_TEMPORAL_PORT", "7233")
-	ui := envOr("DEMO_UI_PORT", "8233")
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("port %s is taken (a dev server from 'make up' or an earlier KEEP=1 demo?): stop it or set DEMO_TEMPORAL_PORT", port)
-	}
-	env = append(os.Environ(),
-		"VMVAULT_DATA_DIR="+workDir,
-		"VMVAULT_TEMPORAL_ADDRESS=127.0.0.1:"+port,
-		"VMVAULT_VAULT_PASSPHRASE=demo passphrase",
-	)
-
-	step("starting Temporal dev server (UI http://localhost:%s)", ui)
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", port, "--ui-port", ui,
-		"--db-filename", filepath.Join(workDir, "temporal.db"), "--log-level", "warn"}
-	for _, sa := range harness.SearchAttributes {
-		args = append(args, "--search-attribute", sa)
-	}
-	if err := start("temporal", filepath.Join(bin, "temporal"), args...); err != nil {
-		return err
-	}
-	if err := waitPort("127.0.0.1:"+port, 90*time.Second); err != nil {
-		return err
-	}
-
-	step("vmvault vault init")
-	if err := show("vault", "init"); err != nil {
+	port, ui, err := setup("demo-work")
+	if err != nil {
 		return err
 	}
 	step("starting the worker (central queue + host queue vmvault-host-local)")
@@ -99,7 +71,7 @@ func run() error {
 	}
 
 	step("vmvault backup web01 --wait   (first backup: full)")
-	full, err := backup()
+	full, err := backup("web01")
 	if err != nil {
 		return err
 	}
@@ -108,7 +80,7 @@ func run() error {
 		return err
 	}
 	step("vmvault backup web01 --wait   (incremental: checksum comparison against the full)")
-	incr, err := backup()
+	incr, err := backup("web01")
 	if err != nil {
 		return err
 	}
@@ -176,9 +148,51 @@ func run() error {
 	return nil
 }
 
-func backup() (workflows.BackupVMResult, error) {
+// setup makes a fresh work folder named dir, starts the Temporal dev server
+// and initializes the vault there.
+func setup(dir string) (port, ui string, err error) {
+	wd, _ := os.Getwd()
+	workDir = filepath.Join(wd, dir)
+	if err := os.RemoveAll(workDir); err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return "", "", err
+	}
+	port = envOr("DEMO_TEMPORAL_PORT", "7233")
+	ui = envOr("DEMO_UI_PORT", "8233")
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second); err == nil {
+		c.Close()
+		return "", "", fmt.Errorf("port %s is taken (a dev server from 'make up' or an earlier KEEP=1 demo?): stop it or set DEMO_TEMPORAL_PORT", port)
+	}
+	env = append(os.Environ(),
+		"VMVAULT_DATA_DIR="+workDir,
+		"VMVAULT_TEMPORAL_ADDRESS=127.0.0.1:"+port,
+		"VMVAULT_VAULT_PASSPHRASE=demo passphrase",
+	)
+	step("starting Temporal dev server (UI http://localhost:%s)", ui)
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", port, "--ui-port", ui,
+		"--db-filename", filepath.Join(workDir, "temporal.db"), "--log-level", "warn"}
+	for _, sa := range harness.SearchAttributes {
+		args = append(args, "--search-attribute", sa)
+	}
+	if err := start("temporal", filepath.Join(bin, "temporal"), args...); err != nil {
+		return "", "", err
+	}
+	if err := waitPort("127.0.0.1:"+port, 90*time.Second); err != nil {
+		return "", "", err
+	}
+
+	step("vmvault vault init")
+	if err := show("vault", "init"); err != nil {
+		return "", "", err
+	}
+	return port, ui, nil
+}
+
+func backup(vm string, args ...string) (workflows.BackupVMResult, error) {
 	var res workflows.BackupVMResult
-	out, err := capture("backup", "web01", "--wait", "--json")
+	out, err := capture(append([]string{"backup", vm, "--wait", "--json"}, args...)...)
 	if err != nil {
 		return res, err
 	}
