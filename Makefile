@@ -15,7 +15,7 @@ WORKFLOWCHECK := $(TOOLS_CACHE)/workflowcheck-$(WORKFLOWCHECK_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo up test lint bench clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench clean
 
 all: build
 
@@ -73,6 +73,11 @@ build:
 demo: tools build
 	bin/demo
 
+# The demo on a live QEMU VM running a real Debian guest (its image is
+# built once and cached, see guest-image).
+demo-qemu: tools build guest-image
+	bin/demo qemu
+
 # Dev server (UI on :8233) and a worker, in the foreground, for interactive use.
 # Without a configured key it generates DATA_DIR/vault.key, and it creates
 # the vault if there is none.
@@ -106,4 +111,4 @@ bench: tools guest-image
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./infra/vault/ ./testsuite/bench/
 
 clean:
-	rm -rf bin demo-work
+	rm -rf bin demo-work demo-qemu-work
