@@ -55,24 +55,11 @@ func (l *liveQEMU) write(t *testing.T, disk string, pattern byte, off, n int64) 
 	}
 }
 
-func methods(res workflows.BackupVMResult) map[string]vault.Method {
-	out := map[string]vault.Method{}
-	for _, d := range res.Disks {
-		out[d.Name] = d.Method
-	}
-	return out
-}
-
-// A running QEMU VM backed up by the qemu platform: the incremental reads
-// only what the dirty bitmaps say changed; after QEMU restarts without its
-// bitmaps the backup heals by comparing checksums and says so; the VM's
-// disks restore bit-exact.
-func TestQEMUPlatformCBT(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed (make deps installs Debian's qemu-utils)")
-	}
-	qemutest.Accel(t) // skips, saying why, where qemu cannot run at all
-	e := newEnv(t, envOpts{})
+// newLiveQEMU makes VM "live" in a qemu inventory (two 64 MiB raw disks,
+// the first 32 MiB of each random), starts it in a bare QEMU, and starts a
+// worker on the qemu platform.
+func newLiveQEMU(t *testing.T, e *env) *liveQEMU {
+	t.Helper()
 	inv := filepath.Join(e.dataDir, "qemu")
 	dir := filepath.Join(inv, "live")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -100,6 +87,29 @@ func TestQEMUPlatformCBT(t *testing.T) {
 	l := &liveQEMU{inv: inv}
 	l.start(t)
 	e.startWorker([]string{"VMVAULT_PLATFORM=qemu", "VMVAULT_QEMU_INVENTORY=" + inv})
+	return l
+}
+
+func methods(res workflows.BackupVMResult) map[string]vault.Method {
+	out := map[string]vault.Method{}
+	for _, d := range res.Disks {
+		out[d.Name] = d.Method
+	}
+	return out
+}
+
+// A running QEMU VM backed up by the qemu platform: the incremental reads
+// only what the dirty bitmaps say changed; after QEMU restarts without its
+// bitmaps the backup heals by comparing checksums and says so; the VM's
+// disks restore bit-exact.
+func TestQEMUPlatformCBT(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img is not installed (make deps installs Debian's qemu-utils)")
+	}
+	qemutest.Accel(t) // skips, saying why, where qemu cannot run at all
+	e := newEnv(t, envOpts{})
+	l := newLiveQEMU(t, e)
+	dir := filepath.Join(l.inv, "live")
 
 	// The VM runs no guest OS, so its agent never answers: the backup is
 	// crash-consistent and says why.

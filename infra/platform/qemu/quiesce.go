@@ -44,7 +44,7 @@ func dialAgent(ctx context.Context, name string, s Settings) (*qga.Client, error
 			return nil, ctx.Err()
 		}
 		why := err.Error()
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 			why = fmt.Sprintf("no answer within %s (is qemu-guest-agent running in the guest?)", agentTimeout)
 		}
 		return nil, fmt.Errorf("vm %q: guest agent %s: %s: %w", name, s.AgentSocket, why, platform.ErrAgentUnavailable)
@@ -145,7 +145,7 @@ func (p *qemuPlatform) startQuiesce(ctx context.Context, vm platform.VM, s Setti
 	q := &quiescer{vm: vm.Name, snap: req.ID, want: req.Consistency, windows: vm.OS == platform.OSWindows,
 		watch: fmt.Sprintf("%s-%d", snapHash(vm.Name, req.ID), time.Now().UnixNano())}
 	if req.Consistency == platform.CrashConsistent || req.Consistency == "" {
-		q.note("crash-consistent as asked: the guest is not quiesced")
+		q.note("crash-consistent: the guest is not quiesced")
 		return q
 	}
 	c, err := dialAgent(ctx, vm.Name, s)
