@@ -105,7 +105,7 @@ lint: $(WORKFLOWCHECK)
 # vmvault vs restic and borg on one cached workload (the tests' Debian
 # guest in a 4 GiB ext4 image, churned 1% and 5%), one table; BENCH_JSON=file
 # keeps the rows. Then the Go benchmarks of the hot paths.
-bench: tools guest-image
+bench: tools build guest-image
 	$(GO) build -o bin/bench ./testsuite/cmd/bench
 	bin/bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./infra/vault/ ./testsuite/bench/

@@ -114,6 +114,7 @@ func printTable(w io.Writer, rows []row) {
 			ratio(r.VsRestic, r.StoredVsRestic), ratio(r.VsBorg, r.StoredVsBorg), r.Note)
 	}
 	tw.Flush()
+	fmt.Fprint(w, legend)
 }
 
 // writeJSON writes the rows to path ($BENCH_JSON).
@@ -142,11 +143,14 @@ func targets(w io.Writer, rows []row, changed1 int64) {
 		return "NOT met"
 	}
 	cold := get("cold read", "reference")
+	if again := get("cold read (again)", "reference"); cold != nil && again != nil && again.Wall < cold.Wall {
+		cold = again // the faster of the two: the stricter reference
+	}
 	v := get("vmvault fs", "full")
 	if cold == nil || v == nil {
 		return
 	}
-	fmt.Fprintln(w, "\nIssue 9 targets (vmvault fs, default options):")
+	fmt.Fprintf(w, "\nIssue 9 targets (vmvault fs with its defaults; cold read %.2f s, the faster of the two):\n", cold.Wall)
 	fmt.Fprintf(w, "- full backup within 1.2x of the cold read: %.2fx, %s\n", v.Wall/cold.Wall, verdict(v.Wall <= 1.2*cold.Wall))
 	if i := get("vmvault fs", "incr 1%"); i != nil {
 		fmt.Fprintf(w, "- checksum incremental within 1.1x of the cold read: %.2fx, %s\n", i.Wall/cold.Wall, verdict(i.Wall <= 1.1*cold.Wall))
@@ -167,9 +171,26 @@ func targets(w io.Writer, rows []row, changed1 int64) {
 	}
 	var rss int64
 	for _, r := range rows {
-		if strings.HasPrefix(r.Tool, "vmvault") {
+		if r.Tool == "vmvault fs" || r.Tool == "vmvault minio" || strings.HasPrefix(r.Tool, "vmvault e2e") {
 			rss = max(rss, r.RSS)
 		}
 	}
-	fmt.Fprintf(w, "- peak RSS at most 256 MiB: %s MiB on this 4 GiB disk, %s (independence from disk and vault size is not measured here)\n", mibs(rss), verdict(rss <= 256*mib))
+	fmt.Fprintf(w, "- peak RSS at most 256 MiB: %s MiB with the defaults on this 4 GiB disk, %s here (independence from disk and vault size is not measured)\n", mibs(rss), verdict(rss <= 256*mib))
+	if e := get("vmvault e2e small", "no change, CLI + dev server"); e != nil {
+		fmt.Fprintf(w, "- no-change backup of a small VM end to end under 1 s: %.2f s, %s (100 at once on one worker: not measured)\n", e.Wall, verdict(e.Wall < 1))
+	}
+	fmt.Fprintln(w, "- CBT incremental, 16 data disks, 64 GiB disks, 100 million stored blocks: not measured by this command")
 }
+
+// legend explains the columns.
+const legend = `
+wall: the step's process from start to exit (restore: plus the fsync of the restored image). read: bytes the
+step's process read from the block device (/proc/<pid>/io read_bytes; caches dropped before each step; a
+MinIO restore shows ~0 because the MinIO server reads, not the client). uploaded: vmvault counts the bytes it
+Puts to storage; restic and borg show what they wrote to the device (write_bytes: repository plus temp pack
+files and caches; restic stages each pack in a temp file, so about twice its stored bytes). stored +: growth of
+the repository (du of its folder; MinIO: sum of object sizes over the S3 API). peak RSS: VmHWM of the step's
+process sampled every 10 ms (e2e rows: the worker's). Ratios: vmvault's wall time (stored growth) over the
+peer's for the same step; below 1 is better for vmvault. On no change, restic skips the file by its files
+cache (metadata) while vmvault's checksum comparison reads every allocated block; borg re-read it here.
+`
