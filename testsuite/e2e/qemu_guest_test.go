@@ -135,11 +135,20 @@ sleep 1`)
 	}
 	synced, _ := strconv.Atoi(m[1])
 
-	// A failing pre-script: the freeze still makes it file-consistent.
-	sh(`printf '#!/bin/sh\necho flush failed >&2; exit 7\n' > /etc/vmvault/pre.d/10-mark`)
+	// A failing pre-script: the freeze still makes it file-consistent. And
+	// the guest's extension is one version older: the backup upgrades it.
+	sh(`printf '#!/bin/sh\necho flush failed >&2; exit 7\n' > /etc/vmvault/pre.d/10-mark
+sed -i 's/^VERSION=.*/VERSION=` + fmt.Sprint(guestext.Version-1) + `/' ` + guestext.Path)
+	if v := installed(); v != guestext.Version-1 {
+		t.Fatalf("the made-older extension reports %d", v)
+	}
 	file := e.backup("web")
-	if file.Consistency != string(platform.FileConsistent) || !strings.Contains(strings.Join(file.Notes, "\n"), "fail 10-mark exit 7") {
+	notes = strings.Join(file.Notes, "\n")
+	if file.Consistency != string(platform.FileConsistent) || !strings.Contains(notes, "fail 10-mark exit 7") {
 		t.Fatalf("with a failing pre-script: %s, notes %q; want file-consistent naming the script", file.Consistency, file.Notes)
+	}
+	if !strings.Contains(notes, fmt.Sprintf("backup extension %d upgraded from %d", guestext.Version, guestext.Version-1)) || installed() != guestext.Version {
+		t.Fatalf("the older extension was not upgraded: %q", notes)
 	}
 
 	t.Run("FreezeNeverOutlivesItsJob", func(t *testing.T) {

@@ -16,7 +16,7 @@
 # VMVAULT_CONSISTENCY set. Pre-scripts stop at the first failure; exit
 # codes: 0 all succeeded, 3 there were none, 1 one failed or timed out.
 # Post-scripts all run. One line per script tells what happened.
-VERSION=1
+VERSION=2
 PRE=/etc/vmvault/pre.d
 POST=/etc/vmvault/post.d
 STATE=/run/vmvault
