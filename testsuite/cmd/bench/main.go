@@ -58,6 +58,7 @@ func main() {
 func run(ctx context.Context, minioBin, only string, all bool) error {
 	log := os.Stderr
 	began := time.Now()
+	loadBefore := loadAvg()
 	w, err := loadWorkload(ctx, log)
 	if err != nil {
 		return err
@@ -138,14 +139,15 @@ func run(ctx context.Context, minioBin, only string, all bool) error {
 	}
 	ratios(rows)
 
-	fmt.Printf("\nvmvault vs restic %s and borg %s: %s, %d cores, %s; image %d GiB, %d MiB allocated (Debian %d MiB, Go toolchain %d MiB, random %d MiB); vmvault via its library API (images platform + vault, no Temporal), each step a separate process; caches dropped: %v\n\n",
-		version("restic", "version"), version("borg", "--version"), cpuModel(), runtime.NumCPU(), runtime.GOOS,
+	loadAfter := loadAvg()
+	fmt.Printf("\nvmvault vs restic %s and borg %s: %s, %d cores, %s, load average %s at start, %s at end; image %d GiB, %d MiB allocated (Debian %d MiB, Go toolchain %d MiB, random %d MiB); vmvault via its library API (images platform + vault, no Temporal), each step a separate process; caches dropped: %v\n\n",
+		version("restic", "version"), version("borg", "--version"), cpuModel(), runtime.NumCPU(), runtime.GOOS, loadBefore, loadAfter,
 		diskSize>>30, w.Allocated>>20, w.DebianTree>>20, w.Toolchain>>20, randomBytes>>20, drop.failed == nil)
 	printTable(os.Stdout, rows)
 	targets(os.Stdout, rows, w.Changed1)
 	fmt.Printf("\nbench ran in %s\n", time.Since(began).Round(time.Second))
 	if path := os.Getenv("BENCH_JSON"); path != "" {
-		meta := map[string]any{"cpu": cpuModel(), "cores": runtime.NumCPU(), "allocated": w.Allocated, "changed1": w.Changed1, "changed5": w.Changed5, "caches_dropped": drop.failed == nil, "time": began.UTC()}
+		meta := map[string]any{"cpu": cpuModel(), "cores": runtime.NumCPU(), "allocated": w.Allocated, "changed1": w.Changed1, "changed5": w.Changed5, "caches_dropped": drop.failed == nil, "time": began.UTC(), "load_start": loadBefore, "load_end": loadAfter}
 		if err := writeJSON(path, meta, rows); err != nil {
 			return err
 		}
@@ -267,6 +269,19 @@ func (e env) link(image string) error {
 
 func execSelf(ctx context.Context, exe, arg string) *exec.Cmd {
 	return exec.CommandContext(ctx, exe, childArg, arg)
+}
+
+// loadAvg is the 1-minute load average: the machine may be shared.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // version is the first line a peer prints about its version.

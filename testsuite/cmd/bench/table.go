@@ -59,13 +59,13 @@ func ratios(rows []row) {
 		rn, bn := peerOf(r.Tool)
 		if p := find(rn, r.Step); p != nil && p.Wall > 0 {
 			r.VsRestic = r.Wall / p.Wall
-			if p.Stored > 0 && r.Step != "restore" {
+			if p.Stored > mib && r.Step != "restore" {
 				r.StoredVsRestic = float64(r.Stored) / float64(p.Stored)
 			}
 		}
 		if p := find(bn, r.Step); p != nil && p.Wall > 0 {
 			r.VsBorg = r.Wall / p.Wall
-			if p.Stored > 0 && r.Step != "restore" {
+			if p.Stored > mib && r.Step != "restore" {
 				r.StoredVsBorg = float64(r.Stored) / float64(p.Stored)
 			}
 		}
