@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -83,6 +84,22 @@ func loadWorkload(ctx context.Context, log io.Writer) (*workload, error) {
 		if err := json.Unmarshal(data, w); err == nil {
 			return w, nil
 		}
+	}
+	// One build at a time: a second bench waits and then uses it.
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if data, err := os.ReadFile(filepath.Join(dir, "workload.json")); err == nil && json.Unmarshal(data, w) == nil {
+		return w, nil
 	}
 	gcache, err := guest.CacheDir()
 	if err != nil {
@@ -289,21 +306,11 @@ func copySparse(ctx context.Context, src, dst string) error {
 
 func runLogged(ctx context.Context, log io.Writer, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
-	var tail tailBufW
-	cmd.Stdout = &tail
-	cmd.Stderr = &tail
+	var out bytes.Buffer
+	tail := &tailBuf{max: 2048, b: &out}
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(log, tail), tail
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(string(tail)))
+		return fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(out.String()))
 	}
 	return nil
-}
-
-type tailBufW []byte
-
-func (t *tailBufW) Write(p []byte) (int, error) {
-	*t = append(*t, p...)
-	if len(*t) > 2048 {
-		*t = (*t)[len(*t)-2048:]
-	}
-	return len(p), nil
 }
