@@ -293,17 +293,19 @@ func TestGCResumeAcrossGC(t *testing.T) {
 
 	// A checkpoint whose job died: kept (and its data) until the grace
 	// period has passed, then removed, and its data freed by the next GC.
+	// (Large enough that the first checkpoint comes long before the end:
+	// a backup that finishes before the cancel lands deletes its own.)
 	cctx, cancel = context.WithCancel(ctx)
-	other := distinctDisk(7, 64)
+	other := distinctDisk(7, 512)
 	last = nil
-	_, _ = v.BackupDisk(cctx, other, BackupOptions{Disk: "e", Workers: 2, Progress: func(p Progress) {
-		if p.Checkpoint != nil {
+	_, err = v.BackupDisk(cctx, other, BackupOptions{Disk: "e", Workers: 1, Progress: func(p Progress) {
+		if p.Checkpoint != nil && last == nil {
 			last = p.Checkpoint
 			cancel()
 		}
 	}})
-	if last == nil || len(objects(be, "checkpoints/")) != 1 {
-		t.Fatalf("no dead checkpoint: %v", objects(be, "checkpoints/"))
+	if err == nil || last == nil || len(objects(be, "checkpoints/")) != 1 {
+		t.Fatalf("no dead checkpoint (backup error %v): %v", err, objects(be, "checkpoints/"))
 	}
 	gcMark(t, v, c)
 	c.add(26 * time.Hour)
