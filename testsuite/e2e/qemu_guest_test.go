@@ -155,7 +155,7 @@ sed -i 's/^VERSION=.*/VERSION=` + fmt.Sprint(guestext.Version-1) + `/' ` + guest
 		// The host freezes and then vanishes (as a killed worker would):
 		// the guest's watchdog thaws it, and the next backup cleans up.
 		agent(func(c *qga.Client) {
-			if err := guestext.Arm(ctx, c, "test-watchdog", 3*time.Second); err != nil {
+			if err := guestext.Arm(ctx, c, "test-watchdog", 3*time.Second, true); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := c.Freeze(ctx); err != nil {
@@ -185,6 +185,11 @@ sed -i 's/^VERSION=.*/VERSION=` + fmt.Sprint(guestext.Version-1) + `/' ` + guest
 		next := e.backup("web", "--consistency", "file")
 		if next.Consistency != string(platform.FileConsistent) || !strings.Contains(strings.Join(next.Notes, "\n"), "left frozen") {
 			t.Fatalf("backup after an abandoned freeze: %s, notes %q", next.Consistency, next.Notes)
+		}
+		// The watchdog also ran the post-scripts the vanished host would
+		// have run (a file-consistent backup runs none itself).
+		if post := sh("cat /root/post-mark"); post != "post test-watchdog crash-consistent" {
+			t.Fatalf("post-mark after the watchdog fired: %q", post)
 		}
 	})
 

@@ -179,7 +179,7 @@ func (p *qemuPlatform) startQuiesce(ctx context.Context, vm platform.VM, s Setti
 				q.note("pre-script %s", l)
 			}
 		}
-		if err := guestext.Arm(ctx, c, q.watch, watchdogAfter); err != nil {
+		if err := guestext.Arm(ctx, c, q.watch, watchdogAfter, q.preRan); err != nil {
 			q.note("cannot start the thaw watchdog in the guest (%v): not freezing; crash-consistent", err)
 			q.c = c
 			q.end(ctx)
@@ -251,9 +251,10 @@ func (q *quiescer) end(ctx context.Context) {
 		switch {
 		case err != nil:
 			q.note("disarm the thaw watchdog: %v", err)
-		case fired && q.froze:
+		case fired:
 			q.froze = false
-			q.note("the freeze lasted past the watchdog's %s and the guest thawed itself: crash-consistent", watchdogAfter)
+			q.note("the freeze lasted past the watchdog's %s and the guest thawed itself (and ran the post-scripts): crash-consistent", watchdogAfter)
+			q.preRan = false
 		}
 	}
 	if q.preRan {

@@ -195,11 +195,17 @@ func scripts(ctx context.Context, c *qga.Client, timeout time.Duration, args ...
 const armWait = 15 * time.Second
 
 // Arm starts the watchdog and returns once it is armed: unless Disarm(id)
-// comes within after, the guest thaws every file system by itself. A
-// freeze must not start before the watchdog has loaded what it runs (the
-// guest cannot read new programs while a freeze is being set up).
-func Arm(ctx context.Context, c *qga.Client, id string, after time.Duration) error {
-	if _, err := c.Spawn(ctx, qga.Command{Path: Path, Args: []string{"watchdog", id, strconv.Itoa(max(1, int(after/time.Second)))}}); err != nil {
+// comes within after, the guest thaws every file system by itself and,
+// with post, runs the post-scripts (what the pre-scripts paused must not
+// stay paused because the host is gone). A freeze must not start before
+// the watchdog has loaded what it runs (the guest cannot read new programs
+// while a freeze is being set up).
+func Arm(ctx context.Context, c *qga.Client, id string, after time.Duration, post bool) error {
+	args := []string{"watchdog", id, strconv.Itoa(max(1, int(after/time.Second)))}
+	if post {
+		args = append(args, "post")
+	}
+	if _, err := c.Spawn(ctx, qga.Command{Path: Path, Args: args}); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(armWait)
@@ -222,7 +228,8 @@ func Arm(ctx context.Context, c *qga.Client, id string, after time.Duration) err
 const stateFreeze = "/run/vmvault/freeze"
 
 // Disarm stops the watchdog id; fired says it thawed the guest first (the
-// freeze may not have held until the thaw).
+// freeze may not have held until the thaw, and the watchdog ran the
+// post-scripts if it was armed with post).
 func Disarm(ctx context.Context, c *qga.Client, id string) (fired bool, err error) {
 	r, err := c.Exec(ctx, qga.Command{Path: Path, Args: []string{"disarm", id}})
 	if err != nil {

@@ -5,9 +5,11 @@
 #   vmvault-ext version                 print the extension's version
 #   vmvault-ext pre  <snapshot>         run /etc/vmvault/pre.d/* in order
 #   vmvault-ext post <snapshot> <cons>  run /etc/vmvault/post.d/* in order
-#   vmvault-ext watchdog <id> <secs>    thaw every file system after secs
-#                                       unless disarmed first; armed once
-#                                       /run/vmvault/freeze holds <id>
+#   vmvault-ext watchdog <id> <secs> [post]
+#                                       thaw every file system after secs
+#                                       unless disarmed first (then, with
+#                                       post, run the post-scripts); armed
+#                                       once /run/vmvault/freeze holds <id>
 #   vmvault-ext disarm <id>             disarm; prints "fired" if too late
 #
 # Scripts are executable files in the folders above, run in the C locale's
@@ -74,6 +76,8 @@ watchdog)
 	[ "$(cat "$STATE/freeze" 2>/dev/null)" = "$2" ] || exit 0
 	thaw_all
 	echo "$2" >"$STATE/fired"
+	# The host is gone or late: what its pre-scripts paused is resumed here.
+	[ "$4" = post ] && scripts "$POST" post "$2" crash-consistent >"$STATE/watchdog-post.log" 2>&1
 	echo "vmvault-ext: froze longer than $3s: thawed" >/dev/kmsg 2>/dev/null
 	;;
 disarm)
