@@ -49,7 +49,9 @@ type Config struct {
 	Compression string    `json:"compression"`
 	KDF         kdfParams `json:"kdf"`
 	WrappedKey  []byte    `json:"wrapped_key"`
-	MAC         []byte    `json:"mac"`
+	// Immutable is set once by SetImmutable and never unset (immutable.go).
+	Immutable *Immutability `json:"immutable,omitempty"`
+	MAC       []byte        `json:"mac"`
 }
 
 // validate checks the parameters a vault is used with.
@@ -65,6 +67,11 @@ func (c Config) validate() error {
 	}
 	if _, err := compressionFlag(c.Compression); err != nil {
 		return err
+	}
+	if c.Immutable != nil {
+		if err := c.Immutable.check(); err != nil {
+			return err
+		}
 	}
 	if c.LeafEntries < 2 || c.LeafEntries > 1<<20 {
 		return fmt.Errorf("leaf entries %d: want 2 to %d", c.LeafEntries, 1<<20)
@@ -197,6 +204,13 @@ func (c Config) mac(master []byte) []byte {
 	num(int64(c.KDF.MemoryKiB))
 	num(int64(c.KDF.Threads))
 	str(c.WrappedKey)
+	if im := c.Immutable; im != nil {
+		// Only immutable vaults add these, so older configs keep their MAC.
+		str([]byte("immutable"))
+		num(im.Since.Unix())
+		num(int64(im.Days))
+		str([]byte(im.ObjectLock))
+	}
 	_, _ = h.Write(b)
 	return h.Sum(nil)
 }

@@ -121,6 +121,17 @@ type GCSweepReport struct {
 	PacksLeft        int `json:"packs_left"`
 	// Unreadable packs were left alone (see GCMarkReport).
 	Unreadable []PackProblem `json:"unreadable,omitempty"`
+	// Locked candidates are under S3 object lock (immutable vault) until
+	// LockedUntil at the latest; they stay candidates.
+	Locked      int       `json:"locked,omitempty"`
+	LockedUntil time.Time `json:"locked_until,omitempty"`
+}
+
+func (r *GCSweepReport) noteLocked(until time.Time) {
+	r.Locked++
+	if until.After(r.LockedUntil) {
+		r.LockedUntil = until
+	}
 }
 
 // gcPack is one stored pack and the blobs it holds.
@@ -284,6 +295,13 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		case !dropped[c.Pack]:
 			rep.Referenced++
 		default:
+			if until, locked, err := v.lockedUntil(ctx, packKey(c.Pack), now); err != nil {
+				return rep, fmt.Errorf("gc sweep: %w", err)
+			} else if locked {
+				rep.noteLocked(until) // object lock: deleted by a sweep after it ends
+				rest.Packs = append(rest.Packs, c)
+				break
+			}
 			if !opt.DryRun {
 				if err := v.be.Delete(ctx, packKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 					return rep, fmt.Errorf("gc sweep: delete %s: %w", packKey(c.Pack), err)

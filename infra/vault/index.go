@@ -290,6 +290,9 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 		v.idx = newIndex()
 	}
 	idx := v.idx
+	if err := v.reloadConfig(ctx); err != nil { // immutability set since Open
+		return nil, err
+	}
 	// GC candidates are read before packs are listed: a sweep deletes packs
 	// before it drops them from gc/candidates, so a deleted pack is either
 	// still excluded here or missing from the listing below (gc.go).

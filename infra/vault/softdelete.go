@@ -82,6 +82,9 @@ func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Ti
 	if err != nil {
 		return DeletedPoint{}, err
 	}
+	if err := v.CheckDeletable(ctx, []RecoveryPoint{rp}, now); err != nil {
+		return DeletedPoint{}, err
+	}
 	ts := tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
 	if err := v.putSealed(ctx, tombstoneKey(vm, id), ts); err != nil {
 		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
@@ -171,6 +174,11 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 	due, err := v.DueForPurge(ctx, now, keepFor)
 	var purged []string
 	for _, dp := range due {
+		if ierr := v.CheckDeletable(ctx, []RecoveryPoint{dp.RecoveryPoint}, now); errors.Is(ierr, ErrImmutable) {
+			continue // deleted before the vault became immutable: kept until it expires
+		} else if ierr != nil {
+			return purged, ierr
+		}
 		// The manifest of an interrupted delete goes first: removing the
 		// tombstone first would bring the point back.
 		if err := v.deleteKey(ctx, rpKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {

@@ -203,6 +203,9 @@ func (v *Vault) Config() Config {
 	return v.cfg
 }
 
+// Storage is the backend the vault lives on (replication copies it raw).
+func (v *Vault) Storage() storage.Backend { return v.be }
+
 // Location names the vault's storage, e.g. "s3://bucket/prefix".
 func (v *Vault) Location() string { return v.be.Location() }
 
@@ -213,7 +216,7 @@ func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
 		return err
 	}
 	sealed := v.keys.seal(nil, data, []byte(key))
-	if err := v.be.Put(ctx, key, sealed); err != nil {
+	if err := v.putObject(ctx, key, sealed); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil

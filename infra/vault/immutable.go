@@ -1,0 +1,213 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// Immutable vaults: SetImmutable records an Immutability in the config,
+// covered by the config's MAC, and nothing unsets it. From then on every
+// recovery point (older ones included) is protected for Days after it was
+// made: soft delete (rp delete, unprotect --delete-data, retention) and
+// purge refuse it with ErrImmutable, naming the point and its expiry. With
+// ObjectLock the vault also writes packs, index objects and manifests with
+// an S3 Object Lock retention of Days from their upload, so even a direct
+// delete with the bucket's credentials fails until then, and GC keeps
+// locked packs as candidates until their lock ends.
+//
+// Workers read the setting when they refresh the index (every backup and
+// restore) and before every delete, so a running worker obeys it without a
+// restart.
+
+// ErrImmutable is returned (wrapped) when an immutable vault refuses to
+// delete a recovery point before its expiry, or to change its immutability.
+var ErrImmutable = errors.New("vault is immutable")
+
+// Immutability is an immutable vault's setting.
+type Immutability struct {
+	Since time.Time `json:"since"`
+	// Days every recovery point is kept after it was made, at least.
+	Days int `json:"days"`
+	// ObjectLock is "" (none), storage.RetentionGovernance or
+	// storage.RetentionCompliance.
+	ObjectLock string `json:"object_lock,omitempty"`
+}
+
+func (im Immutability) check() error {
+	if im.Days < 1 || im.Days > 36500 {
+		return fmt.Errorf("immutability: %d days: want 1 to 36500", im.Days)
+	}
+	switch im.ObjectLock {
+	case "", storage.RetentionGovernance, storage.RetentionCompliance:
+	default:
+		return fmt.Errorf("immutability: object lock %q: want %s or %s", im.ObjectLock, storage.RetentionGovernance, storage.RetentionCompliance)
+	}
+	return nil
+}
+
+func (im Immutability) period() time.Duration { return time.Duration(im.Days) * 24 * time.Hour }
+
+// ExpiresAt is when rp may be deleted from a vault with this setting.
+func (im Immutability) ExpiresAt(rp RecoveryPoint) time.Time {
+	t := rp.CompletedAt
+	if t.IsZero() {
+		t = rp.StartedAt
+	}
+	return t.Add(im.period()).UTC()
+}
+
+// String describes the setting in one line.
+func (im Immutability) String() string {
+	s := fmt.Sprintf("immutable since %s: recovery points kept %d days", im.Since.UTC().Format(time.RFC3339), im.Days)
+	if im.ObjectLock != "" {
+		s += fmt.Sprintf("; S3 object lock (%s mode) on packs, index objects and manifests", im.ObjectLock)
+	}
+	return s
+}
+
+// SetImmutable makes the vault immutable for good. Setting the same again
+// is a no-op; changing or unsetting it is refused. Object lock needs a
+// backend that can lock objects (an S3 bucket with Object Lock enabled).
+func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability, error) {
+	fail := func(err error) (Immutability, error) {
+		return Immutability{}, fmt.Errorf("make vault at %s immutable: %w", v.be.Location(), err)
+	}
+	im.Since = im.Since.UTC().Truncate(time.Second)
+	if err := im.check(); err != nil {
+		return fail(err)
+	}
+	if im.ObjectLock != "" {
+		r, ok := v.be.(storage.Retainer)
+		if !ok {
+			return fail(fmt.Errorf("object lock needs an s3:// vault in a bucket with object lock enabled"))
+		}
+		if err := r.CheckRetention(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	cfg, err := v.storedConfig(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if old := cfg.Immutable; old != nil {
+		if old.Days == im.Days && old.ObjectLock == im.ObjectLock {
+			return *old, nil
+		}
+		return fail(fmt.Errorf("%w: %s; immutability cannot be changed or unset", ErrImmutable, old))
+	}
+	cfg.Immutable = &im
+	cfg.MAC = cfg.mac(v.keys.master)
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fail(err)
+	}
+	if err := v.be.Put(ctx, configKey, data); err != nil {
+		return fail(fmt.Errorf("write config: %w", err))
+	}
+	if back, err := v.be.Get(ctx, configKey); err != nil || !bytes.Equal(back, data) {
+		return fail(fmt.Errorf("read back config: %w", errors.Join(err, ErrCorrupt)))
+	}
+	v.cfgMu.Lock()
+	v.cfg.Immutable, v.cfg.MAC = cfg.Immutable, cfg.MAC
+	v.cfgMu.Unlock()
+	return im, nil
+}
+
+// storedConfig reads the config in storage and checks that it is this
+// vault's, authenticated by its master key.
+func (v *Vault) storedConfig(ctx context.Context) (Config, error) {
+	data, err := v.be.Get(ctx, configKey)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := parseConfig(v.be.Location(), data)
+	if err != nil {
+		return Config{}, err
+	}
+	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.mac(v.keys.master)) {
+		return Config{}, fmt.Errorf("%w: the stored config is not this vault's (%s), or was altered", ErrCorrupt, v.Config().ID)
+	}
+	return cfg, nil
+}
+
+// reloadConfig picks up what SetImmutable and ChangeKey changed in storage.
+func (v *Vault) reloadConfig(ctx context.Context) error {
+	cfg, err := v.storedConfig(ctx)
+	if err != nil {
+		return err
+	}
+	v.cfgMu.Lock()
+	v.cfg.Immutable, v.cfg.KDF, v.cfg.WrappedKey, v.cfg.MAC = cfg.Immutable, cfg.KDF, cfg.WrappedKey, cfg.MAC
+	v.cfgMu.Unlock()
+	return nil
+}
+
+// CheckDeletable fails with ErrImmutable, naming the first point and its
+// expiry, if the vault is immutable and any of rps has not expired at now.
+// It reads the setting from storage, not from what was opened.
+func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now time.Time) error {
+	if err := v.reloadConfig(ctx); err != nil {
+		return err
+	}
+	im := v.Config().Immutable
+	if im == nil {
+		return nil
+	}
+	var first error
+	blocked := 0
+	for _, rp := range rps {
+		if until := im.ExpiresAt(rp); now.Before(until) {
+			if first == nil {
+				first = fmt.Errorf("recovery point %s is protected until %s (immutable vault: points are kept %d days): %w",
+					rp.Ref(), until.Format(time.RFC3339), im.Days, ErrImmutable)
+			}
+			blocked++
+		}
+	}
+	if blocked > 1 {
+		return fmt.Errorf("%w (and %d more points)", first, blocked-1)
+	}
+	return first
+}
+
+// Lockable keys are what object lock protects: the data and the manifests
+// (not tombstones, records, checkpoints or GC state, which change).
+func Lockable(key string) bool {
+	return strings.HasPrefix(key, "packs/") || strings.HasPrefix(key, "index/") || strings.HasPrefix(key, "recoverypoints/")
+}
+
+// putObject writes a vault object, locked when the vault says so.
+func (v *Vault) putObject(ctx context.Context, key string, data []byte) error {
+	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && Lockable(key) {
+		if r, ok := v.be.(storage.Retainer); ok {
+			return r.PutRetained(ctx, key, data, storage.Retention{Mode: im.ObjectLock, Until: time.Now().Add(im.period())})
+		}
+	}
+	return v.be.Put(ctx, key, data)
+}
+
+// lockedUntil is the end of key's object lock, if it is still locked at now
+// (only looked up when the vault uses object lock).
+func (v *Vault) lockedUntil(ctx context.Context, key string, now time.Time) (time.Time, bool, error) {
+	im := v.Config().Immutable
+	r, ok := v.be.(storage.Retainer)
+	if im == nil || im.ObjectLock == "" || !ok {
+		return time.Time{}, false, nil
+	}
+	until, err := r.RetainedUntil(ctx, key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return until, now.Before(until), nil
+}
