@@ -22,6 +22,8 @@ type CheckVaultInput struct {
 	// day: the whole vault every 100/N days.
 	RotateSeed       bool          `json:"rotate_seed,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// Secondary checks the vault's copy at its secondary location.
+	Secondary bool `json:"secondary,omitempty"`
 }
 
 // maxReportedDamage keeps a check's result well inside Temporal's payload
@@ -33,11 +35,19 @@ const maxReportedDamage = 500
 func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (vault.CheckReport, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
-	rep, err := a.Vault.Check(ctx, vault.CheckOptions{
+	v := a.Vault
+	if in.Secondary {
+		sv, err := a.Secondary.vault(ctx, a.Vault)
+		if err != nil {
+			return vault.CheckReport{}, err
+		}
+		v = sv
+	}
+	rep, err := v.Check(ctx, vault.CheckOptions{
 		ReadData: in.ReadData, ReadDataPercent: in.ReadDataPercent, Seed: in.Seed, MaxDamage: maxReportedDamage,
 		Progress: func(p vault.CheckProgress) { activity.RecordHeartbeat(ctx, p) },
 	})
-	rep.Vault = a.Vault.Location()
+	rep.Vault = v.Location()
 	return rep, classify(err)
 }
 

@@ -30,6 +30,8 @@ const (
 	ErrTypeTargetExists          = "TargetExists"
 	ErrTypeJobLimit              = "JobLimit"
 	ErrTypeAgentUnavailable      = "AgentUnavailable"
+	// ErrTypeImmutable: an immutable vault refused to delete a point early.
+	ErrTypeImmutable = "Immutable"
 	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
 	ErrTypeIndexLag = "IndexLag"
 )
@@ -42,6 +44,7 @@ var NonRetryable = []string{
 	ErrTypeCorruptData, ErrTypeMissingData, ErrTypeWrongKey, ErrTypeNoVault,
 	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
 	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
+	ErrTypeImmutable, ErrTypeNoSecondary,
 }
 
 var classes = []struct {
@@ -61,6 +64,7 @@ var classes = []struct {
 	{vault.ErrMissing, ErrTypeMissingData},
 	{vault.ErrNoVault, ErrTypeNoVault},
 	{vault.ErrNoRecoveryPoint, ErrTypeRecoveryPointNotFound},
+	{vault.ErrImmutable, ErrTypeImmutable},
 	{diskfile.ErrExists, ErrTypeTargetExists},
 	{diskfile.ErrSymlink, ErrTypeInvalidVM},
 	{diskfile.ErrNotStaged, ErrTypeBadRequest},

@@ -20,6 +20,8 @@ func HostQueue(host string) string { return "vmvault-host-" + host }
 type HostActivities struct {
 	Platform platform.Platform
 	Vault    *vault.Vault
+	// Secondary is the vault's secondary location: restores read from it.
+	Secondary *Secondary
 	// Signaler, when set, sends disk progress to the workflow now and then.
 	Signaler Signaler
 	// ProgressEvery is the shortest time between progress signals (default 2s);

@@ -131,10 +131,11 @@ func (h *HostActivities) RestoreDisk(ctx context.Context, in RestoreDiskInput) (
 	if err := in.Target.check(); err != nil {
 		return res, err
 	}
-	if err := checkPin(h.Vault, in.Vault); err != nil {
+	v, err := pinned(ctx, h.Vault, h.Secondary, in.Vault) // the primary, or its secondary
+	if err != nil {
 		return res, err
 	}
-	rp, vm, err := loadRecoveryPoint(ctx, h.Vault, in.RecoveryPoint)
+	rp, vm, err := loadRecoveryPoint(ctx, v, in.RecoveryPoint)
 	if err != nil {
 		return res, err
 	}
@@ -156,11 +157,11 @@ func (h *HostActivities) RestoreDisk(ctx context.Context, in RestoreDiskInput) (
 			hb = restoreHeartbeat{}
 		}
 	}
-	if _, err := h.Vault.RefreshIndex(ctx); err != nil {
+	if _, err := v.RefreshIndex(ctx); err != nil {
 		w.Close()
 		return res, classify(err)
 	}
-	out, err := h.restoreInto(ctx, in.Disk, rec, w, hb.NextLeaf)
+	out, err := h.restoreInto(ctx, v, in.Disk, rec, w, hb.NextLeaf)
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("restore disk %s: %w", in.Disk, cerr)
 	}
@@ -173,13 +174,13 @@ func (h *HostActivities) RestoreDisk(ctx context.Context, in RestoreDiskInput) (
 
 // restoreInto restores rec into w from leaf start, syncing w and
 // heartbeating a checkpoint every few seconds.
-func (h *HostActivities) restoreInto(ctx context.Context, disk string, rec vault.DiskRecord, w stagedWriter, start int) (vault.RestoreResult, error) {
+func (h *HostActivities) restoreInto(ctx context.Context, v *vault.Vault, disk string, rec vault.DiskRecord, w stagedWriter, start int) (vault.RestoreResult, error) {
 	attempt := activity.GetInfo(ctx).Attempt
 	rep := h.newReporter(ctx)
 	hb := restoreHeartbeat{NextLeaf: start, Progress: DiskProgress{Disk: disk, SizeBytes: rec.SizeBytes, Attempt: attempt}}
 	defer rep.keepAlive(hb)()
 	lastSync := time.Now()
-	return h.Vault.RestoreDisk(ctx, rec.Root, w, vault.RestoreOptions{Disk: disk, StartLeaf: start, Progress: func(p vault.Progress) {
+	return v.RestoreDisk(ctx, rec.Root, w, vault.RestoreOptions{Disk: disk, StartLeaf: start, Progress: func(p vault.Progress) {
 		dp := diskProgress(p, attempt)
 		if time.Since(lastSync) > 5*time.Second {
 			// Only synced leaves may be named by a checkpoint: a host crash

@@ -107,6 +107,9 @@ type ExpireResult struct {
 	// Unreadable counts manifests that could not be read: never expired.
 	Unreadable int    `json:"unreadable,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Immutable: points the policy expired but the immutable vault keeps
+	// until their expiry (one line each).
+	Immutable []string `json:"immutable,omitempty"`
 }
 
 // ExpireRecoveryPoints soft-deletes the recovery points of one VM that its
@@ -147,6 +150,12 @@ func (a *VaultActivities) ExpireRecoveryPoints(ctx context.Context, in ExpireInp
 	for _, p := range expire {
 		if !in.DryRun {
 			_, err := a.Vault.DeleteRecoveryPoint(ctx, p.ID, in.Now, in.KeepDeletedFor)
+			if errors.Is(err, vault.ErrImmutable) {
+				// Expired by policy, not yet by the immutable vault: kept, and said.
+				res.Immutable = append(res.Immutable, err.Error())
+				res.Kept++
+				continue
+			}
 			if err != nil && !errors.Is(err, vault.ErrSoftDeleted) {
 				return res, classify(err)
 			}

@@ -17,6 +17,10 @@ import (
 // queue).
 type VaultActivities struct {
 	Vault *vault.Vault
+	// Secondary is the vault's secondary location, if configured.
+	Secondary *Secondary
+	// Starter starts replication jobs after backups (a client.Client).
+	Starter WorkflowStarter
 }
 
 // VaultPin is the vault a job is pinned to: fixed by the job's first vault
@@ -24,6 +28,8 @@ type VaultActivities struct {
 type VaultPin struct {
 	ID       string `json:"id"`
 	Location string `json:"location"`
+	// Secondary jobs read the vault's copy at its secondary location.
+	Secondary bool `json:"secondary,omitempty"`
 }
 
 func pinOf(v *vault.Vault) VaultPin { return VaultPin{ID: v.Config().ID, Location: v.Location()} }
@@ -120,6 +126,9 @@ func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecovery
 // LoadRecoveryPointInput names a recovery point ("<vm>/<id>" or an id).
 type LoadRecoveryPointInput struct {
 	Ref string `json:"ref"`
+	// FromSecondary reads the vault's copy at its secondary location, and
+	// pins the job to it.
+	FromSecondary bool `json:"from_secondary,omitempty"`
 }
 
 // RecoveryPointInfo is a recovery point with its VM metadata decoded, and
@@ -132,12 +141,20 @@ type RecoveryPointInfo struct {
 
 // LoadRecoveryPoint reads a recovery point for a restore.
 func (a *VaultActivities) LoadRecoveryPoint(ctx context.Context, in LoadRecoveryPointInput) (RecoveryPointInfo, error) {
-	rp, vm, err := loadRecoveryPoint(ctx, a.Vault, in.Ref)
+	v, pin := a.Vault, pinOf(a.Vault)
+	if in.FromSecondary {
+		sv, err := a.Secondary.vault(ctx, a.Vault)
+		if err != nil {
+			return RecoveryPointInfo{}, err
+		}
+		v, pin = sv, VaultPin{ID: pin.ID, Location: sv.Location(), Secondary: true}
+	}
+	rp, vm, err := loadRecoveryPoint(ctx, v, in.Ref)
 	if err != nil {
 		return RecoveryPointInfo{}, err
 	}
 	rp.Metadata = nil // carried decoded
-	return RecoveryPointInfo{Vault: pinOf(a.Vault), RecoveryPoint: rp, VM: vm}, nil
+	return RecoveryPointInfo{Vault: pin, RecoveryPoint: rp, VM: vm}, nil
 }
 
 // loadRecoveryPoint reads a sealed manifest and decodes its VM metadata.

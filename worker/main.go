@@ -62,6 +62,11 @@ func run() error {
 	}
 	defer c.Close()
 
+	sec, err := secondary(ctx, cfg)
+	if err != nil {
+		return err
+	}
+
 	var workers []worker.Worker
 	if serveCentral {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
@@ -73,7 +78,8 @@ func run() error {
 		w.RegisterWorkflow(workflows.CheckVault)
 		w.RegisterWorkflow(workflows.RepairVault)
 		w.RegisterWorkflow(workflows.CollectGarbage)
-		w.RegisterActivity(&activities.VaultActivities{Vault: v})
+		w.RegisterWorkflow(workflows.ReplicateVault)
+		w.RegisterActivity(&activities.VaultActivities{Vault: v, Secondary: sec, Starter: c})
 		workers = append(workers, w)
 	}
 	if serveHost {
@@ -85,7 +91,7 @@ func run() error {
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
-		w.RegisterActivity(&activities.HostActivities{Platform: p, Vault: v, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
+		w.RegisterActivity(&activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
 		workers = append(workers, w)
 	}
 	for _, w := range workers {
@@ -96,8 +102,21 @@ func run() error {
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
 		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host),
-		"vault", v.Location(), "vault_id", v.Config().ID, "platform", cfg.Platform)
+		"vault", v.Location(), "vault_id", v.Config().ID, "secondary", cfg.SecondaryVault, "platform", cfg.Platform)
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	return nil
+}
+
+// secondary opens the vault's secondary location, if one is configured. It
+// is not contacted yet: replication creates it, restores read it.
+func secondary(ctx context.Context, cfg config.Config) (*activities.Secondary, error) {
+	if cfg.SecondaryVault == "" {
+		return nil, nil
+	}
+	be, err := wire.OpenSecondaryStorage(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &activities.Secondary{Storage: be, DeleteAfter: cfg.SoftDeletePeriod(), Limit: cfg.ReplicationLimitMiB << 20}, nil
 }

@@ -231,6 +231,8 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	res.Notes, res.Kept = prog.Notes, rp.Kept
 	prog.RecoveryPoint = ref
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
+	startReplication(ctx, prep.Vault, ref, prog)
+	res.Notes = prog.Notes
 	prog.Phase = PhaseDone
 	return res, nil
 }

@@ -75,6 +75,9 @@ func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) 
 		return res, err
 	}
 	summary = fmt.Sprintf("vault gc: %d packs deleted, %d bytes freed; %d candidates referenced again and kept", res.Sweep.DeletedPacks, res.Sweep.FreedBytes, res.Sweep.Referenced)
+	if res.Sweep.Locked > 0 {
+		summary += fmt.Sprintf("; %d packs under object lock kept until %s at the latest", res.Sweep.Locked, res.Sweep.LockedUntil.UTC().Format(time.RFC3339))
+	}
 	if in.DryRun {
 		summary = fmt.Sprintf("vault gc (dry run): %d packs (%d bytes) would be candidates", res.Mark.Candidates, res.Mark.CandidateBytes)
 	}

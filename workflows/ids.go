@@ -69,6 +69,9 @@ func RestoreStartOptions(taskQueue string, in RestoreVMInput, now time.Time, tim
 func restoreSummary(in RestoreVMInput) string {
 	switch in.Mode {
 	case RestoreNewVM:
+		if in.FromSecondary {
+			return fmt.Sprintf("restore %s from the secondary → new vm %s", in.RecoveryPoint, in.TargetVM)
+		}
 		return fmt.Sprintf("restore %s → new vm %s", in.RecoveryPoint, in.TargetVM)
 	case RestoreReplace:
 		target := in.TargetVM
@@ -125,6 +128,9 @@ func CheckVaultStartOptions(taskQueue string, in CheckVaultInput, now time.Time)
 		what = fmt.Sprintf("metadata, index and %d%% of the data", in.ReadDataPercent)
 	case in.ReadData:
 		what = "metadata, index and all data"
+	}
+	if in.Secondary {
+		what += " of the secondary"
 	}
 	return client.StartWorkflowOptions{
 		ID: "vault-check-" + now.UTC().Format("20060102T150405Z"), TaskQueue: taskQueue,

@@ -31,6 +31,9 @@ type RestoreVMInput struct {
 	// FromVault restores from the vault even when the recovery point's
 	// snapshot is kept on the host (new-vm).
 	FromVault bool `json:"from_vault,omitempty"`
+	// FromSecondary reads the recovery point from the vault's copy at its
+	// secondary location (cross-site restore).
+	FromSecondary bool `json:"from_secondary,omitempty"`
 	// Host is where the target lives.
 	Host string `json:"host"`
 	// HeartbeatTimeout of disk restores; default 2 minutes.
@@ -78,7 +81,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	defer func() { err = expired(err) }()
 	res.Mode = in.Mode
 	var info activities.RecoveryPointInfo
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint}).Get(ctx, &info); err != nil {
+	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint, FromSecondary: in.FromSecondary}).Get(ctx, &info); err != nil {
 		return res, err
 	}
 	rp := info.RecoveryPoint

@@ -13,6 +13,8 @@ const (
 	// KindScheduled is a schedule's run: it starts the VM's backup as a
 	// child, or is skipped when a backup of the VM is running.
 	KindScheduled Kind = "scheduled"
+	// KindReplicate copies the vault to its secondary (ReplicateVault).
+	KindReplicate Kind = "replicate"
 )
 
 // Phase is where a job is, in the progress query.
@@ -34,6 +36,7 @@ const (
 	PhaseMarking      Phase = "marking"
 	PhaseGrace        Phase = "grace-period"
 	PhaseSweeping     Phase = "sweeping"
+	PhaseReplicating  Phase = "replicating"
 	PhaseDone         Phase = "done"
 	PhaseFailed       Phase = "failed"
 )

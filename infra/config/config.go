@@ -56,6 +56,19 @@ type Config struct {
 	S3Endpoint  string `env:"VMVAULT_S3_ENDPOINT"`
 	S3Region    string `env:"VMVAULT_S3_REGION, default=us-east-1"`
 	S3PathStyle bool   `env:"VMVAULT_S3_PATH_STYLE, default=false"`
+	// SecondaryVault is the vault's secondary location (file:///path or
+	// s3://bucket/prefix): 'vmvault vault replicate' and every backup copy
+	// the vault there; empty means none. Its S3 settings default to the
+	// primary's; its credentials are SecondaryAccessKeyID and
+	// SecondarySecretAccessKey when set, else the AWS default chain.
+	SecondaryVault           string `env:"VMVAULT_SECONDARY_VAULT"`
+	SecondaryS3Endpoint      string `env:"VMVAULT_SECONDARY_S3_ENDPOINT"`
+	SecondaryS3Region        string `env:"VMVAULT_SECONDARY_S3_REGION"`
+	SecondaryS3PathStyle     *bool  `env:"VMVAULT_SECONDARY_S3_PATH_STYLE"`
+	SecondaryAccessKeyID     string `env:"VMVAULT_SECONDARY_AWS_ACCESS_KEY_ID"`
+	SecondarySecretAccessKey string `env:"VMVAULT_SECONDARY_AWS_SECRET_ACCESS_KEY"`
+	// ReplicationLimitMiB caps replication's copy rate in MiB/s (0: no cap).
+	ReplicationLimitMiB int64 `env:"VMVAULT_REPLICATION_LIMIT_MIB, default=0"`
 	// BackupTimeout bounds a whole backup job.
 	BackupTimeout time.Duration `env:"VMVAULT_BACKUP_TIMEOUT, default=24h"`
 	// RestoreTimeout bounds a whole restore job.
