@@ -108,6 +108,10 @@ func (a *app) vaultGC(ctx context.Context, in workflows.GCInput, wait bool) erro
 	}
 	fmt.Fprintf(a.out, "sweep: %d packs deleted, %s freed; %d candidates referenced again and kept, %d not due yet, %d stale checkpoints removed\n",
 		s.DeletedPacks, size(s.FreedBytes), s.Referenced, s.NotDue, s.StaleCheckpoints)
+	if s.Locked > 0 {
+		fmt.Fprintf(a.out, "sweep: %d unreferenced packs are under S3 object lock until %s at the latest: kept, a later gc deletes them\n",
+			s.Locked, s.LockedUntil.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 

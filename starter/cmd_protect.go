@@ -182,6 +182,12 @@ func (a *app) unprotect(ctx context.Context, vm string, deleteData bool) error {
 	if recErr != nil && !errors.Is(recErr, vault.ErrNoRecord) {
 		return recErr
 	}
+	if deleteData { // an immutable vault refuses before anything changes
+		rps, _ := v.ListRecoveryPoints(ctx, vm)
+		if err := v.CheckDeletable(ctx, rps, time.Now()); err != nil {
+			return fmt.Errorf("unprotect %s --delete-data refused, nothing was changed: %w", vm, err)
+		}
+	}
 	c, err := a.dial()
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ type restoreFlags struct {
 	force   bool
 	discard bool
 	vault   bool
+	second  bool
 	timeout time.Duration
 }
 
@@ -84,6 +85,7 @@ with --wait it shows progress on stderr.`,
 	fl.BoolVar(&f.force, "force", false, "with --disks: replace existing image files")
 	fl.BoolVar(&f.discard, "discard-replaced", false, "with --replace: delete the replaced disk images instead of keeping them")
 	fl.BoolVar(&f.vault, "from-vault", false, "with --new-vm: read the vault even when the snapshot is kept on the host")
+	fl.BoolVar(&f.second, "from-secondary", false, "read the recovery point from the vault's secondary location (VMVAULT_SECONDARY_VAULT on the workers): cross-site restore")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_RESTORE_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
 }
@@ -123,7 +125,7 @@ func (a *app) restoreInput(cmd *cobra.Command, rp string, f restoreFlags) (workf
 	if f.vault && f.newVM == "" {
 		return in, usagef(cmd, "--from-vault goes with --new-vm")
 	}
-	in.Force, in.DiscardReplaced, in.FromVault = f.force, f.discard, f.vault
+	in.Force, in.DiscardReplaced, in.FromVault, in.FromSecondary = f.force, f.discard, f.vault, f.second
 	return in, nil
 }
 

@@ -90,7 +90,7 @@ func deletedRowOf(dp vault.DeletedPoint) deletedRow {
 
 // rpListDeleted lists soft-deleted recovery points.
 func (a *app) rpListDeleted(ctx context.Context, vm string) error {
-	v, err := openVault(ctx, a.cfg)
+	v, err := a.openVaultOrSecondary(ctx)
 	if err != nil {
 		return err
 	}

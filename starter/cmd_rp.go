@@ -15,7 +15,7 @@ func (a *app) rpCmd() *cobra.Command {
 }
 
 func (a *app) rpListCmd() *cobra.Command {
-	var deleted bool
+	var deleted, secondary bool
 	cmd := a.jsonFlag(&cobra.Command{
 		Use:   "list [VM]",
 		Short: "List the recovery points in the vault, of every VM or of one",
@@ -38,6 +38,7 @@ soft-deleted points instead, with when they were deleted and until when
 			if len(args) == 1 {
 				vm = args[0]
 			}
+			a.fromSecondary = secondary
 			if deleted {
 				return a.rpListDeleted(ctx, vm)
 			}
@@ -45,6 +46,7 @@ soft-deleted points instead, with when they were deleted and until when
 		}),
 	})
 	cmd.Flags().BoolVar(&deleted, "deleted", false, "list soft-deleted recovery points")
+	cmd.Flags().BoolVar(&secondary, "from-secondary", false, "read the vault's copy at its secondary location (VMVAULT_SECONDARY_VAULT), e.g. when the primary is gone")
 	return cmd
 }
 
@@ -70,7 +72,7 @@ func rpRowOf(rp vault.RecoveryPoint) rpRow {
 }
 
 func (a *app) rpList(ctx context.Context, vm string) error {
-	v, err := openVault(ctx, a.cfg)
+	v, err := a.openVaultOrSecondary(ctx)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,8 @@ import (
 )
 
 func (a *app) vaultCmd() *cobra.Command {
-	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd(), a.vaultGCCmd(), a.vaultCheckScheduleCmd())
+	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd(), a.vaultGCCmd(), a.vaultCheckScheduleCmd(),
+		a.vaultReplicateCmd(), a.vaultSetImmutableCmd())
 }
 
 func (a *app) vaultInitCmd() *cobra.Command {
@@ -112,8 +113,13 @@ func (a *app) vaultStats(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	repl, err := a.replicationStatus(ctx, v)
+	if err != nil {
+		return err
+	}
 	if a.json {
-		return a.printJSON(map[string]any{"vault": v.Location(), "vms": list, "usage": u, "last_gc": lastGC})
+		return a.printJSON(map[string]any{"vault": v.Location(), "vms": list, "usage": u, "last_gc": lastGC, "replication": repl,
+			"immutable": v.Config().Immutable})
 	}
 	fmt.Fprintf(a.out, "vault %s (%s)\n\n", v.Location(), v.Config().ID)
 	tw := a.table("VM\tRECOVERY POINTS\tLATEST\tPROTECTED SIZE\tUPLOADED\tSTORED\tPROTECTED\tBILLABLE\tINSTANCES\tSTORAGE BASIS")
@@ -136,6 +142,10 @@ func (a *app) vaultStats(ctx context.Context) error {
 	fmt.Fprintf(a.out, "\nstorage used: %s in %d packs, %s index, %d recovery points (%s)\n",
 		size(u.TotalBytes), u.Packs, size(u.IndexBytes), u.RecoveryPoints, size(u.ManifestBytes))
 	a.printLastGC(lastGC)
+	if im := v.Config().Immutable; im != nil {
+		fmt.Fprintf(a.out, "\n%s\n", im)
+	}
+	a.printReplication(repl)
 	return nil
 }
 

@@ -70,7 +70,7 @@ func (a *app) vaultPasswd(ctx context.Context, newCfg config.Config) error {
 }
 
 func (a *app) vaultCheckCmd() *cobra.Command {
-	var readData bool
+	var readData, secondary bool
 	var subset string
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -92,7 +92,7 @@ code is 1 when anything is damaged. The check never writes.`,
   vmvault vault check --read-data --json`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
-			in := workflows.CheckVaultInput{ReadData: readData, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Seed: uint64(time.Now().UnixNano())}
+			in := workflows.CheckVaultInput{ReadData: readData, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Seed: uint64(time.Now().UnixNano()), Secondary: secondary}
 			if subset != "" {
 				n, err := strconv.Atoi(strings.TrimSuffix(subset, "%"))
 				if err != nil || n < 1 || n > 100 {
@@ -105,6 +105,7 @@ code is 1 when anything is damaged. The check never writes.`,
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "re-read and re-hash every block")
 	cmd.Flags().StringVar(&subset, "read-data-subset", "", "re-read and re-hash the blocks of N% of the packs, e.g. 10%")
+	cmd.Flags().BoolVar(&secondary, "secondary", false, "check the vault's copy at its secondary location, then compare it with the primary object by object")
 	return a.jsonFlag(cmd)
 }
 
@@ -122,12 +123,23 @@ func (a *app) vaultCheck(ctx context.Context, in workflows.CheckVaultInput) erro
 	if err := run.Get(ctx, &rep); err != nil {
 		return jobError{what: "vault check failed", err: err}
 	}
+	var cmp *vault.Comparison
+	if in.Secondary {
+		c, err := a.compareSecondary(ctx)
+		if err != nil {
+			return err
+		}
+		cmp = &c
+	}
 	if a.json {
-		if err := a.printJSON(rep); err != nil {
+		if err := a.printJSON(checkJSON{rep, cmp}); err != nil {
 			return err
 		}
 	} else {
 		a.printCheck(rep)
+		if cmp != nil {
+			a.printComparison(*cmp)
+		}
 	}
 	if !rep.OK {
 		return fmt.Errorf("vault %s is damaged: %d of %d recovery points cannot be fully restored (%s)",

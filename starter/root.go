@@ -37,7 +37,9 @@ type app struct {
 	cfg         config.Config
 	client      client.Client
 	json        bool
-	global      globalFlags
+	// fromSecondary: read commands open the vault's secondary copy.
+	fromSecondary bool
+	global        globalFlags
 	// ran is set once a command's own code starts: an error before that is
 	// cobra refusing the command line, a usage error.
 	ran bool

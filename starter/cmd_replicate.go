@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmvault/vmvault/infra/vault"
+	"github.com/vmvault/vmvault/infra/vault/storage"
+	"github.com/vmvault/vmvault/infra/wire"
+	"github.com/vmvault/vmvault/workflows"
+)
+
+func (a *app) vaultReplicateCmd() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "replicate",
+		Short: "Copy the vault's new objects to its secondary location",
+		Long: `Start the vault's replication job (replicate-<vault id> in the Temporal UI), or
+ask the running one for another pass: it copies, as stored, every object
+the secondary (VMVAULT_SECONDARY_VAULT on the workers) lacks: the config,
+then packs and index objects, recovery point manifests last, so the
+secondary never holds a point whose data is missing. Every backup asks for
+a pass by itself; run this after the secondary was unreachable, or to wait
+until it is in sync. Objects deleted on the primary are deleted on the
+secondary only after the soft-delete period (VMVAULT_SOFT_DELETE_DAYS).`,
+		Example: `  vmvault vault replicate --wait
+  vmvault vault stats    # replication lag per VM`,
+		Args: noArgs,
+		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			return a.vaultReplicate(ctx, wait)
+		}),
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the replication and print what it did")
+	return a.jsonFlag(cmd)
+}
+
+func (a *app) vaultReplicate(ctx context.Context, wait bool) error {
+	if a.cfg.SecondaryVault == "" {
+		return wire.ErrNoSecondary
+	}
+	v, err := openVault(ctx, a.cfg)
+	if err != nil {
+		return err
+	}
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	id := v.Config().ID
+	run, err := c.SignalWithStartWorkflow(ctx, workflows.ReplicateWorkflowID(id), workflows.SignalReplicate, "vmvault vault replicate",
+		workflows.ReplicateStartOptions(a.cfg.TaskQueue, id), workflows.ReplicateVault,
+		workflows.ReplicateVaultInput{HeartbeatTimeout: a.cfg.HeartbeatTimeout})
+	if err != nil {
+		return fmt.Errorf("start replication: %w", err)
+	}
+	fmt.Fprintf(a.errOut, "replication job %s (run %s)\n", run.GetID(), run.GetRunID())
+	if !wait {
+		return nil
+	}
+	var res workflows.ReplicateVaultResult
+	if err := run.Get(ctx, &res); err != nil {
+		return jobError{what: "replication failed", err: err}
+	}
+	if a.json {
+		return a.printJSON(res)
+	}
+	r := res.Last
+	rate := 0.0
+	if r.Duration > 0 {
+		rate = float64(r.CopiedBytes) / r.Duration
+	}
+	fmt.Fprintf(a.out, "replicated %s to %s: %d recovery points; copied %d of %d objects (%s) in %.1fs, %s/s; %d deleted, %d deletes wait for the soft-delete period\n",
+		r.Source, r.Target, r.RecoveryPoints, r.Copied+r.CopiedBefore, r.Objects, size(r.CopiedBytes+r.BytesBefore), r.Duration, size(int64(rate)), r.Deleted, r.PendingDeletes)
+	if r.Attempts > 1 {
+		fmt.Fprintf(a.out, "resumed: attempt %d copied %d objects after earlier attempts copied %d\n", r.Attempts, r.Copied, r.CopiedBefore)
+	}
+	return nil
+}
+
+// printReplication adds the replication lag per VM to vault stats.
+func (a *app) replicationStatus(ctx context.Context, v *vault.Vault) (*vault.ReplicationStatus, error) {
+	if a.cfg.SecondaryVault == "" {
+		return nil, nil
+	}
+	be, err := wire.OpenSecondaryStorage(ctx, a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := v.ReplicationStatus(ctx, be)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (a *app) printReplication(st *vault.ReplicationStatus) {
+	if st == nil {
+		return
+	}
+	fmt.Fprintf(a.out, "\nsecondary %s: %d objects (%s) not replicated yet\n", st.Secondary, st.MissingObjects, size(st.MissingBytes))
+	tw := a.table("VM\tRECOVERY POINTS\tNOT ON SECONDARY\tBYTES BEHIND\tOLDEST MISSING")
+	for _, l := range st.VMs {
+		oldest := "-"
+		if l.Missing > 0 {
+			oldest = l.Oldest.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", l.VM, l.RecoveryPoints, l.Missing, size(l.MissingBytes), oldest)
+	}
+	tw.Flush()
+	if l := st.Last; l != nil {
+		fmt.Fprintf(a.out, "last replication: %s: copied %d objects (%s) in %.1fs\n", l.At.UTC().Format(time.RFC3339), l.Copied, size(l.CopiedBytes), l.Duration)
+	}
+}
+
+// compareSecondary compares the vault's storage with its secondary, object
+// by object, after 'vault check --secondary'.
+func (a *app) compareSecondary(ctx context.Context) (vault.Comparison, error) {
+	pbe, err := wire.OpenStorage(ctx, a.cfg)
+	if err != nil {
+		return vault.Comparison{}, err
+	}
+	sbe, err := wire.OpenSecondaryStorage(ctx, a.cfg)
+	if err != nil {
+		return vault.Comparison{}, err
+	}
+	return vault.Compare(ctx, pbe, sbe)
+}
+
+func (a *app) printComparison(c vault.Comparison) {
+	if c.Same() {
+		fmt.Fprintf(a.out, "primary and secondary hold the same %d objects\n", c.Objects)
+		return
+	}
+	list := func(what string, keys []string) {
+		if len(keys) == 0 {
+			return
+		}
+		shown := keys
+		if len(shown) > 10 {
+			shown = shown[:10]
+		}
+		more := ""
+		if len(keys) > len(shown) {
+			more = fmt.Sprintf(" ... and %d more", len(keys)-len(shown))
+		}
+		fmt.Fprintf(a.out, "%s: %d: %s%s\n", what, len(keys), strings.Join(shown, " "), more)
+	}
+	fmt.Fprintf(a.out, "primary %d objects; compared with secondary %s:\n", c.Objects, c.Secondary)
+	list("only on the primary (not replicated yet)", c.OnlyPrimary)
+	list("only on the secondary (deleted on the primary, or foreign)", c.OnlySecondary)
+	list("different", c.Differ)
+}
+
+// openSecondaryVault opens the vault's copy at the secondary location with
+// the vault key: for rp list and stats when the primary is gone.
+func openSecondaryVault(ctx context.Context, a *app) (*vault.Vault, error) {
+	if a.cfg.SecondaryVault == "" {
+		return nil, wire.ErrNoSecondary
+	}
+	return wire.OpenSecondaryVault(ctx, a.cfg)
+}
+
+func (a *app) vaultSetImmutableCmd() *cobra.Command {
+	var days int
+	var lock string
+	cmd := &cobra.Command{
+		Use:   "set-immutable --lock-days N [--object-lock governance|compliance]",
+		Short: "Make the vault immutable: no recovery point can be deleted before it is N days old",
+		Long: `Make the vault immutable, for good: the setting is recorded in the vault's
+authenticated config and nothing unsets or shortens it. From then on every
+recovery point, older ones included, is kept at least N days after it was
+made: 'rp delete', 'unprotect --delete-data' and retention refuse to delete
+it before then (retention keeps it and says so) and name the point and its
+expiry. With --object-lock (an s3:// vault in a bucket created with Object
+Lock enabled) packs, index objects and manifests are also written with an
+S3 retention of N days in that mode, so even a direct delete with the
+bucket's credentials fails until then; governance mode can be bypassed by
+a principal with s3:BypassGovernanceRetention, compliance mode by nobody.
+GC keeps locked packs until their lock ends. Workers pick the setting up at
+their next backup or restore, without a restart.`,
+		Example: `  vmvault vault set-immutable --lock-days 30
+  vmvault vault set-immutable --lock-days 30 --object-lock compliance`,
+		Args: noArgs,
+		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
+			if days < 1 {
+				return usagef(cmd, "set-immutable needs --lock-days N (at least 1)")
+			}
+			switch lock {
+			case "", storage.RetentionGovernance, storage.RetentionCompliance:
+			default:
+				return usagef(cmd, "--object-lock %q: want governance or compliance", lock)
+			}
+			v, err := openVault(ctx, a.cfg)
+			if err != nil {
+				return err
+			}
+			im, err := v.SetImmutable(ctx, vault.Immutability{Days: days, ObjectLock: lock, Since: time.Now()})
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(im)
+			}
+			fmt.Fprintf(a.out, "vault %s at %s is %s\n", v.Config().ID, v.Location(), im)
+			return nil
+		}),
+	}
+	cmd.Flags().IntVar(&days, "lock-days", 0, "days every recovery point is kept (and its objects locked) after it was made")
+	cmd.Flags().StringVar(&lock, "object-lock", "", "also lock objects with S3 Object Lock: governance or compliance")
+	return a.jsonFlag(cmd)
+}
+
+// openVaultOrSecondary opens the vault, or its secondary copy when the
+// command was given --from-secondary.
+func (a *app) openVaultOrSecondary(ctx context.Context) (*vault.Vault, error) {
+	if a.fromSecondary {
+		return openSecondaryVault(ctx, a)
+	}
+	return openVault(ctx, a.cfg)
+}
+
+// checkJSON is 'vault check --json': the report, and with --secondary the
+// comparison with the primary.
+type checkJSON struct {
+	vault.CheckReport
+	Comparison *vault.Comparison `json:"comparison,omitempty"`
+}
