@@ -57,12 +57,17 @@ type env struct {
 	dataDir string
 	vars    []string
 	be      storage.Backend
+	// minio and bucket hold an s3 env's vault.
+	minio  *harness.MinIO
+	bucket string
 }
 
 type envOpts struct {
 	s3 bool
 	// initArgs go to 'vault init' (e.g. a small pack size).
 	initArgs []string
+	// objectLock creates the s3 vault's bucket with Object Lock enabled.
+	objectLock bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -76,7 +81,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	if o.s3 {
 		m := harness.StartMinIO(t)
-		bucket := m.NewBucket(t)
+		bucket := newBucket(t, m, o.objectLock)
+		e.minio, e.bucket = m, bucket
 		e.vars = append(e.vars,
 			"VMVAULT_VAULT=s3://"+bucket+"/vault",
 			"VMVAULT_S3_ENDPOINT="+m.Endpoint,
