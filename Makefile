@@ -1,4 +1,4 @@
-# vmvault: make demo | make test | make up | make lint | make bench
+# vmvault: make demo | make test | make up | make lint | make bench | make bench-compare
 SHELL := /bin/bash
 GO    ?= go
 
@@ -11,11 +11,13 @@ TOOLS_CACHE ?= $(HOME)/.cache/vmvault/bin
 TEMPORAL := $(TOOLS_CACHE)/temporal-$(TEMPORAL_VERSION)
 MINIO    := $(TOOLS_CACHE)/minio-$(MINIO_VERSION)
 WORKFLOWCHECK := $(TOOLS_CACHE)/workflowcheck-$(WORKFLOWCHECK_VERSION)
+BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+BENCHSTAT := $(TOOLS_CACHE)/benchstat-$(BENCHSTAT_VERSION)
 
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench bench-compare clean
 
 all: build
 
@@ -36,6 +38,11 @@ $(WORKFLOWCHECK):
 	@mkdir -p $(TOOLS_CACHE) && tmp=$$(mktemp -d) && \
 	GOBIN=$$tmp $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION) && \
 	mv $$tmp/workflowcheck $@ && rm -rf $$tmp
+
+$(BENCHSTAT):
+	@mkdir -p $(TOOLS_CACHE) && tmp=$$(mktemp -d) && \
+	GOBIN=$$tmp $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION) && \
+	mv $$tmp/benchstat $@ && rm -rf $$tmp
 
 tools: $(TEMPORAL) $(MINIO) deps
 	@mkdir -p bin && ln -sf $(TEMPORAL) bin/temporal && ln -sf $(MINIO) bin/minio
@@ -112,3 +119,23 @@ bench: tools build guest-image
 
 clean:
 	rm -rf bin demo-work demo-qemu-work
+
+# The hot paths' Go benchmarks (infra/vault/hotpath_bench_test.go, and the
+# in-memory backups) at BASE and in the working tree, compared with
+# benchstat: both test binaries are built first and run alternately, six
+# times each, so that the machine's noise falls on both alike.
+BASE ?= HEAD~1
+HOT_BENCH ?= Hash|Compress|SealBlob|OpenBlob|IndexAdd|IndexLookup|TreeBlockIDs|RestoreDisk|BackupDisk
+bench-compare: $(BENCHSTAT)
+	@tmp=$$(mktemp -d) && trap 'git worktree remove --force $$tmp/base >/dev/null 2>&1; rm -rf $$tmp' EXIT && \
+	git worktree add -q --detach $$tmp/base $(BASE) && \
+	cp -n infra/vault/hotpath_bench_test.go $$tmp/base/infra/vault/ && \
+	(cd $$tmp/base && $(GO) test -c -o $$tmp/base.test ./infra/vault/) && \
+	$(GO) test -c -o $$tmp/head.test ./infra/vault/ && \
+	for i in 1 2 3 4 5 6; do \
+	  for side in base head; do \
+	    $$tmp/$$side.test -test.run '^$$' -test.bench '$(HOT_BENCH)' -test.benchmem >> $$tmp/$$side.txt || exit 1; \
+	  done; \
+	done && \
+	echo "benchstat: $(BASE) ($$(git rev-parse --short $(BASE))) vs the working tree" && \
+	$(BENCHSTAT) base=$$tmp/base.txt head=$$tmp/head.txt
