@@ -41,8 +41,8 @@ their status, duration and the recovery point they made or read.`,
 				q = append(q, fmt.Sprintf("VmvaultVM = %q", vm))
 			}
 			if kind != "" {
-				if k := workflows.Kind(kind); k != workflows.KindBackup && k != workflows.KindRestore {
-					return usagef(cmd, "--kind: want backup or restore")
+				if k := workflows.Kind(kind); k != workflows.KindBackup && k != workflows.KindRestore && k != workflows.KindReplicate {
+					return usagef(cmd, "--kind: want backup, restore or replicate")
 				}
 				q = append(q, fmt.Sprintf("VmvaultKind = %q", kind))
 			}
@@ -51,7 +51,7 @@ their status, duration and the recovery point they made or read.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&vm, "vm", "", "only jobs of this VM")
-	f.StringVar(&kind, "kind", "", "only backup or restore jobs")
+	f.StringVar(&kind, "kind", "", "only backup, restore or replicate jobs")
 	f.IntVar(&limit, "limit", 50, "at most this many jobs")
 	return a.jsonFlag(cmd)
 }

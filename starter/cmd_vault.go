@@ -11,7 +11,7 @@ import (
 )
 
 func (a *app) vaultCmd() *cobra.Command {
-	return group("vault", "Create, inspect, check, repair and re-key a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd(), a.vaultGCCmd(), a.vaultCheckScheduleCmd(),
+	return group("vault", "Create, inspect, check, repair, re-key, replicate and lock a vault", a.vaultInitCmd(), a.vaultStatsCmd(), a.vaultCheckCmd(), a.vaultRepairCmd(), a.vaultPasswdCmd(), a.vaultGCCmd(), a.vaultCheckScheduleCmd(),
 		a.vaultReplicateCmd(), a.vaultSetImmutableCmd())
 }
 

@@ -91,7 +91,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"backup", "a", "b"}, "backup takes one VM name"},
 		{[]string{"backup", "web01", "--bogus"}, "backup: unknown flag: --bogus"},
 		{[]string{"job", "list", "--limit", "many"}, `invalid argument "many" for "--limit"`},
-		{[]string{"job", "list", "--kind", "snapshot"}, "--kind: want backup or restore"},
+		{[]string{"job", "list", "--kind", "snapshot"}, "--kind: want backup, restore or replicate"},
 		{[]string{"job", "show"}, "job show takes one job id"},
 		{[]string{"rp", "list", "a", "b"}, "rp list takes at most one VM name"},
 		{[]string{"vault", "init", "extra"}, "vault init takes no arguments"},

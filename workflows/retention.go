@@ -121,6 +121,9 @@ func ApplyRetention(ctx workflow.Context, in ApplyRetentionInput) (res Retention
 		} else if len(r.Expired) > 0 {
 			prog.note(fmt.Sprintf("%s: kept %d, expired %s", t.VM, r.Kept, strings.Join(r.Expired, " ")))
 		}
+		if len(r.Immutable) > 0 {
+			prog.note(fmt.Sprintf("%s: %d points the policy expired are kept by the immutable vault: %s", t.VM, len(r.Immutable), r.Immutable[0]))
+		}
 		res.VMs = append(res.VMs, r)
 	}
 

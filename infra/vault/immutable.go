@@ -66,7 +66,7 @@ func (im Immutability) ExpiresAt(rp RecoveryPoint) time.Time {
 
 // String describes the setting in one line.
 func (im Immutability) String() string {
-	s := fmt.Sprintf("immutable since %s: recovery points kept %d days", im.Since.UTC().Format(time.RFC3339), im.Days)
+	s := fmt.Sprintf("immutable since %s: recovery points kept %s", im.Since.UTC().Format(time.RFC3339), days(im.Days))
 	if im.ObjectLock != "" {
 		s += fmt.Sprintf("; S3 object lock (%s mode) on packs, index objects and manifests", im.ObjectLock)
 	}
@@ -166,8 +166,8 @@ func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now tim
 	for _, rp := range rps {
 		if until := im.ExpiresAt(rp); now.Before(until) {
 			if first == nil {
-				first = fmt.Errorf("recovery point %s is protected until %s (immutable vault: points are kept %d days): %w",
-					rp.Ref(), until.Format(time.RFC3339), im.Days, ErrImmutable)
+				first = fmt.Errorf("recovery point %s is protected until %s (immutable vault: points are kept %s): %w",
+					rp.Ref(), until.Format(time.RFC3339), days(im.Days), ErrImmutable)
 			}
 			blocked++
 		}
@@ -210,4 +210,11 @@ func (v *Vault) lockedUntil(ctx context.Context, key string, now time.Time) (tim
 		return time.Time{}, false, err
 	}
 	return until, now.Before(until), nil
+}
+
+func days(n int) string {
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
 }

@@ -142,9 +142,11 @@ func TestReplicateRestoreFromSecondary(t *testing.T) {
 	if len(stats.Replication.VMs) != 1 || stats.Replication.VMs[0].Missing != 0 || stats.Replication.MissingObjects != 0 {
 		t.Fatalf("replication lag after replicate --wait: %+v", stats.Replication)
 	}
-	if out := e.mustCLI("vault", "check", "--secondary"); !strings.Contains(out, "every recovery point can be restored") || !strings.Contains(out, "primary and secondary hold the same") {
+	out = e.mustCLI("vault", "check", "--secondary")
+	if !strings.Contains(out, "every recovery point can be restored") || !strings.Contains(out, "primary and secondary hold the same") {
 		t.Fatalf("vault check --secondary:\n%s", out)
 	}
+	t.Logf("vault check --secondary:\n%s", out)
 
 	// The primary site is gone: every object of the primary vault deleted.
 	for k := range e.objects("") {
@@ -194,6 +196,17 @@ func TestReplicateWorkerKilled(t *testing.T) {
 	bucket, sec := e.addSecondary()
 	// Throttled to 16 MiB/s: ~13 s for ~200 MiB, time to kill it midway.
 	w2 := e.startWorker([]string{"VMVAULT_REPLICATION_LIMIT_MIB=16"})
+	// Nothing replicated yet: the whole point is behind.
+	var stats struct {
+		Replication vault.ReplicationStatus `json:"replication"`
+	}
+	if err := json.Unmarshal([]byte(e.mustCLI("vault", "stats", "--json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if l := stats.Replication.VMs; len(l) != 1 || l[0].Missing != 1 || l[0].MissingBytes != res.Totals.StoredBytes {
+		t.Fatalf("replication lag before any replication: %+v (stored %d)", l, res.Totals.StoredBytes)
+	}
+	t.Logf("vault stats before replication:\n%s", e.mustCLI("vault", "stats"))
 	e.mustCLI("vault", "replicate")
 	id := workflows.ReplicateWorkflowID(e.openVault().Config().ID)
 	c := e.tp.Client(t)
