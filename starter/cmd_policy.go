@@ -288,8 +288,12 @@ command says which, and 'vmvault protect VM --policy NAME' retries it.
 			} else if err != nil {
 				return err
 			}
+			old := p.Retention
 			if !f.apply(cmd, &p) {
 				return usagef(cmd, "policy update: give at least one field to change")
+			}
+			if err := refuseShorterRetention(ctx, v, p.Name, old, p.Retention); err != nil {
+				return err
 			}
 			return a.policyUpdate(ctx, v, p)
 		}),

@@ -107,3 +107,49 @@ func TestImmutableRefusesEarlyDelete(t *testing.T) {
 		t.Fatalf("edited immutability opened: %v", err)
 	}
 }
+
+// downAfter is a secondary that goes down after n puts.
+type downAfter struct {
+	*memBackend
+	n int
+}
+
+func (d *downAfter) Put(ctx context.Context, k string, b []byte) error {
+	d.mu.Lock()
+	down := d.n <= 0
+	d.n--
+	d.mu.Unlock()
+	if down {
+		return errors.New("connection refused")
+	}
+	return d.memBackend.Put(ctx, k, b)
+}
+
+// A secondary that was unreachable midway catches up, and nothing it got
+// before is copied again; manifests come only after all data.
+func TestReplicateCatchesUpAfterOutage(t *testing.T) {
+	ctx := context.Background()
+	_, src, _ := softDeleteVault(t)
+	dst := &downAfter{memBackend: newMem(), n: 3}
+	if _, err := Replicate(ctx, src, dst, ReplicateOptions{Workers: 1}); err == nil {
+		t.Fatal("replication to an unreachable secondary succeeded")
+	}
+	for k := range dst.objs {
+		if strings.HasPrefix(k, "recoverypoints/") {
+			t.Fatalf("%s replicated before all data", k)
+		}
+	}
+	dst.n = 1 << 30
+	rep, err := Replicate(ctx, src, dst, ReplicateOptions{})
+	if err != nil || rep.NewRecoveryPoints != 3 {
+		t.Fatalf("catch-up: %+v %v", rep, err)
+	}
+	for k, n := range dst.puts {
+		if n != 1 && !strings.HasPrefix(k, "replication/") {
+			t.Fatalf("%s put %d times", k, n)
+		}
+	}
+	if c, err := Compare(ctx, src, dst); err != nil || !c.Same() {
+		t.Fatalf("compare after catch-up: %+v %v", c, err)
+	}
+}

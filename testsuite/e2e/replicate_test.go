@@ -328,6 +328,14 @@ func TestImmutableObjectLock(t *testing.T) {
 		t.Fatalf("error does not name the point: %s", line)
 	}
 	t.Logf("rp delete: %s", line)
+	// Retention cannot be shortened, and unprotect --delete-data changes nothing.
+	e.mustCLI("policy", "create", "gold", "--daily", "30")
+	e.failCLI("retention cannot be shortened in an immutable vault (daily 30 -> 10)", "policy", "update", "gold", "--daily", "10")
+	e.mustCLI("protect", "app3", "--policy", "gold")
+	t.Logf("unprotect: %s", e.failCLI("unprotect app3 --delete-data refused, nothing was changed", "unprotect", "app3", "--delete-data"))
+	if out := e.mustCLI("protected"); !strings.Contains(out, "app3") {
+		t.Fatalf("app3 no longer protected after a refused unprotect:\n%s", out)
+	}
 	if out := e.mustCLI("vault", "stats"); !strings.Contains(out, "immutable since") {
 		t.Fatalf("vault stats does not say the vault is immutable:\n%s", out)
 	}
