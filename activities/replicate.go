@@ -108,20 +108,7 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 	}
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() { // listing large vaults reports nothing for a while
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				beat()
-			case <-stop:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go a.reportReplication(ctx, &mu, &hb, stop) // listing large vaults reports nothing for a while
 	beat()
 	if p, ok := sec.Storage.(storage.Provisioner); ok {
 		if err := p.Provision(ctx); err != nil {
@@ -209,4 +196,35 @@ func (a *VaultActivities) StartReplication(ctx context.Context, in StartReplicat
 		return StartReplicationResult{}, fmt.Errorf("start replication %s: %w", in.WorkflowID, err)
 	}
 	return StartReplicationResult{Started: true, RunID: run.GetRunID(), Secondary: a.Secondary.Storage.Location()}, nil
+}
+
+// ReplicationProgress is the name under which a replication reports its
+// progress to its workflow, as a disk transfer does (SignalDiskProgress).
+const ReplicationProgress = "secondary"
+
+// reportReplication heartbeats every few seconds and signals the progress
+// to the workflow (its progress query, 'job show', 'vault replicate --wait').
+func (a *VaultActivities) reportReplication(ctx context.Context, mu *sync.Mutex, hb *replicateHeartbeat, stop <-chan struct{}) {
+	info := activity.GetInfo(ctx)
+	sig, _ := a.Starter.(Signaler)
+	began := time.Now()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+		mu.Lock()
+		activity.RecordHeartbeat(ctx, *hb)
+		p := DiskProgress{Disk: ReplicationProgress, SizeBytes: hb.ToCopyBytes, DoneBytes: hb.CopiedBytes, UploadedBytes: hb.CopiedBytes,
+			BytesPerS: float64(hb.CopiedBytes) / time.Since(began).Seconds(), Attempt: info.Attempt}
+		mu.Unlock()
+		if sig != nil { // best effort, like disk progress
+			_ = sig.SignalWorkflow(ctx, info.WorkflowExecution.ID, info.WorkflowExecution.RunID, SignalDiskProgress, p)
+		}
+	}
 }

@@ -62,7 +62,7 @@ func (a *app) vaultReplicate(ctx context.Context, wait bool) error {
 		return nil
 	}
 	var res workflows.ReplicateVaultResult
-	if err := run.Get(ctx, &res); err != nil {
+	if err := a.watch(ctx, c, run, &res); err != nil {
 		return jobError{what: "replication failed", err: err}
 	}
 	if a.json {

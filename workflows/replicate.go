@@ -68,11 +68,15 @@ func ReplicateVault(ctx workflow.Context, in ReplicateVaultInput) (res Replicate
 	for {
 		drain(ctx, requests, prog)
 		prog.Phase = PhaseReplicating
+		ds := prog.disk(activities.ReplicationProgress)
+		ds.State, ds.DoneBytes, ds.SizeBytes, ds.UploadedBytes = DiskRunning, 0, 0, 0
 		var r activities.ReplicateResult
 		if err := workflow.ExecuteActivity(actx, vaultAct.ReplicateVault, activities.ReplicateInput{
 			HeartbeatTimeout: in.HeartbeatTimeout, Workers: in.Workers}).Get(ctx, &r); err != nil {
 			return res, err
 		}
+		ds = prog.disk(activities.ReplicationProgress)
+		ds.State, ds.SizeBytes, ds.DoneBytes, ds.UploadedBytes = DiskDone, r.CopiedBytes, r.CopiedBytes, r.CopiedBytes
 		res.Passes++
 		res.Copied += r.Copied + r.CopiedBefore
 		res.CopiedBytes += r.CopiedBytes + r.BytesBefore

@@ -201,11 +201,14 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 		prog.ToCopy++
 		prog.ToCopyBytes += size
 	}
-	c := &copier{src: src, dst: dst, opt: opt, prog: prog, limit: rate.NewLimiter(rate.Inf, 0)}
+	c := &copier{src: src, dst: dst, opt: opt, prog: prog, limit: rate.NewLimiter(rate.Inf, 0), vanished: map[string]bool{}}
 	if opt.Limit > 0 {
 		c.limit = rate.NewLimiter(rate.Limit(opt.Limit), limitBurst)
 	}
 	for stage, keys := range todo {
+		if stage == 1 {
+			keys = c.withoutVanishedPacks(keys)
+		}
 		sort.Strings(keys)
 		c.mu.Lock()
 		c.prog.Phase = stageNames[stage]
@@ -273,6 +276,21 @@ type copier struct {
 	limit    *rate.Limiter
 	mu       sync.Mutex
 	prog     ReplicateProgress
+	// vanished are packs GC deleted between the listing and their copy.
+	vanished map[string]bool
+}
+
+// withoutVanishedPacks drops the index objects of packs that vanished
+// while they were copied: the secondary would hold an index without its pack.
+func (c *copier) withoutVanishedPacks(keys []string) []string {
+	out := keys[:0]
+	for _, k := range keys {
+		if id, err := ParseID(strings.TrimPrefix(k, "index/")); err == nil && c.vanished[packKey(id)] {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // copyAll copies keys in parallel and returns how many it copied.
@@ -301,6 +319,9 @@ func (c *copier) copyAll(ctx context.Context, keys []string) (int, error) {
 				c.prog.CopiedBytes += size
 			} else {
 				c.prog.SkippedExist++
+				if c.vanished != nil {
+					c.vanished[key] = true
+				}
 			}
 			c.prog.LastKey = key
 			if c.opt.Progress != nil {

@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -170,7 +171,7 @@ func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, erro
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
-	if cfg.ID != v.Config().ID || !bytes.Equal(cfg.MAC, cfg.mac(v.keys.master)) {
+	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.mac(v.keys.master)) {
 		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), ErrCorrupt, cfg.ID, v.Config().ID)
 	}
 	return &Vault{be: be, cfg: cfg, keys: v.keys}, nil

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
 func TestReplicateResumeDeletesAndRestore(t *testing.T) {
@@ -151,5 +153,42 @@ func TestReplicateCatchesUpAfterOutage(t *testing.T) {
 	}
 	if c, err := Compare(ctx, src, dst); err != nil || !c.Same() {
 		t.Fatalf("compare after catch-up: %+v %v", c, err)
+	}
+}
+
+// goneOnGet is a primary whose GC deletes one pack between the listing and
+// its copy.
+type goneOnGet struct {
+	*memBackend
+	key string
+}
+
+func (g *goneOnGet) Get(ctx context.Context, k string) ([]byte, error) {
+	if k == g.key {
+		return nil, storage.ErrNotFound
+	}
+	return g.memBackend.Get(ctx, k)
+}
+
+func TestReplicateSkipsIndexOfVanishedPack(t *testing.T) {
+	ctx := context.Background()
+	_, src, _ := softDeleteVault(t)
+	var pack string
+	for k := range src.objs {
+		if strings.HasPrefix(k, "packs/") {
+			pack = k
+			break
+		}
+	}
+	dst := newMem()
+	if _, err := Replicate(ctx, &goneOnGet{memBackend: src, key: pack}, dst, ReplicateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h := pack[strings.LastIndex(pack, "/")+1:]
+	if _, ok := dst.objs["index/"+h]; ok {
+		t.Fatalf("index of vanished pack %s replicated", pack)
+	}
+	if _, ok := dst.objs[pack]; ok {
+		t.Fatal("vanished pack replicated")
 	}
 }
