@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,9 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	enums "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/infra/vault/storage"
@@ -133,6 +137,12 @@ func TestReplicateRestoreFromSecondary(t *testing.T) {
 	}
 	out := e.mustCLI("vault", "replicate", "--wait")
 	t.Logf("vault replicate: %s", strings.TrimSpace(out))
+	if dir := os.Getenv("VMVAULT_RECORD_HISTORIES"); dir != "" {
+		// Histories for testsuite/replay: a backup that asked for a
+		// replication, and the replication job.
+		e.recordHistory(dir, "backup-replicated.json", workflows.BackupWorkflowID("app1"))
+		e.recordHistory(dir, "replicate-vault.json", workflows.ReplicateWorkflowID(e.openVault().Config().ID))
+	}
 	var stats struct {
 		Replication vault.ReplicationStatus `json:"replication"`
 	}
@@ -340,4 +350,27 @@ func TestImmutableObjectLock(t *testing.T) {
 		t.Fatalf("vault stats does not say the vault is immutable:\n%s", out)
 	}
 	e.restoreDisksMatch(res.RecoveryPoint, diskHashes(t, filepath.Join(e.vmsRoot(), "app3")))
+}
+
+// recordHistory writes the latest run of workflow id as JSON, the format
+// testsuite/replay reads.
+func (e *env) recordHistory(dir, name, id string) {
+	e.t.Helper()
+	ctx := context.Background()
+	it := e.tp.Client(e.t).GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var h historypb.History
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&h)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
 }

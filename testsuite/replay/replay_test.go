@@ -28,6 +28,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(workflows.CheckVault)
 			r.RegisterWorkflow(workflows.RepairVault)
 			r.RegisterWorkflow(workflows.CollectGarbage)
+			r.RegisterWorkflow(workflows.ReplicateVault)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
