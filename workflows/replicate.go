@@ -111,7 +111,7 @@ func drain(ctx workflow.Context, ch workflow.ReceiveChannel, prog *Progress) {
 }
 
 // replicateOptions: a long copy on the central queue, heartbeating; retried
-// for about an hour while the secondary is unreachable, after which the
+// for about 45 minutes while the secondary is unreachable, after which the
 // next backup or 'vmvault vault replicate' catches up.
 func replicateOptions(ctx workflow.Context, heartbeat time.Duration) workflow.Context {
 	if heartbeat <= 0 {
