@@ -115,7 +115,14 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 			return res, fmt.Errorf("secondary %s: %w", sec.Storage.Location(), err)
 		}
 	}
-	opt := vault.ReplicateOptions{DeleteAfter: sec.DeleteAfter, Workers: in.Workers, Limit: sec.Limit,
+	deleteAfter := sec.DeleteAfter
+	if im := a.Vault.Config().Immutable; im != nil && deleteAfter > 0 {
+		// An immutable vault's secondary keeps what vanished from the
+		// primary at least as long as the vault keeps its points: a primary
+		// emptied behind the vault's back does not empty the secondary.
+		deleteAfter = max(deleteAfter, time.Duration(im.Days)*24*time.Hour)
+	}
+	opt := vault.ReplicateOptions{DeleteAfter: deleteAfter, Workers: in.Workers, Limit: sec.Limit,
 		Retention: a.secondaryRetention(ctx, sec.Storage),
 		Progress: func(p vault.ReplicateProgress) {
 			mu.Lock()
