@@ -115,6 +115,9 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 			return res, fmt.Errorf("secondary %s: %w", sec.Storage.Location(), err)
 		}
 	}
+	if err := a.Vault.ReloadConfig(ctx); err != nil { // immutability set since the worker started
+		return res, classify(err)
+	}
 	deleteAfter := sec.DeleteAfter
 	if im := a.Vault.Config().Immutable; im != nil && deleteAfter > 0 {
 		// An immutable vault's secondary keeps what vanished from the

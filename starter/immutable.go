@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -15,7 +14,7 @@ import (
 // reduce retention). Deletes are refused by the vault anyway; this says so
 // where the operator asked for it.
 func refuseShorterRetention(ctx context.Context, v *vault.Vault, name string, old, new policy.Retention) error {
-	if err := v.CheckDeletable(ctx, nil, time.Now()); err != nil { // reads the setting from storage
+	if err := v.ReloadConfig(ctx); err != nil {
 		return err
 	}
 	im := v.Config().Immutable

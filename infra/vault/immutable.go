@@ -138,7 +138,10 @@ func (v *Vault) storedConfig(ctx context.Context) (Config, error) {
 	return cfg, nil
 }
 
-// reloadConfig picks up what SetImmutable and ChangeKey changed in storage.
+// ReloadConfig picks up what SetImmutable and ChangeKey (of another
+// process) changed in storage.
+func (v *Vault) ReloadConfig(ctx context.Context) error { return v.reloadConfig(ctx) }
+
 func (v *Vault) reloadConfig(ctx context.Context) error {
 	cfg, err := v.storedConfig(ctx)
 	if err != nil {
