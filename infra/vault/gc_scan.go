@@ -24,7 +24,8 @@ import (
 // one of cands kept). A pack with no referenced blob always can; one whose
 // referenced blobs are all duplicated elsewhere (re-uploaded while it was a
 // candidate, or copied by a repack) can too. Packs with more referenced
-// blobs are decided first, so the fuller copy is the one kept.
+// blobs are decided first, so the fuller copy is the one kept; of two
+// with as many, the one with less garbage.
 func (st *gcState) droppable(cands []ID) map[ID]bool {
 	in := make(map[ID]bool, len(cands))
 	for _, id := range cands {
@@ -38,8 +39,20 @@ func (st *gcState) droppable(cands []ID) map[ID]bool {
 			}
 		}
 	}
+	// Ties (a repack's new pack holds exactly the old one's live blobs) go
+	// to the pack with less garbage, so the compact copy stays and the
+	// mostly-garbage one goes; then by id, so the choice is stable.
 	order := append([]ID(nil), cands...)
-	sort.SliceStable(order, func(i, j int) bool { return live[order[i]] > live[order[j]] })
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if live[a] != live[b] {
+			return live[a] > live[b]
+		}
+		if na, nb := len(st.packs[a].blobs), len(st.packs[b].blobs); na != nb {
+			return na < nb
+		}
+		return a.String() < b.String()
+	})
 	// kept[h]: pack h stays, so a blob in it has a copy. Packs outside
 	// cands stay; a candidate stays once it is found needed.
 	kept := func(h ID) bool { return !in[h] }
