@@ -45,6 +45,8 @@ type BackupVMResult struct {
 	Totals        vault.DiskStats    `json:"totals"`
 	Disks         []vault.DiskRecord `json:"disks"`
 	Notes         []string           `json:"notes,omitempty"`
+	// replicated waits for the replication request commitBackup made.
+	replicated func()
 	// Kept is the snapshot kept for instant restore (--keep-snapshot).
 	Kept *vault.KeptSnapshot `json:"kept,omitempty"`
 }
@@ -74,11 +76,21 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	defer func() { err = expired(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))
 	hostCtx := hostOptions(ctx, in.Host)
-	keep := keptSnapshots(ctx, &in, prog)
+	// From this version, steps that do not depend on each other overlap:
+	// the kept-snapshot cleanup with describing the VM, and the request for
+	// replication with deleting the snapshot (each a Temporal round trip).
+	overlap := workflow.GetVersion(ctx, "overlap-steps", workflow.DefaultVersion, 1) == 1
+	keep, keptCleaned := keptSnapshots(ctx, &in, prog)
+	if !overlap {
+		keptCleaned()
+	}
 
 	var vm platform.VM
 	if err := workflow.ExecuteActivity(hostCtx, hostAct.DescribeVM, activities.VMInput{VM: in.VM}).Get(ctx, &vm); err != nil {
 		return res, err
+	}
+	if overlap {
+		keptCleaned()
 	}
 	if err := ValidateVM(vm, limits); err != nil {
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeLimitExceeded, nil)
@@ -94,12 +106,21 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	prog.Phase = PhaseSnapshot
 	snapID := "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID
 	var snap platform.Snapshot
-	if err := workflow.ExecuteActivity(hostCtx, hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
+	if err := workflow.ExecuteActivity(snapshotOptions(ctx, in.Host), hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
 		return res, err
 	}
 	prog.Consistency = string(snap.Consistency)
 	prog.Notes = append(prog.Notes, snap.Notes...)
-	defer func() { err = deleteSnapshot(ctx, in, snap, prog, &res, err) }()
+	var replicated func() // overlap: the replication request, answered after the cleanup
+	defer func() {
+		err = deleteSnapshot(ctx, in, snap, prog, &res, err)
+		if replicated != nil {
+			replicated()
+			if err == nil {
+				res.Notes = prog.Notes
+			}
+		}
+	}()
 
 	var prep activities.PrepareBackupResult
 	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
@@ -118,7 +139,14 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
-	return commitBackup(ctx, in, vm, snap, prep, results, prog, res, keep)
+	res, err = commitBackup(ctx, in, vm, snap, prep, results, prog, res, keep)
+	if err == nil && overlap {
+		replicated = res.replicated
+	} else if res.replicated != nil {
+		res.replicated()
+		res.Notes = prog.Notes
+	}
+	return res, err
 }
 
 // check fills in defaults and refuses input that can never work.
@@ -231,7 +259,7 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	res.Notes, res.Kept = prog.Notes, rp.Kept
 	prog.RecoveryPoint = ref
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
-	startReplication(ctx, prep.Vault, ref, prog)
+	res.replicated = startReplication(ctx, prep.Vault, ref, prog)
 	res.Notes = prog.Notes
 	prog.Phase = PhaseDone
 	return res, nil

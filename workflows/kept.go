@@ -30,24 +30,28 @@ const PhaseKeep Phase = "keep-snapshot"
 // this version on the snapshot is always deleted (its image is kept as
 // files instead), so in.KeepSnapshot is cleared; backups recorded before
 // replay as they ran (the snapshot itself left in place, unrecorded).
-func keptSnapshots(ctx workflow.Context, in *BackupVMInput, prog *Progress) (keep bool) {
+// The cleanup is started here and awaited by done, so that the caller can
+// overlap it with its next step.
+func keptSnapshots(ctx workflow.Context, in *BackupVMInput, prog *Progress) (keep bool, done func()) {
 	if workflow.GetVersion(ctx, "kept-snapshots", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return false
+		return false, func() {}
 	}
 	keep, in.KeepSnapshot = in.KeepSnapshot, false
 	// A cleanup that fails costs only space: two quick tries, then a note.
 	cctx := workflow.WithRetryPolicy(hostOptions(ctx, in.Host), temporal.RetryPolicy{
 		InitialInterval: time.Second, MaximumAttempts: 2, NonRetryableErrorTypes: activities.NonRetryable,
 	})
-	var out activities.ExpireKeptResult
-	if err := workflow.ExecuteActivity(cctx, hostAct.ExpireKept, activities.ExpireKeptInput{Now: workflow.Now(ctx)}).Get(ctx, &out); err != nil {
-		prog.note(fmt.Sprintf("warning: expired kept snapshots on host %s not removed (%v)", in.Host, rootMessage(err)))
+	f := workflow.ExecuteActivity(cctx, hostAct.ExpireKept, activities.ExpireKeptInput{Now: workflow.Now(ctx)})
+	return keep, func() {
+		var out activities.ExpireKeptResult
+		if err := f.Get(ctx, &out); err != nil {
+			prog.note(fmt.Sprintf("warning: expired kept snapshots on host %s not removed (%v)", in.Host, rootMessage(err)))
+		}
+		for _, r := range out.Removed {
+			prog.note(fmt.Sprintf("kept snapshot %s expired and was removed from host %s", r, in.Host))
+		}
+		prog.Notes = append(prog.Notes, out.Notes...)
 	}
-	for _, r := range out.Removed {
-		prog.note(fmt.Sprintf("kept snapshot %s expired and was removed from host %s", r, in.Host))
-	}
-	prog.Notes = append(prog.Notes, out.Notes...)
-	return keep
 }
 
 // keepSnapshot keeps the snapshot's image under the recovery point's id and

@@ -24,6 +24,16 @@ func hostOptions(ctx workflow.Context, host string) workflow.Context {
 	})
 }
 
+// snapshotOptions: taking a snapshot may run the guest's pre- and
+// post-scripts (each bounded in the guest, all of them by the platform),
+// so it gets longer than other host calls.
+func snapshotOptions(ctx workflow.Context, host string) workflow.Context {
+	ctx = hostOptions(ctx, host)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.StartToCloseTimeout = 15 * time.Minute
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
 // diskOptions: long disk transfers and restores on the VM's host,
 // heartbeating, retried (and resumed) when a worker dies, and told when the
 // job is cancelled.

@@ -130,20 +130,23 @@ func replicateOptions(ctx workflow.Context, heartbeat time.Duration) workflow.Co
 // startReplication asks for the vault's replication after a backup saved
 // ref (signal-with-start, see ReplicateStartOptions). A failure is a note:
 // the recovery point is saved, and the next backup asks again.
-func startReplication(ctx workflow.Context, pin activities.VaultPin, ref string, prog *Progress) {
+func startReplication(ctx workflow.Context, pin activities.VaultPin, ref string, prog *Progress) (wait func()) {
 	if workflow.GetVersion(ctx, "replicate", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return
+		return nil
 	}
 	in := activities.StartReplicationInput{
 		WorkflowID: ReplicateWorkflowID(pin.ID), Workflow: "ReplicateVault", Signal: SignalReplicate,
 		Summary: replicateSummary, Trigger: ref, Input: ReplicateVaultInput{},
 	}
-	var r activities.StartReplicationResult
-	if err := workflow.ExecuteActivity(withSummary(centralOptions(ctx), "start replication"), vaultAct.StartReplication, in).Get(ctx, &r); err != nil {
-		prog.note(fmt.Sprintf("warning: replication to the secondary not started (%v): the next backup or 'vmvault vault replicate' catches up", rootMessage(err)))
-		return
-	}
-	if r.Started {
-		prog.note(fmt.Sprintf("replication to %s requested (job %s)", r.Secondary, in.WorkflowID))
+	f := workflow.ExecuteActivity(withSummary(centralOptions(ctx), "start replication"), vaultAct.StartReplication, in)
+	return func() {
+		var r activities.StartReplicationResult
+		if err := f.Get(ctx, &r); err != nil {
+			prog.note(fmt.Sprintf("warning: replication to the secondary not started (%v): the next backup or 'vmvault vault replicate' catches up", rootMessage(err)))
+			return
+		}
+		if r.Started {
+			prog.note(fmt.Sprintf("replication to %s requested (job %s)", r.Secondary, in.WorkflowID))
+		}
 	}
 }
