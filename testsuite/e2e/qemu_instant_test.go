@@ -40,28 +40,6 @@ func liveVM(t *testing.T, inv string) string {
 	return dir
 }
 
-func rawHashes(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, d := range []string{"os", "data0"} {
-		out[d], _ = vmfixture.SHA256(filepath.Join(dir, d+".raw"))
-	}
-	return out
-}
-
-// overlayHashes reads a VM's qcow2 disks (overlays and their backing
-// files) as raw images.
-func overlayHashes(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, d := range []string{"os", "data0"} {
-		raw := filepath.Join(t.TempDir(), d+".raw")
-		mustRun(t, "qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", filepath.Join(dir, d+".qcow2"), raw)
-		out[d], _ = vmfixture.SHA256(raw)
-	}
-	return out
-}
-
 func (e *env) restoreJSON(args ...string) workflows.RestoreVMResult {
 	e.t.Helper()
 	out := e.mustCLI(append([]string{"restore", "--wait", "--json"}, args...)...)
@@ -91,7 +69,7 @@ func TestQEMUInstantRestore(t *testing.T) {
 	e.startWorker([]string{"VMVAULT_PLATFORM=qemu", "VMVAULT_QEMU_INVENTORY=" + inv})
 
 	l.write(t, "os", 0x11, 40*mib, mib)
-	pit := rawHashes(t, dir) // nothing writes until the backup is done
+	pit := diskHashes(t, dir) // nothing writes until the backup is done
 	began := time.Now()
 	b1 := e.backup("live", "--keep-snapshot", "--keep-for", "1h")
 	if b1.Kept == nil || b1.Kept.Host != "local" || len(b1.Kept.Paths) != 2 {
@@ -104,7 +82,7 @@ func TestQEMUInstantRestore(t *testing.T) {
 	// The guest writes on after the backup.
 	l.write(t, "os", 0x99, 0, 2*mib)
 	l.write(t, "data0", 0x98, 10*mib, mib)
-	if rawHashes(t, dir)["os"] == pit["os"] {
+	if diskHashes(t, dir)["os"] == pit["os"] {
 		t.Fatal("the writes after the backup did not reach the disk")
 	}
 
@@ -129,7 +107,7 @@ func TestQEMUInstantRestore(t *testing.T) {
 	}
 	t.Logf("instant restore to a new vm took %s (cli round trip included)", took.Round(time.Millisecond))
 	fastDir := filepath.Join(inv, "fast")
-	if got := overlayHashes(t, fastDir); got["os"] != pit["os"] || got["data0"] != pit["data0"] {
+	if got := qcow2Hashes(t, fastDir); got["os"] != pit["os"] || got["data0"] != pit["data0"] {
 		t.Fatalf("the instant vm reads %v, want the point in time %v", got, pit)
 	}
 	// It is a VM of the inventory: a (stopped, qcow2) backup of it works.
@@ -143,12 +121,12 @@ func TestQEMUInstantRestore(t *testing.T) {
 
 	// --from-vault reads the vault even so.
 	slow := e.restoreJSON(b1.RecoveryPoint, "--new-vm", "viavault", "--from-vault")
-	if slow.Instant != nil || rawHashes(t, filepath.Join(inv, "viavault"))["os"] != pit["os"] {
+	if slow.Instant != nil || diskHashes(t, filepath.Join(inv, "viavault"))["os"] != pit["os"] {
 		t.Fatalf("--from-vault: %+v", slow)
 	}
 
 	// A kept image deleted behind vmvault's back: the restore falls back.
-	pit3 := rawHashes(t, dir)
+	pit3 := diskHashes(t, dir)
 	b3 := e.backup("live", "--keep-snapshot", "--keep-for", "1h")
 	if err := os.RemoveAll(filepath.Dir(b3.Kept.Paths["os"])); err != nil {
 		t.Fatal(err)
@@ -157,7 +135,7 @@ func TestQEMUInstantRestore(t *testing.T) {
 	if r3.Instant != nil || !strings.Contains(strings.Join(r3.Notes, "\n"), "restoring from the vault") {
 		t.Fatalf("restore of a point whose kept image is gone: %+v", r3)
 	}
-	if got := rawHashes(t, filepath.Join(inv, "fallback")); got["os"] != pit3["os"] || got["data0"] != pit3["data0"] {
+	if got := diskHashes(t, filepath.Join(inv, "fallback")); got["os"] != pit3["os"] || got["data0"] != pit3["data0"] {
 		t.Fatalf("fallback restored %v, want %v", got, pit3)
 	}
 
