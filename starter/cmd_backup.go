@@ -81,8 +81,11 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	if err != nil {
 		return err
 	}
-	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, KeepFor: f.keepFor, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
+	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
 		Consistency: platform.Consistency(f.consistency + "-consistent")}
+	if f.keep {
+		in.KeepFor = f.keepFor
+	}
 	opts := workflows.BackupStartOptions(a.cfg.TaskQueue, in, f.timeout)
 	run, err := c.ExecuteWorkflow(ctx, opts, workflows.BackupVM, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
