@@ -45,8 +45,6 @@ type BackupVMResult struct {
 	Totals        vault.DiskStats    `json:"totals"`
 	Disks         []vault.DiskRecord `json:"disks"`
 	Notes         []string           `json:"notes,omitempty"`
-	// replicated waits for the replication request commitBackup made.
-	replicated func()
 	// Kept is the snapshot kept for instant restore (--keep-snapshot).
 	Kept *vault.KeptSnapshot `json:"kept,omitempty"`
 }
@@ -139,14 +137,17 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
-	res, err = commitBackup(ctx, in, vm, snap, prep, results, prog, res, keep)
-	if err == nil && overlap {
-		replicated = res.replicated
-	} else if res.replicated != nil {
-		res.replicated()
+	if res, err = commitBackup(ctx, in, vm, snap, prep, results, prog, res, keep); err != nil {
+		return res, err
+	}
+	// The saved point goes to the secondary; with overlap the request is
+	// answered after the snapshot's cleanup (the deferred call above).
+	if replicated = startReplication(ctx, prep.Vault, res.RecoveryPoint, prog); replicated != nil && !overlap {
+		replicated()
+		replicated = nil
 		res.Notes = prog.Notes
 	}
-	return res, err
+	return res, nil
 }
 
 // check fills in defaults and refuses input that can never work.
@@ -259,8 +260,6 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	res.Notes, res.Kept = prog.Notes, rp.Kept
 	prog.RecoveryPoint = ref
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
-	res.replicated = startReplication(ctx, prep.Vault, ref, prog)
-	res.Notes = prog.Notes
 	prog.Phase = PhaseDone
 	return res, nil
 }

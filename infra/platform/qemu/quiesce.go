@@ -139,8 +139,7 @@ func (q *quiescer) note(format string, args ...any) {
 }
 
 // startQuiesce reaches the guest agent, thaws a freeze an earlier attempt
-// left, makes sure the extension is current, runs the pre-scripts
-// (app-consistency) and arms the watchdog.
+// left, runs the pre-scripts (app-consistency) and arms the watchdog.
 func (p *qemuPlatform) startQuiesce(ctx context.Context, vm platform.VM, s Settings, req platform.SnapshotRequest) *quiescer {
 	q := &quiescer{vm: vm.Name, snap: req.ID, want: req.Consistency, windows: vm.OS == platform.OSWindows,
 		watch: fmt.Sprintf("%s-%d", snapHash(vm.Name, req.ID), time.Now().UnixNano())}
@@ -156,16 +155,9 @@ func (p *qemuPlatform) startQuiesce(ctx context.Context, vm platform.VM, s Setti
 	if n := thawLeftover(ctx, c); n != "" {
 		q.note("%s", n)
 	}
+	// The extension was checked (installed, upgraded) by InstallExtension
+	// just before; if it has gone since, Arm fails below and says so.
 	if !q.windows {
-		st, err := guestext.Ensure(ctx, c)
-		if err != nil {
-			c.Close()
-			q.note("%v: crash-consistent", err)
-			return q
-		}
-		if st.Action != "" {
-			q.note("backup extension %d %s", st.Version, st.Action)
-		}
 		if q.want == platform.AppConsistent {
 			sctx, cancel := context.WithTimeout(ctx, scriptsTimeout)
 			q.pre, err = guestext.Pre(sctx, c, req.ID, scriptTimeout)
