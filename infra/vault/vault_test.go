@@ -75,11 +75,14 @@ func (m *memBackend) Delete(_ context.Context, k string) error {
 	delete(m.objs, k)
 	return nil
 }
-func (m *memBackend) List(_ context.Context, p string, fn func(string, int64) error) error {
+func (m *memBackend) List(ctx context.Context, p string, fn func(string, int64) error) error {
+	return m.ListAfter(ctx, p, "", fn)
+}
+func (m *memBackend) ListAfter(_ context.Context, p, after string, fn func(string, int64) error) error {
 	m.mu.Lock()
 	var keys []string
 	for k := range m.objs {
-		if strings.HasPrefix(k, p) {
+		if strings.HasPrefix(k, p) && k > after {
 			keys = append(keys, k)
 		}
 	}

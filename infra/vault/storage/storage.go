@@ -36,4 +36,9 @@ type Backend interface {
 	// List calls fn for every object whose key starts with prefix, in no
 	// particular order.
 	List(ctx context.Context, prefix string, fn func(key string, size int64) error) error
+	// ListAfter is List restricted to keys that sort after after (byte
+	// order), in no particular order. On S3 it costs what it returns, not
+	// what is stored (ListObjectsV2's StartAfter); the vault names objects
+	// it lists often by time so that a refresh lists only what is new.
+	ListAfter(ctx context.Context, prefix, after string, fn func(key string, size int64) error) error
 }

@@ -250,6 +250,12 @@ func (b *fsBackend) Delete(ctx context.Context, key string) error {
 }
 
 func (b *fsBackend) List(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
+	return b.ListAfter(ctx, prefix, "", fn)
+}
+
+// ListAfter walks the prefix's directory and skips the keys up to after:
+// a directory listing is local and cheap beside S3 requests.
+func (b *fsBackend) ListAfter(ctx context.Context, prefix, after string, fn func(key string, size int64) error) error {
 	// Walk only the deepest directory the prefix names, not the whole vault.
 	start := b.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
@@ -279,7 +285,7 @@ func (b *fsBackend) List(ctx context.Context, prefix string, fn func(key string,
 			return err
 		}
 		key := filepath.ToSlash(rel)
-		if !strings.HasPrefix(key, prefix) {
+		if !strings.HasPrefix(key, prefix) || key <= after {
 			return nil
 		}
 		fi, err := d.Info()

@@ -299,10 +299,15 @@ func (b *s3Backend) Delete(ctx context.Context, key string) error {
 }
 
 func (b *s3Backend) List(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
-	p := awss3.NewListObjectsV2Paginator(b.client, &awss3.ListObjectsV2Input{
-		Bucket: aws.String(b.bucket),
-		Prefix: aws.String(b.prefix + prefix),
-	})
+	return b.ListAfter(ctx, prefix, "", fn)
+}
+
+func (b *s3Backend) ListAfter(ctx context.Context, prefix, after string, fn func(key string, size int64) error) error {
+	in := &awss3.ListObjectsV2Input{Bucket: aws.String(b.bucket), Prefix: aws.String(b.prefix + prefix)}
+	if after != "" {
+		in.StartAfter = aws.String(b.prefix + after)
+	}
+	p := awss3.NewListObjectsV2Paginator(b.client, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {

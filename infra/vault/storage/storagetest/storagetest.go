@@ -250,6 +250,30 @@ func testList(t *testing.T, b storage.Backend) {
 			t.Errorf("List(%q) = %v, want %v", tc.prefix, got, tc.want)
 		}
 	}
+	for _, tc := range []struct {
+		prefix, after string
+		want          map[string]int64
+	}{
+		{"packs/", "", want("packs/00/p1", "packs/00/p2", "packs/01/p3", "packs/011")},
+		{"packs/", "packs/00/p1", want("packs/00/p2", "packs/01/p3", "packs/011")},
+		{"packs/", "packs/00/p0", want("packs/00/p1", "packs/00/p2", "packs/01/p3", "packs/011")},
+		{"packs/", "packs/01", want("packs/01/p3", "packs/011")},
+		{"packs/", "packs/011", want()},
+		{"packs/", "a", want("packs/00/p1", "packs/00/p2", "packs/01/p3", "packs/011")},
+		{"packs/", "z", want()},
+		{"", "packsx", want("snapshots/vm1/a")},
+	} {
+		got := map[string]int64{}
+		if err := b.ListAfter(t.Context(), tc.prefix, tc.after, func(key string, size int64) error {
+			got[key] = size
+			return nil
+		}); err != nil {
+			t.Fatalf("ListAfter(%q, %q): %v", tc.prefix, tc.after, err)
+		}
+		if !maps.Equal(got, tc.want) {
+			t.Errorf("ListAfter(%q, %q) = %v, want %v", tc.prefix, tc.after, got, tc.want)
+		}
+	}
 
 	// An error from fn stops the listing and comes back to the caller.
 	stop := errors.New("stop")
