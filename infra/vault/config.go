@@ -18,7 +18,9 @@ import (
 const (
 	configKey = "config"
 	// formatVersion 2: per-object subkeys, argon2id, authenticated config.
-	formatVersion = 2
+	// 3: index objects named by time (index/<ms>-<pack>) and binary; GC's
+	// deletion log (gc/deleted/).
+	formatVersion = 3
 
 	// maxConfigSize bounds what Open parses: a config is well under 1 KiB.
 	maxConfigSize = 64 << 10
@@ -93,9 +95,9 @@ func parseConfig(location string, data []byte) (Config, error) {
 		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
 	switch {
-	case head.Version == 1:
-		return cfg, fmt.Errorf("vault at %s has format version 1; this build reads version %d: %w (vaults of version 1 cannot be opened by this build: pre-1.0 format change, no migration)",
-			location, formatVersion, ErrFormatVersion)
+	case head.Version >= 1 && head.Version < formatVersion:
+		return cfg, fmt.Errorf("vault at %s has format version %d; this build reads version %d: %w (vaults of version %d cannot be opened by this build: pre-1.0 format change, no migration; an older vmvault still reads it)",
+			location, head.Version, formatVersion, ErrFormatVersion, head.Version)
 	case head.Version != formatVersion:
 		return cfg, fmt.Errorf("vault at %s has format version %d; this build reads version %d: %w", location, head.Version, formatVersion, ErrFormatVersion)
 	}

@@ -189,9 +189,10 @@ func TestFormatVersion(t *testing.T) {
 		version int
 		want    []string
 	}{
-		{1, []string{"has format version 1; this build reads version 2", "cannot be opened by this build"}},
-		{3, []string{"has format version 3; this build reads version 2"}},
-		{0, []string{"has format version 0; this build reads version 2"}},
+		{1, []string{"has format version 1; this build reads version 3", "cannot be opened by this build"}},
+		{2, []string{"has format version 2; this build reads version 3", "cannot be opened by this build"}},
+		{4, []string{"has format version 4; this build reads version 3"}},
+		{0, []string{"has format version 0; this build reads version 3"}},
 	} {
 		_, be := testVault(t)
 		editConfig(t, be, func(m map[string]any) { m["version"] = tc.version })

@@ -11,8 +11,17 @@
 //     as additional data (see Sealing).
 //   - Pack: an object under packs/ holding many blobs followed by a sealed
 //     header, so a backup is a few large PUTs. Every pack is followed by an
-//     index object under index/ that lists its blobs; the in-memory Index maps
-//     a blob id to pack, offset and length.
+//     index object index/<ms>-<pack> (the writer's clock in Unix ms, 12 hex
+//     digits, so names sort by time) listing its blobs in binary; the Index
+//     maps a blob id to pack, offset and length.
+//
+// Index refresh (format version 3): a worker loads every index object once,
+// then each refresh lists only the index objects named since the newest it
+// has seen less a clock-skew margin (storage.ListAfter), and learns the packs
+// GC deleted from GC's deletion log gc/deleted/<seq> instead of listing every
+// pack. A full load (every index object, every pack) runs hourly and when a
+// lookup misses, to catch an index object named by a clock far behind, or a
+// pack lost outside GC.
 //   - Tree: a disk's block map is a Merkle tree: leaves of LeafEntries block
 //     ids, and a root listing the leaves. Unchanged leaves have the same id
 //     and are stored once, so a recovery point of a big disk with little
@@ -62,7 +71,8 @@
 // version is refused with ErrFormatVersion.
 //
 // Damage and repair: the index loads each index object whole or not at
-// all, after listing packs/ with their sizes; an index object that does not
+// all, after checking its pack's size (a full load lists packs/, a refresh
+// reads the size of each new pack); an index object that does not
 // open or decode, or whose pack is missing or of another size, is left out
 // and reported (IndexProblems), so dedup stops trusting that pack and the
 // next backup stores its blocks again. Repair rebuilds the index object of
@@ -93,9 +103,11 @@
 // those packs out of dedup (restores may still read them), so a backup
 // whose index is loaded after the mark uploads their blocks again. The
 // sweep, Grace (25h) later, reads the references again and deletes each
-// candidate first seen at least Grace ago that is still not needed (pack,
-// then index object), then rewrites gc/candidates and stores its report
-// in gc/last. Safety: a backup job started before a pack became a
+// candidate first seen at least Grace ago that is still not needed: it
+// names them in the next deletion log, deletes each pack, then its index
+// object, then rewrites gc/candidates (naming that log, which a refresh
+// must have read before it trusts the new candidates) and stores its
+// report in gc/last. Safety: a backup job started before a pack became a
 // candidate may reference it through its dedup view or its parent, but it
 // commits (or dies) within its 24-hour limit, before the sweep, which then
 // sees its recovery point and keeps the pack; a job started after never

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"time"
 )
 
 // The decoders of vault data never panic on any input, fail only with
@@ -18,8 +19,10 @@ func fuzzErr(t *testing.T, what string, err error) {
 
 func FuzzDecodePackIndex(f *testing.F) {
 	p := ID{1, 2, 3}
-	f.Add(indexKey(p), []byte(`{"pack":"`+p.String()+`","size":100,"entries":[{"id":"`+ID{9}.String()+`","off":0,"len":50,"type":1}]}`))
-	f.Add(indexKey(p), []byte(`{"pack":"`+p.String()+`","size":3}`))
+	key := indexKeyAt(p, time.UnixMilli(1_700_000_000_000))
+	f.Add(key, encodePackIndex(packIndex{Pack: p, Size: 100, Entries: []indexEntry{{ID: ID{9}, Offset: 0, Length: 50, Type: BlobData}}}))
+	f.Add(key, encodePackIndex(packIndex{Pack: p, Size: 3}))
+	f.Add("index/"+p.String(), encodePackIndex(packIndex{Pack: p, Size: 100}))
 	f.Fuzz(func(t *testing.T, key string, data []byte) {
 		pi, err := decodePackIndex(key, data)
 		fuzzErr(t, "pack index", err)

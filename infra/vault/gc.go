@@ -73,9 +73,12 @@ type gcSeen struct {
 
 // gcCandidates is the sealed object gc/candidates.
 type gcCandidates struct {
-	MarkedAt    time.Time     `json:"marked_at"`
-	Packs       []GCCandidate `json:"packs"`
-	Checkpoints []gcSeen      `json:"checkpoints,omitempty"`
+	MarkedAt time.Time `json:"marked_at"`
+	// DeletedThrough is the newest GC deletion log when this was written
+	// (gc_log.go): a refresh must have read it before trusting these.
+	DeletedThrough uint64        `json:"deleted_through,omitempty"`
+	Packs          []GCCandidate `json:"packs"`
+	Checkpoints    []gcSeen      `json:"checkpoints,omitempty"`
 }
 
 // GCMarkReport is what GCMark found.
@@ -137,16 +140,27 @@ func (r *GCSweepReport) noteLocked(until time.Time) {
 // gcPack is one stored pack and the blobs it holds.
 type gcPack struct {
 	size, indexSize int64
+	indexKeys       []string // its index objects, oldest first (one, normally)
 	blobs           []ID
 	problem         string // non-empty: contents unknown
+}
+
+// newestIndexKey is the index object to read ("" if none).
+func (p *gcPack) newestIndexKey() string {
+	if len(p.indexKeys) == 0 {
+		return ""
+	}
+	return p.indexKeys[len(p.indexKeys)-1]
 }
 
 // gcState is what a mark or sweep reads: every pack with its blobs, where
 // the tree nodes are, and the blobs referenced.
 type gcState struct {
 	packs map[ID]*gcPack
-	trees map[ID][]Location
-	refs  map[ID]struct{}
+	// indexKeys are the index objects listed, by pack (also of packs not stored).
+	indexKeys map[ID][]string
+	trees     map[ID][]Location
+	refs      map[ID]struct{}
 	// holders are the packs holding each referenced blob.
 	holders map[ID][]ID
 	// checkpoints are the checkpoint objects read.
@@ -271,18 +285,16 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		}
 	}
 	dropped := st.droppable(due)
-	rest := gcCandidates{MarkedAt: cands.MarkedAt}
+	rest := gcCandidates{MarkedAt: cands.MarkedAt, DeletedThrough: cands.DeletedThrough}
+	var doomed []ID      // packs to delete, with their index objects
+	var orphans []string // index objects of packs already gone
 	for _, c := range cands.Packs {
 		p, stored := st.packs[c.Pack]
 		switch {
 		case !stored:
 			// Deleted by an earlier sweep that stopped before its index
 			// object, or lost: the index object is garbage either way.
-			if !opt.DryRun {
-				if err := v.be.Delete(ctx, indexKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-					return rep, fmt.Errorf("gc sweep: delete %s: %w", indexKey(c.Pack), err)
-				}
-			}
+			orphans = append(orphans, st.indexKeys[c.Pack]...)
 		case p.problem != "":
 			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: packKey(c.Pack), Reason: p.problem})
 		case now.Sub(c.FirstSeen) < grace:
@@ -302,16 +314,14 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 				rest.Packs = append(rest.Packs, c)
 				break
 			}
-			if !opt.DryRun {
-				if err := v.be.Delete(ctx, packKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-					return rep, fmt.Errorf("gc sweep: delete %s: %w", packKey(c.Pack), err)
-				}
-				if err := v.be.Delete(ctx, indexKey(c.Pack)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-					return rep, fmt.Errorf("gc sweep: delete %s: %w", indexKey(c.Pack), err)
-				}
-			}
+			doomed = append(doomed, c.Pack)
 			rep.DeletedPacks++
 			rep.FreedBytes += p.size + p.indexSize
+		}
+	}
+	if !opt.DryRun {
+		if err := v.deletePacks(ctx, st, doomed, orphans, now, &rest); err != nil {
+			return rep, fmt.Errorf("gc sweep: %w", err)
 		}
 	}
 	present := map[string]bool{}
@@ -337,8 +347,8 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 	if opt.DryRun {
 		return rep, nil
 	}
-	// Packs are deleted before gc/candidates stops naming them (see
-	// RefreshIndex), so no dedup view ever offers a deleted pack.
+	// Packs are logged and deleted before gc/candidates stops naming them
+	// (see RefreshIndex), so no dedup view ever offers a deleted pack.
 	if err := v.putSealed(ctx, gcCandidatesKey, rest); err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
@@ -349,6 +359,29 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
 	return rep, nil
+}
+
+// deletePacks logs packs (gc_log.go), then deletes each pack and its index
+// object, and the orphaned index objects; rest learns the log's seq.
+func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphans []string, now time.Time, rest *gcCandidates) error {
+	if len(packs) > 0 {
+		seq, err := v.logDeletions(ctx, packs, now)
+		if err != nil {
+			return err
+		}
+		rest.DeletedThrough = seq
+	}
+	var keys []string // each pack before its index object
+	for _, id := range packs {
+		keys = append(keys, packKey(id))
+		keys = append(keys, st.packs[id].indexKeys...)
+	}
+	for _, key := range append(keys, orphans...) {
+		if err := v.be.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return nil
 }
 
 // GCCandidates returns the current candidates and when they were marked

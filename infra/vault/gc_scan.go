@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -219,9 +220,11 @@ func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, erro
 // that is missing or invalid, from the pack's own header.
 func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	indexSizes := map[ID]int64{}
-	if err := v.be.List(ctx, "index/", func(key string, size int64) error {
-		if id, err := ParseID(strings.TrimPrefix(key, "index/")); err == nil {
-			indexSizes[id] = size
+	st.indexKeys = map[ID][]string{}
+	if err := v.be.List(ctx, indexPrefix, func(key string, size int64) error {
+		if id, _, ok := parseIndexKey(key); ok {
+			indexSizes[id] += size
+			st.indexKeys[id] = append(st.indexKeys[id], key)
 		}
 		return nil
 	}); err != nil {
@@ -237,10 +240,12 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for id, size := range sizes {
-		p := &gcPack{size: size, indexSize: indexSizes[id]}
+		keys := st.indexKeys[id]
+		slices.Sort(keys) // by time
+		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys}
 		st.packs[id] = p
 		g.Go(func() error {
-			entries, err := v.gcPackEntries(gctx, id, size, p.indexSize > 0)
+			entries, err := v.gcPackEntries(gctx, id, size, p.newestIndexKey())
 			if errors.Is(err, ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
 				p.problem = err.Error()
 				return nil
@@ -264,9 +269,9 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 }
 
 // gcPackEntries returns the blobs of a pack of size bytes.
-func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexed bool) ([]indexEntry, error) {
-	if indexed {
-		pi, err := v.getPackIndex(ctx, indexKey(id))
+func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey string) ([]indexEntry, error) {
+	if indexKey != "" {
+		pi, err := v.getPackIndex(ctx, indexKey)
 		if err == nil && pi.Size == size {
 			return pi.Entries, nil
 		}

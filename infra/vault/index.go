@@ -57,7 +57,7 @@ type loc struct {
 	typ    BlobType
 }
 
-func newIndex() *Index {
+func newIndex(dir string) *Index {
 	return &Index{blobs: make(map[ID]loc), packs: make(map[ID]int64), ords: make(map[ID]uint32), alt: make(map[ID][]loc)}
 }
 
@@ -219,4 +219,15 @@ func (x *Index) Stats() IndexStats {
 		s.PackBytes += n
 	}
 	return s
+}
+
+// packSizes returns the known packs and their sizes.
+func (x *Index) packSizes() map[ID]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make(map[ID]int64, len(x.packs))
+	for id, n := range x.packs {
+		out[id] = n
+	}
+	return out
 }

@@ -2,18 +2,67 @@ package vault
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// Loading the index: index objects read once each, packs listed to forget
-// the ones that vanished (index.go holds the in-memory index itself).
+// Loading the index (index.go holds the index itself). A refresh costs what
+// is new, not what is stored: it lists the index objects written since the
+// last one (their names sort by time) and learns the packs GC deleted from
+// GC's deletion log (gc_log.go). A full load, which lists every index
+// object and every pack, runs on first use, every IndexOptions.Reconcile,
+// and when a lookup misses (an index object written by a host whose clock
+// is far behind, or a pack lost outside GC).
+
+// IndexOptions tune a vault's index; call SetIndexOptions before first use.
+type IndexOptions struct {
+	// Dir holds the index's run files ("": the user's cache directory).
+	Dir string
+	// Reconcile is how often a refresh lists every index object and pack
+	// to catch what the incremental refresh cannot see (0: DefaultReconcile).
+	Reconcile time.Duration
+}
+
+// DefaultReconcile is how often a worker's index is checked against a full
+// listing of the vault.
+const DefaultReconcile = time.Hour
+
+// indexSkew is how far before the newest index object seen a refresh lists
+// again: writers' clocks differ, and an index object is named before its
+// upload ends. One named earlier is found by the next full load.
+const indexSkew = 10 * time.Minute
+
+// missReload is how long after a full load a lookup miss starts another.
+const missReload = 30 * time.Second
+
+// indexCursor is what the refreshes of one vault have seen.
+type indexCursor struct {
+	ms      int64  // newest index object time seen, capped at the reader's clock
+	logSeq  uint64 // newest GC deletion log read
+	fullAt  time.Time
+	skipped map[string]bool // index objects refused since the last full load
+}
+
+// SetIndexOptions sets where the index keeps its runs and how often it
+// reconciles; it takes effect for an index not loaded yet.
+func (v *Vault) SetIndexOptions(o IndexOptions) {
+	v.idxMu.Lock()
+	defer v.idxMu.Unlock()
+	v.idxOpt = o
+}
+
+func (o IndexOptions) reconcile() time.Duration {
+	if o.Reconcile <= 0 {
+		return DefaultReconcile
+	}
+	return o.Reconcile
+}
 
 // Index returns the vault's index, loading it on first use. Call
 // RefreshIndex to see packs written by other processes since.
@@ -27,9 +76,10 @@ func (v *Vault) Index(ctx context.Context) (*Index, error) {
 	return v.RefreshIndex(ctx)
 }
 
-// IndexProblems returns the index objects the latest index load left out
-// (unreadable, or naming a pack that is missing or has the wrong size), so
-// callers can warn. Run Repair to re-index packs from their headers.
+// IndexProblems returns the index objects the index left out since its
+// last full load (unreadable, or naming a pack that is missing or has the
+// wrong size), so callers can warn. Run Repair to re-index packs from their
+// headers.
 func (v *Vault) IndexProblems() []IndexProblem {
 	v.idxMu.Lock()
 	defer v.idxMu.Unlock()
@@ -39,65 +89,140 @@ func (v *Vault) IndexProblems() []IndexProblem {
 	return append([]IndexProblem(nil), v.idx.problems...)
 }
 
-// RefreshIndex reads the index objects not read yet. It is safe to call
-// while the index is in use. Each index object is added whole or not at
-// all: one that is unreadable, or whose pack is missing or has another size,
-// is left out and reported by IndexProblems, and a known pack that has
-// disappeared is forgotten; only storage errors fail the call.
+// RefreshIndex adds the index objects written since the last refresh and
+// forgets the packs GC deleted since; every DefaultReconcile (or
+// IndexOptions.Reconcile) it loads fully instead. It is safe to call while
+// the index is in use. Each index object is added whole or not at all: one
+// that is unreadable, or whose pack is missing or has another size, is left
+// out and reported by IndexProblems; only storage errors fail the call.
 func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
+	return v.refreshIndex(ctx, false)
+}
+
+// ReconcileIndex is RefreshIndex with a full load: every index object and
+// pack is listed, so packs lost outside GC are forgotten and index objects
+// a refresh could not see are added.
+func (v *Vault) ReconcileIndex(ctx context.Context) (*Index, error) {
+	return v.refreshIndex(ctx, true)
+}
+
+func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 	v.idxMu.Lock()
 	defer v.idxMu.Unlock()
 	if v.idx == nil {
-		v.idx = newIndex()
+		v.idx = newIndex(v.idxOpt.Dir)
 	}
-	idx := v.idx
+	idx, cur := v.idx, &v.idxCur
 	if err := v.reloadConfig(ctx); err != nil { // immutability set since Open
 		return nil, err
 	}
-	// GC candidates are read before packs are listed: a sweep deletes packs
-	// before it drops them from gc/candidates, so a deleted pack is either
-	// still excluded here or missing from the listing below (gc.go).
-	excluded, err := v.gcExcluded(ctx)
+	// GC candidates are read before anything is listed: a sweep logs and
+	// deletes packs before it drops them from gc/candidates, so a deleted
+	// pack is either still excluded here or in the log or listings below
+	// (gc.go).
+	cands, err := v.readGCCandidates(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
+	}
+	excluded := make(map[ID]bool, len(cands.Packs))
+	for _, p := range cands.Packs {
+		excluded[p.Pack] = true
+	}
+	now := time.Now()
+	full = full || !idx.loaded || now.Sub(cur.fullAt) >= v.idxOpt.reconcile()
+	var res indexLoad
+	if full {
+		res, err = v.loadIndexFull(ctx, idx, cur, now)
+	} else {
+		res, err = v.loadIndexSince(ctx, idx, cur, cands.DeletedThrough)
+	}
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.loadIndex(ctx, idx)
-	if err != nil {
-		return nil, err
+	if res.newestMs > cur.ms {
+		cur.ms = min(res.newestMs, now.UnixMilli())
 	}
 	idx.setExcluded(excluded)
 	idx.removePacks(res.gone)
-	idx.problems = res.problems
+	if full {
+		idx.problems = res.problems
+	} else {
+		idx.problems = append(idx.problems, res.problems...)
+	}
 	idx.loaded = true
 	return idx, nil
 }
 
-// indexLoad is what loadIndex found besides the packs it added.
+// locate is idx.Lookup that, on a miss, reloads the index fully once
+// (at most every missReload) and looks again: the blob may be in an index
+// object a refresh could not see.
+func (v *Vault) locate(ctx context.Context, idx *Index, id ID) (Location, bool, error) {
+	if loc, ok := idx.Lookup(id); ok {
+		return loc, true, nil
+	}
+	v.idxMu.Lock()
+	stale := time.Since(v.idxCur.fullAt) >= missReload
+	v.idxMu.Unlock()
+	if !stale {
+		return Location{}, false, nil
+	}
+	idx, err := v.ReconcileIndex(ctx)
+	if err != nil {
+		return Location{}, false, err
+	}
+	loc, ok := idx.Lookup(id)
+	return loc, ok, nil
+}
+
+// indexLoad is what a load found besides the packs it added.
 type indexLoad struct {
 	problems []IndexProblem
-	// packs are the stored packs and their sizes.
+	// packs are the stored packs and their sizes (full loads only).
 	packs map[ID]int64
 	// rejected are the decodable index objects left out (their pack is
 	// missing or has another size), for Check to name the pack of a blob.
 	rejected []packIndex
 	// unreadable are the packs whose index object could not be read.
 	unreadable map[ID]bool
-	// gone are packs idx knew before the load that are no longer stored.
+	// gone are packs the index knew before the load that are no longer stored.
 	gone map[ID]bool
+	// newestMs is the time of the newest index object listed.
+	newestMs int64
 }
 
-// loadIndex adds to idx the index objects it does not know yet whose pack
-// is stored with the size they name. Packs are listed after the index
-// objects: a pack is written before its index object, so every pack whose
-// index object was listed is in the pack listing unless it was lost.
+// loadIndexFull adds to idx every index object it does not know yet whose
+// pack is stored with the size it names, and finds the known packs that
+// are gone. The deletion log is listed first and index objects before
+// packs: a pack is written before its index object, and GC logs a pack
+// before deleting it, so nothing falls between the listings.
+func (v *Vault) loadIndexFull(ctx context.Context, idx *Index, cur *indexCursor, now time.Time) (indexLoad, error) {
+	logSeq, err := v.lastDeletionLog(ctx)
+	if err != nil {
+		return indexLoad{}, err
+	}
+	res, err := v.loadIndex(ctx, idx)
+	if err != nil {
+		return res, err
+	}
+	cur.fullAt, cur.logSeq, cur.skipped = now, logSeq, map[string]bool{}
+	for _, p := range res.problems {
+		cur.skipped[p.Key] = true
+	}
+	return res, nil
+}
+
+// loadIndex is a full load into idx (also Check's, into its own index).
 func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
-	res := indexLoad{packs: map[ID]int64{}, unreadable: map[ID]bool{}, gone: map[ID]bool{}}
+	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
 	var keys []string
-	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
-		id, err := ParseID(strings.TrimPrefix(key, "index/"))
-		if err != nil {
+	listed := map[ID]string{}
+	if err := v.be.List(ctx, indexPrefix, func(key string, _ int64) error {
+		id, ms, ok := parseIndexKey(key)
+		if !ok {
 			return nil // not ours
 		}
+		res.newestMs = max(res.newestMs, ms)
+		listed[id] = key
 		if !idx.hasPack(id) {
 			keys = append(keys, key)
 		}
@@ -105,12 +230,7 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	}); err != nil {
 		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	known := make(map[ID]int64)
-	idx.mu.RLock()
-	for id, n := range idx.packs {
-		known[id] = n
-	}
-	idx.mu.RUnlock()
+	known := idx.packSizes()
 	packs, err := v.listPacks(ctx)
 	if err != nil {
 		return res, err
@@ -119,15 +239,79 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	for id, n := range known {
 		if size, ok := packs[id]; !ok || size != n {
 			res.gone[id] = true
+			key := listed[id]
+			if key == "" {
+				key = indexPrefix + "…-" + id.String()
+			}
 			kind, why := ProblemMissingPack, "pack is not in the vault"
 			if ok {
 				kind, why = ProblemPackSize, fmt.Sprintf("pack has %d bytes, index says %d", size, n)
 			}
-			res.problems = append(res.problems, IndexProblem{Kind: kind, Key: indexKey(id), Pack: id, Reason: why})
+			res.problems = append(res.problems, IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
 		}
 	}
-	pis := make([]*packIndex, len(keys))
-	errs := make([]error, len(keys))
+	err = v.addIndexObjects(ctx, idx, keys, func(_ context.Context, id ID) (int64, bool, error) {
+		size, ok := packs[id]
+		return size, ok, nil
+	}, &res)
+	return res, err
+}
+
+// loadIndexSince adds the index objects listed since the cursor (less the
+// skew margin) and forgets the packs the deletion logs since the cursor
+// name. through is the newest log gc/candidates says exists: a listing
+// that does not show it yet fails the refresh rather than trust a pack
+// that may be gone.
+func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor, through uint64) (indexLoad, error) {
+	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
+	seq, gone, err := v.readDeletionLogs(ctx, cur.logSeq)
+	if err != nil {
+		return res, err
+	}
+	if seq < through {
+		return res, fmt.Errorf("%s: GC deletion log %d is not listed yet (newest listed %d); retry", v.be.Location(), through, seq)
+	}
+	cur.logSeq = seq
+	res.gone = gone
+	var keys []string
+	after := indexKeyFloor(cur.ms - indexSkew.Milliseconds())
+	if err := v.be.ListAfter(ctx, indexPrefix, after, func(key string, _ int64) error {
+		id, ms, ok := parseIndexKey(key)
+		if !ok {
+			return nil
+		}
+		res.newestMs = max(res.newestMs, ms)
+		if !idx.hasPack(id) && !gone[id] && !cur.skipped[key] {
+			keys = append(keys, key)
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+	}
+	err = v.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id ID) (int64, bool, error) {
+		size, err := v.be.Stat(ctx, packKey(id))
+		if errors.Is(err, storage.ErrNotFound) {
+			return 0, false, nil
+		}
+		return size, err == nil, err
+	}, &res)
+	for _, p := range res.problems {
+		cur.skipped[p.Key] = true
+	}
+	return res, err
+}
+
+// addIndexObjects reads the index objects at keys, 8 at a time, and adds
+// to idx each one whose pack packSize finds with the size it names.
+func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []string,
+	packSize func(context.Context, ID) (int64, bool, error), res *indexLoad) error {
+	type got struct {
+		pi     *packIndex
+		err    error
+		size   int64
+		stored bool
+	}
+	out := make([]got, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for i, key := range keys {
@@ -138,54 +322,66 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 			pi, err := v.getPackIndex(gctx, key)
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
-				// Removed since listed (Repair or GC): nothing to load.
+				return nil // removed since listed (Repair or GC): nothing to load
 			case errors.Is(err, ErrCorrupt):
-				errs[i] = err
+				out[i].err = err
+				return nil
 			case err != nil:
 				return err
-			default:
-				pis[i] = &pi
 			}
+			size, stored, err := packSize(gctx, pi.Pack)
+			if err != nil {
+				return fmt.Errorf("%s: %w", packKey(pi.Pack), err)
+			}
+			out[i] = got{pi: &pi, size: size, stored: stored}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return res, err
+		return err
 	}
 	for i, key := range keys {
-		id, _ := ParseID(strings.TrimPrefix(key, "index/"))
-		if errs[i] != nil {
-			res.unreadable[id] = true
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: errs[i].Error()})
-			continue
-		}
-		pi := pis[i]
-		if pi == nil {
-			continue
-		}
-		size, ok := packs[pi.Pack]
+		id, _, _ := parseIndexKey(key)
+		o := out[i]
 		switch {
-		case !ok:
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: pi.Pack, Reason: "pack is not in the vault"})
-			res.rejected = append(res.rejected, *pi)
-		case size != pi.Size:
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemPackSize, Key: key, Pack: pi.Pack,
-				Reason: fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)})
-			res.rejected = append(res.rejected, *pi)
+		case o.err != nil:
+			res.unreadable[id] = true
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: o.err.Error()})
+		case o.pi == nil:
+		case !o.stored:
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"})
+			res.rejected = append(res.rejected, *o.pi)
+		case o.size != o.pi.Size:
+			res.problems = append(res.problems, IndexProblem{Kind: ProblemPackSize, Key: key, Pack: id,
+				Reason: fmt.Sprintf("pack has %d bytes, index says %d", o.size, o.pi.Size)})
+			res.rejected = append(res.rejected, *o.pi)
 		default:
-			idx.addPack(*pi)
+			idx.addPack(*o.pi)
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// putPackIndex writes pi's index object, named by the time now.
+func (v *Vault) putPackIndex(ctx context.Context, pi packIndex) error {
+	key := indexKeyAt(pi.Pack, time.Now())
+	if err := v.putObject(ctx, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key))); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
 }
 
 // getPackIndex reads and decodes one index object.
 func (v *Vault) getPackIndex(ctx context.Context, key string) (packIndex, error) {
-	var raw json.RawMessage
-	if err := v.getSealed(ctx, key, &raw); err != nil {
-		return packIndex{}, err
+	sealed, err := v.be.Get(ctx, key)
+	if err != nil {
+		return packIndex{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	pi, err := decodePackIndex(key, raw)
+	plain, err := v.keys.open(nil, sealed, []byte(key))
+	if err != nil {
+		return packIndex{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
+	}
+	pi, err := decodePackIndex(key, plain)
 	if err != nil {
 		return packIndex{}, fmt.Errorf("%s: %w", v.be.Location(), err)
 	}

@@ -1,9 +1,11 @@
 package vault
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Index objects: one per pack, listing its blobs (index.go holds the
@@ -24,25 +26,81 @@ type packIndex struct {
 	Entries []indexEntry `json:"entries"`
 }
 
+// Index objects (format 3) are named index/<ms>-<pack>, ms the writer's
+// clock in Unix milliseconds as 12 hex digits, so that the names sort by
+// time and a refresh lists only the ones written since it last looked
+// (storage.ListAfter) instead of every one. Their plaintext is binary:
+// the pack id (32 bytes), the pack's size (8 bytes little-endian), then one
+// packEntryLen record per blob, laid out as in the pack's own header.
+const (
+	indexPrefix   = "index/"
+	indexMsDigits = 12
+	indexHeadLen  = 32 + 8
+)
+
+// indexKeyAt names the index object of pack written at t.
+func indexKeyAt(pack ID, t time.Time) string {
+	return indexKeyFloor(t.UnixMilli()) + "-" + pack.String()
+}
+
+// indexKeyFloor sorts before every index object written at ms or later,
+// and after every one written earlier.
+func indexKeyFloor(ms int64) string {
+	return fmt.Sprintf("%s%0*x", indexPrefix, indexMsDigits, max(ms, 0))
+}
+
+// parseIndexKey returns the pack an index object key names and when it was
+// written; ok is false for keys that are not index objects.
+func parseIndexKey(key string) (pack ID, ms int64, ok bool) {
+	rest, found := strings.CutPrefix(key, indexPrefix)
+	if !found || len(rest) != indexMsDigits+1+2*len(pack) || rest[indexMsDigits] != '-' {
+		return ID{}, 0, false
+	}
+	ms, err := strconv.ParseInt(rest[:indexMsDigits], 16, 64)
+	if err != nil || ms < 0 {
+		return ID{}, 0, false
+	}
+	pack, err = ParseID(rest[indexMsDigits+1:])
+	if err != nil {
+		return ID{}, 0, false
+	}
+	return pack, ms, true
+}
+
+// encodePackIndex is the plaintext of pi's index object.
+func encodePackIndex(pi packIndex) []byte {
+	out := make([]byte, 0, indexHeadLen+len(pi.Entries)*packEntryLen)
+	out = append(out, pi.Pack[:]...)
+	out = binary.LittleEndian.AppendUint64(out, uint64(pi.Size))
+	return appendPackEntries(out, pi.Entries)
+}
+
 // decodePackIndex decodes the plaintext of the index object at key and
 // checks that it is self-consistent: it names the pack of its key, and every
 // blob lies inside the pack's body.
 func decodePackIndex(key string, data []byte) (packIndex, error) {
-	var pi packIndex
-	if err := json.Unmarshal(data, &pi); err != nil {
-		return packIndex{}, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	want, _, ok := parseIndexKey(key)
+	if !ok {
+		return packIndex{}, fmt.Errorf("%s: %w: not an index object key", key, ErrCorrupt)
 	}
-	if want := strings.TrimPrefix(key, "index/"); want != pi.Pack.String() {
+	if len(data) < indexHeadLen {
+		return packIndex{}, fmt.Errorf("%s: %w: index object of %d bytes", key, ErrCorrupt, len(data))
+	}
+	var pi packIndex
+	copy(pi.Pack[:], data)
+	if pi.Pack != want {
 		return packIndex{}, fmt.Errorf("%s: %w: names pack %s", key, ErrCorrupt, pi.Pack.Short())
 	}
-	if pi.Size < 4 {
-		return packIndex{}, fmt.Errorf("%s: %w: pack size %d", key, ErrCorrupt, pi.Size)
+	size := binary.LittleEndian.Uint64(data[32:])
+	if size < 4 || size > 1<<40 {
+		return packIndex{}, fmt.Errorf("%s: %w: pack size %d", key, ErrCorrupt, size)
 	}
-	for _, e := range pi.Entries {
-		if e.Type != BlobData && e.Type != BlobTree || e.Length == 0 || int64(e.Offset)+int64(e.Length) > pi.Size-4 {
-			return packIndex{}, fmt.Errorf("%s: %w: blob %s at %d+%d (type %d) outside pack of %d bytes", key, ErrCorrupt, e.ID.Short(), e.Offset, e.Length, e.Type, pi.Size)
-		}
+	pi.Size = int64(size)
+	entries, err := decodePackHeader(data[indexHeadLen:], int(pi.Size-4))
+	if err != nil {
+		return packIndex{}, fmt.Errorf("%s: %w", key, err)
 	}
+	pi.Entries = entries
 	return pi, nil
 }
 
@@ -70,8 +128,6 @@ type IndexProblem struct {
 }
 
 func (p IndexProblem) String() string { return fmt.Sprintf("%s: %s", p.Key, p.Reason) }
-
-func indexKey(pack ID) string { return "index/" + pack.String() }
 
 func packKey(pack ID) string {
 	h := pack.String()

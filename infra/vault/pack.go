@@ -111,6 +111,17 @@ const (
 	packHeaderAD = "pack-header"
 )
 
+// appendPackEntries appends entries in the pack header's layout.
+func appendPackEntries(out []byte, entries []indexEntry) []byte {
+	for _, e := range entries {
+		out = append(out, byte(e.Type))
+		out = append(out, e.ID[:]...)
+		out = binary.LittleEndian.AppendUint32(out, e.Offset)
+		out = binary.LittleEndian.AppendUint32(out, e.Length)
+	}
+	return out
+}
+
 // splitPack cuts a whole pack into its body (the blobs) and sealed header.
 func splitPack(pack []byte) (body, sealedHeader []byte, err error) {
 	if len(pack) < 4 {
@@ -159,13 +170,7 @@ func (v *Vault) packHeader(pack []byte) (body []byte, entries []indexEntry, err 
 }
 
 func (p *packer) upload(buf []byte, entries []indexEntry) error {
-	header := make([]byte, 0, len(entries)*packEntryLen)
-	for _, e := range entries {
-		header = append(header, byte(e.Type))
-		header = append(header, e.ID[:]...)
-		header = binary.LittleEndian.AppendUint32(header, e.Offset)
-		header = binary.LittleEndian.AppendUint32(header, e.Length)
-	}
+	header := appendPackEntries(make([]byte, 0, len(entries)*packEntryLen), entries)
 	sealed := p.v.keys.seal(nil, header, []byte(packHeaderAD))
 	buf = append(buf, sealed...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
@@ -174,7 +179,7 @@ func (p *packer) upload(buf []byte, entries []indexEntry) error {
 		return fmt.Errorf("put pack %s: %w", id.Short(), err)
 	}
 	pi := packIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
-	if err := p.v.putSealed(p.ctx, indexKey(id), pi); err != nil {
+	if err := p.v.putPackIndex(p.ctx, pi); err != nil {
 		return fmt.Errorf("index pack %s: %w", id.Short(), err)
 	}
 	idx, err := p.v.Index(p.ctx)

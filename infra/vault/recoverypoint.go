@@ -95,7 +95,9 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
 		return err
 	}
 	for _, d := range rp.Disks {
-		if !idx.Has(d.Root) {
+		if _, ok, err := v.locate(ctx, idx, d.Root); err != nil {
+			return err
+		} else if !ok {
 			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), ErrMissing)
 		}
 	}

@@ -34,7 +34,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 	var pk *packer
 	for _, id := range ids {
 		p := st.packs[id]
-		entries, err := v.gcPackEntries(ctx, id, p.size, p.indexSize > 0)
+		entries, err := v.gcPackEntries(ctx, id, p.size, p.newestIndexKey())
 		if err != nil {
 			return rep, fmt.Errorf("repack %s: %w", packKey(id), err)
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -48,8 +47,8 @@ type PackProblem struct {
 func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	var indexKeys []string
-	if err := v.be.List(ctx, "index/", func(key string, _ int64) error {
-		if _, err := ParseID(strings.TrimPrefix(key, "index/")); err == nil {
+	if err := v.be.List(ctx, indexPrefix, func(key string, _ int64) error {
+		if _, _, ok := parseIndexKey(key); ok {
 			indexKeys = append(indexKeys, key)
 		}
 		return nil
@@ -65,12 +64,13 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	// valid are the packs whose index object is readable and of their size.
 	var mu sync.Mutex
 	valid := map[ID]bool{}
+	stale := map[ID][]string{} // unreadable or of another size: replaced by a re-index
 	var remove []string
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, key := range indexKeys {
 		g.Go(func() error {
-			id, _ := ParseID(strings.TrimPrefix(key, "index/"))
+			id, _, _ := parseIndexKey(key)
 			pi, err := v.getPackIndex(gctx, key)
 			if err != nil && !errors.Is(err, ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
@@ -86,6 +86,8 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 				remove = append(remove, key)
 			case err == nil && pi.Size == size:
 				valid[id] = true
+			default:
+				stale[id] = append(stale[id], key)
 			}
 			return nil
 		})
@@ -124,8 +126,13 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 			case err != nil:
 				return fmt.Errorf("repair: %w", err)
 			}
-			if err := v.putSealed(gctx, indexKey(id), pi); err != nil {
+			if err := v.putPackIndex(gctx, pi); err != nil {
 				return fmt.Errorf("repair: %w", err)
+			}
+			for _, key := range stale[id] { // the new index object is durable
+				if err := v.be.Delete(gctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return fmt.Errorf("repair: delete %s: %w", key, err)
+				}
 			}
 			rep.Reindexed = append(rep.Reindexed, id)
 			return nil

@@ -285,7 +285,7 @@ type copier struct {
 func (c *copier) withoutVanishedPacks(keys []string) []string {
 	out := keys[:0]
 	for _, k := range keys {
-		if id, err := ParseID(strings.TrimPrefix(k, "index/")); err == nil && c.vanished[packKey(id)] {
+		if id, _, ok := parseIndexKey(k); ok && c.vanished[packKey(id)] {
 			continue
 		}
 		out = append(out, k)

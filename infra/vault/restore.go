@@ -78,7 +78,10 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 				res.ZeroBlocks++
 				continue
 			}
-			loc, ok := idx.Lookup(bid)
+			loc, ok, err := v.locate(ctx, idx, bid)
+			if err != nil {
+				return res, err
+			}
 			if !ok {
 				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), ErrMissing)
 			}

@@ -70,7 +70,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	ra := backup(t, v, a, BackupOptions{})
 	rb := backup(t, v, b, BackupOptions{})
 	bad := packOf(t, v, rb.Root, 0)
-	be.objs[indexKey(bad)][40] ^= 1
+	be.objs[indexKeyOf(t, be, bad)][40] ^= 1
 
 	v2 := reopen(v)
 	idx, err := v2.Index(ctx)
@@ -148,6 +148,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 		t.Fatalf("check before damage: %+v", rep)
 	}
 	lost := packOf(t, v, r1.Root, 0)
+	lostKey := indexKeyOf(t, be, lost)
 	damage(be, packKey(lost))
 
 	rep := check(t, reopen(v), CheckOptions{})
@@ -171,8 +172,9 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 		t.Fatalf("report as JSON: %s %v", js, err)
 	}
 
-	// The worker's index (loaded before the damage) forgets the pack on refresh.
-	if _, err := v.RefreshIndex(ctx); err != nil {
+	// The worker's index (loaded before the damage) forgets the pack when
+	// it reconciles with a full listing (hourly, or on a lookup miss).
+	if _, err := v.ReconcileIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if mustIndex(t, v).hasPack(lost) {
@@ -199,7 +201,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 	}
 	switch kind {
 	case ProblemMissingPack: // its index object is gone: nothing left to report
-		if len(rr.RemovedIndex) != 1 || rr.RemovedIndex[0] != indexKey(lost) || !rep.OK {
+		if len(rr.RemovedIndex) != 1 || rr.RemovedIndex[0] != lostKey || !rep.OK {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	case ProblemPackSize: // the damaged pack is reported and left alone
@@ -218,11 +220,11 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := v.getPackIndex(ctx, indexKey(p))
+	want, err := v.getPackIndex(ctx, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(be.objs, indexKey(p))
+	delete(be.objs, indexKeyOf(t, be, p))
 
 	v2 := reopen(v)
 	rep := check(t, v2, CheckOptions{})
@@ -233,7 +235,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := v2.getPackIndex(ctx, indexKey(p))
+	got, err := v2.getPackIndex(ctx, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +343,7 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 		}
 		js, _ := json.Marshal(cp)
 		// It resumes when the index holds the leaves.
-		idx := newIndex()
+		idx := newIndex("")
 		pi := packIndex{Pack: ID{0xee}}
 		for _, id := range leaves {
 			pi.Entries = append(pi.Entries, indexEntry{ID: id})
@@ -404,4 +406,18 @@ func objects(be *memBackend, prefix string) []string {
 		}
 	}
 	return keys
+}
+
+// indexKeyOf returns the key of pack's index object in be.
+func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
+	t.Helper()
+	be.mu.Lock()
+	defer be.mu.Unlock()
+	for k := range be.objs {
+		if id, _, ok := parseIndexKey(k); ok && id == pack {
+			return k
+		}
+	}
+	t.Fatalf("no index object of pack %s", pack.Short())
+	return ""
 }

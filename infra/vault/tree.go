@@ -85,7 +85,10 @@ func (v *Vault) readBlob(ctx context.Context, id ID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	loc, ok := idx.Lookup(id)
+	loc, ok, err := v.locate(ctx, idx, id)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w: not in the index", id.Short(), ErrMissing)
 	}

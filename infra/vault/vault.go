@@ -47,9 +47,11 @@ type Vault struct {
 	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
 	cfg   Config
 	keys  *keys
-	// idx is loaded on first use and only grows; idxMu guards loading it.
-	idxMu sync.Mutex
-	idx   *Index
+	// idx is loaded on first use; idxMu guards loading it, idxOpt and idxCur.
+	idxMu  sync.Mutex
+	idx    *Index
+	idxOpt IndexOptions
+	idxCur indexCursor
 }
 
 // Init creates a vault on be, protected by secret. Of concurrent Inits on
@@ -211,11 +213,10 @@ func (v *Vault) Location() string { return v.be.Location() }
 
 // putSealed writes a sealed JSON object (index, manifest).
 func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
-	data, err := json.Marshal(obj)
+	sealed, err := sealJSON(v.keys, key, obj)
 	if err != nil {
 		return err
 	}
-	sealed := v.keys.seal(nil, data, []byte(key))
 	if err := v.putObject(ctx, key, sealed); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -235,4 +236,13 @@ func (v *Vault) getSealed(ctx context.Context, key string, obj any) error {
 		return fmt.Errorf("%s in %s: %w: %v", key, v.be.Location(), ErrCorrupt, err)
 	}
 	return nil
+}
+
+// sealJSON is obj as the sealed object at key.
+func sealJSON(k *keys, key string, obj any) ([]byte, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	return k.seal(nil, data, []byte(key)), nil
 }

@@ -1,0 +1,233 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// listCounter counts the keys each listing returns, by prefix, and can hide
+// keys from listings (a listing that lags behind a write).
+type listCounter struct {
+	*memBackend
+	mu     sync.Mutex
+	listed map[string]int
+	hide   func(key string) bool
+}
+
+func (c *listCounter) count(prefix string) func(string, int64) error {
+	return func(key string, _ int64) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.listed == nil {
+			c.listed = map[string]int{}
+		}
+		c.listed[prefix]++
+		return nil
+	}
+}
+
+func (c *listCounter) List(ctx context.Context, p string, fn func(string, int64) error) error {
+	return c.ListAfter(ctx, p, "", fn)
+}
+
+func (c *listCounter) ListAfter(ctx context.Context, p, after string, fn func(string, int64) error) error {
+	n := c.count(p)
+	return c.memBackend.ListAfter(ctx, p, after, func(key string, size int64) error {
+		if c.hide != nil && c.hide(key) {
+			return nil
+		}
+		_ = n(key, size)
+		return fn(key, size)
+	})
+}
+
+func (c *listCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.listed
+	c.listed = nil
+	return out
+}
+
+// A refresh lists the index objects written since the last one (and the
+// GC deletion logs), never every pack or every index object.
+func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	for i := range 5 {
+		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
+	}
+	lc := &listCounter{memBackend: be}
+	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	if _, err := w.Index(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := lc.take()
+	if first["packs/"] == 0 || first["index/"] < 5 {
+		t.Fatalf("first load listed %v: want every pack and index object", first)
+	}
+	r := backup(t, v, distinctDisk(50, 20), BackupOptions{})
+	idx, err := w.RefreshIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := lc.take()
+	if got["packs/"] != 0 {
+		t.Fatalf("refresh listed %d packs", got["packs/"])
+	}
+	// The skew margin re-lists the last 10 minutes: here, everything; the
+	// test below moves the clock. What matters is what is read and added.
+	if !idx.Has(r.Root) {
+		t.Fatal("refresh missed the new backup's index object")
+	}
+	if got := restore(t, w, r.Root, 20*testBlock); !bytes.Equal(got, distinctDisk(50, 20)) {
+		t.Fatal("new backup does not restore through the refreshed worker")
+	}
+
+	// Index objects named more than the skew margin before the newest one
+	// seen are not listed again.
+	w.idxMu.Lock()
+	w.idxCur.ms += (2 * indexSkew).Milliseconds()
+	w.idxMu.Unlock()
+	lc.take()
+	if _, err := w.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lc.take(); got["index/"] != 0 || got["packs/"] != 0 {
+		t.Fatalf("refresh past the margin listed %v", got)
+	}
+}
+
+// An index object named long before the cursor (a writer whose clock is
+// far behind) is missed by refreshes, but a lookup miss reloads fully and
+// finds it, so a restore never fails for it.
+func TestLookupMissReconciles(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	backup(t, v, distinctDisk(60, 10), BackupOptions{})
+	w := reopen(v)
+	mustIndex(t, w)
+	w.idxMu.Lock()
+	w.idxCur.ms += time.Hour.Milliseconds() // as if a writer's clock ran an hour ahead
+	w.idxCur.fullAt = time.Now().Add(-time.Minute)
+	w.idxMu.Unlock()
+	disk := distinctDisk(61, 10)
+	r := backup(t, v, disk, BackupOptions{})
+	if _, err := w.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mustIndex(t, w).Has(r.Root) {
+		t.Fatal("the test shows nothing: the refresh saw the index object")
+	}
+	if got := restore(t, w, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("restore after a lookup miss")
+	}
+	_ = be
+}
+
+// A pack GC deleted is forgotten by a worker's next refresh through the
+// deletion log, without listing packs; a refresh that cannot see the log
+// gc/candidates names fails instead of trusting the pack.
+func TestRefreshLearnsGCDeletions(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := backup(t, v, distinctDisk(70, 20), BackupOptions{})
+	saveRP(t, v, "old", 1, diskRec(r))
+	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+		t.Fatal(err)
+	}
+	lc := &listCounter{memBackend: be}
+	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	idx := mustIndex(t, w)
+	packs := idx.packSizes()
+	if len(packs) == 0 {
+		t.Fatal("no packs")
+	}
+	gcMark(t, v, c)
+	c.add(26 * time.Hour)
+	s := gcSweep(t, v, c)
+	if s.DeletedPacks != len(packs) {
+		t.Fatalf("sweep deleted %d of %d packs", s.DeletedPacks, len(packs))
+	}
+
+	// A listing that lags behind: the log is not visible yet.
+	lc.hide = func(key string) bool { return strings.HasPrefix(key, deletionLogPrefix) }
+	if _, err := w.RefreshIndex(ctx); err == nil || !strings.Contains(err.Error(), "deletion log 1 is not listed yet") {
+		t.Fatalf("refresh without the deletion log: %v", err)
+	}
+	for p := range packs {
+		if !idx.hasPack(p) {
+			t.Fatal("a failed refresh changed the index")
+		}
+	}
+	lc.hide = nil
+	lc.take()
+	if _, err := w.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lc.take(); got["packs/"] != 0 {
+		t.Fatalf("refresh listed %d packs", got["packs/"])
+	}
+	for p := range packs {
+		if idx.hasPack(p) {
+			t.Fatalf("pack %s deleted by GC is still in the index", p.Short())
+		}
+	}
+	if idx.Has(r.Root) {
+		t.Fatal("blobs of deleted packs are still found")
+	}
+	// The next backup stores the blocks again.
+	r2 := backup(t, w, distinctDisk(70, 20), BackupOptions{})
+	if r2.Stats.NewBlocks != 20 {
+		t.Fatalf("backup after GC stored %d of 20 blocks", r2.Stats.NewBlocks)
+	}
+	assertRestores(t, w, r2, distinctDisk(70, 20))
+}
+
+// Two sweeps never share a deletion log: the second takes the next seq.
+func TestDeletionLogSeq(t *testing.T) {
+	ctx := context.Background()
+	v, _ := testVault(t)
+	now := time.Now()
+	for want := uint64(1); want <= 3; want++ {
+		seq, err := v.logDeletions(ctx, []ID{{byte(want)}}, now)
+		if err != nil || seq != want {
+			t.Fatalf("log %d: seq %d, %v", want, seq, err)
+		}
+	}
+	seq, gone, err := v.readDeletionLogs(ctx, 1)
+	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
+		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
+	}
+}
+
+// Repair replaces an unreadable index object and removes the old one, so
+// the index reports no problem afterwards.
+func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk := distinctDisk(80, 10)
+	r := backup(t, v, disk, BackupOptions{})
+	p := packOf(t, v, r.Root, 0)
+	old := indexKeyOf(t, be, p)
+	be.objs[old][50] ^= 1
+	time.Sleep(2 * time.Millisecond) // the new index object gets another name
+	rr, err := reopen(v).Repair(ctx)
+	if err != nil || len(rr.Reindexed) != 1 {
+		t.Fatalf("repair: %+v %v", rr, err)
+	}
+	if _, ok := be.objs[old]; ok {
+		t.Fatal("the unreadable index object is still there")
+	}
+	w := reopen(v)
+	mustIndex(t, w)
+	if probs := w.IndexProblems(); len(probs) != 0 {
+		t.Fatalf("problems after repair: %v", probs)
+	}
+	assertRestores(t, w, r, disk)
+}
