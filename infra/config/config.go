@@ -94,6 +94,14 @@ type Config struct {
 	// any backup job runs (BackupTimeout), so no running backup can still
 	// reference a pack the sweep deletes.
 	GCGrace time.Duration `env:"VMVAULT_GC_GRACE, default=25h"`
+	// IndexDir holds each worker's vault index on local disk (run files,
+	// deleted as they are opened, so nothing is left behind; about 48 bytes
+	// per stored block). Default: the user's cache directory. Not on a tmpfs:
+	// that would put the index back in memory.
+	IndexDir string `env:"VMVAULT_INDEX_DIR"`
+	// IndexReconcile is how often a worker checks its index against a full
+	// listing of the vault (every refresh in between lists only what is new).
+	IndexReconcile time.Duration `env:"VMVAULT_INDEX_RECONCILE, default=1h"`
 }
 
 // Load reads the environment and fills in defaults.

@@ -82,5 +82,5 @@ func OpenSecondaryVault(ctx context.Context, c config.Config) (*vault.Vault, err
 	if err != nil {
 		return nil, err
 	}
-	return vault.Open(ctx, be, secret)
+	return openVault(ctx, c, be, secret)
 }

@@ -73,7 +73,16 @@ func OpenVault(ctx context.Context, c config.Config) (*vault.Vault, error) {
 	if err != nil {
 		return nil, err
 	}
-	return vault.Open(ctx, be, secret)
+	return openVault(ctx, c, be, secret)
+}
+
+func openVault(ctx context.Context, c config.Config, be storage.Backend, secret []byte) (*vault.Vault, error) {
+	v, err := vault.Open(ctx, be, secret)
+	if err != nil {
+		return nil, err
+	}
+	v.SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
+	return v, nil
 }
 
 // InitVault creates a vault where the configured URL points, first creating
@@ -88,7 +97,12 @@ func InitVault(ctx context.Context, c config.Config, opt vault.InitOptions) (*va
 			return nil, fmt.Errorf("init vault at %s: %w", be.Location(), err)
 		}
 	}
-	return vault.Init(ctx, be, secret, opt)
+	v, err := vault.Init(ctx, be, secret, opt)
+	if err != nil {
+		return nil, err
+	}
+	v.SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
+	return v, nil
 }
 
 // OpenPlatform opens the configured VM platform.
