@@ -231,3 +231,37 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	}
 	assertRestores(t, w, r, disk)
 }
+
+// Repair logs the packs whose index objects it removes (their packs are
+// gone), so every worker's next refresh forgets them without a full load.
+func TestRepairLogsMissingPacks(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk := distinctDisk(90, 10)
+	r := backup(t, v, disk, BackupOptions{})
+	lost := packOf(t, v, r.Root, 0)
+	lc := &listCounter{memBackend: be}
+	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	if !mustIndex(t, w).hasPack(lost) {
+		t.Fatal("worker does not know the pack")
+	}
+	delete(be.objs, packKey(lost))
+	if _, err := reopen(v).Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lc.take()
+	if _, err := w.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := lc.take(); got["packs/"] != 0 {
+		t.Fatalf("refresh listed %d packs", got["packs/"])
+	}
+	if mustIndex(t, w).hasPack(lost) {
+		t.Fatal("worker still trusts the pack repair found missing")
+	}
+	r2 := backup(t, w, disk, BackupOptions{})
+	if r2.Stats.NewBlocks == 0 {
+		t.Fatal("the lost blocks were not stored again")
+	}
+	assertRestores(t, w, r2, disk)
+}

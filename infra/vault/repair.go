@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -96,6 +97,18 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 		return rep, err
 	}
 	sort.Strings(remove)
+	if len(remove) > 0 {
+		// Every worker's next refresh forgets these packs through the
+		// deletion log, as it does GC's deletions.
+		var gone []ID
+		for _, key := range remove {
+			id, _, _ := parseIndexKey(key)
+			gone = append(gone, id)
+		}
+		if _, err := v.logDeletions(ctx, gone, time.Now().UTC()); err != nil {
+			return rep, fmt.Errorf("repair: %w", err)
+		}
+	}
 	for _, key := range remove {
 		if err := v.be.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return rep, fmt.Errorf("repair: delete %s: %w", key, err)
