@@ -17,7 +17,7 @@ BENCHSTAT := $(TOOLS_CACHE)/benchstat-$(BENCHSTAT_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench bench-compare clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench bench-compare bench-index clean
 
 all: build
 
@@ -116,6 +116,14 @@ bench: tools build guest-image
 	$(GO) build -o bin/bench ./testsuite/cmd/bench
 	bin/bench
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./infra/vault/ ./testsuite/bench/
+
+# A worker's index on a synthetic vault of INDEX_SCALE stored blocks (built
+# once, cached; 100000000 takes about 4 GB of index objects and as much for
+# the worker's runs): first load, refresh, lookups and peak RSS, one table.
+INDEX_SCALE ?= 10000000
+bench-index:
+	VMVAULT_INDEX_SCALE=$(INDEX_SCALE) VMVAULT_INDEX_SCALE_DIR=$(HOME)/.cache/vmvault/indexscale \
+		$(GO) test -count=1 -timeout 3h -run '^TestIndexScale$$' -v ./infra/vault/ | grep -E '^\||PASS|FAIL|ok'
 
 clean:
 	rm -rf bin demo-work demo-qemu-work
