@@ -93,7 +93,7 @@ type CheckReport struct {
 // error means Check could not finish (storage unreachable). Check never
 // writes, and builds its own index: the vault's in-memory one is untouched.
 func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: newIndex(), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+	c := &checker{v: v, opt: opt, idx: newIndex(v.indexDir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
 	}

@@ -98,7 +98,7 @@ func BenchmarkIndexAdd(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		x := newIndex()
+		x := newIndex("")
 		for _, p := range packs {
 			x.addPack(p)
 		}
@@ -112,7 +112,7 @@ func BenchmarkIndexAdd(b *testing.B) {
 
 // BenchmarkIndexLookup is the dedup check every block of a backup makes.
 func BenchmarkIndexLookup(b *testing.B) {
-	x, ids := newIndex(), make([]ID, 0, 100000)
+	x, ids := newIndex(""), make([]ID, 0, 100000)
 	r := rand.New(rand.NewPCG(3, 4))
 	pi := packIndex{Size: 1 << 30}
 	for e := 0; e < cap(ids); e++ {

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"maps"
 	"sync"
 )
 
@@ -57,7 +58,9 @@ type loc struct {
 	typ    BlobType
 }
 
-func newIndex() *Index {
+// newIndex returns an empty index; dir will hold its files.
+func newIndex(dir string) *Index {
+	_ = dir
 	return &Index{blobs: make(map[ID]loc), packs: make(map[ID]int64), ords: make(map[ID]uint32), alt: make(map[ID][]loc)}
 }
 
@@ -127,6 +130,13 @@ func (x *Index) setExcluded(packs map[ID]bool) {
 func (x *Index) Has(id ID) bool {
 	_, ok := x.Lookup(id)
 	return ok
+}
+
+// packSizes returns the known packs and their sizes.
+func (x *Index) packSizes() map[ID]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return maps.Clone(x.packs)
 }
 
 func (x *Index) hasPack(id ID) bool {

@@ -48,7 +48,7 @@ func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 	v.idxMu.Lock()
 	defer v.idxMu.Unlock()
 	if v.idx == nil {
-		v.idx = newIndex()
+		v.idx = newIndex(v.indexDir)
 	}
 	idx := v.idx
 	if err := v.reloadConfig(ctx); err != nil { // immutability set since Open
@@ -105,12 +105,7 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	}); err != nil {
 		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	known := make(map[ID]int64)
-	idx.mu.RLock()
-	for id, n := range idx.packs {
-		known[id] = n
-	}
-	idx.mu.RUnlock()
+	known := idx.packSizes()
 	packs, err := v.listPacks(ctx)
 	if err != nil {
 		return res, err

@@ -50,6 +50,8 @@ type Vault struct {
 	// idx is loaded on first use and only grows; idxMu guards loading it.
 	idxMu sync.Mutex
 	idx   *Index
+	// indexDir holds the index's run files; "" is the user cache dir.
+	indexDir string
 }
 
 // Init creates a vault on be, protected by secret. Of concurrent Inits on
