@@ -109,7 +109,7 @@ func newIndex(dir string) *Index {
 			dir = filepath.Join(c, "vmvault", "index")
 		}
 	}
-	x := &Index{dir: dir, memLimit: defaultMemLimit, ords: make(map[ID]uint32), mem: newMemtable()}
+	x := &Index{dir: dir, memLimit: defaultMemLimit, ords: make(map[ID]uint32), mem: newMemtable(0)}
 	x.cond = sync.NewCond(&x.mu)
 	return x
 }

