@@ -80,11 +80,12 @@ type Index struct {
 	problems []IndexProblem
 }
 
-// packInfo is one pack of the index.
+// packInfo is one pack of the index, 48 bytes: with packs of a few dozen
+// blobs, the pack table costs more than the fences.
 type packInfo struct {
 	id      ID
 	size    int64
-	blobs   int
+	blobs   uint32
 	removed bool
 }
 
@@ -223,7 +224,7 @@ func (x *Index) addPack(pi packIndex) {
 		return
 	}
 	o := uint32(len(x.packs))
-	x.packs = append(x.packs, packInfo{id: pi.Pack, size: pi.Size, blobs: len(pi.Entries)})
+	x.packs = append(x.packs, packInfo{id: pi.Pack, size: pi.Size, blobs: uint32(len(pi.Entries))})
 	x.ords[pi.Pack] = o
 	for _, e := range pi.Entries {
 		x.mem.add(e.ID, loc{pack: o, off: e.Offset, length: e.Length, typ: e.Type})
@@ -258,12 +259,12 @@ func (x *Index) removePacks(gone map[ID]bool) {
 		}
 		for _, r := range x.runs {
 			if r.lo <= o && o <= r.hi {
-				r.dead += p.blobs
+				r.dead += int(p.blobs)
 			}
 		}
 		for _, m := range append([]*memtable{x.mem}, x.frozen...) {
 			if m.n > 0 && m.lo <= o && o <= m.hi {
-				m.dead += p.blobs
+				m.dead += int(p.blobs)
 			}
 		}
 	}
@@ -281,10 +282,10 @@ type IndexStats struct {
 // Stats counts packs and bytes exactly. Duplicates, the copies beyond the
 // first of each blob, are counted where copies meet without a lookup per
 // entry: in the memtable as they are added, and in each run as it is
-// written. So they are exact while the index fits in its memtable (every
-// backup of fewer than 128 Ki blocks) and after merges bring the copies of a
-// blob together; until then copies in different runs are missed and
-// Duplicates is low. Copies of removed packs count until the merge that
+// written. So they are exact while the index fits in its memtable (fewer
+// than 128 Ki entries: every test vault) and once merges bring the copies
+// of a blob together; until then copies in different runs are missed, so
+// Duplicates is low and Blobs high. Copies of removed packs count until the merge that
 // drops them. Blobs is the copies in packs not removed less Duplicates.
 func (x *Index) Stats() IndexStats {
 	x.mu.RLock()
@@ -295,7 +296,7 @@ func (x *Index) Stats() IndexStats {
 		if !p.removed {
 			s.Packs++
 			s.PackBytes += p.size
-			copies += p.blobs
+			copies += int(p.blobs)
 		}
 	}
 	for _, m := range append([]*memtable{x.mem}, x.frozen...) {

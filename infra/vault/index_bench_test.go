@@ -12,7 +12,7 @@ import (
 )
 
 // BenchmarkIndexIngest adds VMVAULT_INDEX_ENTRIES random blobs (default 1M)
-// in packs of 500 to an index in VMVAULT_INDEX_DIR (default a temporary
+// in packs of VMVAULT_INDEX_PER_PACK (default 500) to an index in VMVAULT_INDEX_DIR (default a temporary
 // dir), as a worker loading a large vault's index does, and reports the
 // ingest rate, the heap in use, the process's peak RSS and lookup times.
 // It fails if the peak RSS passes 256 MiB. Run it alone, so that the peak
@@ -21,18 +21,11 @@ import (
 //	VMVAULT_INDEX_ENTRIES=100000000 go test ./infra/vault -run '^$' \
 //	    -bench IndexIngest -benchtime 1x -timeout 2h
 func BenchmarkIndexIngest(b *testing.B) {
-	n := 1_000_000
-	if s := os.Getenv("VMVAULT_INDEX_ENTRIES"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n, perPack := envInt(b, "VMVAULT_INDEX_ENTRIES", 1_000_000), envInt(b, "VMVAULT_INDEX_PER_PACK", 500)
 	dir := os.Getenv("VMVAULT_INDEX_DIR")
 	if dir == "" {
 		dir = b.TempDir()
 	}
-	const perPack = 500
 	for i := 0; i < b.N; i++ {
 		x := newIndex(dir)
 		r := rand.New(rand.NewPCG(uint64(i), 15))
@@ -89,6 +82,18 @@ func BenchmarkIndexIngest(b *testing.B) {
 			b.Fatalf("peak RSS %d MiB for %d entries", hwm>>20, n)
 		}
 	}
+}
+
+func envInt(tb testing.TB, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%s: want a positive number", name, s)
+	}
+	return n
 }
 
 // vmHWM returns the process's peak resident set size.
