@@ -91,9 +91,10 @@ type CheckReport struct {
 // is indexed in a pack that is stored with the right size and, with
 // ReadData, opens and hashes to its id. Damage is reported per item; an
 // error means Check could not finish (storage unreachable). Check never
-// writes, and builds its own index: the vault's in-memory one is untouched.
+// writes, and builds its own index: the vault's one is untouched.
 func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
 	c := &checker{v: v, opt: opt, idx: newIndex(v.idxOpt.Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
 	}

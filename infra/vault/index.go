@@ -1,7 +1,10 @@
 package vault
 
 import (
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // BlobType tells data blocks from tree nodes.
@@ -22,31 +25,68 @@ type Location struct {
 
 // Index maps blob ids to their location. It is safe for concurrent use.
 //
-// Every worker holds it in memory, one entry per stored blob, so entries
-// are compact: a loc names its pack by an ordinal into packIDs (16 bytes
-// instead of Location's 44), about 60 bytes per entry less
-// (BenchmarkIndexAdd reports the bytes per entry).
+// Every worker holds one, and a vault may store hundreds of millions of
+// blobs, so the entries live on local disk (a cache of the vault's index
+// objects, rebuilt by every process) and memory holds what is per pack,
+// not per blob:
+//   - the pack table: each pack added gets an ordinal, its place in
+//     packs; entries name their pack by ordinal;
+//   - a memtable of the latest entries, written as a sorted run file once
+//     it holds memLimit of them (indexrun.go);
+//   - per run, a fence of 8 bytes per 64 entries, so a lookup reads one
+//     3 KiB block of each run (BenchmarkIndexAdd reports the bytes per
+//     entry, TestIndexMemory the peak RSS for many entries);
+//   - runs are merged in the background so there are few of them, each at
+//     least twice the size of all newer ones together (indexmerge.go).
+//
+// Ordinals grow with every pack added, and the runs, the frozen memtables
+// and the memtable hold disjoint, increasing ranges of them, in that order;
+// a merge takes adjacent runs. So the copies of a blob are met oldest first
+// by walking them in that order, as the map index this replaced kept them.
+//
+// The merges run on goroutines that exit when there is nothing to merge,
+// so an Index nobody uses is collected with its files. A *Vault keeps its
+// Index for the life of the process; Close releases one sooner.
 type Index struct {
-	mu    sync.RWMutex
-	blobs map[ID]loc
-	packs map[ID]int64
-	// packIDs and ords number the packs ever added; an ordinal stays with
-	// its pack, also once the pack is removed (a pack is small beside its
-	// blobs).
-	packIDs []ID
-	ords    map[ID]uint32
-	// dups counts blobs stored in more than one pack (harmless; GC removes them).
-	dups int
-	// alt holds the other locations of duplicated blobs, so that a blob
-	// whose pack is deleted (GC, or lost) falls back to its other copy.
-	alt map[ID][]loc
+	dir string
+	// memLimit is the number of entries at which the memtable is written as
+	// a run (tests make it small).
+	memLimit int
+
+	mu sync.RWMutex
+	// cond, on mu, wakes waiters when a merge ends.
+	cond  *sync.Cond
+	packs []packInfo // by ordinal
+	// ords gives a pack's latest ordinal: a pack removed and added again
+	// gets a new one, so that its old entries stay removed.
+	ords map[ID]uint32
 	// excluded are the packs GC marked as candidates (gc/candidates): their
 	// blobs may still be read, but dedup must not reference them (gc.go).
 	excluded map[ID]bool
+	mem      *memtable
+	// frozen are full memtables being written as runs (more than one only
+	// when writing failed).
+	frozen  []*memtable
+	runs    []*run // oldest first
+	merging int    // merges under way
+	closed  atomic.Bool
+	// flushMu makes one writer of runs at a time; other adders that fill
+	// the memtable wait, which bounds memory.
+	flushMu sync.Mutex
+
 	// loaded is set once a load has read every index object; guarded by the
 	// vault's idxMu, like problems (those of the latest load).
 	loaded   bool
 	problems []IndexProblem
+}
+
+// packInfo is one pack of the index, 48 bytes: with packs of a few dozen
+// blobs, the pack table costs more than the fences.
+type packInfo struct {
+	id      ID
+	size    int64
+	blobs   uint32
+	removed bool
 }
 
 // loc is where a blob is stored, its pack as an ordinal of the Index.
@@ -57,46 +97,74 @@ type loc struct {
 	typ    BlobType
 }
 
+// defaultMemLimit entries make a memtable of about 12 MiB and a run of 6 MiB.
+const defaultMemLimit = 128 << 10
+
+// newIndex returns an empty index whose run files go to dir; "" is the user
+// cache dir (not /tmp first: it may be in memory, which the files are here
+// to spare).
 func newIndex(dir string) *Index {
-	return &Index{blobs: make(map[ID]loc), packs: make(map[ID]int64), ords: make(map[ID]uint32), alt: make(map[ID][]loc)}
+	if dir == "" {
+		dir = os.TempDir()
+		if c, err := os.UserCacheDir(); err == nil {
+			dir = filepath.Join(c, "vmvault", "index")
+		}
+	}
+	x := &Index{dir: dir, memLimit: defaultMemLimit, ords: make(map[ID]uint32), mem: newMemtable(0)}
+	x.cond = sync.NewCond(&x.mu)
+	return x
 }
 
 // location expands l; x.mu must be held.
 func (x *Index) location(l loc) Location {
-	return Location{Pack: x.packIDs[l.pack], Offset: l.off, Length: l.length, Type: l.typ}
+	return Location{Pack: x.packs[l.pack].id, Offset: l.off, Length: l.length, Type: l.typ}
 }
 
-// ordinal numbers pack, once; x.mu must be held for writing.
-func (x *Index) ordinal(pack ID) uint32 {
-	if o, ok := x.ords[pack]; ok {
-		return o
+// copies calls fn with the copies of id that are in packs not removed,
+// oldest first, until fn returns true; x.mu must be held.
+func (x *Index) copies(id ID, fn func(loc) bool) {
+	live := func(l loc) bool { return !x.packs[l.pack].removed && fn(l) }
+	for _, r := range x.runs {
+		if r.each(id, live) {
+			return
+		}
 	}
-	o := uint32(len(x.packIDs))
-	x.packIDs = append(x.packIDs, pack)
-	x.ords[pack] = o
-	return o
+	for _, m := range x.frozen {
+		if m.each(id, live) {
+			return
+		}
+	}
+	x.mem.each(id, live)
 }
 
-// isExcluded: l's pack is a GC candidate; x.mu must be held.
-func (x *Index) isExcluded(l loc) bool { return x.excluded[x.packIDs[l.pack]] }
+// find returns the oldest copy of id in a pack that is not a GC candidate
+// (usable), else its oldest copy (found); x.mu must be held.
+func (x *Index) find(id ID) (usable loc, ok bool, oldest loc, found bool) {
+	x.copies(id, func(l loc) bool {
+		if !found {
+			oldest, found = l, true
+		}
+		if !x.excluded[x.packs[l.pack].id] {
+			usable, ok = l, true
+		}
+		return ok
+	})
+	return usable, ok, oldest, found
+}
 
 // Lookup returns where a blob is stored, preferring a pack that is not a
 // GC candidate (the copy that will outlive the next sweep).
 func (x *Index) Lookup(id ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	l, ok := x.blobs[id]
-	if !ok {
-		return Location{}, false
+	usable, ok, oldest, found := x.find(id)
+	switch {
+	case ok:
+		return x.location(usable), true
+	case found:
+		return x.location(oldest), true
 	}
-	if x.isExcluded(l) {
-		for _, a := range x.alt[id] {
-			if !x.isExcluded(a) {
-				return x.location(a), true
-			}
-		}
-	}
-	return x.location(l), true
+	return Location{}, false
 }
 
 // dedupHas reports whether a backup may reference the stored blob instead
@@ -104,16 +172,8 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 func (x *Index) dedupHas(id ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	l, ok := x.blobs[id]
-	if !ok || !x.isExcluded(l) {
-		return ok
-	}
-	for _, a := range x.alt[id] {
-		if !x.isExcluded(a) {
-			return true
-		}
-	}
-	return false
+	_, ok, _, _ := x.find(id)
+	return ok
 }
 
 // setExcluded replaces the set of GC candidate packs.
@@ -129,78 +189,86 @@ func (x *Index) Has(id ID) bool {
 	return ok
 }
 
+// known returns a pack's ordinal unless it is unknown or removed; x.mu must
+// be held.
+func (x *Index) known(id ID) (uint32, bool) {
+	o, ok := x.ords[id]
+	return o, ok && !x.packs[o].removed
+}
+
 func (x *Index) hasPack(id ID) bool {
 	x.mu.RLock()
-	_, ok := x.packs[id]
+	_, ok := x.known(id)
 	x.mu.RUnlock()
 	return ok
+}
+
+// packSizes returns the known packs and their sizes.
+func (x *Index) packSizes() map[ID]int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	sizes := make(map[ID]int64, len(x.ords))
+	for id, o := range x.ords {
+		if p := x.packs[o]; !p.removed {
+			sizes[id] = p.size
+		}
+	}
+	return sizes
 }
 
 // addPack adds the blobs of a pack; a pack already known is ignored.
 func (x *Index) addPack(pi packIndex) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if _, ok := x.packs[pi.Pack]; ok {
+	if _, ok := x.known(pi.Pack); ok {
+		x.mu.Unlock()
 		return
 	}
-	x.packs[pi.Pack] = pi.Size
-	o := x.ordinal(pi.Pack)
+	o := uint32(len(x.packs))
+	x.packs = append(x.packs, packInfo{id: pi.Pack, size: pi.Size, blobs: uint32(len(pi.Entries))})
+	x.ords[pi.Pack] = o
 	for _, e := range pi.Entries {
-		l := loc{pack: o, off: e.Offset, length: e.Length, typ: e.Type}
-		if _, ok := x.blobs[e.ID]; ok {
-			x.dups++
-			x.alt[e.ID] = append(x.alt[e.ID], l)
-			continue
-		}
-		x.blobs[e.ID] = l
+		x.mem.add(e.ID, loc{pack: o, off: e.Offset, length: e.Length, typ: e.Type})
+	}
+	full := x.mem.n >= x.memLimit
+	x.mu.Unlock()
+	if full {
+		x.flush()
 	}
 }
 
 // removePacks forgets packs that are gone, so that dedup stops trusting
 // them and the next backup stores their blocks again. A blob that is also
 // in another pack (a duplicate, e.g. re-uploaded while its first pack was a
-// GC candidate) moves to that copy.
+// GC candidate) moves to that copy. Their entries stay in the runs, skipped,
+// until a merge drops them; removing starts that merge.
 func (x *Index) removePacks(gone map[ID]bool) {
 	if len(gone) == 0 {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	goneOrd := make(map[uint32]bool, len(gone))
 	for id := range gone {
-		delete(x.packs, id)
-		if o, ok := x.ords[id]; ok {
-			goneOrd[o] = true
-		}
-	}
-	for id, alts := range x.alt {
-		kept := alts[:0]
-		for _, a := range alts {
-			if !goneOrd[a.pack] {
-				kept = append(kept, a)
-			}
-		}
-		if len(kept) == 0 {
-			delete(x.alt, id)
-		} else {
-			x.alt[id] = kept
-		}
-	}
-	for id, l := range x.blobs {
-		if !goneOrd[l.pack] {
+		o, ok := x.known(id)
+		if !ok {
 			continue
 		}
-		if alts := x.alt[id]; len(alts) > 0 {
-			x.blobs[id] = alts[0]
-			if len(alts) == 1 {
-				delete(x.alt, id)
-			} else {
-				x.alt[id] = alts[1:]
-			}
+		p := &x.packs[o]
+		p.removed = true
+		if p.blobs == 0 {
 			continue
 		}
-		delete(x.blobs, id)
+		for _, r := range x.runs {
+			if r.lo <= o && o <= r.hi {
+				r.dead += int(p.blobs)
+			}
+		}
+		for _, m := range append([]*memtable{x.mem}, x.frozen...) {
+			if m.n > 0 && m.lo <= o && o <= m.hi {
+				m.dead += int(p.blobs)
+			}
+		}
 	}
+	x.startMerges()
 }
 
 // IndexStats summarises an index.
@@ -211,23 +279,53 @@ type IndexStats struct {
 	Duplicates int   `json:"duplicates"`
 }
 
+// Stats counts packs and bytes exactly. Duplicates, the copies beyond the
+// first of each blob, are counted where copies meet without a lookup per
+// entry: in the memtable as they are added, and in each run as it is
+// written. So they are exact while the index fits in its memtable (fewer
+// than 128 Ki entries: every test vault) and once merges bring the copies
+// of a blob together; until then copies in different runs are missed, so
+// Duplicates is low and Blobs high. Copies of removed packs count until the merge that
+// drops them. Blobs is the copies in packs not removed less Duplicates.
 func (x *Index) Stats() IndexStats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	s := IndexStats{Blobs: len(x.blobs), Packs: len(x.packs), Duplicates: x.dups}
-	for _, n := range x.packs {
-		s.PackBytes += n
+	var s IndexStats
+	copies := 0
+	for _, p := range x.packs {
+		if !p.removed {
+			s.Packs++
+			s.PackBytes += p.size
+			copies += int(p.blobs)
+		}
 	}
+	for _, m := range append([]*memtable{x.mem}, x.frozen...) {
+		s.Duplicates += m.n - len(m.first)
+	}
+	for _, r := range x.runs {
+		s.Duplicates += r.n - r.distinct
+	}
+	s.Blobs = max(copies-s.Duplicates, 0)
 	return s
 }
 
-// packSizes returns the known packs and their sizes.
-func (x *Index) packSizes() map[ID]int64 {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	out := make(map[ID]int64, len(x.packs))
-	for id, n := range x.packs {
-		out[id] = n
+// Close stops merging and closes the run files. The Index must not be used
+// afterwards.
+func (x *Index) Close() error {
+	x.closed.Store(true)
+	x.flushMu.Lock() // no run is being written
+	defer x.flushMu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for x.merging > 0 {
+		x.cond.Wait()
 	}
-	return out
+	var first error
+	for _, r := range x.runs {
+		if err := r.close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	x.runs = nil
+	return first
 }

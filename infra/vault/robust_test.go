@@ -343,7 +343,7 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 		}
 		js, _ := json.Marshal(cp)
 		// It resumes when the index holds the leaves.
-		idx := newIndex("")
+		idx := newIndex(t.TempDir())
 		pi := packIndex{Pack: ID{0xee}}
 		for _, id := range leaves {
 			pi.Entries = append(pi.Entries, indexEntry{ID: id})

@@ -41,7 +41,7 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 // the index holds every leaf it names.
 func TestTrustedCheckpoint(t *testing.T) {
 	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
-	idx := newIndex("")
+	idx := newIndex(t.TempDir())
 	idx.addPack(packIndex{Pack: ID{0xaa}, Entries: []indexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
 	for _, tc := range []struct {
 		name   string
