@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -168,23 +169,49 @@ func (p *process) stop() {
 	}
 }
 
-// waitReady polls ready until it returns nil, the process exits or timeout
-// passes; then it fails the test with the last error and the log tail.
-func (p *process) waitReady(t testing.TB, timeout time.Duration, ready func() error) {
-	t.Helper()
+// errPortTaken: the process exited because a port it was given was taken
+// between FreePort and its bind (another test process got it first).
+var errPortTaken = errors.New("port taken")
+
+// awaitReady polls ready until it returns nil, the process exits or
+// timeout passes, and returns the last error with the log tail. A process that exited
+// because its port was taken wraps errPortTaken, so callers can try again
+// on other ports.
+func (p *process) awaitReady(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := ready()
 		if err == nil {
-			return
+			return nil
 		}
 		if p.exited() {
-			t.Fatalf("%s exited before it was ready (%v): last check: %v\nlog tail:\n%s", p.name, p.err, err, p.log.String())
+			log := p.log.String()
+			if strings.Contains(log, "address already in use") || strings.Contains(log, "port is already in use") { // Temporal's, MinIO's
+				return fmt.Errorf("%s exited: %w:\n%s", p.name, errPortTaken, log)
+			}
+			return fmt.Errorf("%s exited before it was ready (%v): last check: %v\nlog tail:\n%s", p.name, p.err, err, log)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v\nlog tail:\n%s", p.name, timeout, err, p.log.String())
+			return fmt.Errorf("%s not ready after %s: %v\nlog tail:\n%s", p.name, timeout, err, p.log.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startOnFreePorts calls start, which takes fresh FreePorts each time,
+// until its process is ready or it failed for another reason than a port
+// taken under it (at most 5 tries).
+func startOnFreePorts(t testing.TB, start func() error) {
+	t.Helper()
+	var err error
+	for range 5 {
+		if err = start(); !errors.Is(err, errPortTaken) {
+			break
+		}
+		t.Logf("retrying on other ports: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

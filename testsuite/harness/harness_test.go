@@ -2,8 +2,11 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +70,27 @@ func TestTemporalSearchAttributes(t *testing.T) {
 		if want := enums.IndexedValueType(enums.IndexedValueType_value["INDEXED_VALUE_TYPE_"+strings.ToUpper(typ)]); got != want {
 			t.Errorf("search attribute %s has type %v, want %v", name, got, want)
 		}
+	}
+}
+
+// A MinIO whose port another process took between FreePort and its bind
+// exits; awaitReady says the port was taken, so StartMinIO and
+// StartTemporal try again on other ports instead of failing the test.
+func TestPortTakenIsRetryable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := startProcess(t, "minio", []string{"server", t.TempDir(), "--address", l.Addr().String(),
+		"--console-address", "127.0.0.1:" + strconv.Itoa(FreePort(t))},
+		[]string{"MINIO_ROOT_USER=vmvault-test", "MINIO_ROOT_PASSWORD=" + randomHex(20), "MINIO_CI_CD=1"})
+	err = p.awaitReady(60*time.Second, func() error { return errNotReady })
+	if !errors.Is(err, errPortTaken) {
+		t.Fatalf("minio on a taken port: %v", err)
+	}
+	// And the retry loop gets a working server.
+	if m := StartMinIO(t); m.Endpoint == "" {
+		t.Fatal("no endpoint")
 	}
 }

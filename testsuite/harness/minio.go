@@ -25,36 +25,39 @@ type MinIO struct {
 // root credentials and stops it when the test ends.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	m := &MinIO{
-		Endpoint:  "http://" + addr,
 		AccessKey: "vmvault-" + randomHex(6),
 		SecretKey: randomHex(20),
 		Region:    "us-east-1",
 	}
-	p := startProcess(t, "minio",
-		[]string{"server", t.TempDir(),
-			"--address", addr,
-			"--console-address", "127.0.0.1:" + strconv.Itoa(FreePort(t))},
-		[]string{
-			"MINIO_ROOT_USER=" + m.AccessKey,
-			"MINIO_ROOT_PASSWORD=" + m.SecretKey,
-			"MINIO_REGION=" + m.Region,
-			"MINIO_UPDATE=off",
-			"MINIO_CI_CD=1", // no terminal colours and banners meant for humans
-		})
+	dir := t.TempDir()
 	client := &http.Client{Timeout: 2 * time.Second}
-	url := m.Endpoint + "/minio/health/live"
-	p.waitReady(t, 60*time.Second, func() error {
-		resp, err := client.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return statusErr(url, resp.StatusCode)
-		}
-		return nil
+	startOnFreePorts(t, func() error {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		m.Endpoint = "http://" + addr
+		p := startProcess(t, "minio",
+			[]string{"server", dir,
+				"--address", addr,
+				"--console-address", "127.0.0.1:" + strconv.Itoa(FreePort(t))},
+			[]string{
+				"MINIO_ROOT_USER=" + m.AccessKey,
+				"MINIO_ROOT_PASSWORD=" + m.SecretKey,
+				"MINIO_REGION=" + m.Region,
+				"MINIO_UPDATE=off",
+				"MINIO_CI_CD=1", // no terminal colours and banners meant for humans
+			})
+		url := m.Endpoint + "/minio/health/live"
+		return p.awaitReady(60*time.Second, func() error {
+			resp, err := client.Get(url)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return statusErr(url, resp.StatusCode)
+			}
+			return nil
+		})
 	})
 	return m
 }

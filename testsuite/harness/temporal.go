@@ -38,44 +38,45 @@ type Temporal struct {
 // can connect, and stops it when the test ends.
 func StartTemporal(t testing.TB) *Temporal {
 	t.Helper()
-	port := FreePort(t)
-	tp := &Temporal{
-		HostPort:  "127.0.0.1:" + strconv.Itoa(port),
-		Namespace: "default",
-	}
-	args := []string{"server", "start-dev",
-		"--headless",
-		"--ip", "127.0.0.1",
-		"--port", strconv.Itoa(port),
-		"--http-port", strconv.Itoa(FreePort(t)),
-		"--metrics-port", strconv.Itoa(FreePort(t)),
-		// Headless, but the UI port still defaults to port+1000, which
-		// may be taken: pin it to a free one.
-		"--ui-port", strconv.Itoa(FreePort(t)),
-		"--db-filename", filepath.Join(t.TempDir(), "temporal.db"),
-		"--log-level", "warn",
-	}
-	for _, sa := range SearchAttributes {
-		args = append(args, "--search-attribute", sa)
-	}
-	p := startProcess(t, "temporal", args, nil)
-	p.waitReady(t, 90*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, err := client.DialContext(ctx, tp.options())
-		if err != nil {
-			return err
+	tp := &Temporal{Namespace: "default"}
+	db := filepath.Join(t.TempDir(), "temporal.db")
+	startOnFreePorts(t, func() error {
+		port := FreePort(t)
+		tp.HostPort = "127.0.0.1:" + strconv.Itoa(port)
+		args := []string{"server", "start-dev",
+			"--headless",
+			"--ip", "127.0.0.1",
+			"--port", strconv.Itoa(port),
+			"--http-port", strconv.Itoa(FreePort(t)),
+			"--metrics-port", strconv.Itoa(FreePort(t)),
+			// Headless, but the UI port still defaults to port+1000, which
+			// may be taken: pin it to a free one.
+			"--ui-port", strconv.Itoa(FreePort(t)),
+			"--db-filename", db,
+			"--log-level", "warn",
 		}
-		defer c.Close()
-		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			return err
+		for _, sa := range SearchAttributes {
+			args = append(args, "--search-attribute", sa)
 		}
-		_, err = c.WorkflowService().DescribeNamespace(ctx,
-			&workflowservice.DescribeNamespaceRequest{Namespace: tp.Namespace})
-		if err != nil {
-			return fmt.Errorf("describe namespace %s: %w", tp.Namespace, err)
-		}
-		return nil
+		p := startProcess(t, "temporal", args, nil)
+		return p.awaitReady(90*time.Second, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := client.DialContext(ctx, tp.options())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+				return err
+			}
+			_, err = c.WorkflowService().DescribeNamespace(ctx,
+				&workflowservice.DescribeNamespaceRequest{Namespace: tp.Namespace})
+			if err != nil {
+				return fmt.Errorf("describe namespace %s: %w", tp.Namespace, err)
+			}
+			return nil
+		})
 	})
 	return tp
 }
