@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	DefaultBlockSize   = 1 << 20
+	DefaultBlockSize   = 64 << 10 // chosen by make bench: see BENCHMARKS.md
 	DefaultPackSize    = 16 << 20
 	DefaultLeafEntries = 1024
 	MinBlockSize       = 64 << 10

@@ -196,7 +196,7 @@ func tools(e env, m *minio, all bool) []entry {
 		}
 	}
 	return append(ts,
-		vv("vmvault fs 64K", stepReq{BlockSize: 64 * kib}, !all),
+		vv("vmvault fs 1M", stepReq{BlockSize: mib}, !all),
 		vv("vmvault fs 256K", stepReq{BlockSize: 256 * kib}, !all),
 		vv("vmvault fs 4M", stepReq{BlockSize: 4 * mib}, !all),
 		vv("vmvault fs zstd", stepReq{Compression: vault.CompressionZstd}, !all),
