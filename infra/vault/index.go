@@ -35,7 +35,7 @@ type Location struct {
 //     it holds memLimit of them (indexrun.go);
 //   - per run, a fence of 8 bytes per 64 entries, so a lookup reads one
 //     3 KiB block of each run (BenchmarkIndexAdd reports the bytes per
-//     entry, TestIndexMemory the peak RSS for many entries);
+//     entry, BenchmarkIndexIngest and make bench-index the peak RSS for many);
 //   - runs are merged in the background so there are few of them, each at
 //     least twice the size of all newer ones together (indexmerge.go).
 //

@@ -215,14 +215,14 @@ func (v *Vault) loadIndexFull(ctx context.Context, idx *Index, cur *indexCursor,
 func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
 	var keys []string
-	listed := map[ID]string{}
+	listed := map[ID]int64{} // when each pack's index object was named
 	if err := v.be.List(ctx, indexPrefix, func(key string, _ int64) error {
 		id, ms, ok := parseIndexKey(key)
 		if !ok {
 			return nil // not ours
 		}
 		res.newestMs = max(res.newestMs, ms)
-		listed[id] = key
+		listed[id] = ms
 		if !idx.hasPack(id) {
 			keys = append(keys, key)
 		}
@@ -239,9 +239,9 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	for id, n := range known {
 		if size, ok := packs[id]; !ok || size != n {
 			res.gone[id] = true
-			key := listed[id]
-			if key == "" {
-				key = indexPrefix + "…-" + id.String()
+			key := indexPrefix + "…-" + id.String()
+			if ms, ok := listed[id]; ok {
+				key = indexKeyFloor(ms) + "-" + id.String()
 			}
 			kind, why := ProblemMissingPack, "pack is not in the vault"
 			if ok {
