@@ -11,9 +11,10 @@
 //     as additional data (see Sealing).
 //   - Pack: an object under packs/ holding many blobs followed by a sealed
 //     header, so a backup is a few large PUTs. Every pack is followed by an
-//     index object index/<ms>-<pack> (the writer's clock in Unix ms, 12 hex
-//     digits, so names sort by time) listing its blobs in binary; the Index
-//     maps a blob id to pack, offset and length.
+//     index object index/<bucket>/<ms>-<pack> (the writer's clock in Unix
+//     ms, 12 hex digits, and its first 6 as a bucket of about 4.7 hours, so
+//     names sort by time) listing its blobs in binary; the Index maps a blob
+//     id to pack, offset and length.
 //
 // Index refresh (format version 3): a worker loads every index object once,
 // then each refresh lists only the index objects named since the newest it

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -302,29 +304,28 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 }
 
 // addIndexObjects reads the index objects at keys, 8 at a time, and adds
-// to idx each one whose pack packSize finds with the size it names.
+// to idx each one whose pack packSize finds with the size it names, as it
+// goes: a vault's index objects do not fit in memory together.
 func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []string,
 	packSize func(context.Context, ID) (int64, bool, error), res *indexLoad) error {
-	type got struct {
-		pi     *packIndex
-		err    error
-		size   int64
-		stored bool
-	}
-	out := make([]got, len(keys))
+	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for i, key := range keys {
+	for _, key := range keys {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return context.Cause(gctx) // stop promptly after the first error
 			}
+			id, _, _ := parseIndexKey(key)
 			pi, err := v.getPackIndex(gctx, key)
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
 				return nil // removed since listed (Repair or GC): nothing to load
 			case errors.Is(err, ErrCorrupt):
-				out[i].err = err
+				mu.Lock()
+				defer mu.Unlock()
+				res.unreadable[id] = true
+				res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: err.Error()})
 				return nil
 			case err != nil:
 				return err
@@ -333,33 +334,24 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []string,
 			if err != nil {
 				return fmt.Errorf("%s: %w", packKey(pi.Pack), err)
 			}
-			out[i] = got{pi: &pi, size: size, stored: stored}
+			if stored && size == pi.Size {
+				idx.addPack(pi)
+				return nil
+			}
+			p := IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"}
+			if stored {
+				p = IndexProblem{Kind: ProblemPackSize, Key: key, Pack: id, Reason: fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.problems = append(res.problems, p)
+			res.rejected = append(res.rejected, pi)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for i, key := range keys {
-		id, _, _ := parseIndexKey(key)
-		o := out[i]
-		switch {
-		case o.err != nil:
-			res.unreadable[id] = true
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: o.err.Error()})
-		case o.pi == nil:
-		case !o.stored:
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"})
-			res.rejected = append(res.rejected, *o.pi)
-		case o.size != o.pi.Size:
-			res.problems = append(res.problems, IndexProblem{Kind: ProblemPackSize, Key: key, Pack: id,
-				Reason: fmt.Sprintf("pack has %d bytes, index says %d", o.size, o.pi.Size)})
-			res.rejected = append(res.rejected, *o.pi)
-		default:
-			idx.addPack(*o.pi)
-		}
-	}
-	return nil
+	err := g.Wait()
+	slices.SortFunc(res.problems, func(a, b IndexProblem) int { return strings.Compare(a.Key, b.Key) })
+	return err
 }
 
 // putPackIndex writes pi's index object, named by the time now.

@@ -26,15 +26,18 @@ type packIndex struct {
 	Entries []indexEntry `json:"entries"`
 }
 
-// Index objects (format 3) are named index/<ms>-<pack>, ms the writer's
-// clock in Unix milliseconds as 12 hex digits, so that the names sort by
-// time and a refresh lists only the ones written since it last looked
-// (storage.ListAfter) instead of every one. Their plaintext is binary:
-// the pack id (32 bytes), the pack's size (8 bytes little-endian), then one
-// packEntryLen record per blob, laid out as in the pack's own header.
+// Index objects (format 3) are named index/<bucket>/<ms>-<pack>: ms is the
+// writer's clock in Unix milliseconds as 12 hex digits and bucket its first
+// 6 (about 4.7 hours), so the names sort by time and a refresh lists only
+// the ones written since it last looked (storage.ListAfter: S3's
+// StartAfter; a directory vault skips whole earlier buckets) instead of
+// every one. Their plaintext is binary: the pack id (32 bytes), the pack's
+// size (8 bytes little-endian), then one packEntryLen record per blob, laid
+// out as in the pack's own header.
 const (
 	indexPrefix   = "index/"
 	indexMsDigits = 12
+	indexBucket   = 6 // leading digits of ms that name the bucket
 	indexHeadLen  = 32 + 8
 )
 
@@ -46,14 +49,19 @@ func indexKeyAt(pack ID, t time.Time) string {
 // indexKeyFloor sorts before every index object written at ms or later,
 // and after every one written earlier.
 func indexKeyFloor(ms int64) string {
-	return fmt.Sprintf("%s%0*x", indexPrefix, indexMsDigits, max(ms, 0))
+	h := fmt.Sprintf("%0*x", indexMsDigits, max(ms, 0))
+	return indexPrefix + h[:indexBucket] + "/" + h
 }
 
 // parseIndexKey returns the pack an index object key names and when it was
 // written; ok is false for keys that are not index objects.
 func parseIndexKey(key string) (pack ID, ms int64, ok bool) {
 	rest, found := strings.CutPrefix(key, indexPrefix)
-	if !found || len(rest) != indexMsDigits+1+2*len(pack) || rest[indexMsDigits] != '-' {
+	if !found || len(rest) != indexBucket+1+indexMsDigits+1+2*len(pack) || rest[indexBucket] != '/' {
+		return ID{}, 0, false
+	}
+	bucket, rest := rest[:indexBucket], rest[indexBucket+1:]
+	if rest[indexMsDigits] != '-' || !strings.HasPrefix(rest, bucket) {
 		return ID{}, 0, false
 	}
 	ms, err := strconv.ParseInt(rest[:indexMsDigits], 16, 64)

@@ -364,7 +364,7 @@ func TestVaultCheckAndRepair(t *testing.T) {
 		!strings.Contains(r.stderr, "is damaged: 2 of 2 recovery points") {
 		t.Fatalf("vault check after a lost pack: exit %d\nstdout: %q\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	if out := e.mustCLI("vault", "repair"); !regexp.MustCompile(`removed index/[0-9a-f]{12}-` + h).MatchString(out) {
+	if out := e.mustCLI("vault", "repair"); !regexp.MustCompile(`removed index/[0-9a-f]{6}/[0-9a-f]{12}-` + h).MatchString(out) {
 		t.Fatalf("vault repair:\n%s", out)
 	}
 	want := diskHashes(t, dir)

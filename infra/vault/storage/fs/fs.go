@@ -253,8 +253,8 @@ func (b *fsBackend) List(ctx context.Context, prefix string, fn func(key string,
 	return b.ListAfter(ctx, prefix, "", fn)
 }
 
-// ListAfter walks the prefix's directory and skips the keys up to after:
-// a directory listing is local and cheap beside S3 requests.
+// ListAfter walks the prefix's directory, skipping subdirectories whose
+// keys all sort up to after, and the keys up to after.
 func (b *fsBackend) ListAfter(ctx context.Context, prefix, after string, fn func(key string, size int64) error) error {
 	// Walk only the deepest directory the prefix names, not the whole vault.
 	start := b.root
@@ -277,7 +277,18 @@ func (b *fsBackend) ListAfter(ctx context.Context, prefix, after string, fn func
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), tempPrefix) {
+		if d.IsDir() {
+			// A directory whose keys all sort before after is skipped
+			// whole: the vault buckets keys it lists often by time.
+			if rel, err := filepath.Rel(b.root, p); err == nil && rel != "." {
+				dir := filepath.ToSlash(rel) + "/"
+				if dir < after && !strings.HasPrefix(after, dir) {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), tempPrefix) {
 			return nil
 		}
 		rel, err := filepath.Rel(b.root, p)
