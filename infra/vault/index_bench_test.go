@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -27,6 +28,11 @@ func BenchmarkIndexIngest(b *testing.B) {
 		dir = b.TempDir()
 	}
 	for i := 0; i < b.N; i++ {
+		// The peak is this benchmark's: make bench runs it after others in
+		// one process (writing 5 to clear_refs resets VmHWM, Linux 4.0+).
+		runtime.GC()
+		debug.FreeOSMemory()
+		reset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 		x := newIndex(dir)
 		r := rand.New(rand.NewPCG(uint64(i), 15))
 		var sample []ID // every 1000th blob, to look up
@@ -78,7 +84,7 @@ func BenchmarkIndexIngest(b *testing.B) {
 		if err := x.Close(); err != nil {
 			b.Fatal(err)
 		}
-		if hwm > 256<<20 {
+		if reset && hwm > 256<<20 {
 			b.Fatalf("peak RSS %d MiB for %d entries", hwm>>20, n)
 		}
 	}
