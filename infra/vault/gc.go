@@ -414,17 +414,11 @@ func (v *Vault) readGCCandidates(ctx context.Context) (gcCandidates, error) {
 	return c, err
 }
 
-// gcExcluded returns the packs dedup must not reference. A gc/candidates
-// that cannot be read fails the load: offering its packs to dedup could
-// lose data at the next sweep (a new mark rewrites it).
-func (v *Vault) gcExcluded(ctx context.Context) (map[ID]bool, error) {
-	c, err := v.readGCCandidates(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
-	}
+// excluded returns the packs dedup must not reference.
+func (c gcCandidates) excluded() map[ID]bool {
 	out := make(map[ID]bool, len(c.Packs))
 	for _, p := range c.Packs {
 		out[p.Pack] = true
 	}
-	return out, nil
+	return out
 }

@@ -122,35 +122,37 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 	// deletes packs before it drops them from gc/candidates, so a deleted
 	// pack is either still excluded here or in the log or listings below
 	// (gc.go).
+	// A gc/candidates that cannot be read fails the load: offering its
+	// packs to dedup could lose data at the next sweep (a new mark
+	// rewrites it).
 	cands, err := v.readGCCandidates(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
-	}
-	excluded := make(map[ID]bool, len(cands.Packs))
-	for _, p := range cands.Packs {
-		excluded[p.Pack] = true
 	}
 	now := time.Now()
 	full = full || !idx.loaded || now.Sub(cur.fullAt) >= v.idxOpt.reconcile()
 	var res indexLoad
 	if full {
-		res, err = v.loadIndexFull(ctx, idx, cur, now)
+		res, err = v.loadIndexFull(ctx, idx)
 	} else {
 		res, err = v.loadIndexSince(ctx, idx, cur, cands.DeletedThrough)
 	}
 	if err != nil {
-		return nil, err
+		return nil, err // the cursor stays: the next refresh reads the same logs again
 	}
+	if full {
+		cur.fullAt, cur.skipped, idx.problems = now, map[string]bool{}, nil
+	}
+	cur.logSeq = res.logSeq
 	if res.newestMs > cur.ms {
 		cur.ms = min(res.newestMs, now.UnixMilli())
 	}
-	idx.setExcluded(excluded)
-	idx.removePacks(res.gone)
-	if full {
-		idx.problems = res.problems
-	} else {
-		idx.problems = append(idx.problems, res.problems...)
+	for _, p := range res.problems {
+		cur.skipped[p.Key] = true
 	}
+	idx.setExcluded(cands.excluded())
+	idx.removePacks(res.gone)
+	idx.problems = append(idx.problems, res.problems...)
 	idx.loaded = true
 	return idx, nil
 }
@@ -190,6 +192,8 @@ type indexLoad struct {
 	gone map[ID]bool
 	// newestMs is the time of the newest index object listed.
 	newestMs int64
+	// logSeq is the newest GC deletion log the load accounts for.
+	logSeq uint64
 }
 
 // loadIndexFull adds to idx every index object it does not know yet whose
@@ -197,20 +201,14 @@ type indexLoad struct {
 // are gone. The deletion log is listed first and index objects before
 // packs: a pack is written before its index object, and GC logs a pack
 // before deleting it, so nothing falls between the listings.
-func (v *Vault) loadIndexFull(ctx context.Context, idx *Index, cur *indexCursor, now time.Time) (indexLoad, error) {
+func (v *Vault) loadIndexFull(ctx context.Context, idx *Index) (indexLoad, error) {
 	logSeq, err := v.lastDeletionLog(ctx)
 	if err != nil {
 		return indexLoad{}, err
 	}
 	res, err := v.loadIndex(ctx, idx)
-	if err != nil {
-		return res, err
-	}
-	cur.fullAt, cur.logSeq, cur.skipped = now, logSeq, map[string]bool{}
-	for _, p := range res.problems {
-		cur.skipped[p.Key] = true
-	}
-	return res, nil
+	res.logSeq = logSeq
+	return res, err
 }
 
 // loadIndex is a full load into idx (also Check's, into its own index).
@@ -274,8 +272,7 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 	if seq < through {
 		return res, fmt.Errorf("%s: GC deletion log %d is not listed yet (newest listed %d); retry", v.be.Location(), through, seq)
 	}
-	cur.logSeq = seq
-	res.gone = gone
+	res.logSeq, res.gone = seq, gone
 	var keys []indexName
 	after := indexKeyFloor(cur.ms - indexSkew.Milliseconds())
 	if err := v.be.ListAfter(ctx, indexPrefix, after, func(key string, _ int64) error {
@@ -298,9 +295,6 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 		}
 		return size, err == nil, err
 	}, &res)
-	for _, p := range res.problems {
-		cur.skipped[p.Key] = true
-	}
 	return res, err
 }
 

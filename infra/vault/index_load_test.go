@@ -3,31 +3,23 @@ package vault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
 // listCounter counts the keys each listing returns, by prefix, and can hide
-// keys from listings (a listing that lags behind a write).
+// keys from listings (a listing that lags behind a write) or fail them.
 type listCounter struct {
-	*memBackend
+	storage.Backend
 	mu     sync.Mutex
 	listed map[string]int
 	hide   func(key string) bool
-}
-
-func (c *listCounter) count(prefix string) func(string, int64) error {
-	return func(key string, _ int64) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.listed == nil {
-			c.listed = map[string]int{}
-		}
-		c.listed[prefix]++
-		return nil
-	}
+	fail   func(prefix string) error
 }
 
 func (c *listCounter) List(ctx context.Context, p string, fn func(string, int64) error) error {
@@ -35,22 +27,41 @@ func (c *listCounter) List(ctx context.Context, p string, fn func(string, int64)
 }
 
 func (c *listCounter) ListAfter(ctx context.Context, p, after string, fn func(string, int64) error) error {
-	n := c.count(p)
-	return c.memBackend.ListAfter(ctx, p, after, func(key string, size int64) error {
+	if c.fail != nil {
+		if err := c.fail(p); err != nil {
+			return err
+		}
+	}
+	return c.Backend.ListAfter(ctx, p, after, func(key string, size int64) error {
 		if c.hide != nil && c.hide(key) {
 			return nil
 		}
-		_ = n(key, size)
+		c.mu.Lock()
+		if c.listed == nil {
+			c.listed = map[string]int{}
+		}
+		c.listed[p]++
+		c.mu.Unlock()
 		return fn(key, size)
 	})
 }
 
+// take returns the counts so far, by prefix, and starts again.
 func (c *listCounter) take() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := c.listed
 	c.listed = nil
 	return out
+}
+
+// total is take summed over the prefixes.
+func (c *listCounter) total() int {
+	n := 0
+	for _, k := range c.take() {
+		n += k
+	}
+	return n
 }
 
 // A refresh lists the index objects written since the last one (and the
@@ -61,7 +72,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	for i := range 5 {
 		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
-	lc := &listCounter{memBackend: be}
+	lc := &listCounter{Backend: be}
 	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
 	if _, err := w.Index(ctx); err != nil {
 		t.Fatal(err)
@@ -141,7 +152,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
-	lc := &listCounter{memBackend: be}
+	lc := &listCounter{Backend: be}
 	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
 	idx := mustIndex(t, w)
 	packs := idx.packSizes()
@@ -240,7 +251,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	disk := distinctDisk(90, 10)
 	r := backup(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
-	lc := &listCounter{memBackend: be}
+	lc := &listCounter{Backend: be}
 	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
 	if !mustIndex(t, w).hasPack(lost) {
 		t.Fatal("worker does not know the pack")
@@ -264,4 +275,42 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 		t.Fatal("the lost blocks were not stored again")
 	}
 	assertRestores(t, w, r2, disk)
+}
+
+// A refresh that reads GC's deletion log and then fails (storage error on
+// the index listing) keeps its cursor: the next refresh reads the log again
+// and forgets the deleted packs.
+func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	r := backup(t, v, distinctDisk(95, 20), BackupOptions{})
+	saveRP(t, v, "old", 1, diskRec(r))
+	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+		t.Fatal(err)
+	}
+	lc := &listCounter{Backend: be}
+	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	idx := mustIndex(t, w)
+	gcMark(t, v, c)
+	c.add(26 * time.Hour)
+	if s := gcSweep(t, v, c); s.DeletedPacks == 0 {
+		t.Fatal("nothing deleted: the test shows nothing")
+	}
+	lc.fail = func(prefix string) error {
+		if prefix == indexPrefix {
+			return errors.New("storage unreachable")
+		}
+		return nil
+	}
+	if _, err := w.RefreshIndex(ctx); err == nil {
+		t.Fatal("refresh survived a failed listing")
+	}
+	lc.fail = nil
+	if _, err := w.RefreshIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if idx.Has(r.Root) {
+		t.Fatal("packs GC deleted are still trusted after a failed refresh")
+	}
 }

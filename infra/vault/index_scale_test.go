@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/vmvault/vmvault/infra/vault/storage"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
 )
 
@@ -145,7 +144,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc := &countingLister{Backend: be}
+	lc := &listCounter{Backend: be}
 	v, err := Open(ctx, lc, []byte(scaleSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +164,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	st := idx.Stats()
-	row("first load (full)", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.take()),
+	row("first load (full)", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.total()),
 		fmt.Sprintf("%d blobs, %d packs; Go heap in use %d MiB", st.Blobs, st.Packs, ms.HeapInuse>>20))
 
 	// A backup elsewhere adds 40 packs (10,240 blocks); the refresh reads them.
@@ -197,7 +196,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if _, err := v.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	row("refresh after a backup of 40 packs", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.take()), "lists index objects of the last 10 minutes and the GC log only")
+	row("refresh after a backup of 40 packs", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.total()), "lists index objects of the last 10 minutes and the GC log only")
 	for _, id := range fresh[:100] {
 		if !idx.dedupHas(id) {
 			t.Fatal("refresh missed a new blob")
@@ -207,7 +206,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if _, err := v.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	row("refresh with nothing new", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.take()), "")
+	row("refresh with nothing new", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.total()), "")
 
 	const lookups = 200_000
 	began = time.Now()
@@ -243,32 +242,4 @@ func rss() string {
 		}
 	}
 	return "?"
-}
-
-// countingLister counts the keys listings return.
-type countingLister struct {
-	storage.Backend
-	mu sync.Mutex
-	n  int
-}
-
-func (c *countingLister) List(ctx context.Context, p string, fn func(string, int64) error) error {
-	return c.ListAfter(ctx, p, "", fn)
-}
-
-func (c *countingLister) ListAfter(ctx context.Context, p, after string, fn func(string, int64) error) error {
-	return c.Backend.ListAfter(ctx, p, after, func(k string, n int64) error {
-		c.mu.Lock()
-		c.n++
-		c.mu.Unlock()
-		return fn(k, n)
-	})
-}
-
-func (c *countingLister) take() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.n
-	c.n = 0
-	return n
 }
