@@ -26,7 +26,7 @@ import (
 	"io"
 
 	"github.com/vmvault/vmvault/infra/extent"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 )
 
 // Errors every platform returns (wrapped) so that callers can tell bad input
