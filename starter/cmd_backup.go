@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/workflows"
@@ -112,14 +111,5 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	for _, n := range res.Notes {
 		fmt.Fprintf(a.out, "note: %s\n", n)
 	}
-	return nil
-}
-
-// started reports a job started without --wait.
-func (a *app) started(kind string, run client.WorkflowRun) error {
-	if a.json {
-		return a.printJSON(map[string]string{"job": run.GetID(), "run": run.GetRunID()})
-	}
-	fmt.Fprintf(a.out, "started %s job %s (run %s)\n", kind, run.GetID(), run.GetRunID())
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package platform is where VMs live: it describes VMs, takes and removes
 // snapshots, reads disks out of a snapshot and writes disks back on restore.
 // Implementations: images (a folder per VM with vm.json and disk image files)
-// and, later, qemu (running QEMU/KVM VMs over QMP and the guest agent).
+// and qemu (running QEMU/KVM VMs over QMP and the guest agent: fleecing
+// snapshots, NBD reads, persistent dirty bitmaps for CBT).
 //
 // Restores are staged, then committed or aborted. A restore (one
 // RestoreStage: its job id, the same on every retry) writes each disk with
