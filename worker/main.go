@@ -70,7 +70,7 @@ func run() error {
 	var workers []worker.Worker
 	if serveCentral {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
-		workflows.RegisterCentral(w, &activities.VaultActivities{Vault: v, Secondary: sec, Starter: c})
+		workflows.RegisterCentral(w, &activities.VaultActivities{Vault: v, Secondary: sec, Starter: c, Jobs: c})
 		workers = append(workers, w)
 	}
 	if serveHost {
