@@ -2,6 +2,9 @@ package workflows
 
 import (
 	"context"
+	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,4 +154,11 @@ func TestCheckVaultRotatesSeedByDay(t *testing.T) {
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, uint64(start.Unix()/86400), got.Seed)
 	require.Equal(t, 10, got.ReadDataPercent)
+}
+
+// GC's safety rule lists running backups by this workflow type.
+func TestBackupWorkflowTypeIsBackupVM(t *testing.T) {
+	full := runtime.FuncForPC(reflect.ValueOf(BackupVM).Pointer()).Name()
+	require.Equal(t, activities.BackupWorkflowType, full[strings.LastIndex(full, ".")+1:])
+	require.Equal(t, DefaultJobLimit, activities.DefaultBackupLimit)
 }
