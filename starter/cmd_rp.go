@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
@@ -51,15 +52,15 @@ soft-deleted points instead, with when they were deleted and until when
 }
 
 type rpRow struct {
-	ID           string           `json:"id"`
-	VM           string           `json:"vm"`
-	Time         time.Time        `json:"time"`
-	Type         vault.BackupType `json:"type"`
-	Consistency  string           `json:"consistency"`
-	LogicalBytes int64            `json:"logical_bytes"`
-	Totals       vault.DiskStats  `json:"totals"`
-	Parent       string           `json:"parent,omitempty"`
-	Job          string           `json:"job"`
+	ID           string               `json:"id"`
+	VM           string               `json:"vm"`
+	Time         time.Time            `json:"time"`
+	Type         vault.BackupType     `json:"type"`
+	Consistency  platform.Consistency `json:"consistency"`
+	LogicalBytes int64                `json:"logical_bytes"`
+	Totals       vault.DiskStats      `json:"totals"`
+	Parent       string               `json:"parent,omitempty"`
+	Job          string               `json:"job"`
 }
 
 func rpRowOf(rp vault.RecoveryPoint) rpRow {
@@ -67,7 +68,7 @@ func rpRowOf(rp vault.RecoveryPoint) rpRow {
 	for _, d := range rp.Disks {
 		logical += d.SizeBytes
 	}
-	return rpRow{ID: rp.Ref(), VM: rp.VM, Time: rp.CompletedAt, Type: rp.Type, Consistency: rp.Consistency,
+	return rpRow{ID: rp.Ref(), VM: rp.VM, Time: rp.CompletedAt, Type: rp.Type, Consistency: platform.Consistency(rp.Consistency),
 		LogicalBytes: logical, Totals: rp.Totals(), Parent: rp.Parent, Job: rp.Job}
 }
 

@@ -63,15 +63,6 @@ const (
 	OSWindows OSType = "windows"
 )
 
-// Consistency of a snapshot, strongest first.
-type Consistency string
-
-const (
-	AppConsistent   Consistency = "app-consistent"
-	FileConsistent  Consistency = "file-consistent"
-	CrashConsistent Consistency = "crash-consistent"
-)
-
 // DiskRole is what a disk is for; it decides backup and restore handling.
 type DiskRole string
 
