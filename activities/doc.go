@@ -9,7 +9,9 @@
 //     host.go: VMs and snapshots; transfer.go: disk backups; restore.go:
 //     staged disk restores and their commit or abort.
 //   - VaultActivities run on the central queue: work on the vault alone
-//     (parents, recovery points).
+//     (parents, recovery points), and GC's look at the running backups
+//     (gcrule.go: LongestBackupLimit and CheckGCGrace, the rule that GC's
+//     grace period must be longer than every running backup's limit).
 //
 // Every activity that touches the vault carries the id of the vault its job
 // is pinned to (VaultPin) and refuses, non-retryably, to work on another:

@@ -32,6 +32,9 @@ const (
 	ErrTypeAgentUnavailable      = "AgentUnavailable"
 	// ErrTypeImmutable: an immutable vault refused to delete a point early.
 	ErrTypeImmutable = "Immutable"
+	// ErrTypeGCGraceTooShort: GC's grace period is not longer than the
+	// longest limit of a running backup (CheckGCGrace).
+	ErrTypeGCGraceTooShort = "GCGraceTooShort"
 	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
 	ErrTypeIndexLag = "IndexLag"
 )
@@ -44,7 +47,7 @@ var NonRetryable = []string{
 	ErrTypeCorruptData, ErrTypeMissingData, ErrTypeWrongKey, ErrTypeNoVault,
 	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
 	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
-	ErrTypeImmutable, ErrTypeNoSecondary,
+	ErrTypeImmutable, ErrTypeNoSecondary, ErrTypeGCGraceTooShort,
 }
 
 var classes = []struct {

@@ -17,6 +17,9 @@ type GCInput struct {
 	// share of them (0: vault.DefaultRepackBelow); NoRepack turns it off.
 	RepackBelowPercent int  `json:"repack_below_percent,omitempty"`
 	NoRepack           bool `json:"no_repack,omitempty"`
+	// MarkedAt is the mark the sweep follows: only backups started before
+	// it count for the safety rule (zero: every running backup).
+	MarkedAt time.Time `json:"marked_at,omitempty"`
 	// Vault pins the sweep to the vault the mark ran on.
 	Vault            VaultPin      `json:"vault,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
@@ -39,14 +42,34 @@ func (a *VaultActivities) GCMark(ctx context.Context, in GCInput) (GCMarkResult,
 
 // GCSweep is GC's second phase: candidates still unreferenced after the
 // grace period are deleted. Retrying it is safe: it recomputes everything.
+// It checks the safety rule again first (the workflow checked it before the
+// mark): a backup started before the mark with a limit as long as the grace
+// period, one that started while the mark ran or that visibility listed
+// late, stops the sweep before it deletes anything.
 func (a *VaultActivities) GCSweep(ctx context.Context, in GCInput) (vault.GCSweepReport, error) {
 	if err := checkPin(a.Vault, in.Vault); err != nil {
 		return vault.GCSweepReport{}, err
+	}
+	if !in.DryRun {
+		l, err := a.LongestBackupLimit(ctx, BackupLimitInput{StartedBefore: in.MarkedAt})
+		if err != nil {
+			return vault.GCSweepReport{}, err
+		}
+		if err := CheckGCGrace(in.grace(), l); err != nil {
+			return vault.GCSweepReport{}, err
+		}
 	}
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
 	rep, err := a.Vault.GCSweep(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
 	return rep, classify(err)
+}
+
+func (in GCInput) grace() time.Duration {
+	if in.Grace <= 0 {
+		return vault.DefaultGCGrace
+	}
+	return in.Grace
 }
 
 func (in GCInput) repackBelow() float64 {

@@ -21,6 +21,8 @@ type VaultActivities struct {
 	Secondary *Secondary
 	// Starter starts replication jobs after backups (a client.Client).
 	Starter WorkflowStarter
+	// Jobs lists running backups for GC's safety rule (a client.Client).
+	Jobs JobLister
 }
 
 // VaultPin is the vault a job is pinned to: fixed by the job's first vault

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/workflows"
@@ -58,12 +57,11 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 			if cmd.Flags().Changed("keep-for") && (!f.keep || f.keepFor <= 0) {
 				return usagef(cmd, "--keep-for goes with --keep-snapshot and must be positive")
 			}
-			switch f.consistency {
-			case "app", "file", "crash":
-			default:
-				return usagef(cmd, "--consistency %q: want app, file or crash", f.consistency)
+			c, err := platform.ParseConsistency(f.consistency)
+			if err != nil {
+				return usagef(cmd, "--%s", err)
 			}
-			return a.backup(ctx, args[0], f)
+			return a.backup(ctx, args[0], f, c)
 		}),
 	}
 	fl := cmd.Flags()
@@ -71,18 +69,18 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 	fl.BoolVar(&f.wait, "wait", false, "wait for the job and show its progress")
 	fl.BoolVar(&f.keep, "keep-snapshot", false, "keep the point-in-time image on the host for instant restores (qemu platform; others say they cannot)")
 	fl.DurationVar(&f.keepFor, "keep-for", workflows.DefaultKeepFor, "with --keep-snapshot: how long the image is kept; a cleanup at the start of each backup on the host removes expired ones")
-	fl.StringVar(&f.consistency, "consistency", "app", "strongest consistency wanted: app, file or crash (crash skips the backup extension); a running VM falls back and the job says why")
+	fl.StringVar(&f.consistency, "consistency", platform.AppConsistent.Level(), "strongest consistency wanted: app, file or crash (crash skips the backup extension); a running VM falls back and the job says why")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_BACKUP_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
 }
 
-func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
+func (a *app) backup(ctx context.Context, vm string, f backupFlags, consistency platform.Consistency) error {
 	c, err := a.dial()
 	if err != nil {
 		return err
 	}
 	in := workflows.BackupVMInput{VM: vm, Host: f.host, KeepSnapshot: f.keep, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Limit: f.timeout,
-		Consistency: platform.Consistency(f.consistency + "-consistent")}
+		Consistency: consistency}
 	if f.keep {
 		in.KeepFor = f.keepFor
 	}
@@ -112,14 +110,5 @@ func (a *app) backup(ctx context.Context, vm string, f backupFlags) error {
 	for _, n := range res.Notes {
 		fmt.Fprintf(a.out, "note: %s\n", n)
 	}
-	return nil
-}
-
-// started reports a job started without --wait.
-func (a *app) started(kind string, run client.WorkflowRun) error {
-	if a.json {
-		return a.printJSON(map[string]string{"job": run.GetID(), "run": run.GetRunID()})
-	}
-	fmt.Fprintf(a.out, "started %s job %s (run %s)\n", kind, run.GetID(), run.GetRunID())
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -29,7 +30,8 @@ then waits out the grace period on a durable timer, and the sweep deletes
 the candidates that are still unreferenced (a backup that had deduplicated
 against one before the mark has committed by then, and keeps it). The grace
 period must be longer than any backup job can run (VMVAULT_BACKUP_TIMEOUT,
-24h): 25h by default (VMVAULT_GC_GRACE). The mark also repacks packs that
+24h): 25h by default (VMVAULT_GC_GRACE). GC refuses, before it starts, a
+grace period that is not longer than the limit of a running backup. The mark also repacks packs that
 are mostly garbage (--repack-below, 50% by default): their live blocks are
 copied, verified, into new packs, and the next GC frees the old ones.
 'vault stats' shows what the last GC freed.`,
@@ -66,12 +68,19 @@ copied, verified, into new packs, and the next GC frees the old ones.
 }
 
 func (a *app) vaultGC(ctx context.Context, in workflows.GCInput, wait bool) error {
-	if limit := a.cfg.BackupTimeout; in.Grace <= limit {
-		fmt.Fprintf(a.errOut, "warning: grace period %s is not longer than the backup time limit %s: a backup started before the mark that is still running at the sweep could lose data\n", in.Grace, limit)
-	}
 	c, err := a.dial()
 	if err != nil {
 		return err
+	}
+	if !in.DryRun {
+		// The job refuses this itself; refusing here says so before it starts.
+		l, err := activities.LongestBackupLimit(ctx, c, time.Time{})
+		if err != nil {
+			return err
+		}
+		if err := activities.CheckGCGrace(in.Grace, l); err != nil {
+			return err
+		}
 	}
 	run, err := c.ExecuteWorkflow(ctx, workflows.GCStartOptions(a.cfg.TaskQueue, in), workflows.CollectGarbage, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted

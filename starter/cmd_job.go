@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/workflows"
 )
 
@@ -57,16 +58,16 @@ their status, duration and the recovery point they made or read.`,
 }
 
 type job struct {
-	ID            string    `json:"id"`
-	Run           string    `json:"run"`
-	Kind          string    `json:"kind"`
-	VM            string    `json:"vm"`
-	Status        string    `json:"status"`
-	Start         time.Time `json:"start"`
-	Close         time.Time `json:"close,omitempty"`
-	BackupType    string    `json:"backup_type,omitempty"`
-	Consistency   string    `json:"consistency,omitempty"`
-	RecoveryPoint string    `json:"recovery_point,omitempty"`
+	ID            string               `json:"id"`
+	Run           string               `json:"run"`
+	Kind          string               `json:"kind"`
+	VM            string               `json:"vm"`
+	Status        string               `json:"status"`
+	Start         time.Time            `json:"start"`
+	Close         time.Time            `json:"close,omitempty"`
+	BackupType    string               `json:"backup_type,omitempty"`
+	Consistency   platform.Consistency `json:"consistency,omitempty"`
+	RecoveryPoint string               `json:"recovery_point,omitempty"`
 }
 
 func (a *app) jobList(ctx context.Context, query string, limit int) error {
@@ -87,7 +88,7 @@ func (a *app) jobList(ctx context.Context, query string, limit int) error {
 		if !j.Close.IsZero() {
 			dur = j.Close.Sub(j.Start).Round(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Kind, dash(j.VM), j.Status, j.Start.UTC().Format(time.RFC3339), dur, dash(j.BackupType), dash(j.Consistency), dash(j.RecoveryPoint))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Kind, dash(j.VM), j.Status, j.Start.UTC().Format(time.RFC3339), dur, dash(j.BackupType), dash(j.Consistency.String()), dash(j.RecoveryPoint))
 	}
 	return tw.Flush()
 }
@@ -128,7 +129,7 @@ func jobOf(e *workflow.WorkflowExecutionInfo) job {
 	}
 	j := job{ID: e.Execution.WorkflowId, Run: e.Execution.RunId, Kind: str("VmvaultKind"), VM: str("VmvaultVM"),
 		Status: strings.ToLower(strings.TrimPrefix(e.Status.String(), "WORKFLOW_EXECUTION_STATUS_")), Start: e.StartTime.AsTime(),
-		BackupType: str("VmvaultBackupType"), Consistency: str("VmvaultConsistency"), RecoveryPoint: str("VmvaultRecoveryPoint")}
+		BackupType: str("VmvaultBackupType"), Consistency: platform.Consistency(str(workflows.AttrConsistency.GetName())), RecoveryPoint: str("VmvaultRecoveryPoint")}
 	if e.CloseTime != nil {
 		j.Close = e.CloseTime.AsTime()
 	}
@@ -197,7 +198,7 @@ func (a *app) jobShow(ctx context.Context, id, runID string) error {
 	field("vm", dash(p.VM))
 	field("phase", string(p.Phase))
 	field("type", p.BackupType)
-	field("consistency", p.Consistency)
+	field("consistency", p.Consistency.String())
 	field("recovery point", p.RecoveryPoint)
 	field("error", p.Error)
 	fmt.Fprintln(a.out)

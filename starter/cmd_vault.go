@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmvault/vmvault/infra/billing"
+	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
@@ -79,19 +80,6 @@ stored); then the storage the whole vault really uses.`,
 	})
 }
 
-type vmStats struct {
-	VM             string `json:"vm"`
-	RecoveryPoints int    `json:"recovery_points"`
-	Latest         string `json:"latest"`
-	// ProtectedBytes is the protected-instance size: the data on the VM's
-	// disks (temp disk excluded) in its latest recovery point.
-	ProtectedBytes int64 `json:"protected_bytes"`
-	NewBytes       int64 `json:"new_bytes"`
-	StoredBytes    int64 `json:"stored_bytes"`
-	// Billing is the VM's billing basis as Azure defines it (billing.go).
-	Billing billing `json:"billing"`
-}
-
 func (a *app) vaultStats(ctx context.Context) error {
 	v, err := openVault(ctx, a.cfg)
 	if err != nil {
@@ -105,10 +93,15 @@ func (a *app) vaultStats(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	list := statsByVM(rps)
-	if list, err = a.withBilling(ctx, v, list); err != nil {
+	protected, err := v.ListRecords(ctx, policy.RecordProtection)
+	if err != nil {
 		return err
 	}
+	dps, err := v.ListDeleted(ctx, "")
+	if err = a.warnCorrupt(err); err != nil {
+		return err
+	}
+	list := billing.With(billing.ByVM(rps), protected, dps)
 	lastGC, err := v.LastGC(ctx)
 	if err != nil {
 		return err
@@ -123,20 +116,17 @@ func (a *app) vaultStats(ctx context.Context) error {
 	}
 	fmt.Fprintf(a.out, "vault %s (%s)\n\n", v.Location(), v.Config().ID)
 	tw := a.table("VM\tRECOVERY POINTS\tLATEST\tPROTECTED SIZE\tUPLOADED\tSTORED\tPROTECTED\tBILLABLE\tINSTANCES\tSTORAGE BASIS")
-	var instances int
-	var basis int64
 	for _, s := range list {
 		b := s.Billing
 		inst := "-"
 		if b.Billable {
 			inst = fmt.Sprintf("%d (%s)", b.Instances, b.InstanceClass)
-			instances += b.Instances
-			basis += b.StorageBasis
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.VM, s.RecoveryPoints, s.Latest, size(s.ProtectedBytes), size(s.NewBytes), size(s.StoredBytes),
 			yesNo(b.Protected), yesNo(b.Billable), inst, size(b.StorageBasis))
 	}
 	tw.Flush()
+	instances, basis := billing.Total(list)
 	fmt.Fprintf(a.out, "\nbilling basis: %d billable instances, storage basis %s; real storage after dedup and compression %s\n",
 		instances, size(basis), size(u.TotalBytes))
 	fmt.Fprintf(a.out, "\nstorage used: %s in %d packs, %s index, %d recovery points (%s)\n",
@@ -147,30 +137,4 @@ func (a *app) vaultStats(ctx context.Context) error {
 	}
 	a.printReplication(repl)
 	return nil
-}
-
-// statsByVM sums recovery points (oldest first) per VM, sorted by VM name.
-func statsByVM(rps []vault.RecoveryPoint) []vmStats {
-	byVM := map[string]*vmStats{}
-	var names []string
-	for _, rp := range rps {
-		s := byVM[rp.VM]
-		if s == nil {
-			s = &vmStats{VM: rp.VM}
-			byVM[rp.VM] = s
-			names = append(names, rp.VM)
-		}
-		t := rp.Totals()
-		s.RecoveryPoints++
-		s.Latest = rp.ID
-		s.ProtectedBytes = t.DataBytes
-		s.NewBytes += t.NewBytes
-		s.StoredBytes += t.StoredBytes
-	}
-	sort.Strings(names)
-	list := make([]vmStats, 0, len(names))
-	for _, n := range names {
-		list = append(list, *byVM[n])
-	}
-	return list
 }

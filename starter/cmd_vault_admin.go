@@ -223,3 +223,10 @@ func (a *app) vaultRepair(ctx context.Context) error {
 	}
 	return nil
 }
+
+// checkJSON is 'vault check --json': the report, and with --secondary the
+// comparison with the primary.
+type checkJSON struct {
+	vault.CheckReport
+	Comparison *vault.Comparison `json:"comparison,omitempty"`
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/vmvault/vmvault/infra/vault"
@@ -70,6 +71,7 @@ type jobError struct {
 }
 
 func (e jobError) Error() string { return e.what + ": " + e.err.Error() }
+
 func (e jobError) Unwrap() error { return e.err }
 
 func dash(s string) string {
@@ -91,4 +93,20 @@ func size(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// started reports a job started without --wait.
+func (a *app) started(kind string, run client.WorkflowRun) error {
+	if a.json {
+		return a.printJSON(map[string]string{"job": run.GetID(), "run": run.GetRunID()})
+	}
+	fmt.Fprintf(a.out, "started %s job %s (run %s)\n", kind, run.GetID(), run.GetRunID())
+	return nil
 }

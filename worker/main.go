@@ -70,16 +70,7 @@ func run() error {
 	var workers []worker.Worker
 	if serveCentral {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
-		w.RegisterWorkflow(workflows.BackupVM)
-		w.RegisterWorkflow(workflows.ScheduledBackup)
-		w.RegisterWorkflow(workflows.RestoreVM)
-		w.RegisterWorkflow(workflows.Inventory)
-		w.RegisterWorkflow(workflows.ApplyRetention)
-		w.RegisterWorkflow(workflows.CheckVault)
-		w.RegisterWorkflow(workflows.RepairVault)
-		w.RegisterWorkflow(workflows.CollectGarbage)
-		w.RegisterWorkflow(workflows.ReplicateVault)
-		w.RegisterActivity(&activities.VaultActivities{Vault: v, Secondary: sec, Starter: c})
+		workflows.RegisterCentral(w, &activities.VaultActivities{Vault: v, Secondary: sec, Starter: c, Jobs: c})
 		workers = append(workers, w)
 	}
 	if serveHost {
@@ -91,7 +82,7 @@ func run() error {
 			// Disk transfers use every core themselves; a few at a time is plenty.
 			MaxConcurrentActivityExecutionSize: 8,
 		})
-		w.RegisterActivity(&activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
+		workflows.RegisterHost(w, &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
 		workers = append(workers, w)
 	}
 	for _, w := range workers {

@@ -37,14 +37,14 @@ type BackupVMInput struct {
 
 // BackupVMResult describes the recovery point a backup created.
 type BackupVMResult struct {
-	RecoveryPoint string             `json:"recovery_point"`
-	Type          vault.BackupType   `json:"type"`
-	Consistency   string             `json:"consistency"`
-	Parent        string             `json:"parent,omitempty"`
-	Vault         string             `json:"vault"`
-	Totals        vault.DiskStats    `json:"totals"`
-	Disks         []vault.DiskRecord `json:"disks"`
-	Notes         []string           `json:"notes,omitempty"`
+	RecoveryPoint string               `json:"recovery_point"`
+	Type          vault.BackupType     `json:"type"`
+	Consistency   platform.Consistency `json:"consistency"`
+	Parent        string               `json:"parent,omitempty"`
+	Vault         string               `json:"vault"`
+	Totals        vault.DiskStats      `json:"totals"`
+	Disks         []vault.DiskRecord   `json:"disks"`
+	Notes         []string             `json:"notes,omitempty"`
 	// Kept is the snapshot kept for instant restore (--keep-snapshot).
 	Kept *vault.KeptSnapshot `json:"kept,omitempty"`
 }
@@ -107,7 +107,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err := workflow.ExecuteActivity(snapshotOptions(ctx, in.Host), hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
 		return res, err
 	}
-	prog.Consistency = string(snap.Consistency)
+	prog.Consistency = snap.Consistency
 	prog.Notes = append(prog.Notes, snap.Notes...)
 	var replicated func() // overlap: the replication request, answered after the cleanup
 	defer func() {
@@ -165,9 +165,7 @@ func (in *BackupVMInput) check() (Limits, error) {
 	if in.VM == "" || in.Host == "" {
 		return limits, badRequest("backup: vm and host are required")
 	}
-	switch in.Consistency {
-	case platform.AppConsistent, platform.FileConsistent, platform.CrashConsistent:
-	default:
+	if !in.Consistency.Valid() {
 		return limits, badRequest("backup: consistency %q: want %s, %s or %s", in.Consistency, platform.AppConsistent, platform.FileConsistent, platform.CrashConsistent)
 	}
 	return limits, nil
@@ -239,7 +237,7 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	started := prog.StartedAt.UTC()
 	rp := vault.RecoveryPoint{
 		ID: started.Format("20060102T150405Z") + "-" + suffix, VM: in.VM, Host: in.Host,
-		Type: res.Type, Consistency: string(snap.Consistency), Parent: prep.Parent,
+		Type: res.Type, Consistency: snap.Consistency.String(), Parent: prep.Parent,
 		StartedAt: started, CompletedAt: workflow.Now(ctx).UTC(),
 		Job:           info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		SnapshotToken: snap.Token,
@@ -256,10 +254,10 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
 		return res, err
 	}
-	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, rp.Consistency, rp.Disks, rp.Totals()
+	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, snap.Consistency, rp.Disks, rp.Totals()
 	res.Notes, res.Kept = prog.Notes, rp.Kept
 	prog.RecoveryPoint = ref
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency.String()))
 	prog.Phase = PhaseDone
 	return res, nil
 }

@@ -169,7 +169,7 @@ func TestBackupStoppedVMFull(t *testing.T) {
 
 	require.Equal(t, testVM+"/"+rp.ID, res.RecoveryPoint)
 	require.Equal(t, vault.BackupFull, res.Type)
-	require.Equal(t, "crash-consistent", res.Consistency)
+	require.Equal(t, "crash-consistent", res.Consistency.String())
 	require.Empty(t, res.Parent)
 	require.Equal(t, wantDisks, res.Disks)
 	require.Equal(t, vault.DiskStats{
@@ -182,7 +182,7 @@ func TestBackupStoppedVMFull(t *testing.T) {
 	require.Equal(t, PhaseDone, p.Phase)
 	require.Equal(t, KindBackup, p.Kind)
 	require.Equal(t, "full", p.BackupType)
-	require.Equal(t, "crash-consistent", p.Consistency)
+	require.Equal(t, "crash-consistent", p.Consistency.String())
 	require.Equal(t, res.RecoveryPoint, p.RecoveryPoint)
 	require.Empty(t, p.Error)
 	ds := diskStates(p)
@@ -272,11 +272,11 @@ func TestBackupRunningVMAppConsistentFallsBackToFile(t *testing.T) {
 	require.Len(t, snaps, 1)
 	require.Equal(t, platform.AppConsistent, snaps[0].Consistency)
 
-	require.Equal(t, "file-consistent", res.Consistency)
+	require.Equal(t, "file-consistent", res.Consistency.String())
 	require.Equal(t, "file-consistent", m.save.all()[0].RecoveryPoint.Consistency)
 	require.Contains(t, res.Notes, snapNote)
 	p := queryProgress(t, env)
-	require.Equal(t, "file-consistent", p.Consistency)
+	require.Equal(t, "file-consistent", p.Consistency.String())
 	require.Contains(t, p.Notes, snapNote)
 	for _, x := range m.xfer.all() {
 		require.Equal(t, platform.FileConsistent, x.Snapshot.Consistency)
@@ -304,7 +304,7 @@ func TestBackupRunningVMExtensionFails(t *testing.T) {
 	snaps := m.snap.all()
 	require.Len(t, snaps, 1)
 	require.Equal(t, platform.CrashConsistent, snaps[0].Consistency)
-	require.Equal(t, "crash-consistent", res.Consistency)
+	require.Equal(t, "crash-consistent", res.Consistency.String())
 	env.AssertActivityNumberOfCalls(t, "TransferDisk", 2)
 	env.AssertActivityNumberOfCalls(t, "DeleteSnapshot", 1)
 
@@ -622,7 +622,7 @@ func TestBackupProgressQueryAndSignal(t *testing.T) {
 	require.Equal(t, KindBackup, before.Kind)
 	require.Equal(t, testVM, before.VM)
 	require.Equal(t, "full", before.BackupType)
-	require.Equal(t, "crash-consistent", before.Consistency)
+	require.Equal(t, "crash-consistent", before.Consistency.String())
 	require.Equal(t, []DiskStatus{
 		{DiskProgress: activities.DiskProgress{Disk: "os", SizeBytes: 64 * gib}, State: DiskRunning},
 		{DiskProgress: activities.DiskProgress{Disk: "data0", SizeBytes: 128 * gib}, State: DiskRunning},

@@ -14,7 +14,8 @@ import (
 type GCInput struct {
 	// Grace is how long the job waits between mark and sweep, and how long
 	// a pack must have been a candidate before it is deleted (0: 25h). It
-	// must exceed the longest a backup job can run (VMVAULT_BACKUP_TIMEOUT).
+	// must exceed the longest limit of a running backup (CheckGCGrace):
+	// the job refuses to start otherwise.
 	Grace            time.Duration `json:"grace,omitempty"`
 	DryRun           bool          `json:"dry_run,omitempty"`
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
@@ -33,7 +34,10 @@ type GCResult struct {
 // once), waits out the grace period on a durable timer (the job shows as
 // waiting in the UI, and survives worker restarts), then sweeps: candidates
 // still unreferenced are deleted. A dry run marks and sweeps without
-// writing and does not wait. One runs at a time (id vault-gc).
+// writing and does not wait. One runs at a time (id vault-gc). Before the
+// mark it refuses, non-retryably, a grace period that is not longer than
+// the longest limit of a running backup (activities.CheckGCGrace); the
+// sweep checks it again.
 func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) {
 	prog, err := newProgress(ctx, KindGC, "")
 	if err != nil {
@@ -48,6 +52,9 @@ func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) 
 		grace = vault.DefaultGCGrace
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindGC)))
+	if err := checkGrace(ctx, in, grace); err != nil {
+		return res, err
+	}
 	act := activities.GCInput{Grace: grace, DryRun: in.DryRun, HeartbeatTimeout: in.HeartbeatTimeout,
 		RepackBelowPercent: in.RepackBelowPercent, NoRepack: in.NoRepack}
 
@@ -57,7 +64,7 @@ func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) 
 		return res, err
 	}
 	res.Mark = mark.GCMarkReport
-	act.Vault = mark.Vault
+	act.Vault, act.MarkedAt = mark.Vault, mark.MarkedAt
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVault.ValueSet(mark.Vault.Location))
 	summary := fmt.Sprintf("vault gc: %d of %d packs unreferenced (%d bytes), out of dedup", res.Mark.Candidates, res.Mark.Packs, res.Mark.CandidateBytes)
 	prog.note(summary)
@@ -85,4 +92,19 @@ func CollectGarbage(ctx workflow.Context, in GCInput) (res GCResult, err error) 
 	prog.note(summary)
 	prog.Phase = PhaseDone
 	return res, nil
+}
+
+// checkGrace applies GC's safety rule before the mark: grace must be longer
+// than the longest limit any running backup was given. A dry run deletes
+// nothing and is not checked; jobs recorded before the rule replay without
+// it.
+func checkGrace(ctx workflow.Context, in GCInput, grace time.Duration) error {
+	if in.DryRun || workflow.GetVersion(ctx, "gc-grace-rule", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var l activities.BackupLimit
+	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LongestBackupLimit, activities.BackupLimitInput{}).Get(ctx, &l); err != nil {
+		return err
+	}
+	return activities.CheckGCGrace(grace, l)
 }

@@ -12,7 +12,7 @@ import (
 
 // DefaultJobLimit is how long a backup or restore may run (the classic
 // 24-hour limit).
-const DefaultJobLimit = 24 * time.Hour
+const DefaultJobLimit = activities.DefaultBackupLimit
 
 // ServerTimeout is the execution timeout to start a job with: its own limit
 // plus room for the cleanup the limit triggers. The server's timeout ends a

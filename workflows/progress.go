@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/platform"
 )
 
 // QueryProgress is the typed query every job answers with Progress.
@@ -19,16 +20,16 @@ type DiskStatus struct {
 
 // Progress is what the progress query answers.
 type Progress struct {
-	Kind          Kind         `json:"kind"`
-	VM            string       `json:"vm"`
-	Phase         Phase        `json:"phase"`
-	Consistency   string       `json:"consistency,omitempty"`
-	BackupType    string       `json:"backup_type,omitempty"`
-	RecoveryPoint string       `json:"recovery_point,omitempty"`
-	Disks         []DiskStatus `json:"disks"`
-	Notes         []string     `json:"notes,omitempty"`
-	Error         string       `json:"error,omitempty"`
-	StartedAt     time.Time    `json:"started_at"`
+	Kind          Kind                 `json:"kind"`
+	VM            string               `json:"vm"`
+	Phase         Phase                `json:"phase"`
+	Consistency   platform.Consistency `json:"consistency,omitempty"`
+	BackupType    string               `json:"backup_type,omitempty"`
+	RecoveryPoint string               `json:"recovery_point,omitempty"`
+	Disks         []DiskStatus         `json:"disks"`
+	Notes         []string             `json:"notes,omitempty"`
+	Error         string               `json:"error,omitempty"`
+	StartedAt     time.Time            `json:"started_at"`
 }
 
 // disk returns the status of the named disk, adding it if new.

@@ -36,7 +36,9 @@ func ScheduleFor(p policy.Policy, in ScheduledBackupInput, taskQueue string) (cl
 		return client.ScheduleOptions{}, err
 	}
 	in.Policy = p.Name
-	in.Consistency = platform.Consistency(string(p.Consistency) + "-consistent")
+	if in.Consistency, err = platform.ParseConsistency(string(p.Consistency)); err != nil {
+		return client.ScheduleOptions{}, fmt.Errorf("policy %s: %w", p.Name, err)
+	}
 	return client.ScheduleOptions{
 		ID:            ProtectScheduleID(in.VM),
 		Spec:          ScheduleSpecFor(p, cal),

@@ -92,7 +92,8 @@ type Config struct {
 	MaxProtectedVMs int `env:"VMVAULT_MAX_PROTECTED_VMS, default=1000"`
 	// GCGrace is the time between a GC's mark and its sweep: longer than
 	// any backup job runs (BackupTimeout), so no running backup can still
-	// reference a pack the sweep deletes.
+	// reference a pack the sweep deletes. GC refuses a grace that is not
+	// longer than the limit of a running backup (activities.CheckGCGrace).
 	GCGrace time.Duration `env:"VMVAULT_GC_GRACE, default=25h"`
 	// IndexDir holds each worker's vault index on local disk (run files,
 	// deleted as they are opened, so nothing is left behind; about 48 bytes

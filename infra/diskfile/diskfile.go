@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 )
 
 var (

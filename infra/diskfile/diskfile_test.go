@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 )
 
 const stage = "restore-job/7 ünïcode"

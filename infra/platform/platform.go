@@ -1,7 +1,8 @@
 // Package platform is where VMs live: it describes VMs, takes and removes
 // snapshots, reads disks out of a snapshot and writes disks back on restore.
 // Implementations: images (a folder per VM with vm.json and disk image files)
-// and, later, qemu (running QEMU/KVM VMs over QMP and the guest agent).
+// and qemu (running QEMU/KVM VMs over QMP and the guest agent: fleecing
+// snapshots, NBD reads, persistent dirty bitmaps for CBT).
 //
 // Restores are staged, then committed or aborted. A restore (one
 // RestoreStage: its job id, the same on every retry) writes each disk with
@@ -26,7 +27,7 @@ import (
 	"io"
 
 	"github.com/vmvault/vmvault/infra/extent"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 )
 
 // Errors every platform returns (wrapped) so that callers can tell bad input
@@ -60,15 +61,6 @@ type OSType string
 const (
 	OSLinux   OSType = "linux"
 	OSWindows OSType = "windows"
-)
-
-// Consistency of a snapshot, strongest first.
-type Consistency string
-
-const (
-	AppConsistent   Consistency = "app-consistent"
-	FileConsistent  Consistency = "file-consistent"
-	CrashConsistent Consistency = "crash-consistent"
 )
 
 // DiskRole is what a disk is for; it decides backup and restore handling.

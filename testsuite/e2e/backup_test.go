@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
 )

@@ -57,9 +57,10 @@ func TestGCWhileBackupsRun(t *testing.T) {
 	hashes := map[string]map[string]string{}
 	for _, vm := range []string{"app1", "app2"} {
 		hashes[vm] = diskHashes(t, filepath.Join(e.vmsRoot(), vm))
-		e.mustCLI("backup", vm)
+		e.mustCLI("backup", vm, "--timeout", "30s")
 	}
-	out := e.mustCLI("vault", "gc", "--grace", "1s", "--wait", "--json")
+	// GC refuses a grace that a running backup's limit could outlast.
+	out := e.mustCLI("vault", "gc", "--grace", "31s", "--wait", "--json")
 	var gc workflows.GCResult
 	if err := json.Unmarshal([]byte(out), &gc); err != nil {
 		t.Fatalf("gc output %q: %v", out, err)

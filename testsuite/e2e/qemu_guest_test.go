@@ -116,7 +116,7 @@ sleep 1`)
 	app := e.backup("web")
 	notes := strings.Join(app.Notes, "\n")
 	t.Logf("first backup: %s; notes:\n%s", app.Consistency, notes)
-	if app.Consistency != string(platform.AppConsistent) {
+	if app.Consistency != platform.AppConsistent {
 		t.Fatalf("first backup is %s, want app-consistent", app.Consistency)
 	}
 	if !strings.Contains(notes, fmt.Sprintf("backup extension %d installed", guestext.Version)) || !strings.Contains(notes, "pre-script ok 10-mark") {
@@ -144,7 +144,7 @@ sed -i 's/^VERSION=.*/VERSION=` + fmt.Sprint(guestext.Version-1) + `/' ` + guest
 	}
 	file := e.backup("web")
 	notes = strings.Join(file.Notes, "\n")
-	if file.Consistency != string(platform.FileConsistent) || !strings.Contains(notes, "fail 10-mark exit 7") {
+	if file.Consistency != platform.FileConsistent || !strings.Contains(notes, "fail 10-mark exit 7") {
 		t.Fatalf("with a failing pre-script: %s, notes %q; want file-consistent naming the script", file.Consistency, file.Notes)
 	}
 	if !strings.Contains(notes, fmt.Sprintf("backup extension %d upgraded from %d", guestext.Version, guestext.Version-1)) || installed() != guestext.Version {
@@ -183,7 +183,7 @@ sed -i 's/^VERSION=.*/VERSION=` + fmt.Sprint(guestext.Version-1) + `/' ` + guest
 		q.Execute(ctx, "block-dirty-bitmap-remove", map[string]any{"node": vm.Node, "name": "probe"}, nil)
 		q.Close() // QMP, too, serves one client at a time
 		next := e.backup("web", "--consistency", "file")
-		if next.Consistency != string(platform.FileConsistent) || !strings.Contains(strings.Join(next.Notes, "\n"), "left frozen") {
+		if next.Consistency != platform.FileConsistent || !strings.Contains(strings.Join(next.Notes, "\n"), "left frozen") {
 			t.Fatalf("backup after an abandoned freeze: %s, notes %q", next.Consistency, next.Notes)
 		}
 		// The watchdog also ran the post-scripts the vanished host would

@@ -117,7 +117,7 @@ func TestQEMUPlatformCBT(t *testing.T) {
 	if full.Type != vault.BackupFull || full.Totals.ScannedBytes < 64*mib {
 		t.Fatalf("full backup of the running vm: %+v", full.Totals)
 	}
-	if notes := strings.Join(full.Notes, "\n"); full.Consistency != string(platform.CrashConsistent) || !strings.Contains(notes, "qga.sock: no answer within") {
+	if notes := strings.Join(full.Notes, "\n"); full.Consistency != platform.CrashConsistent || !strings.Contains(notes, "qga.sock: no answer within") {
 		t.Fatalf("running vm without an agent: %s, notes %q; want crash-consistent saying the agent does not answer", full.Consistency, notes)
 	}
 	// 4 MiB of churn, scattered over both disks.

@@ -20,15 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflow(workflows.BackupVM)
-			r.RegisterWorkflow(workflows.ScheduledBackup)
-			r.RegisterWorkflow(workflows.RestoreVM)
-			r.RegisterWorkflow(workflows.Inventory)
-			r.RegisterWorkflow(workflows.ApplyRetention)
-			r.RegisterWorkflow(workflows.CheckVault)
-			r.RegisterWorkflow(workflows.RepairVault)
-			r.RegisterWorkflow(workflows.CollectGarbage)
-			r.RegisterWorkflow(workflows.ReplicateVault)
+			workflows.RegisterWorkflows(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

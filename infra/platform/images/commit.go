@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
 )
 
 // journal is CommitRestore's plan, written to the VM folder before the

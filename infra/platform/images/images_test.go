@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
 	"github.com/vmvault/vmvault/infra/platform/images"
 	"github.com/vmvault/vmvault/infra/platform/platformtest"
 )

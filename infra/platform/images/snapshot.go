@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
 )
 
 // token is the images platform's Snapshot.Token: what each image file looked

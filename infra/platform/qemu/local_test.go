@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
 	"github.com/vmvault/vmvault/infra/platform/qemu"
 )
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/imagelock"
 	"github.com/vmvault/vmvault/infra/platform"
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
 	"github.com/vmvault/vmvault/infra/platform/platformtest"
 	"github.com/vmvault/vmvault/infra/platform/qemu"
 	"github.com/vmvault/vmvault/infra/platform/qemu/qemutest"

@@ -250,7 +250,7 @@ func (q *quiescer) end(ctx context.Context) {
 		}
 	}
 	if q.preRan {
-		post, err := guestext.Post(ctx, q.c, q.snap, string(q.consistency()), scriptTimeout)
+		post, err := guestext.Post(ctx, q.c, q.snap, q.consistency().String(), scriptTimeout)
 		if err != nil {
 			q.note("post-scripts: %v", err)
 		}
@@ -286,7 +286,7 @@ func (q *quiescer) summary() string {
 	case c == platform.FileConsistent:
 		return fmt.Sprintf("file-consistent: file systems frozen for %s", q.held.Round(time.Millisecond))
 	}
-	return "crash-consistent"
+	return platform.CrashConsistent.String()
 }
 
 func (q *quiescer) close() {

@@ -186,7 +186,7 @@ func backupStep(ctx context.Context, v *vault.Vault, req stepReq, resp *stepResp
 	}
 	rp := vault.RecoveryPoint{
 		ID: fmt.Sprint("rp-", started.UnixNano()), VM: "bench", Host: "bench", Type: typ,
-		Consistency: string(platform.CrashConsistent), StartedAt: started, CompletedAt: time.Now(), Job: "bench",
+		Consistency: platform.CrashConsistent.String(), StartedAt: started, CompletedAt: time.Now(), Job: "bench",
 		Metadata: []byte("{}"), SnapshotToken: snap.Token,
 		Disks: []vault.DiskRecord{{Name: "os", Role: "os", SizeBytes: res.Size, Root: res.Root, Method: res.Method, Stats: res.Stats}},
 	}

@@ -89,7 +89,7 @@ mkfs.ext4 -q /dev/vdb && mkdir -p /data && mount /dev/vdb /data`); err != nil {
 		return err
 	}
 	printNotes(full)
-	if full.Consistency != string(platform.AppConsistent) {
+	if full.Consistency != platform.AppConsistent {
 		return fmt.Errorf("first backup is %s, want app-consistent", full.Consistency)
 	}
 

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmvault/vmvault/infra/platform/imagelock"
+	"github.com/vmvault/vmvault/infra/imagelock"
 )
 
 // The test binary doubles as "another process" holding a lock.
