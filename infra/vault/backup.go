@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // Source is a disk to back up.
@@ -177,7 +178,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		defer close(jobs)
 		return f.run(gctx, res.ResumedAt, jobs)
 	})
-	s := &sealer{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.bs)}
+	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.bs)}
 	g.Go(func() error {
 		defer close(results)
 		return s.run(gctx, workers, jobs, results)
@@ -196,7 +197,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	// removes what is left (this one if the DELETE fails, and those of
 	// attempts that were never resumed).
 	_ = v.be.Delete(ctx, c.cpKey)
-	if opt.Resume != nil && isCheckpointKey(opt.Resume.Ref) {
+	if opt.Resume != nil && format.IsCheckpointKey(opt.Resume.Ref) {
 		_ = v.be.Delete(ctx, opt.Resume.Ref)
 	}
 	return res, nil

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -124,7 +125,7 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 	}
 	sort.Slice(c.rep.UnindexedPacks, func(i, j int) bool { return c.rep.UnindexedPacks[i].String() < c.rep.UnindexedPacks[j].String() })
 
-	rps, bad, err := v.loadRecoveryPoints(ctx, "recoverypoints/")
+	rps, bad, err := v.loadRecoveryPoints(ctx, format.KindRecoveryPoint.Prefix())
 	if err != nil {
 		return c.rep, fmt.Errorf("check: %w", err)
 	}
@@ -259,7 +260,7 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 		b := c.missing(id)
 		return nil, &b, nil
 	}
-	sealed, err := c.v.be.GetRange(ctx, packKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	sealed, err := c.v.be.GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: "pack is not in the vault"}, nil
 	}
@@ -352,7 +353,7 @@ func (c *checker) readRun(ctx context.Context, r []restoreBlock) ([]badBlock, in
 	first, last := r[0].loc, r[len(r)-1].loc
 	pack := first.Pack
 	start := int64(first.Offset)
-	data, err := c.v.be.GetRange(ctx, packKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
+	data, err := c.v.be.GetRange(ctx, format.PackKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
 	var bad []badBlock
 	if errors.Is(err, storage.ErrNotFound) {
 		for _, w := range r {

@@ -2,14 +2,12 @@ package vault
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -42,28 +40,6 @@ type checkpointObject struct {
 	// Leaves are the leaf ids, concatenated (base64 in JSON: 43 bytes a
 	// leaf, against 67 as hex strings).
 	Leaves []byte `json:"leaves"`
-}
-
-const checkpointPrefix = "checkpoints/"
-
-// newCheckpointKey names the checkpoint object of one backup attempt.
-func newCheckpointKey() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	return checkpointPrefix + hex.EncodeToString(b[:])
-}
-
-// isCheckpointKey tells a checkpoint object's key from anything else a
-// payload may name: only those are read or deleted on its word.
-func isCheckpointKey(key string) bool {
-	h, ok := strings.CutPrefix(key, checkpointPrefix)
-	if !ok || len(h) != 32 {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil
 }
 
 // decodeCheckpointObject decodes a checkpoint object's plaintext.
@@ -106,7 +82,7 @@ func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout
 // reference is stored too). Only a storage error other than not found fails.
 func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *Index, disk string, lay layout) ([]ID, error) {
 	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.blocks || cp.NextBlock%lay.le != 0 && cp.NextBlock != lay.blocks ||
-		!isCheckpointKey(cp.Ref) {
+		!format.IsCheckpointKey(cp.Ref) {
 		return nil, nil
 	}
 	var raw json.RawMessage

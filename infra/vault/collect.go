@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // collector is the last stage of a disk backup. It takes the seal workers'
@@ -42,7 +44,7 @@ type openLeaf struct {
 func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *Root, resumed []ID, resumedStats DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
-		cpKey: newCheckpointKey(), progress: opt.Progress, began: time.Now()}
+		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}
 	c.stats = c.cp.stats
 	c.resumedScanned = c.stats.ScannedBytes
 	c.next = int64(len(c.cp.leaves))

@@ -16,7 +16,6 @@ import (
 )
 
 const (
-	configKey = "config"
 	// formatVersion 2: per-object subkeys, argon2id, authenticated config.
 	// 3: index objects named by time (index/<ms>-<pack>) and binary; GC's
 	// deletion log (gc/deleted/).

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // FuzzOpenConfig feeds arbitrary bytes to Open as the stored config: it
@@ -19,7 +21,7 @@ func FuzzOpenConfig(f *testing.F) {
 	if _, err := Init(context.Background(), be, []byte(testSecret), cheapInit()); err != nil {
 		f.Fatal(err)
 	}
-	valid := be.objs[configKey]
+	valid := be.objs[format.ConfigKey]
 	f.Add(valid)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Costs within the caps are legal but would make a run take up to a
@@ -29,7 +31,7 @@ func FuzzOpenConfig(f *testing.F) {
 			t.Skip("costly but legal KDF parameters")
 		}
 		be := newMem()
-		be.objs[configKey] = data
+		be.objs[format.ConfigKey] = data
 		v, err := Open(context.Background(), be, []byte(testSecret))
 		switch {
 		case err == nil && v == nil:

@@ -10,13 +10,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
 // editConfig rewrites the stored config's JSON with edit.
 func editConfig(t *testing.T, be *memBackend, edit func(map[string]any)) {
 	t.Helper()
-	data, err := be.Get(context.Background(), configKey)
+	data, err := be.Get(context.Background(), format.ConfigKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func editConfig(t *testing.T, be *memBackend, edit func(map[string]any)) {
 	if data, err = json.Marshal(m); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Put(context.Background(), configKey, data); err != nil {
+	if err := be.Put(context.Background(), format.ConfigKey, data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -144,11 +145,11 @@ func TestChangeKey(t *testing.T) {
 	if err := v.ChangeKey(ctx, []byte(testSecret), []byte("short"), cheap); err == nil || !strings.Contains(err.Error(), "at least 12") {
 		t.Fatalf("change to a short secret: %v", err)
 	}
-	before, _ := be.Get(ctx, configKey)
+	before, _ := be.Get(ctx, format.ConfigKey)
 	if err := v.ChangeKey(ctx, []byte(testSecret), newSecret, KeyOptions{KDFMemoryKiB: 2 * testKDFMemoryKiB, KDFTime: 2, KDFThreads: 1}); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := be.Get(ctx, configKey)
+	after, _ := be.Get(ctx, format.ConfigKey)
 	if bytes.Equal(before, after) {
 		t.Fatal("config unchanged")
 	}

@@ -75,7 +75,7 @@
 // all, after checking its pack's size (a full load lists packs/, a refresh
 // reads the size of each new pack); an index object that does not
 // open or decode, or whose pack is missing or of another size, is left out
-// and reported (IndexProblems), so dedup stops trusting that pack and the
+// and reported (Check's IndexProblems), so dedup stops trusting that pack and the
 // next backup stores its blocks again. Repair rebuilds the index object of
 // every pack without a valid one from the pack's own header (blobs, sealed
 // header of type, id, offset and length per blob, header length as 4 bytes

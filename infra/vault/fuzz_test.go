@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // The decoders of vault data never panic on any input, fail only with
@@ -19,7 +21,7 @@ func fuzzErr(t *testing.T, what string, err error) {
 
 func FuzzDecodePackIndex(f *testing.F) {
 	p := ID{1, 2, 3}
-	key := indexKeyAt(p, time.UnixMilli(1_700_000_000_000))
+	key := format.IndexKeyAt(p, time.UnixMilli(1_700_000_000_000))
 	f.Add(key, encodePackIndex(packIndex{Pack: p, Size: 100, Entries: []indexEntry{{ID: ID{9}, Offset: 0, Length: 50, Type: BlobData}}}))
 	f.Add(key, encodePackIndex(packIndex{Pack: p, Size: 3}))
 	f.Add("index/"+p.String(), encodePackIndex(packIndex{Pack: p, Size: 100}))
@@ -92,7 +94,7 @@ func FuzzDecodeRecoveryPoint(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key string, data []byte) {
 		rp, err := decodeRecoveryPoint(key, data)
 		fuzzErr(t, "recovery point", err)
-		if err == nil && rpKey(rp.VM, rp.ID) != key {
+		if err == nil && format.RecoveryPointKey(rp.VM, rp.ID) != key {
 			t.Fatalf("manifest at %s names %s", key, rp.Ref())
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -15,12 +16,6 @@ import (
 // takes them out of every dedup view loaded afterwards (RefreshIndex);
 // GCSweep, at least Grace later, deletes the candidates that are still
 // unreferenced.
-
-const (
-	gcCandidatesKey = "gc/candidates"
-	gcLastKey       = "gc/last"
-	deletedPrefix   = "deleted/"
-)
 
 // DefaultGCGrace is the default grace period: longer than the 24-hour
 // backup job limit, plus an hour for activities that outlive their job's
@@ -206,7 +201,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		rep.Packs++
 		rep.PackBytes += p.size
 		if p.problem != "" {
-			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: id, Key: packKey(id), Reason: p.problem})
+			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: id, Key: format.PackKey(id), Reason: p.problem})
 			continue
 		}
 		readable = append(readable, id)
@@ -247,7 +242,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 	if opt.DryRun {
 		return rep, nil
 	}
-	if err := v.putSealed(ctx, gcCandidatesKey, out); err != nil {
+	if err := v.putSealed(ctx, format.GCCandidatesKey, out); err != nil {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
 	// This process's own dedup view follows at once.
@@ -296,7 +291,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 			// object, or lost: the index object is garbage either way.
 			orphans = append(orphans, st.indexKeys[c.Pack]...)
 		case p.problem != "":
-			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: packKey(c.Pack), Reason: p.problem})
+			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: format.PackKey(c.Pack), Reason: p.problem})
 		case now.Sub(c.FirstSeen) < grace:
 			if !st.droppable([]ID{c.Pack})[c.Pack] {
 				rep.Referenced++ // back in dedup
@@ -307,7 +302,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		case !dropped[c.Pack]:
 			rep.Referenced++
 		default:
-			if until, locked, err := v.lockedUntil(ctx, packKey(c.Pack), now); err != nil {
+			if until, locked, err := v.lockedUntil(ctx, format.PackKey(c.Pack), now); err != nil {
 				return rep, fmt.Errorf("gc sweep: %w", err)
 			} else if locked {
 				rep.noteLocked(until) // object lock: deleted by a sweep after it ends
@@ -349,10 +344,10 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 	}
 	// Packs are logged and deleted before gc/candidates stops naming them
 	// (see RefreshIndex), so no dedup view ever offers a deleted pack.
-	if err := v.putSealed(ctx, gcCandidatesKey, rest); err != nil {
+	if err := v.putSealed(ctx, format.GCCandidatesKey, rest); err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
-	if err := v.putSealed(ctx, gcLastKey, rep); err != nil {
+	if err := v.putSealed(ctx, format.GCLastKey, rep); err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
 	if _, err := v.RefreshIndex(ctx); err != nil {
@@ -373,7 +368,7 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 	}
 	var keys []string // each pack before its index object
 	for _, id := range packs {
-		keys = append(keys, packKey(id))
+		keys = append(keys, format.PackKey(id))
 		keys = append(keys, st.packs[id].indexKeys...)
 	}
 	for _, key := range append(keys, orphans...) {
@@ -394,7 +389,7 @@ func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []GCCandidate, err
 // LastGC returns the report of the last sweep, or nil if none ran.
 func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
 	var rep GCSweepReport
-	err := v.getSealed(ctx, gcLastKey, &rep)
+	err := v.getSealed(ctx, format.GCLastKey, &rep)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
@@ -407,7 +402,7 @@ func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
 // readGCCandidates reads gc/candidates; none is an empty set.
 func (v *Vault) readGCCandidates(ctx context.Context) (gcCandidates, error) {
 	var c gcCandidates
-	err := v.getSealed(ctx, gcCandidatesKey, &c)
+	err := v.getSealed(ctx, format.GCCandidatesKey, &c)
 	if errors.Is(err, storage.ErrNotFound) {
 		return gcCandidates{}, nil
 	}

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -20,36 +19,23 @@ import (
 // newest log (DeletedThrough), so a refresh that reads it knows which logs
 // it must see.
 
-const deletionLogPrefix = "gc/deleted/"
-
 // deletionLog is the sealed object gc/deleted/<seq>.
 type deletionLog struct {
 	At    time.Time `json:"at"`
 	Packs []ID      `json:"packs"`
 }
 
-func deletionLogKey(seq uint64) string { return fmt.Sprintf("%s%016x", deletionLogPrefix, seq) }
-
-func parseDeletionLogKey(key string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(key, deletionLogPrefix)
-	if !ok || len(rest) != 16 {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(rest, 16, 64)
-	return seq, err == nil && seq > 0
-}
-
 // lastDeletionLog returns the newest log's seq (0: none).
 func (v *Vault) lastDeletionLog(ctx context.Context) (uint64, error) {
 	var last uint64
-	err := v.be.List(ctx, deletionLogPrefix, func(key string, _ int64) error {
-		if seq, ok := parseDeletionLogKey(key); ok {
+	err := v.be.List(ctx, format.KindDeletionLog.Prefix(), func(key string, _ int64) error {
+		if seq, ok := format.ParseDeletionLogKey(key); ok {
 			last = max(last, seq)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("list %s in %s: %w", deletionLogPrefix, v.be.Location(), err)
+		return 0, fmt.Errorf("list %s in %s: %w", format.KindDeletionLog.Prefix(), v.be.Location(), err)
 	}
 	return last, nil
 }
@@ -60,20 +46,20 @@ func (v *Vault) lastDeletionLog(ctx context.Context) (uint64, error) {
 func (v *Vault) readDeletionLogs(ctx context.Context, after uint64) (uint64, map[ID]bool, error) {
 	var seqs []uint64
 	newest := after
-	err := v.be.ListAfter(ctx, deletionLogPrefix, deletionLogKey(after), func(key string, _ int64) error {
-		if seq, ok := parseDeletionLogKey(key); ok && seq > after {
+	err := v.be.ListAfter(ctx, format.KindDeletionLog.Prefix(), format.DeletionLogKey(after), func(key string, _ int64) error {
+		if seq, ok := format.ParseDeletionLogKey(key); ok && seq > after {
 			seqs = append(seqs, seq)
 			newest = max(newest, seq)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("list %s in %s: %w", deletionLogPrefix, v.be.Location(), err)
+		return 0, nil, fmt.Errorf("list %s in %s: %w", format.KindDeletionLog.Prefix(), v.be.Location(), err)
 	}
 	gone := map[ID]bool{}
 	for _, seq := range seqs {
 		var l deletionLog
-		if err := v.getSealed(ctx, deletionLogKey(seq), &l); err != nil {
+		if err := v.getSealed(ctx, format.DeletionLogKey(seq), &l); err != nil {
 			return 0, nil, fmt.Errorf("read GC deletion log: %w", err)
 		}
 		for _, p := range l.Packs {
@@ -90,7 +76,7 @@ func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (ui
 		if err != nil {
 			return 0, err
 		}
-		key := deletionLogKey(last + 1)
+		key := format.DeletionLogKey(last + 1)
 		data, err := sealJSON(v.keys, key, deletionLog{At: now, Packs: packs})
 		if err != nil {
 			return 0, err
@@ -103,5 +89,5 @@ func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (ui
 		}
 		// Another sweep took this seq: look again.
 	}
-	return 0, fmt.Errorf("put %snext: too many concurrent sweeps", deletionLogPrefix)
+	return 0, fmt.Errorf("put %snext: too many concurrent sweeps", format.KindDeletionLog.Prefix())
 }

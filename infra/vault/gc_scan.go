@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -108,8 +109,8 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 		return nil, err
 	}
 	w := &treeWalker{v: v, st: st, leaves: map[ID]bool{}}
-	if err := v.be.List(ctx, checkpointPrefix, func(key string, _ int64) error {
-		if isCheckpointKey(key) {
+	if err := v.be.List(ctx, format.KindCheckpoint.Prefix(), func(key string, _ int64) error {
+		if format.IsCheckpointKey(key) {
 			st.checkpoints = append(st.checkpoints, key)
 		}
 		return nil
@@ -137,7 +138,8 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 		}
 	}
 	seen := map[string]bool{}
-	for _, prefix := range []string{"recoverypoints/", deletedPrefix, "recoverypoints/"} {
+	rps := format.KindRecoveryPoint.Prefix()
+	for _, prefix := range []string{rps, format.KindTombstone.Prefix(), rps} {
 		var keys []string
 		if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 			if !seen[key] {
@@ -157,7 +159,7 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 			if err != nil {
 				return nil, err
 			}
-			if prefix == deletedPrefix {
+			if prefix == format.KindTombstone.Prefix() {
 				st.softDeleted++
 			} else {
 				st.rps++
@@ -186,7 +188,7 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 // "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
 // One whose disks cannot be found fails GC: its references would be unknown.
 func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, error) {
-	if !strings.HasPrefix(key, deletedPrefix) {
+	if !strings.HasPrefix(key, format.KindTombstone.Prefix()) {
 		rp, err := v.getRecoveryPoint(ctx, key)
 		if errors.Is(err, ErrCorrupt) {
 			return rp, fmt.Errorf("%w (GC needs every manifest: run 'vmvault vault check')", err)
@@ -221,8 +223,8 @@ func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, erro
 func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	indexSizes := map[ID]int64{}
 	st.indexKeys = map[ID][]string{}
-	if err := v.be.List(ctx, indexPrefix, func(key string, size int64) error {
-		if id, _, ok := parseIndexKey(key); ok {
+	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, size int64) error {
+		if id, _, ok := format.ParseIndexKey(key); ok {
 			indexSizes[id] += size
 			st.indexKeys[id] = append(st.indexKeys[id], key)
 		}
@@ -280,7 +282,7 @@ func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey s
 		}
 	}
 	// No valid index object (an interrupted upload, or damage): the header.
-	key := packKey(id)
+	key := format.PackKey(id)
 	if size < 4 {
 		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, ErrCorrupt, size)
 	}
@@ -366,7 +368,7 @@ func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
 	}
 	var errs []error
 	for _, l := range locs {
-		sealed, err := w.v.be.GetRange(ctx, packKey(l.Pack), int64(l.Offset), int64(l.Length))
+		sealed, err := w.v.be.GetRange(ctx, format.PackKey(l.Pack), int64(l.Offset), int64(l.Length))
 		if err == nil {
 			var plain []byte
 			if plain, err = w.v.keys.openBlob(id, sealed); err == nil {

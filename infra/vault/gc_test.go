@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // gcClock is a GC clock the tests move by hand.
@@ -86,7 +88,7 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 		t.Fatalf("mark with every point live: %+v", m)
 	}
 	// b expires (its manifest goes, as a purge does).
-	if err := be.Delete(ctx, rpKey("vm1", "b")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "b")); err != nil {
 		t.Fatal(err)
 	}
 	m := gcMark(t, v, c)
@@ -145,7 +147,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	if err := v.putSealed(ctx, "deleted/vm1/a", tomb); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Delete(ctx, rpKey("vm1", "a")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
 		t.Fatal(err)
 	}
 	m := gcMark(t, v, c)
@@ -175,7 +177,7 @@ func TestGCBackupBetweenMarkAndSweep(t *testing.T) {
 	disk := distinctDisk(4, 20)
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	early := reopen(v) // a worker whose backup loaded its index now
@@ -213,7 +215,7 @@ func TestGCBackupAfterMarkReuploads(t *testing.T) {
 	disk := distinctDisk(5, 20)
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	worker := reopen(v) // a long-lived worker: knows the packs before the mark
@@ -327,7 +329,7 @@ func TestGCDryRun(t *testing.T) {
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	r := backup(t, v, distinctDisk(8, 8), BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(r))
-	_ = be.Delete(ctx, rpKey("vm1", "a"))
+	_ = be.Delete(ctx, format.RecoveryPointKey("vm1", "a"))
 	o := c.opt()
 	o.DryRun = true
 	m, err := v.GCMark(ctx, o)

@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -109,10 +109,10 @@ func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability
 	if err != nil {
 		return fail(err)
 	}
-	if err := v.be.Put(ctx, configKey, data); err != nil {
+	if err := v.be.Put(ctx, format.ConfigKey, data); err != nil {
 		return fail(fmt.Errorf("write config: %w", err))
 	}
-	if back, err := v.be.Get(ctx, configKey); err != nil || !bytes.Equal(back, data) {
+	if back, err := v.be.Get(ctx, format.ConfigKey); err != nil || !bytes.Equal(back, data) {
 		return fail(fmt.Errorf("read back config: %w", errors.Join(err, ErrCorrupt)))
 	}
 	v.cfgMu.Lock()
@@ -124,7 +124,7 @@ func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability
 // storedConfig reads the config in storage and checks that it is this
 // vault's, authenticated by its master key.
 func (v *Vault) storedConfig(ctx context.Context) (Config, error) {
-	data, err := v.be.Get(ctx, configKey)
+	data, err := v.be.Get(ctx, format.ConfigKey)
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
@@ -181,15 +181,12 @@ func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now tim
 	return first
 }
 
-// Lockable keys are what object lock protects: the data and the manifests
-// (not tombstones, records, checkpoints or GC state, which change).
-func Lockable(key string) bool {
-	return strings.HasPrefix(key, "packs/") || strings.HasPrefix(key, "index/") || strings.HasPrefix(key, "recoverypoints/")
-}
+// Lockable keys are what object lock protects (see format.Props.Locked).
+func Lockable(key string) bool { return format.Lockable(key) }
 
 // putObject writes a vault object, locked when the vault says so.
 func (v *Vault) putObject(ctx context.Context, key string, data []byte) error {
-	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && Lockable(key) {
+	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && format.Lockable(key) {
 		if r, ok := v.be.(storage.Retainer); ok {
 			return r.PutRetained(ctx, key, data, storage.Retention{Mode: im.ObjectLock, Until: time.Now().Add(im.period())})
 		}

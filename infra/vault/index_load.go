@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -78,25 +79,12 @@ func (v *Vault) Index(ctx context.Context) (*Index, error) {
 	return v.RefreshIndex(ctx)
 }
 
-// IndexProblems returns the index objects the index left out since its
-// last full load (unreadable, or naming a pack that is missing or has the
-// wrong size), so callers can warn. Run Repair to re-index packs from their
-// headers.
-func (v *Vault) IndexProblems() []IndexProblem {
-	v.idxMu.Lock()
-	defer v.idxMu.Unlock()
-	if v.idx == nil {
-		return nil
-	}
-	return append([]IndexProblem(nil), v.idx.problems...)
-}
-
 // RefreshIndex adds the index objects written since the last refresh and
 // forgets the packs GC deleted since; every DefaultReconcile (or
 // IndexOptions.Reconcile) it loads fully instead. It is safe to call while
 // the index is in use. Each index object is added whole or not at all: one
 // that is unreadable, or whose pack is missing or has another size, is left
-// out and reported by IndexProblems; only storage errors fail the call.
+// out and reported by Check; only storage errors fail the call.
 func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
 	return v.refreshIndex(ctx, false)
 }
@@ -216,8 +204,8 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
 	var keys []indexName
 	listed := map[ID]int64{} // when each known pack's index object was named
-	if err := v.be.List(ctx, indexPrefix, func(key string, _ int64) error {
-		id, ms, ok := parseIndexKey(key)
+	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
+		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil // not ours
 		}
@@ -240,9 +228,9 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 	for id, n := range known {
 		if size, ok := packs[id]; !ok || size != n {
 			res.gone[id] = true
-			key := indexPrefix + "…-" + id.String()
+			key := format.KindIndex.Prefix() + "…-" + id.String()
 			if ms, ok := listed[id]; ok {
-				key = indexKeyFloor(ms) + "-" + id.String()
+				key = format.IndexKeyFloor(ms) + "-" + id.String()
 			}
 			kind, why := ProblemMissingPack, "pack is not in the vault"
 			if ok {
@@ -274,9 +262,9 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 	}
 	res.logSeq, res.gone = seq, gone
 	var keys []indexName
-	after := indexKeyFloor(cur.ms - indexSkew.Milliseconds())
-	if err := v.be.ListAfter(ctx, indexPrefix, after, func(key string, _ int64) error {
-		id, ms, ok := parseIndexKey(key)
+	after := format.IndexKeyFloor(cur.ms - indexSkew.Milliseconds())
+	if err := v.be.ListAfter(ctx, format.KindIndex.Prefix(), after, func(key string, _ int64) error {
+		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil
 		}
@@ -289,7 +277,7 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
 	err = v.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id ID) (int64, bool, error) {
-		size, err := v.be.Stat(ctx, packKey(id))
+		size, err := v.be.Stat(ctx, format.PackKey(id))
 		if errors.Is(err, storage.ErrNotFound) {
 			return 0, false, nil
 		}
@@ -305,7 +293,7 @@ type indexName struct {
 	pack ID
 }
 
-func (n indexName) key() string { return indexKeyFloor(n.ms) + "-" + n.pack.String() }
+func (n indexName) key() string { return format.IndexKeyFloor(n.ms) + "-" + n.pack.String() }
 
 // addIndexObjects reads the index objects at keys, 8 at a time, and adds
 // to idx each one whose pack packSize finds with the size it names, as it
@@ -336,7 +324,7 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 			}
 			size, stored, err := packSize(gctx, pi.Pack)
 			if err != nil {
-				return fmt.Errorf("%s: %w", packKey(pi.Pack), err)
+				return fmt.Errorf("%s: %w", format.PackKey(pi.Pack), err)
 			}
 			if stored && size == pi.Size {
 				idx.addPack(pi)
@@ -360,7 +348,7 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 
 // putPackIndex writes pi's index object, named by the time now.
 func (v *Vault) putPackIndex(ctx context.Context, pi packIndex) error {
-	key := indexKeyAt(pi.Pack, time.Now())
+	key := format.IndexKeyAt(pi.Pack, time.Now())
 	if err := v.putObject(ctx, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key))); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -387,9 +375,9 @@ func (v *Vault) getPackIndex(ctx context.Context, key string) (packIndex, error)
 // listPacks returns every stored pack and its size.
 func (v *Vault) listPacks(ctx context.Context) (map[ID]int64, error) {
 	packs := map[ID]int64{}
-	err := v.be.List(ctx, "packs/", func(key string, size int64) error {
+	err := v.be.List(ctx, format.KindPack.Prefix(), func(key string, size int64) error {
 		id, err := ParseID(key[strings.LastIndexByte(key, '/')+1:])
-		if err == nil && key == packKey(id) {
+		if err == nil && key == format.PackKey(id) {
 			packs[id] = size
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -149,7 +150,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	r := backup(t, v, distinctDisk(70, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
@@ -167,7 +168,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	}
 
 	// A listing that lags behind: the log is not visible yet.
-	lc.hide = func(key string) bool { return strings.HasPrefix(key, deletionLogPrefix) }
+	lc.hide = func(key string) bool { return strings.HasPrefix(key, format.KindDeletionLog.Prefix()) }
 	if _, err := w.RefreshIndex(ctx); err == nil || !strings.Contains(err.Error(), "deletion log 1 is not listed yet") {
 		t.Fatalf("refresh without the deletion log: %v", err)
 	}
@@ -237,7 +238,7 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	}
 	w := reopen(v)
 	mustIndex(t, w)
-	if probs := w.IndexProblems(); len(probs) != 0 {
+	if probs := indexProblems(w); len(probs) != 0 {
 		t.Fatalf("problems after repair: %v", probs)
 	}
 	assertRestores(t, w, r, disk)
@@ -256,7 +257,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	if !mustIndex(t, w).hasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
-	delete(be.objs, packKey(lost))
+	delete(be.objs, format.PackKey(lost))
 	if _, err := reopen(v).Repair(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	r := backup(t, v, distinctDisk(95, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
@@ -298,7 +299,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 		t.Fatal("nothing deleted: the test shows nothing")
 	}
 	lc.fail = func(prefix string) error {
-		if prefix == indexPrefix {
+		if prefix == format.KindIndex.Prefix() {
 			return errors.New("storage unreachable")
 		}
 		return nil

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
 )
 
@@ -98,12 +99,12 @@ func buildScaleVault(dir string, n int) error {
 				for e := 0; e < min(scaleBlobsPerPack, n-p*scaleBlobsPerPack); e++ {
 					pi.Entries = append(pi.Entries, indexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: BlobData})
 				}
-				key := indexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
+				key := format.IndexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
 				if err := writeScaleFile(root, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key)), &mkdir); err != nil {
 					return err
 				}
-				pk := filepath.Join(root, filepath.FromSlash(packKey(pi.Pack)))
-				if err := writeScaleFile(root, packKey(pi.Pack), nil, &mkdir); err != nil {
+				pk := filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack)))
+				if err := writeScaleFile(root, format.PackKey(pi.Pack), nil, &mkdir); err != nil {
 					return err
 				}
 				if err := os.Truncate(pk, scalePackSize); err != nil { // sparse
@@ -182,10 +183,10 @@ func measureIndexScale(t *testing.T, dir string) {
 			fresh = append(fresh, pi.Entries[e].ID)
 		}
 		root := filepath.Join(dir, "vault")
-		if err := writeScaleFile(root, packKey(pi.Pack), nil, &sync.Map{}); err != nil {
+		if err := writeScaleFile(root, format.PackKey(pi.Pack), nil, &sync.Map{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(packKey(pi.Pack))), scalePackSize); err != nil {
+		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack))), scalePackSize); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.putPackIndex(ctx, pi); err != nil {

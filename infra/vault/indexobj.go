@@ -3,9 +3,8 @@ package vault
 import (
 	"encoding/binary"
 	"fmt"
-	"strconv"
-	"strings"
-	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // Index objects: one per pack, listing its blobs (index.go holds the
@@ -26,7 +25,8 @@ type packIndex struct {
 	Entries []indexEntry `json:"entries"`
 }
 
-// Index objects (format 3) are named index/<bucket>/<ms>-<pack>: ms is the
+// Index objects (format 3) are named index/<bucket>/<ms>-<pack> (see
+// format.IndexKeyAt): ms is the
 // writer's clock in Unix milliseconds as 12 hex digits and bucket its first
 // 6 (about 4.7 hours), so the names sort by time and a refresh lists only
 // the ones written since it last looked (storage.ListAfter: S3's
@@ -34,46 +34,7 @@ type packIndex struct {
 // every one. Their plaintext is binary: the pack id (32 bytes), the pack's
 // size (8 bytes little-endian), then one packEntryLen record per blob, laid
 // out as in the pack's own header.
-const (
-	indexPrefix   = "index/"
-	indexMsDigits = 12
-	indexBucket   = 6 // leading digits of ms that name the bucket
-	indexHeadLen  = 32 + 8
-)
-
-// indexKeyAt names the index object of pack written at t.
-func indexKeyAt(pack ID, t time.Time) string {
-	return indexKeyFloor(t.UnixMilli()) + "-" + pack.String()
-}
-
-// indexKeyFloor sorts before every index object written at ms or later,
-// and after every one written earlier.
-func indexKeyFloor(ms int64) string {
-	h := fmt.Sprintf("%0*x", indexMsDigits, max(ms, 0))
-	return indexPrefix + h[:indexBucket] + "/" + h
-}
-
-// parseIndexKey returns the pack an index object key names and when it was
-// written; ok is false for keys that are not index objects.
-func parseIndexKey(key string) (pack ID, ms int64, ok bool) {
-	rest, found := strings.CutPrefix(key, indexPrefix)
-	if !found || len(rest) != indexBucket+1+indexMsDigits+1+2*len(pack) || rest[indexBucket] != '/' {
-		return ID{}, 0, false
-	}
-	bucket, rest := rest[:indexBucket], rest[indexBucket+1:]
-	if rest[indexMsDigits] != '-' || !strings.HasPrefix(rest, bucket) {
-		return ID{}, 0, false
-	}
-	ms, err := strconv.ParseInt(rest[:indexMsDigits], 16, 64)
-	if err != nil || ms < 0 {
-		return ID{}, 0, false
-	}
-	pack, err = ParseID(rest[indexMsDigits+1:])
-	if err != nil {
-		return ID{}, 0, false
-	}
-	return pack, ms, true
-}
+const indexHeadLen = 32 + 8
 
 // encodePackIndex is the plaintext of pi's index object.
 func encodePackIndex(pi packIndex) []byte {
@@ -87,7 +48,7 @@ func encodePackIndex(pi packIndex) []byte {
 // checks that it is self-consistent: it names the pack of its key, and every
 // blob lies inside the pack's body.
 func decodePackIndex(key string, data []byte) (packIndex, error) {
-	want, _, ok := parseIndexKey(key)
+	want, _, ok := format.ParseIndexKey(key)
 	if !ok {
 		return packIndex{}, fmt.Errorf("%s: %w: not an index object key", key, ErrCorrupt)
 	}
@@ -136,8 +97,3 @@ type IndexProblem struct {
 }
 
 func (p IndexProblem) String() string { return fmt.Sprintf("%s: %s", p.Key, p.Reason) }
-
-func packKey(pack ID) string {
-	h := pack.String()
-	return "packs/" + h[:2] + "/" + h
-}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // packer collects sealed blobs into packs and uploads them in the
@@ -175,7 +177,7 @@ func (p *packer) upload(buf []byte, entries []indexEntry) error {
 	buf = append(buf, sealed...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
 	id := p.v.keys.hash(buf)
-	if err := p.v.putObject(p.ctx, packKey(id), buf); err != nil {
+	if err := p.v.putObject(p.ctx, format.PackKey(id), buf); err != nil {
 		return fmt.Errorf("put pack %s: %w", id.Short(), err)
 	}
 	pi := packIndex{Pack: id, Size: int64(len(buf)), Entries: entries}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -21,32 +21,9 @@ var ErrNoRecord = errors.New("record not found")
 // overwritten in place; storage Puts are atomic, so a reader sees the old
 // or the new record, never a torn one.
 
-// recordKind is a lower-case word that is not one of the vault's own
-// prefixes.
-var recordKind = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-
-// reservedKinds are the vault's own top-level keys: a record must never
-// land among packs, indexes or manifests.
-var reservedKinds = map[string]bool{
-	"config": true, "packs": true, "index": true, "recoverypoints": true, "checkpoints": true,
-	"trash": true, "deleted": true, "gc": true, "locks": true,
-}
-
-func recordKey(kind, name string) (string, error) {
-	if !recordKind.MatchString(kind) || reservedKinds[kind] {
-		return "", fmt.Errorf("invalid record kind %q", kind)
-	}
-	// No slashes (one level below the kind), no dot names (the fs backend's
-	// temp files), nothing a terminal or a listing would mangle.
-	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\\x00\n\r\t ") || len(name) > 255 {
-		return "", fmt.Errorf("invalid %s record name %q", kind, name)
-	}
-	return kind + "/" + name, nil
-}
-
 // PutRecord writes obj as the record kind/name, replacing any earlier one.
 func (v *Vault) PutRecord(ctx context.Context, kind, name string, obj any) error {
-	key, err := recordKey(kind, name)
+	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err
 	}
@@ -56,7 +33,7 @@ func (v *Vault) PutRecord(ctx context.Context, kind, name string, obj any) error
 // GetRecord reads the record kind/name into obj; a missing record is an
 // error wrapping ErrNoRecord.
 func (v *Vault) GetRecord(ctx context.Context, kind, name string, obj any) error {
-	key, err := recordKey(kind, name)
+	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err
 	}
@@ -69,12 +46,12 @@ func (v *Vault) GetRecord(ctx context.Context, kind, name string, obj any) error
 
 // ListRecords returns the names of the records of kind, sorted.
 func (v *Vault) ListRecords(ctx context.Context, kind string) ([]string, error) {
-	if _, err := recordKey(kind, "x"); err != nil {
+	prefix, err := format.RecordPrefix(kind)
+	if err != nil {
 		return nil, err
 	}
-	prefix := kind + "/"
 	var names []string
-	err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+	err = v.be.List(ctx, prefix, func(key string, _ int64) error {
 		name := strings.TrimPrefix(key, prefix)
 		// Only direct children; the fs backend's temp files start with a dot.
 		if name != "" && !strings.Contains(name, "/") && !strings.HasPrefix(name, ".") {
@@ -92,7 +69,7 @@ func (v *Vault) ListRecords(ctx context.Context, kind string) ([]string, error) 
 // DeleteRecord removes the record kind/name; a missing record is an error
 // wrapping ErrNoRecord.
 func (v *Vault) DeleteRecord(ctx context.Context, kind, name string) error {
-	key, err := recordKey(kind, name)
+	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,7 @@ func TestRecordBadNames(t *testing.T) {
 		{"policies", `a\b`}, {"policies", "a b"}, {"policies", "a\nb"}, {"policies", strings.Repeat("x", 256)},
 		{"", "x"}, {"a/b", "x"}, {"Policies", "x"}, {"../x", "y"},
 		{"packs", "x"}, {"index", "x"}, {"recoverypoints", "x"}, {"checkpoints", "x"}, {"config", "x"},
+		{"replication", "last"}, {"replication", "missing"}, {"gc", "last"}, {"deleted", "x"},
 	} {
 		err := v.PutRecord(ctx, c.kind, c.name, testRecord{})
 		if err == nil || !strings.Contains(err.Error(), "invalid") {

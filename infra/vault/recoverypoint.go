@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -72,8 +73,6 @@ func (rp RecoveryPoint) Totals() DiskStats {
 // Ref is "<vm>/<id>", the name operators use for a recovery point.
 func (rp RecoveryPoint) Ref() string { return rp.VM + "/" + rp.ID }
 
-func rpKey(vm, id string) string { return "recoverypoints/" + vm + "/" + id }
-
 func checkName(kind, s string) error {
 	if s == "" || strings.ContainsAny(s, "/\\") || s == "." || s == ".." {
 		return fmt.Errorf("invalid %s name %q", kind, s)
@@ -101,7 +100,7 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
 			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), ErrMissing)
 		}
 	}
-	return v.putSealed(ctx, rpKey(rp.VM, rp.ID), rp)
+	return v.putSealed(ctx, format.RecoveryPointKey(rp.VM, rp.ID), rp)
 }
 
 // LoadRecoveryPoint reads a recovery point by "<vm>/<id>" or by id alone.
@@ -118,7 +117,7 @@ func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoin
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return RecoveryPoint{}, err
 	}
-	rp, err := v.getRecoveryPoint(ctx, rpKey(vm, id))
+	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
 	}
@@ -145,7 +144,7 @@ func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
 	if err := json.Unmarshal(data, &rp); err != nil {
 		return RecoveryPoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	if rpKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
+	if format.RecoveryPointKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
 		return RecoveryPoint{}, fmt.Errorf("%w: manifest names %q/%q", ErrCorrupt, rp.VM, rp.ID)
 	}
 	for _, d := range rp.Disks {
@@ -162,18 +161,16 @@ func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
 // are left out and reported in the error (wrapping ErrCorrupt), next to the
 // good ones.
 func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPoint, error) {
-	prefix := "recoverypoints/"
 	if vm != "" {
 		if err := checkName("vm", vm); err != nil {
 			return nil, err
 		}
-		prefix += vm + "/"
 	}
-	good, bad, err := v.loadRecoveryPoints(ctx, prefix)
+	good, bad, err := v.loadRecoveryPoints(ctx, format.VMPrefix(format.KindRecoveryPoint, vm))
 	if err != nil {
 		return nil, err
 	}
-	deleted, err := v.deletedSet(ctx, deletedPrefix+strings.TrimPrefix(prefix, "recoverypoints/"))
+	deleted, err := v.deletedSet(ctx, format.VMPrefix(format.KindTombstone, vm))
 	if err != nil {
 		return nil, err
 	}
@@ -264,13 +261,13 @@ func (v *Vault) Usage(ctx context.Context) (Usage, error) {
 	var u Usage
 	err := v.be.List(ctx, "", func(key string, size int64) error {
 		u.TotalBytes += size
-		switch {
-		case strings.HasPrefix(key, "packs/"):
+		switch format.KindOf(key) {
+		case format.KindPack:
 			u.Packs++
 			u.PackBytes += size
-		case strings.HasPrefix(key, "index/"):
+		case format.KindIndex:
 			u.IndexBytes += size
-		case strings.HasPrefix(key, "recoverypoints/"):
+		case format.KindRecoveryPoint:
 			u.RecoveryPoints++
 			u.ManifestBytes += size
 		}

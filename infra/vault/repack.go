@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"fmt"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // DefaultRepackBelow: a pack whose referenced blobs take less than half of
@@ -36,7 +38,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 		p := st.packs[id]
 		entries, err := v.gcPackEntries(ctx, id, p.size, p.newestIndexKey())
 		if err != nil {
-			return rep, fmt.Errorf("repack %s: %w", packKey(id), err)
+			return rep, fmt.Errorf("repack %s: %w", format.PackKey(id), err)
 		}
 		var live []indexEntry
 		var liveBytes int64
@@ -76,18 +78,18 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 
 // copyBlobs verifies the given blobs of one pack and adds them to pk.
 func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []indexEntry) error {
-	data, err := v.be.Get(ctx, packKey(pack))
+	data, err := v.be.Get(ctx, format.PackKey(pack))
 	if err != nil {
-		return fmt.Errorf("repack %s: %w", packKey(pack), err)
+		return fmt.Errorf("repack %s: %w", format.PackKey(pack), err)
 	}
 	for _, e := range blobs {
 		end := int64(e.Offset) + int64(e.Length)
 		if end > int64(len(data)) {
-			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", packKey(pack), e.ID.Short(), ErrCorrupt)
+			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", format.PackKey(pack), e.ID.Short(), ErrCorrupt)
 		}
 		sealed := data[e.Offset:end]
 		if _, err := v.keys.openBlob(e.ID, sealed); err != nil {
-			return fmt.Errorf("repack %s: blob %s: %w", packKey(pack), e.ID.Short(), err)
+			return fmt.Errorf("repack %s: blob %s: %w", format.PackKey(pack), e.ID.Short(), err)
 		}
 		if _, err := pk.addBlob(e.ID, e.Type, append([]byte(nil), sealed...)); err != nil {
 			return fmt.Errorf("repack: %w", err)

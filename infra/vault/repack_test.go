@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // A pack that is mostly garbage is repacked: its live blobs (verified) go to
@@ -22,7 +24,7 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	copy(b[:2*testBlock], a[:2*testBlock])
 	rb := backup(t, v, b, BackupOptions{})
 	saveRP(t, v, "b", 2, diskRec(rb))
-	if err := be.Delete(ctx, rpKey("vm1", "a")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
 		t.Fatal(err)
 	}
 	opt := c.opt()

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -48,8 +49,8 @@ type PackProblem struct {
 func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	var indexKeys []string
-	if err := v.be.List(ctx, indexPrefix, func(key string, _ int64) error {
-		if _, _, ok := parseIndexKey(key); ok {
+	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
+		if _, _, ok := format.ParseIndexKey(key); ok {
 			indexKeys = append(indexKeys, key)
 		}
 		return nil
@@ -71,7 +72,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	g.SetLimit(8)
 	for _, key := range indexKeys {
 		g.Go(func() error {
-			id, _, _ := parseIndexKey(key)
+			id, _, _ := format.ParseIndexKey(key)
 			pi, err := v.getPackIndex(gctx, key)
 			if err != nil && !errors.Is(err, ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
@@ -102,7 +103,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 		// deletion log, as it does GC's deletions.
 		var gone []ID
 		for _, key := range remove {
-			id, _, _ := parseIndexKey(key)
+			id, _, _ := format.ParseIndexKey(key)
 			gone = append(gone, id)
 		}
 		if _, err := v.logDeletions(ctx, gone, time.Now().UTC()); err != nil {
@@ -132,7 +133,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 			defer mu.Unlock()
 			switch {
 			case errors.Is(err, ErrCorrupt):
-				rep.BadPacks = append(rep.BadPacks, PackProblem{Pack: id, Key: packKey(id), Reason: err.Error()})
+				rep.BadPacks = append(rep.BadPacks, PackProblem{Pack: id, Key: format.PackKey(id), Reason: err.Error()})
 				return nil
 			case errors.Is(err, storage.ErrNotFound):
 				return nil // deleted since listed (GC)
@@ -166,7 +167,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 // its header authenticates, it hashes to its name, and every blob opens and
 // hashes to its id. Damage is reported wrapping ErrCorrupt.
 func (v *Vault) verifyPack(ctx context.Context, id ID) (packIndex, error) {
-	key := packKey(id)
+	key := format.PackKey(id)
 	data, err := v.be.Get(ctx, key)
 	if err != nil {
 		return packIndex{}, fmt.Errorf("get %s: %w", key, err)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -43,11 +44,6 @@ import (
 // an attacker (bypassing soft delete) leaves the secondary intact for a
 // whole period. A tombstone whose point is back on the primary (undelete)
 // is removed at once: that deletes no data.
-
-const (
-	replicationMissingKey = "replication/missing"
-	replicationLastKey    = "replication/last"
-)
 
 // ReplicateOptions tune a replication.
 type ReplicateOptions struct {
@@ -102,46 +98,21 @@ type ReplicateReport struct {
 	StartedAt      time.Time `json:"started_at"`
 }
 
-// replicated says whether key is part of what replication copies: the
-// vault's objects, not a job's checkpoints, GC's state or replication's own.
+// replicated says whether key is part of what replication copies (see
+// format.Props.Replicated): the vault's objects, not a job's checkpoints,
+// GC's state or replication's own.
 func replicated(key string) bool {
-	for _, p := range []string{checkpointPrefix, "gc/", "replication/"} {
-		if strings.HasPrefix(key, p) {
-			return false
-		}
-	}
-	return !strings.HasPrefix(pathBase(key), ".") // the fs backend's temp files
+	return format.KindOf(key).Props().Replicated && !strings.HasPrefix(pathBase(key), ".") // the fs backend's temp files
 }
 
 func pathBase(key string) string { return key[strings.LastIndex(key, "/")+1:] }
 
 // mutable keys are overwritten in place: the config and the records.
-func mutable(key string) bool {
-	for _, p := range []string{"packs/", "index/", "recoverypoints/", deletedPrefix} {
-		if strings.HasPrefix(key, p) {
-			return false
-		}
-	}
-	return true
-}
+func mutable(key string) bool { return format.KindOf(key).Props().Mutable }
 
 // replicaStage orders the copy: data, then records, then tombstones and
 // manifests.
-func replicaStage(key string) int {
-	switch {
-	case strings.HasPrefix(key, "packs/"):
-		return 0
-	case strings.HasPrefix(key, "index/"):
-		return 1
-	case strings.HasPrefix(key, deletedPrefix):
-		return 3
-	case strings.HasPrefix(key, "recoverypoints/"):
-		return 4
-	}
-	return 2
-}
-
-var stageNames = []string{"packs", "index", "records", "tombstones", "recovery points"}
+func replicaStage(key string) format.Stage { return format.KindOf(key).Props().Stage }
 
 // Replicate copies what src has and dst lacks, see above. It refuses a
 // source without a vault config (a primary that is gone must not look
@@ -161,7 +132,7 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 	}
 	rep.ConfigCopied = copied
 	// Manifests and tombstones before the data: see the order above.
-	meta, err := listSizes(ctx, src, "recoverypoints/", deletedPrefix)
+	meta, err := listSizes(ctx, src, format.KindRecoveryPoint.Prefix(), format.KindTombstone.Prefix())
 	if err != nil {
 		return fail(err)
 	}
@@ -173,10 +144,10 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 	if err != nil {
 		return fail(fmt.Errorf("secondary: %w", err))
 	}
-	var todo [5][]string
+	var todo [format.NumStages][]string
 	prog := ReplicateProgress{Phase: "listing"}
 	for key, size := range all {
-		if key == configKey || !replicated(key) || replicaStage(key) >= 3 {
+		if key == format.ConfigKey || !replicated(key) || replicaStage(key) >= format.StageTombstones {
 			continue
 		}
 		rep.Objects++
@@ -191,7 +162,7 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 	for key, size := range meta {
 		rep.Objects++
 		rep.Bytes += size
-		if strings.HasPrefix(key, "recoverypoints/") {
+		if format.KindOf(key) == format.KindRecoveryPoint {
 			rep.RecoveryPoints++
 		}
 		if n, ok := have[key]; ok && n == size {
@@ -206,18 +177,18 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 		c.limit = rate.NewLimiter(rate.Limit(opt.Limit), limitBurst)
 	}
 	for stage, keys := range todo {
-		if stage == 1 {
+		if format.Stage(stage) == format.StageIndex {
 			keys = c.withoutVanishedPacks(keys)
 		}
 		sort.Strings(keys)
 		c.mu.Lock()
-		c.prog.Phase = stageNames[stage]
+		c.prog.Phase = format.Stage(stage).String()
 		c.mu.Unlock()
 		n, err := c.copyAll(ctx, keys)
 		if err != nil {
 			return fail(err)
 		}
-		if stage == 4 {
+		if format.Stage(stage) == format.StageRecoveryPoints {
 			rep.NewRecoveryPoints = n
 		}
 	}
@@ -228,7 +199,7 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 	rep.At = time.Now().UTC()
 	rep.Duration = rep.At.Sub(rep.StartedAt).Seconds()
 	if data, err := json.Marshal(rep); err == nil {
-		if err := dst.Put(ctx, replicationLastKey, data); err != nil {
+		if err := dst.Put(ctx, format.ReplicationLast, data); err != nil {
 			return fail(err)
 		}
 	}
@@ -238,7 +209,7 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 // replicateConfig copies the config when it differs, after checking that
 // both sides are the same vault.
 func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error) {
-	data, err := src.Get(ctx, configKey)
+	data, err := src.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("the primary has no vault config: %w (refusing to replicate: a primary that is gone must not look empty)", ErrNoVault)
 	}
@@ -249,7 +220,7 @@ func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error
 	if err != nil {
 		return false, err
 	}
-	old, err := dst.Get(ctx, configKey)
+	old, err := dst.Get(ctx, format.ConfigKey)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
@@ -261,7 +232,7 @@ func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error
 			return false, fmt.Errorf("the secondary holds another vault (%s), not %s: %w", ocfg.ID, cfg.ID, ErrVaultExists)
 		}
 	}
-	if err := dst.Put(ctx, configKey, data); err != nil {
+	if err := dst.Put(ctx, format.ConfigKey, data); err != nil {
 		return false, fmt.Errorf("secondary: %w", err)
 	}
 	return true, nil
@@ -285,7 +256,7 @@ type copier struct {
 func (c *copier) withoutVanishedPacks(keys []string) []string {
 	out := keys[:0]
 	for _, k := range keys {
-		if id, _, ok := parseIndexKey(k); ok && c.vanished[packKey(id)] {
+		if id, _, ok := format.ParseIndexKey(k); ok && c.vanished[format.PackKey(id)] {
 			continue
 		}
 		out = append(out, k)

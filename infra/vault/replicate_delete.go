@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -18,7 +18,7 @@ import (
 // and tombstones listed before them).
 func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst storage.Backend, now time.Time, after time.Duration, rep *ReplicateReport) error {
 	missing := map[string]time.Time{}
-	if data, err := dst.Get(ctx, replicationMissingKey); err == nil {
+	if data, err := dst.Get(ctx, format.ReplicationMissing); err == nil {
 		if err := json.Unmarshal(data, &missing); err != nil {
 			missing = map[string]time.Time{} // only delays deletes
 		}
@@ -32,7 +32,7 @@ func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst
 	}
 	var gone []string
 	for key := range have {
-		if key == configKey || !replicated(key) || onPrimary(key) {
+		if key == format.ConfigKey || !replicated(key) || onPrimary(key) {
 			continue
 		}
 		gone = append(gone, key)
@@ -51,7 +51,8 @@ func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst
 		if !seen {
 			first = now.UTC()
 		}
-		undeleted := strings.HasPrefix(key, deletedPrefix) && onPrimary("recoverypoints/"+strings.TrimPrefix(key, deletedPrefix))
+		h := format.ParseKey(key)
+		undeleted := h.Kind == format.KindTombstone && onPrimary(format.Handle{Kind: format.KindRecoveryPoint, Name: h.Name}.Key())
 		if undeleted || (after > 0 && now.Sub(first) >= after) {
 			if err := dst.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return fmt.Errorf("secondary: %w", err)
@@ -69,7 +70,7 @@ func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst
 	if err != nil {
 		return err
 	}
-	if err := dst.Put(ctx, replicationMissingKey, data); err != nil {
+	if err := dst.Put(ctx, format.ReplicationMissing, data); err != nil {
 		return fmt.Errorf("secondary: %w", err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -68,7 +69,7 @@ func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (Rep
 			byVM[rp.VM] = l
 		}
 		l.RecoveryPoints++
-		if _, ok := have[rpKey(rp.VM, rp.ID)]; ok {
+		if _, ok := have[format.RecoveryPointKey(rp.VM, rp.ID)]; ok {
 			continue
 		}
 		l.Missing++
@@ -81,7 +82,7 @@ func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (Rep
 		st.VMs = append(st.VMs, *l)
 	}
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].VM < st.VMs[j].VM })
-	if data, err := dst.Get(ctx, replicationLastKey); err == nil {
+	if data, err := dst.Get(ctx, format.ReplicationLast); err == nil {
 		var last ReplicateReport
 		if json.Unmarshal(data, &last) == nil {
 			st.Last = &last
@@ -160,7 +161,7 @@ func Compare(ctx context.Context, a, b storage.Backend) (Comparison, error) {
 // secondary) with the keys already unlocked: the copy's config must be
 // this vault's, authenticated by its master key.
 func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, error) {
-	data, err := be.Get(ctx, configKey)
+	data, err := be.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("open vault at %s: %w (not replicated yet: run 'vmvault vault replicate')", be.Location(), ErrNoVault)
 	}

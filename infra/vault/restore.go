@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -158,7 +159,7 @@ func (v *Vault) restoreRun(ctx context.Context, root Root, r []restoreBlock, w i
 	bs := int64(root.BlockSize)
 	first, last := r[0].loc, r[len(r)-1].loc
 	start := int64(first.Offset)
-	data, err := v.be.GetRange(ctx, packKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	data, err := v.be.GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The index names a pack that is gone: no retry brings it back.
 		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), ErrMissing, first.Pack.Short())

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // reopen is the vault as a new process sees it: same storage and keys, no
@@ -77,7 +79,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatalf("index with one corrupt object: %v", err)
 	}
-	probs := v2.IndexProblems()
+	probs := indexProblems(v2)
 	if len(probs) != 1 || probs[0].Kind != ProblemUnreadableIndex || probs[0].Pack != bad {
 		t.Fatalf("problems: %+v", probs)
 	}
@@ -149,7 +151,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 	}
 	lost := packOf(t, v, r1.Root, 0)
 	lostKey := indexKeyOf(t, be, lost)
-	damage(be, packKey(lost))
+	damage(be, format.PackKey(lost))
 
 	rep := check(t, reopen(v), CheckOptions{})
 	if rep.OK || strings.Join(rep.Damaged, ",") != "vm1/rp1,vm1/rp2" {
@@ -205,7 +207,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	case ProblemPackSize: // the damaged pack is reported and left alone
-		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.objs[packKey(lost)] == nil || len(rep.IndexProblems) != 1 {
+		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.objs[format.PackKey(lost)] == nil || len(rep.IndexProblems) != 1 {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	}
@@ -265,7 +267,7 @@ func TestCheckReadData(t *testing.T) {
 	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	ids, _ := v.BlockIDs(ctx, r.Root)
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
-	be.objs[packKey(loc.Pack)][loc.Offset+30] ^= 1
+	be.objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
 	puts := len(be.puts)
 	if rep := check(t, v, CheckOptions{}); !rep.OK {
 		t.Fatalf("metadata check read data: %+v", rep)
@@ -336,7 +338,7 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 			c.finished(id, 1, DiskStats{DataBytes: 1 << 30, ScannedBytes: 1 << 30})
 		}
 		c.advance(1)
-		key := newCheckpointKey()
+		key := format.NewCheckpointKey()
 		cp, err := c.save(ctx, v, key, "sda")
 		if err != nil {
 			t.Fatal(err)
@@ -414,10 +416,21 @@ func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 	be.mu.Lock()
 	defer be.mu.Unlock()
 	for k := range be.objs {
-		if id, _, ok := parseIndexKey(k); ok && id == pack {
+		if id, _, ok := format.ParseIndexKey(k); ok && id == pack {
 			return k
 		}
 	}
 	t.Fatalf("no index object of pack %s", pack.Short())
 	return ""
+}
+
+// indexProblems are the index objects the loaded index left out since its
+// last full load.
+func indexProblems(v *Vault) []IndexProblem {
+	v.idxMu.Lock()
+	defer v.idxMu.Unlock()
+	if v.idx == nil {
+		return nil
+	}
+	return append([]IndexProblem(nil), v.idx.problems...)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -44,8 +45,6 @@ type tombstone struct {
 	PurgeAfter    time.Time     `json:"purge_after"`
 }
 
-func tombstoneKey(vm, id string) string { return deletedPrefix + vm + "/" + id }
-
 // deletedError says a recovery point was deleted and how to get it back.
 type deletedError struct{ dp DeletedPoint }
 
@@ -68,14 +67,14 @@ func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Ti
 	}
 	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
 		// Deleted before: finish an interrupted delete, or say it is done.
-		if _, err := v.be.Stat(ctx, rpKey(vm, id)); err == nil {
-			return dp, v.deleteKey(ctx, rpKey(vm, id))
+		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
+			return dp, v.deleteKey(ctx, format.RecoveryPointKey(vm, id))
 		}
 		return dp, deletedError{dp}
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return DeletedPoint{}, err
 	}
-	rp, err := v.getRecoveryPoint(ctx, rpKey(vm, id))
+	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return DeletedPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
 	}
@@ -86,10 +85,10 @@ func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Ti
 		return DeletedPoint{}, err
 	}
 	ts := tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
-	if err := v.putSealed(ctx, tombstoneKey(vm, id), ts); err != nil {
+	if err := v.putSealed(ctx, format.TombstoneKey(vm, id), ts); err != nil {
 		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
-	if err := v.deleteKey(ctx, rpKey(vm, id)); err != nil {
+	if err := v.deleteKey(ctx, format.RecoveryPointKey(vm, id)); err != nil {
 		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
 	return ts.point(), nil
@@ -104,7 +103,7 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 	}
 	dp, err := v.loadTombstone(ctx, vm, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		if _, err := v.be.Stat(ctx, rpKey(vm, id)); err == nil {
+		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
 			return RecoveryPoint{}, fmt.Errorf("recovery point %s is not deleted", ref)
 		}
 		return RecoveryPoint{}, fmt.Errorf("deleted recovery point %s in %s: %w (purged, or never deleted)", ref, v.be.Location(), ErrNoRecoveryPoint)
@@ -116,10 +115,10 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 		return RecoveryPoint{}, fmt.Errorf("recovery point %s: its soft-delete period ended at %s; it can no longer be undeleted: %w",
 			dp.Ref(), dp.PurgeAfter.UTC().Format(time.RFC3339), ErrSoftDeleted)
 	}
-	if err := v.putSealed(ctx, rpKey(vm, id), dp.RecoveryPoint); err != nil {
+	if err := v.putSealed(ctx, format.RecoveryPointKey(vm, id), dp.RecoveryPoint); err != nil {
 		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
-	if err := v.deleteKey(ctx, tombstoneKey(vm, id)); err != nil {
+	if err := v.deleteKey(ctx, format.TombstoneKey(vm, id)); err != nil {
 		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
 	return dp.RecoveryPoint, nil
@@ -129,7 +128,7 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 // ""), oldest first. Tombstones that do not open or decode are left out and
 // reported in the error (wrapping ErrCorrupt).
 func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]DeletedPoint, error) {
-	prefix := deletedPrefix
+	prefix := format.KindTombstone.Prefix()
 	if vm != "" {
 		if err := checkName("vm", vm); err != nil {
 			return nil, err
@@ -181,10 +180,10 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 		}
 		// The manifest of an interrupted delete goes first: removing the
 		// tombstone first would bring the point back.
-		if err := v.deleteKey(ctx, rpKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.deleteKey(ctx, format.RecoveryPointKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
 		}
-		if err := v.deleteKey(ctx, tombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.deleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
 		}
 		purged = append(purged, dp.Ref())
@@ -215,13 +214,13 @@ func (v *Vault) deletedSet(ctx context.Context, prefix string) (map[string]bool,
 	}
 	set := make(map[string]bool, len(keys))
 	for _, k := range keys {
-		set[strings.TrimPrefix(k, deletedPrefix)] = true
+		set[strings.TrimPrefix(k, format.KindTombstone.Prefix())] = true
 	}
 	return set, nil
 }
 
 func (v *Vault) loadTombstone(ctx context.Context, vm, id string) (DeletedPoint, error) {
-	return v.readTombstone(ctx, tombstoneKey(vm, id))
+	return v.readTombstone(ctx, format.TombstoneKey(vm, id))
 }
 
 // readTombstone reads and checks the tombstone at key; a missing one wraps
@@ -232,7 +231,7 @@ func (v *Vault) readTombstone(ctx context.Context, key string) (DeletedPoint, er
 		return DeletedPoint{}, err
 	}
 	rp := ts.RecoveryPoint
-	if tombstoneKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
+	if format.TombstoneKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
 		return DeletedPoint{}, fmt.Errorf("%s in %s: %w: tombstone names %q/%q", key, v.be.Location(), ErrCorrupt, rp.VM, rp.ID)
 	}
 	return ts.point(), nil
@@ -249,7 +248,7 @@ func (v *Vault) resolveRef(ctx context.Context, ref string) (vm, id string, err 
 	if !ok {
 		id = ref
 		vms := map[string]bool{}
-		for _, prefix := range []string{"recoverypoints/", deletedPrefix} {
+		for _, prefix := range []string{format.KindRecoveryPoint.Prefix(), format.KindTombstone.Prefix()} {
 			if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 				if path.Base(key) == id {
 					vms[path.Base(path.Dir(key))] = true

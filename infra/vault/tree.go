@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 var (
@@ -92,7 +94,7 @@ func (v *Vault) readBlob(ctx context.Context, id ID) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w: not in the index", id.Short(), ErrMissing)
 	}
-	sealed, err := v.be.GetRange(ctx, packKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	sealed, err := v.be.GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -64,7 +65,7 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 		return fail(err)
 	}
 	// A cheap early answer; PutIfAbsent below is what makes init atomic.
-	if _, err := be.Stat(ctx, configKey); err == nil {
+	if _, err := be.Stat(ctx, format.ConfigKey); err == nil {
 		return fail(ErrVaultExists)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return fail(err)
@@ -104,7 +105,7 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	if err != nil {
 		return fail(err)
 	}
-	if err := be.PutIfAbsent(ctx, configKey, data); errors.Is(err, storage.ErrExists) {
+	if err := be.PutIfAbsent(ctx, format.ConfigKey, data); errors.Is(err, storage.ErrExists) {
 		return fail(ErrVaultExists)
 	} else if err != nil {
 		return fail(fmt.Errorf("write config: %w", err))
@@ -131,7 +132,7 @@ func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error
 
 // readConfig reads the stored config and unwraps its master key with secret.
 func readConfig(ctx context.Context, be storage.Backend, secret []byte) (Config, []byte, error) {
-	data, err := be.Get(ctx, configKey)
+	data, err := be.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Config{}, nil, fmt.Errorf("%w (run 'vmvault vault init' first)", ErrNoVault)
 	}
@@ -182,11 +183,11 @@ func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt 
 	if err != nil {
 		return fail(err)
 	}
-	if err := v.be.Put(ctx, configKey, data); err != nil {
+	if err := v.be.Put(ctx, format.ConfigKey, data); err != nil {
 		return fail(fmt.Errorf("write config: %w", err))
 	}
 	// Read back what storage holds: the one copy of the wrapped master key.
-	if back, err := v.be.Get(ctx, configKey); err != nil {
+	if back, err := v.be.Get(ctx, format.ConfigKey); err != nil {
 		return fail(fmt.Errorf("read back config: %w", err))
 	} else if !bytes.Equal(back, data) {
 		return fail(fmt.Errorf("read back config: %w: stored config differs from the one written", ErrCorrupt))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -281,7 +282,7 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 	}
 	idx, _ := v.Index(ctx)
 	loc, _ := idx.Lookup(leaf[0])
-	key := packKey(loc.Pack)
+	key := format.PackKey(loc.Pack)
 	be.objs[key][loc.Offset+20] ^= 0x01
 	w := &memWriter{b: make([]byte, disk.Size())}
 	_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "data0"})

@@ -21,9 +21,10 @@ type blockResult struct {
 	sealed  []byte // nil when nothing to upload
 }
 
-// sealer is the parallel stage of a disk backup: its workers read, hash and
-// seal blocks, in any order.
-type sealer struct {
+// readHasher is the read-and-hash stage of a disk backup, its parallel one:
+// its workers read and hash blocks, and seal those the vault lacks, in any
+// order.
+type readHasher struct {
 	v     *Vault
 	idx   *Index
 	src   Source
@@ -44,7 +45,7 @@ func newReadLimiter(bytesPerS, blockSize int64) *rate.Limiter {
 
 // run processes jobs on workers goroutines until jobs is closed, the first
 // error, or the end of ctx.
-func (s *sealer) run(ctx context.Context, workers int, jobs <-chan blockJob, results chan<- blockResult) error {
+func (s *readHasher) run(ctx context.Context, workers int, jobs <-chan blockJob, results chan<- blockResult) error {
 	s.bufs.New = func() any { b := make([]byte, s.lay.bs); return &b }
 	g, ctx := errgroup.WithContext(ctx)
 	for range workers {
@@ -76,7 +77,7 @@ func (s *sealer) run(ctx context.Context, workers int, jobs <-chan blockJob, res
 
 // read reads block r.n within the read limit, hashes it and, unless it is
 // zero or already stored, seals it into r.
-func (s *sealer) read(ctx context.Context, r *blockResult, scratch []byte) ([]byte, error) {
+func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) ([]byte, error) {
 	if err := s.limit.WaitN(ctx, r.size); err != nil {
 		if ctx.Err() != nil {
 			return scratch, context.Cause(ctx)
