@@ -18,53 +18,13 @@ type Source interface {
 	Size() int64
 }
 
-// Method is how a disk backup found the blocks that changed.
-type Method string
-
-const (
-	// MethodCBT read only the extents the platform reported changed.
-	MethodCBT Method = "cbt"
-	// MethodChecksum read every allocated block and compared ids.
-	MethodChecksum Method = "checksum"
-)
-
-// DiskStats count what a disk backup did. Byte counts are logical bytes
-// unless named stored.
-type DiskStats struct {
-	// ScannedBytes were read from the disk.
-	ScannedBytes int64 `json:"scanned_bytes"`
-	// DataBytes are the non-zero blocks of the disk (what the disk holds).
-	DataBytes int64 `json:"data_bytes"`
-	// ChangedBytes differ from the parent recovery point (all data if none).
-	ChangedBytes int64 `json:"changed_bytes"`
-	// NewBytes were not in the vault yet and were uploaded.
-	NewBytes int64 `json:"new_bytes"`
-	// StoredBytes is what the new blobs take in the vault (compressed, sealed).
-	StoredBytes int64 `json:"stored_bytes"`
-	NewBlocks   int64 `json:"new_blocks"`
-	ZeroBlocks  int64 `json:"zero_blocks"`
-	Packs       int   `json:"packs"`
-}
-
-// Add adds o's counts to s, e.g. to total the disks of a recovery point.
-func (s *DiskStats) Add(o DiskStats) {
-	s.ScannedBytes += o.ScannedBytes
-	s.DataBytes += o.DataBytes
-	s.ChangedBytes += o.ChangedBytes
-	s.NewBytes += o.NewBytes
-	s.StoredBytes += o.StoredBytes
-	s.NewBlocks += o.NewBlocks
-	s.ZeroBlocks += o.ZeroBlocks
-	s.Packs += o.Packs
-}
-
 // Progress is reported while a disk is backed up or restored.
 type Progress struct {
-	Disk       string    `json:"disk"`
-	SizeBytes  int64     `json:"size_bytes"`
-	DoneBytes  int64     `json:"done_bytes"` // logical offset reached
-	Stats      DiskStats `json:"stats"`
-	BytesPerS  float64   `json:"bytes_per_s"`
+	Disk       string           `json:"disk"`
+	SizeBytes  int64            `json:"size_bytes"`
+	DoneBytes  int64            `json:"done_bytes"` // logical offset reached
+	Stats      format.DiskStats `json:"stats"`
+	BytesPerS  float64          `json:"bytes_per_s"`
 	Checkpoint *Checkpoint
 	// NextLeaf is, for a restore, the first leaf not yet written.
 	NextLeaf int `json:"next_leaf,omitempty"`
@@ -96,10 +56,10 @@ type BackupOptions struct {
 
 // DiskResult is a finished disk backup.
 type DiskResult struct {
-	Root   ID        `json:"root"`
-	Size   int64     `json:"size"`
-	Stats  DiskStats `json:"stats"`
-	Method Method    `json:"method"`
+	Root   ID               `json:"root"`
+	Size   int64            `json:"size"`
+	Stats  format.DiskStats `json:"stats"`
+	Method format.Method    `json:"method"`
 	// ResumedAt is the block a retried backup started from (0 if not resumed).
 	ResumedAt int64 `json:"resumed_at"`
 }
@@ -111,7 +71,7 @@ type layout struct {
 	blocks, nLeaves int64
 }
 
-func newLayout(size int64, cfg Config) layout {
+func newLayout(size int64, cfg format.Config) layout {
 	bs, le := int64(cfg.BlockSize), int64(cfg.LeafEntries)
 	blocks := (size + bs - 1) / bs
 	return layout{size: size, bs: bs, le: le, blocks: blocks, nLeaves: (blocks + le - 1) / le}
@@ -137,8 +97,8 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		return DiskResult{}, err
 	}
 	lay := newLayout(src.Size(), v.cfg)
-	res := DiskResult{Size: lay.size, Method: MethodChecksum}
-	var parent *Root
+	res := DiskResult{Size: lay.size, Method: format.MethodChecksum}
+	var parent *format.Root
 	if opt.Parent != nil {
 		r, err := v.LoadRoot(ctx, *opt.Parent)
 		if err != nil {
@@ -150,13 +110,13 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	}
 	useCBT := parent != nil && opt.Changed != nil && parent.Size == lay.size
 	if useCBT {
-		res.Method = MethodCBT
+		res.Method = format.MethodCBT
 	}
 	resumed, err := v.resumeLeaves(ctx, opt.Resume, idx, opt.Disk, lay)
 	if err != nil {
 		return res, err
 	}
-	var resumedStats DiskStats
+	var resumedStats format.DiskStats
 	if resumed != nil {
 		res.ResumedAt, resumedStats = opt.Resume.NextBlock, opt.Resume.Stats
 	}

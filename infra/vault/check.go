@@ -76,7 +76,7 @@ type CheckReport struct {
 	BytesRead      int64  `json:"bytes_read"`
 	Packs          int    `json:"packs"`
 	// IndexProblems are index objects left out of the index (see RefreshIndex).
-	IndexProblems []IndexProblem `json:"index_problems,omitempty"`
+	IndexProblems []format.IndexProblem `json:"index_problems,omitempty"`
 	// UnindexedPacks have no readable index object: leftovers of interrupted
 	// backups, or packs whose index was lost (Repair re-indexes them).
 	UnindexedPacks   []ID              `json:"unindexed_packs,omitempty"`
@@ -205,7 +205,7 @@ func (c *checker) add(d Damage) {
 	}
 }
 
-func (c *checker) checkDisk(ctx context.Context, rp RecoveryPoint, d DiskRecord) error {
+func (c *checker) checkDisk(ctx context.Context, rp format.RecoveryPoint, d format.DiskRecord) error {
 	at := func(kind DamageKind, off int64, b badBlock) {
 		c.add(Damage{Kind: kind, VM: rp.VM, RecoveryPoint: rp.ID, Disk: d.Name, Offset: off, Blob: b.id, Pack: b.pack, Reason: b.reason})
 	}
@@ -217,16 +217,16 @@ func (c *checker) checkDisk(ctx context.Context, rp RecoveryPoint, d DiskRecord)
 		at(DamageRoot, 0, *bad)
 		return nil
 	}
-	root, err := decodeRoot(plain)
+	root, err := format.DecodeRoot(plain)
 	if err == nil && root.Size != d.SizeBytes {
-		err = fmt.Errorf("%w: tree root of %d bytes, manifest says %d", ErrCorrupt, root.Size, d.SizeBytes)
+		err = fmt.Errorf("%w: tree root of %d bytes, manifest says %d", format.ErrCorrupt, root.Size, d.SizeBytes)
 	}
 	if err != nil {
 		at(DamageRoot, 0, badBlock{id: d.Root, reason: err.Error()})
 		return nil
 	}
 	bs, le := int64(root.BlockSize), int64(root.LeafEntries)
-	lay := layout{size: root.Size, bs: bs, le: le, blocks: root.blocks(), nLeaves: int64(len(root.Leaves))}
+	lay := layout{size: root.Size, bs: bs, le: le, blocks: root.Blocks(), nLeaves: int64(len(root.Leaves))}
 	for li, lid := range root.Leaves {
 		off := int64(li) * le * bs
 		out := c.leaves[lid]
@@ -242,7 +242,7 @@ func (c *checker) checkDisk(ctx context.Context, rp RecoveryPoint, d DiskRecord)
 			at(DamageLeaf, off, *out.err)
 			continue
 		case int64(out.entries) != lay.leafLen(int64(li)):
-			at(DamageLeaf, off, badBlock{id: lid, reason: fmt.Sprintf("%v: leaf lists %d blocks, want %d", ErrCorrupt, out.entries, lay.leafLen(int64(li)))})
+			at(DamageLeaf, off, badBlock{id: lid, reason: fmt.Sprintf("%v: leaf lists %d blocks, want %d", format.ErrCorrupt, out.entries, lay.leafLen(int64(li)))})
 			continue
 		}
 		for _, b := range out.bad {
@@ -269,7 +269,7 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 	}
 	c.rep.BlobsRead++
 	c.rep.BytesRead += int64(len(sealed))
-	plain, err := c.v.keys.openBlob(id, sealed)
+	plain, err := c.v.keys.OpenBlob(id, sealed)
 	if err != nil {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: err.Error()}, nil
 	}
@@ -279,9 +279,9 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 // missing says why a blob is not in the index.
 func (c *checker) missing(id ID) badBlock {
 	if l, ok := c.lost[id]; ok {
-		return badBlock{id: id, pack: &l.pack, reason: fmt.Sprintf("%v: %s", ErrMissing, l.reason)}
+		return badBlock{id: id, pack: &l.pack, reason: fmt.Sprintf("%v: %s", format.ErrMissing, l.reason)}
 	}
-	return badBlock{id: id, reason: fmt.Sprintf("%v: not in the vault index", ErrMissing)}
+	return badBlock{id: id, reason: fmt.Sprintf("%v: not in the vault index", format.ErrMissing)}
 }
 
 // selected reports whether ReadData reads the blocks in pack.
@@ -302,7 +302,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 	if err != nil || bad != nil {
 		return &leafOutcome{err: bad}, err
 	}
-	ids, err := decodeLeaf(plain)
+	ids, err := format.DecodeLeaf(plain)
 	if err != nil {
 		return &leafOutcome{err: &badBlock{id: lid, reason: err.Error()}}, nil
 	}
@@ -368,10 +368,10 @@ func (c *checker) readRun(ctx context.Context, r []restoreBlock) ([]badBlock, in
 		lo := int64(w.loc.Offset) - start
 		hi := lo + int64(w.loc.Length)
 		if hi > int64(len(data)) {
-			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: fmt.Sprintf("%v: pack is truncated", ErrCorrupt)})
+			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: fmt.Sprintf("%v: pack is truncated", format.ErrCorrupt)})
 			continue
 		}
-		if _, err := c.v.keys.openBlob(w.id, data[lo:hi]); err != nil {
+		if _, err := c.v.keys.OpenBlob(w.id, data[lo:hi]); err != nil {
 			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: err.Error()})
 		}
 	}

@@ -17,55 +17,15 @@ import (
 // the sealed object Ref (under checkpoints/), and they and every blob they
 // reference are stored and indexed. A retried backup starts at NextBlock.
 type Checkpoint struct {
-	NextBlock int64     `json:"next_block"`
-	Ref       string    `json:"ref"`
-	Stats     DiskStats `json:"stats"`
-}
-
-// checkpointObject is the content of a checkpoint object: the leaves done,
-// and the disk they belong to. A backup attempt rewrites its own object as
-// it goes; leaves only ever append, so an object may list more leaves than
-// a checkpoint naming it uses (a crash between the PUT and the heartbeat),
-// never different ones.
-//
-// Why a sealed object and not a tree blob (a partial root) in a pack: a
-// checkpoint is garbage as soon as the backup finishes; as an object it is
-// one DELETE, as a blob it would stay in a pack until GC repacks it. It is
-// rewritten in place, so an attempt leaves at most one object behind.
-type checkpointObject struct {
-	Disk        string `json:"disk"`
-	Size        int64  `json:"size"`
-	BlockSize   int64  `json:"block_size"`
-	LeafEntries int64  `json:"leaf_entries"`
-	// Leaves are the leaf ids, concatenated (base64 in JSON: 43 bytes a
-	// leaf, against 67 as hex strings).
-	Leaves []byte `json:"leaves"`
-}
-
-// decodeCheckpointObject decodes a checkpoint object's plaintext.
-func decodeCheckpointObject(data []byte) (checkpointObject, error) {
-	var o checkpointObject
-	if err := json.Unmarshal(data, &o); err != nil {
-		return o, fmt.Errorf("%w: checkpoint: %v", ErrCorrupt, err)
-	}
-	if len(o.Leaves)%len(ID{}) != 0 {
-		return o, fmt.Errorf("%w: checkpoint lists %d bytes of leaves", ErrCorrupt, len(o.Leaves))
-	}
-	return o, nil
-}
-
-func (o checkpointObject) leaves() []ID {
-	ids := make([]ID, len(o.Leaves)/len(ID{}))
-	for i := range ids {
-		copy(ids[i][:], o.Leaves[i*len(ID{}):])
-	}
-	return ids
+	NextBlock int64            `json:"next_block"`
+	Ref       string           `json:"ref"`
+	Stats     format.DiskStats `json:"stats"`
 }
 
 // saveCheckpoint writes the object at key listing leaves and returns the
 // checkpoint naming it: it is durable when returned.
-func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout, leaves []ID, stats DiskStats) (*Checkpoint, error) {
-	o := checkpointObject{Disk: disk, Size: lay.size, BlockSize: lay.bs, LeafEntries: lay.le, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
+func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout, leaves []ID, stats format.DiskStats) (*Checkpoint, error) {
+	o := format.CheckpointObject{Disk: disk, Size: lay.size, BlockSize: lay.bs, LeafEntries: lay.le, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
 	for _, id := range leaves {
 		o.Leaves = append(o.Leaves, id[:]...)
 	}
@@ -87,17 +47,17 @@ func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *Index, di
 	}
 	var raw json.RawMessage
 	err := v.getSealed(ctx, cp.Ref, &raw)
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrCorrupt) {
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, format.ErrCorrupt) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: resume: %w", disk, err)
 	}
-	o, err := decodeCheckpointObject(raw)
+	o, err := format.DecodeCheckpointObject(raw)
 	if err != nil || o.Disk != disk || o.Size != lay.size || o.BlockSize != lay.bs || o.LeafEntries != lay.le {
 		return nil, nil
 	}
-	return trustedLeaves(o.leaves(), cp.NextBlock, idx, lay), nil
+	return trustedLeaves(o.LeafIDs(), cp.NextBlock, idx, lay), nil
 }
 
 // trustedLeaves returns the leaves up to block next if the index holds them all.
@@ -127,7 +87,7 @@ type checkpointer struct {
 	// are durable, and stats counts those.
 	leaves  []ID
 	durable int64
-	stats   DiskStats
+	stats   format.DiskStats
 	// waiting are the finished leaves that are not durable yet, in order.
 	waiting []waitingLeaf
 	// saved is the number of durable leaves the checkpoint object lists, and
@@ -138,12 +98,12 @@ type checkpointer struct {
 
 type waitingLeaf struct {
 	pack  int // sequence number of the newest pack the leaf needs
-	stats DiskStats
+	stats format.DiskStats
 }
 
 // newCheckpointer starts after the resumed leaves (durable by
 // construction), or at the beginning if there are none.
-func newCheckpointer(lay layout, resumed []ID, stats DiskStats) *checkpointer {
+func newCheckpointer(lay layout, resumed []ID, stats format.DiskStats) *checkpointer {
 	c := &checkpointer{lay: lay, leaves: make([]ID, 0, lay.nLeaves)}
 	if len(resumed) > 0 {
 		c.leaves = append(c.leaves, resumed...)
@@ -157,7 +117,7 @@ func newCheckpointer(lay layout, resumed []ID, stats DiskStats) *checkpointer {
 
 // finished records the next leaf in order: its id, the newest pack holding
 // it or a blob it names, and its stats.
-func (c *checkpointer) finished(id ID, pack int, stats DiskStats) {
+func (c *checkpointer) finished(id ID, pack int, stats format.DiskStats) {
 	c.leaves = append(c.leaves, id)
 	c.waiting = append(c.waiting, waitingLeaf{pack: pack, stats: stats})
 }

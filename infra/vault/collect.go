@@ -17,7 +17,7 @@ type collector struct {
 	pk     *packer
 	lay    layout
 	disk   string
-	parent *Root // to count changed bytes against; nil for none
+	parent *format.Root // to count changed bytes against; nil for none
 	// open are the leaves with blocks still to come, by leaf number; next is
 	// the first leaf not finished yet.
 	open       map[int64]*openLeaf
@@ -25,7 +25,7 @@ type collector struct {
 	parentLeaf leafCache
 	cp         *checkpointer
 	// stats count the finished leaves, then the whole disk.
-	stats DiskStats
+	stats format.DiskStats
 
 	// cpKey is this attempt's checkpoint object.
 	cpKey          string
@@ -37,11 +37,11 @@ type collector struct {
 type openLeaf struct {
 	ids   []ID
 	count int64 // blocks received
-	stats DiskStats
+	stats format.DiskStats
 }
 
 // newCollector starts after the resumed leaves, whose stats are resumedStats.
-func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *Root, resumed []ID, resumedStats DiskStats, opt BackupOptions) *collector {
+func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
 		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}
@@ -69,8 +69,8 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 	if n := int64(len(c.cp.leaves)); n != c.lay.nLeaves {
 		return ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.nLeaves)
 	}
-	root := Root{Size: c.lay.size, BlockSize: int(c.lay.bs), LeafEntries: int(c.lay.le), Leaves: c.cp.leaves}
-	id, stored, err := c.store(encodeRoot(root))
+	root := format.Root{Size: c.lay.size, BlockSize: int(c.lay.bs), LeafEntries: int(c.lay.le), Leaves: c.cp.leaves}
+	id, stored, err := c.store(format.EncodeRoot(root))
 	if err != nil {
 		return ID{}, err
 	}
@@ -103,7 +103,7 @@ func (c *collector) add(r blockResult) error {
 	}
 	// Another worker may have sealed the same block since this one looked.
 	if r.sealed != nil && !c.pk.has(c.idx, r.id) {
-		if _, err := c.pk.addBlob(r.id, BlobData, r.sealed); err != nil {
+		if _, err := c.pk.addBlob(r.id, format.BlobData, r.sealed); err != nil {
 			return err
 		}
 		ls.stats.NewBytes += int64(r.size)
@@ -121,7 +121,7 @@ func (c *collector) finishLeaves(ctx context.Context) error {
 			return nil
 		}
 		ls.stats.ChangedBytes += c.changedBytes(ctx, c.next, ls.ids)
-		id, stored, err := c.store(encodeLeaf(ls.ids))
+		id, stored, err := c.store(format.EncodeLeaf(ls.ids))
 		if err != nil {
 			return err
 		}
@@ -153,12 +153,12 @@ func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
 // store queues a tree node unless the vault has it, and returns its id and
 // the bytes it adds to the vault.
 func (c *collector) store(plain []byte) (ID, int64, error) {
-	id := c.v.keys.hash(plain)
+	id := c.v.keys.Hash(plain)
 	if c.pk.has(c.idx, id) {
 		return id, 0, nil
 	}
-	sealed, _ := c.v.keys.sealBlob(id, plain, nil)
-	if _, err := c.pk.addBlob(id, BlobTree, sealed); err != nil {
+	sealed, _ := c.v.keys.SealBlob(id, plain, nil)
+	if _, err := c.pk.addBlob(id, format.BlobTree, sealed); err != nil {
 		return id, 0, err
 	}
 	return id, int64(len(sealed)), nil

@@ -26,8 +26,8 @@ func FuzzOpenConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Costs within the caps are legal but would make a run take up to a
 		// GiB and seconds; costs above them must be refused, so they run.
-		var c Config
-		if json.Unmarshal(data, &c) == nil && c.KDF.check() == nil && uint64(c.KDF.MemoryKiB)*uint64(c.KDF.Time) > 1<<10 {
+		var c format.Config
+		if json.Unmarshal(data, &c) == nil && c.KDF.Check() == nil && uint64(c.KDF.MemoryKiB)*uint64(c.KDF.Time) > 1<<10 {
 			t.Skip("costly but legal KDF parameters")
 		}
 		be := newMem()
@@ -38,10 +38,10 @@ func FuzzOpenConfig(f *testing.F) {
 			t.Fatal("Open returned neither a vault nor an error")
 		case err == nil:
 			// Only a config that the secret's master key authenticates opens.
-			if got := v.Config(); !json.Valid(data) || got.Version != formatVersion {
+			if got := v.Config(); !json.Valid(data) || got.Version != format.FormatVersion {
 				t.Fatalf("opened config %+v", got)
 			}
-		case !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrFormatVersion):
+		case !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, format.ErrWrongKey) && !errors.Is(err, format.ErrFormatVersion):
 			t.Fatalf("Open: %v", err)
 		}
 	})

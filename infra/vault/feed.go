@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // blockJob is one block for the seal workers, in disk order.
@@ -25,7 +26,7 @@ type feeder struct {
 	data []extent.Extent
 	// parent and changed are set for a CBT backup: blocks outside changed
 	// are taken from parent.
-	parent  *Root
+	parent  *format.Root
 	changed []extent.Extent
 }
 

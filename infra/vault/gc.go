@@ -52,30 +52,6 @@ func (o GCOptions) now() time.Time {
 	return time.Now().UTC()
 }
 
-// GCCandidate is a pack that no recovery point, soft-deleted point or
-// checkpoint referenced when GC last looked, since FirstSeen.
-type GCCandidate struct {
-	Pack      ID        `json:"pack"`
-	Size      int64     `json:"size"`
-	FirstSeen time.Time `json:"first_seen"`
-}
-
-// gcSeen is a checkpoint object and when GC first saw it.
-type gcSeen struct {
-	Key       string    `json:"key"`
-	FirstSeen time.Time `json:"first_seen"`
-}
-
-// gcCandidates is the sealed object gc/candidates.
-type gcCandidates struct {
-	MarkedAt time.Time `json:"marked_at"`
-	// DeletedThrough is the newest GC deletion log when this was written
-	// (gc_log.go): a refresh must have read it before trusting these.
-	DeletedThrough uint64        `json:"deleted_through,omitempty"`
-	Packs          []GCCandidate `json:"packs"`
-	Checkpoints    []gcSeen      `json:"checkpoints,omitempty"`
-}
-
 // GCMarkReport is what GCMark found.
 type GCMarkReport struct {
 	MarkedAt        time.Time `json:"marked_at"`
@@ -172,7 +148,7 @@ type gcState struct {
 func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
 	rep := GCMarkReport{DryRun: opt.DryRun}
 	prev, err := v.readGCCandidates(ctx)
-	if err != nil && !errors.Is(err, ErrCorrupt) {
+	if err != nil && !errors.Is(err, format.ErrCorrupt) {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
 	// A corrupt gc/candidates is replaced: starting the clocks over only
@@ -194,7 +170,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 	// whose dedup view predates this instant may reference a candidate, and
 	// the grace period is counted from here.
 	now := opt.now()
-	out := gcCandidates{MarkedAt: now}
+	out := format.GCCandidates{MarkedAt: now}
 	var readable []ID
 	for _, id := range sortedPacks(st.packs) {
 		p := st.packs[id]
@@ -221,7 +197,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		if !dropped[id] {
 			continue
 		}
-		c := GCCandidate{Pack: id, Size: p.size, FirstSeen: now}
+		c := format.GCCandidate{Pack: id, Size: p.size, FirstSeen: now}
 		if t, ok := firstSeen[id]; ok && t.Before(now) {
 			c.FirstSeen = t
 		} else {
@@ -232,7 +208,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		rep.CandidateBytes += p.size
 	}
 	for _, key := range st.checkpoints {
-		s := gcSeen{Key: key, FirstSeen: now}
+		s := format.GCSeen{Key: key, FirstSeen: now}
 		if t, ok := seenCP[key]; ok && t.Before(now) {
 			s.FirstSeen = t
 		}
@@ -280,7 +256,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		}
 	}
 	dropped := st.droppable(due)
-	rest := gcCandidates{MarkedAt: cands.MarkedAt, DeletedThrough: cands.DeletedThrough}
+	rest := format.GCCandidates{MarkedAt: cands.MarkedAt, DeletedThrough: cands.DeletedThrough}
 	var doomed []ID      // packs to delete, with their index objects
 	var orphans []string // index objects of packs already gone
 	for _, c := range cands.Packs {
@@ -358,7 +334,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 
 // deletePacks logs packs (gc_log.go), then deletes each pack and its index
 // object, and the orphaned index objects; rest learns the log's seq.
-func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphans []string, now time.Time, rest *gcCandidates) error {
+func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphans []string, now time.Time, rest *format.GCCandidates) error {
 	if len(packs) > 0 {
 		seq, err := v.logDeletions(ctx, packs, now)
 		if err != nil {
@@ -381,7 +357,7 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 
 // GCCandidates returns the current candidates and when they were marked
 // (none if GC never ran).
-func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []GCCandidate, error) {
+func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
 	c, err := v.readGCCandidates(ctx)
 	return c.MarkedAt, c.Packs, err
 }
@@ -400,20 +376,11 @@ func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
 }
 
 // readGCCandidates reads gc/candidates; none is an empty set.
-func (v *Vault) readGCCandidates(ctx context.Context) (gcCandidates, error) {
-	var c gcCandidates
+func (v *Vault) readGCCandidates(ctx context.Context) (format.GCCandidates, error) {
+	var c format.GCCandidates
 	err := v.getSealed(ctx, format.GCCandidatesKey, &c)
 	if errors.Is(err, storage.ErrNotFound) {
-		return gcCandidates{}, nil
+		return format.GCCandidates{}, nil
 	}
 	return c, err
-}
-
-// excluded returns the packs dedup must not reference.
-func (c gcCandidates) excluded() map[ID]bool {
-	out := make(map[ID]bool, len(c.Packs))
-	for _, p := range c.Packs {
-		out[p.Pack] = true
-	}
-	return out
 }

@@ -19,12 +19,6 @@ import (
 // newest log (DeletedThrough), so a refresh that reads it knows which logs
 // it must see.
 
-// deletionLog is the sealed object gc/deleted/<seq>.
-type deletionLog struct {
-	At    time.Time `json:"at"`
-	Packs []ID      `json:"packs"`
-}
-
 // lastDeletionLog returns the newest log's seq (0: none).
 func (v *Vault) lastDeletionLog(ctx context.Context) (uint64, error) {
 	var last uint64
@@ -58,7 +52,7 @@ func (v *Vault) readDeletionLogs(ctx context.Context, after uint64) (uint64, map
 	}
 	gone := map[ID]bool{}
 	for _, seq := range seqs {
-		var l deletionLog
+		var l format.DeletionLog
 		if err := v.getSealed(ctx, format.DeletionLogKey(seq), &l); err != nil {
 			return 0, nil, fmt.Errorf("read GC deletion log: %w", err)
 		}
@@ -77,7 +71,7 @@ func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (ui
 			return 0, err
 		}
 		key := format.DeletionLogKey(last + 1)
-		data, err := sealJSON(v.keys, key, deletionLog{At: now, Packs: packs})
+		data, err := format.SealJSON(v.keys, key, format.DeletionLog{At: now, Packs: packs})
 		if err != nil {
 			return 0, err
 		}

@@ -126,12 +126,12 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 		if err != nil {
 			return nil, err
 		}
-		o, err := decodeCheckpointObject(raw)
+		o, err := format.DecodeCheckpointObject(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		st.cp++
-		for _, l := range o.leaves() {
+		for _, l := range o.LeafIDs() {
 			if err := w.leaf(ctx, l); err != nil {
 				return nil, fmt.Errorf("checkpoint %s: %w", key, err)
 			}
@@ -187,34 +187,34 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 // owns their format): a sealed JSON object holding the manifest under
 // "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
 // One whose disks cannot be found fails GC: its references would be unknown.
-func (v *Vault) gcManifest(ctx context.Context, key string) (RecoveryPoint, error) {
+func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	if !strings.HasPrefix(key, format.KindTombstone.Prefix()) {
 		rp, err := v.getRecoveryPoint(ctx, key)
-		if errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, format.ErrCorrupt) {
 			return rp, fmt.Errorf("%w (GC needs every manifest: run 'vmvault vault check')", err)
 		}
 		return rp, err
 	}
 	var fields map[string]json.RawMessage
 	if err := v.getSealed(ctx, key, &fields); err != nil {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
 	for _, name := range []string{"recovery_point", "RecoveryPoint", "recoveryPoint", "manifest"} {
 		if raw, ok := fields[name]; ok {
-			var rp RecoveryPoint
+			var rp format.RecoveryPoint
 			if err := json.Unmarshal(raw, &rp); err == nil && len(rp.Disks) > 0 {
 				return rp, nil
 			}
 		}
 	}
 	if _, ok := fields["disks"]; ok {
-		var rp RecoveryPoint
+		var rp format.RecoveryPoint
 		b, _ := json.Marshal(fields)
 		if err := json.Unmarshal(b, &rp); err == nil {
 			return rp, nil
 		}
 	}
-	return RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.be.Location(), ErrCorrupt)
+	return format.RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.be.Location(), format.ErrCorrupt)
 }
 
 // gcPacks lists index objects, then packs (a pack is written before its
@@ -248,7 +248,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 		st.packs[id] = p
 		g.Go(func() error {
 			entries, err := v.gcPackEntries(gctx, id, size, p.newestIndexKey())
-			if errors.Is(err, ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+			if errors.Is(err, format.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
 				p.problem = err.Error()
 				return nil
 			}
@@ -260,7 +260,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 			defer mu.Unlock()
 			for i, e := range entries {
 				p.blobs[i] = e.ID
-				if e.Type == BlobTree {
+				if e.Type == format.BlobTree {
 					st.trees[e.ID] = append(st.trees[e.ID], Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
 				}
 			}
@@ -271,20 +271,20 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 }
 
 // gcPackEntries returns the blobs of a pack of size bytes.
-func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey string) ([]indexEntry, error) {
+func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey string) ([]format.IndexEntry, error) {
 	if indexKey != "" {
 		pi, err := v.getPackIndex(ctx, indexKey)
 		if err == nil && pi.Size == size {
 			return pi.Entries, nil
 		}
-		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+		if err != nil && !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
 			return nil, err
 		}
 	}
 	// No valid index object (an interrupted upload, or damage): the header.
 	key := format.PackKey(id)
 	if size < 4 {
-		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, ErrCorrupt, size)
+		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, format.ErrCorrupt, size)
 	}
 	tail, err := v.be.GetRange(ctx, key, size-4, 4)
 	if err != nil {
@@ -292,17 +292,17 @@ func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey s
 	}
 	n := int64(binary.LittleEndian.Uint32(tail))
 	if n > size-4 {
-		return nil, fmt.Errorf("%s: %w: header of %d bytes", key, ErrCorrupt, n)
+		return nil, fmt.Errorf("%s: %w: header of %d bytes", key, format.ErrCorrupt, n)
 	}
 	sealed, err := v.be.GetRange(ctx, key, size-4-n, n)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	plain, err := v.keys.open(nil, sealed, []byte(packHeaderAD))
+	plain, err := v.keys.Open(nil, sealed, []byte(format.PackHeaderAD))
 	if err != nil {
 		return nil, fmt.Errorf("%s: header: %w", key, err)
 	}
-	entries, err := decodePackHeader(plain, int(size-4-n))
+	entries, err := format.DecodePackHeader(plain, int(size-4-n))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
@@ -325,7 +325,7 @@ func (w *treeWalker) root(ctx context.Context, id ID) error {
 	if err != nil {
 		return fmt.Errorf("tree root: %w", err)
 	}
-	r, err := decodeRoot(plain)
+	r, err := format.DecodeRoot(plain)
 	if err != nil {
 		return fmt.Errorf("tree root %s: %w", id.Short(), err)
 	}
@@ -346,7 +346,7 @@ func (w *treeWalker) leaf(ctx context.Context, id ID) error {
 	if err != nil {
 		return fmt.Errorf("tree leaf: %w", err)
 	}
-	ids, err := decodeLeaf(plain)
+	ids, err := format.DecodeLeaf(plain)
 	if err != nil {
 		return fmt.Errorf("tree leaf %s: %w", id.Short(), err)
 	}
@@ -364,14 +364,14 @@ func (w *treeWalker) leaf(ctx context.Context, id ID) error {
 func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
 	locs := w.st.trees[id]
 	if len(locs) == 0 {
-		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), ErrMissing)
+		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), format.ErrMissing)
 	}
 	var errs []error
 	for _, l := range locs {
 		sealed, err := w.v.be.GetRange(ctx, format.PackKey(l.Pack), int64(l.Offset), int64(l.Length))
 		if err == nil {
 			var plain []byte
-			if plain, err = w.v.keys.openBlob(id, sealed); err == nil {
+			if plain, err = w.v.keys.OpenBlob(id, sealed); err == nil {
 				return plain, nil
 			}
 		}

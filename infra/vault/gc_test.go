@@ -36,7 +36,9 @@ func gcSweep(t *testing.T, v *Vault, c *gcClock) GCSweepReport {
 	return rep
 }
 
-func diskRec(r DiskResult) DiskRecord { return DiskRecord{Name: "d", SizeBytes: r.Size, Root: r.Root} }
+func diskRec(r DiskResult) format.DiskRecord {
+	return format.DiskRecord{Name: "d", SizeBytes: r.Size, Root: r.Root}
+}
 
 // storedBytes is what packs and index objects take.
 func storedBytes(t *testing.T, v *Vault) int64 {
@@ -141,8 +143,8 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	}
 	// The tombstone format assumed until softdelete.go lands.
 	tomb := struct {
-		RecoveryPoint RecoveryPoint `json:"recovery_point"`
-		DeletedAt     time.Time     `json:"deleted_at"`
+		RecoveryPoint format.RecoveryPoint `json:"recovery_point"`
+		DeletedAt     time.Time            `json:"deleted_at"`
 	}{rp, c.t}
 	if err := v.putSealed(ctx, "deleted/vm1/a", tomb); err != nil {
 		t.Fatal(err)
@@ -162,7 +164,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	if err := v.putSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.GCMark(ctx, c.opt()); !errors.Is(err, ErrCorrupt) {
+	if _, err := v.GCMark(ctx, c.opt()); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("unreadable tombstone: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // The data path's hot spots one at a time, on one 1 MiB block of mixed
@@ -18,9 +20,9 @@ const hotBlock = 1 << 20
 
 func hotData() []byte { return mixedDisk(21, hotBlock) }
 
-func hotKeys(b *testing.B, compression string) *keys {
+func hotKeys(b *testing.B, compression string) *format.Keys {
 	b.Helper()
-	k, err := newKeys(make([]byte, masterKeyLen), compression)
+	k, err := format.NewKeys(make([]byte, format.MasterKeyLen), compression)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,60 +31,60 @@ func hotKeys(b *testing.B, compression string) *keys {
 
 // BenchmarkHash is the keyed blake3 hash that names every block.
 func BenchmarkHash(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
+	k, data := hotKeys(b, format.CompressionS2), hotData()
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		k.hash(data)
+		k.Hash(data)
 	}
 }
 
 func benchCompress(b *testing.B, name string) {
-	flag, err := compressionFlag(name)
+	flag, err := format.CompressionFlag(name)
 	if err != nil {
 		b.Fatal(err)
 	}
 	data, dst := hotData(), []byte(nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		dst = compress(flag, dst[:0], data)
+		dst = format.Compress(flag, dst[:0], data)
 	}
 	b.ReportMetric(float64(len(dst))/hotBlock, "ratio")
 }
 
-func BenchmarkCompressS2(b *testing.B)   { benchCompress(b, CompressionS2) }
-func BenchmarkCompressZstd(b *testing.B) { benchCompress(b, CompressionZstd) }
+func BenchmarkCompressS2(b *testing.B)   { benchCompress(b, format.CompressionS2) }
+func BenchmarkCompressZstd(b *testing.B) { benchCompress(b, format.CompressionZstd) }
 
 // BenchmarkSealBlob is compress (when it pays) + AES-256-GCM of one block.
 func BenchmarkSealBlob(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
-	id, scratch := k.hash(data), []byte(nil)
+	k, data := hotKeys(b, format.CompressionS2), hotData()
+	id, scratch := k.Hash(data), []byte(nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		_, scratch = k.sealBlob(id, data, scratch)
+		_, scratch = k.SealBlob(id, data, scratch)
 	}
 }
 
 // BenchmarkOpenBlob is decrypt + decompress + verify of one block.
 func BenchmarkOpenBlob(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
-	id := k.hash(data)
-	sealed, _ := k.sealBlob(id, data, nil)
+	k, data := hotKeys(b, format.CompressionS2), hotData()
+	id := k.Hash(data)
+	sealed, _ := k.SealBlob(id, data, nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		if _, err := k.openBlob(id, sealed); err != nil {
+		if _, err := k.OpenBlob(id, sealed); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 // benchPacks makes packs of perPack random blobs.
-func benchPacks(seed uint64, packs, perPack int) []packIndex {
+func benchPacks(seed uint64, packs, perPack int) []format.PackIndex {
 	r := rand.New(rand.NewPCG(seed, 2))
-	pis := make([]packIndex, packs)
+	pis := make([]format.PackIndex, packs)
 	for p := range pis {
-		pis[p] = packIndex{Pack: randID(r), Size: 16 << 20, Entries: make([]indexEntry, perPack)}
+		pis[p] = format.PackIndex{Pack: randID(r), Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
 		for e := range pis[p].Entries {
-			pis[p].Entries[e] = indexEntry{ID: randID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: BlobData}
+			pis[p].Entries[e] = format.IndexEntry{ID: randID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: format.BlobData}
 		}
 	}
 	return pis

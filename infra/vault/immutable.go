@@ -27,61 +27,15 @@ import (
 // restore) and before every delete, so a running worker obeys it without a
 // restart.
 
-// ErrImmutable is returned (wrapped) when an immutable vault refuses to
-// delete a recovery point before its expiry, or to change its immutability.
-var ErrImmutable = errors.New("vault is immutable")
-
-// Immutability is an immutable vault's setting.
-type Immutability struct {
-	Since time.Time `json:"since"`
-	// Days every recovery point is kept after it was made, at least.
-	Days int `json:"days"`
-	// ObjectLock is "" (none), storage.RetentionGovernance or
-	// storage.RetentionCompliance.
-	ObjectLock string `json:"object_lock,omitempty"`
-}
-
-func (im Immutability) check() error {
-	if im.Days < 1 || im.Days > 36500 {
-		return fmt.Errorf("immutability: %d days: want 1 to 36500", im.Days)
-	}
-	switch im.ObjectLock {
-	case "", storage.RetentionGovernance, storage.RetentionCompliance:
-	default:
-		return fmt.Errorf("immutability: object lock %q: want %s or %s", im.ObjectLock, storage.RetentionGovernance, storage.RetentionCompliance)
-	}
-	return nil
-}
-
-func (im Immutability) period() time.Duration { return time.Duration(im.Days) * 24 * time.Hour }
-
-// ExpiresAt is when rp may be deleted from a vault with this setting.
-func (im Immutability) ExpiresAt(rp RecoveryPoint) time.Time {
-	t := rp.CompletedAt
-	if t.IsZero() {
-		t = rp.StartedAt
-	}
-	return t.Add(im.period()).UTC()
-}
-
-// String describes the setting in one line.
-func (im Immutability) String() string {
-	s := fmt.Sprintf("immutable since %s: recovery points kept %s", im.Since.UTC().Format(time.RFC3339), days(im.Days))
-	if im.ObjectLock != "" {
-		s += fmt.Sprintf("; S3 object lock (%s mode) on packs, index objects and manifests", im.ObjectLock)
-	}
-	return s
-}
-
 // SetImmutable makes the vault immutable for good. Setting the same again
 // is a no-op; changing or unsetting it is refused. Object lock needs a
 // backend that can lock objects (an S3 bucket with Object Lock enabled).
-func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability, error) {
-	fail := func(err error) (Immutability, error) {
-		return Immutability{}, fmt.Errorf("make vault at %s immutable: %w", v.be.Location(), err)
+func (v *Vault) SetImmutable(ctx context.Context, im format.Immutability) (format.Immutability, error) {
+	fail := func(err error) (format.Immutability, error) {
+		return format.Immutability{}, fmt.Errorf("make vault at %s immutable: %w", v.be.Location(), err)
 	}
 	im.Since = im.Since.UTC().Truncate(time.Second)
-	if err := im.check(); err != nil {
+	if err := im.Check(); err != nil {
 		return fail(err)
 	}
 	if im.ObjectLock != "" {
@@ -101,10 +55,10 @@ func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability
 		if old.Days == im.Days && old.ObjectLock == im.ObjectLock {
 			return *old, nil
 		}
-		return fail(fmt.Errorf("%w: %s; immutability cannot be changed or unset", ErrImmutable, old))
+		return fail(fmt.Errorf("%w: %s; immutability cannot be changed or unset", format.ErrImmutable, old))
 	}
 	cfg.Immutable = &im
-	cfg.MAC = cfg.mac(v.keys.master)
+	cfg.MAC = cfg.ComputeMAC(v.keys.Master)
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return fail(err)
@@ -113,7 +67,7 @@ func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability
 		return fail(fmt.Errorf("write config: %w", err))
 	}
 	if back, err := v.be.Get(ctx, format.ConfigKey); err != nil || !bytes.Equal(back, data) {
-		return fail(fmt.Errorf("read back config: %w", errors.Join(err, ErrCorrupt)))
+		return fail(fmt.Errorf("read back config: %w", errors.Join(err, format.ErrCorrupt)))
 	}
 	v.cfgMu.Lock()
 	v.cfg.Immutable, v.cfg.MAC = cfg.Immutable, cfg.MAC
@@ -123,17 +77,17 @@ func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability
 
 // storedConfig reads the config in storage and checks that it is this
 // vault's, authenticated by its master key.
-func (v *Vault) storedConfig(ctx context.Context) (Config, error) {
+func (v *Vault) storedConfig(ctx context.Context) (format.Config, error) {
 	data, err := v.be.Get(ctx, format.ConfigKey)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return format.Config{}, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := parseConfig(v.be.Location(), data)
+	cfg, err := format.ParseConfig(v.be.Location(), data)
 	if err != nil {
-		return Config{}, err
+		return format.Config{}, err
 	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.mac(v.keys.master)) {
-		return Config{}, fmt.Errorf("%w: the stored config is not this vault's (%s), or was altered", ErrCorrupt, v.Config().ID)
+	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.ComputeMAC(v.keys.Master)) {
+		return format.Config{}, fmt.Errorf("%w: the stored config is not this vault's (%s), or was altered", format.ErrCorrupt, v.Config().ID)
 	}
 	return cfg, nil
 }
@@ -156,7 +110,7 @@ func (v *Vault) reloadConfig(ctx context.Context) error {
 // CheckDeletable fails with ErrImmutable, naming the first point and its
 // expiry, if the vault is immutable and any of rps has not expired at now.
 // It reads the setting from storage, not from what was opened.
-func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now time.Time) error {
+func (v *Vault) CheckDeletable(ctx context.Context, rps []format.RecoveryPoint, now time.Time) error {
 	if err := v.reloadConfig(ctx); err != nil {
 		return err
 	}
@@ -170,7 +124,7 @@ func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now tim
 		if until := im.ExpiresAt(rp); now.Before(until) {
 			if first == nil {
 				first = fmt.Errorf("recovery point %s is protected until %s (immutable vault: points are kept %s): %w",
-					rp.Ref(), until.Format(time.RFC3339), days(im.Days), ErrImmutable)
+					rp.Ref(), until.Format(time.RFC3339), format.PluralDays(im.Days), format.ErrImmutable)
 			}
 			blocked++
 		}
@@ -181,14 +135,11 @@ func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now tim
 	return first
 }
 
-// Lockable keys are what object lock protects (see format.Props.Locked).
-func Lockable(key string) bool { return format.Lockable(key) }
-
 // putObject writes a vault object, locked when the vault says so.
 func (v *Vault) putObject(ctx context.Context, key string, data []byte) error {
 	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && format.Lockable(key) {
 		if r, ok := v.be.(storage.Retainer); ok {
-			return r.PutRetained(ctx, key, data, storage.Retention{Mode: im.ObjectLock, Until: time.Now().Add(im.period())})
+			return r.PutRetained(ctx, key, data, storage.Retention{Mode: im.ObjectLock, Until: time.Now().Add(im.Period())})
 		}
 	}
 	return v.be.Put(ctx, key, data)
@@ -210,11 +161,4 @@ func (v *Vault) lockedUntil(ctx context.Context, key string, now time.Time) (tim
 		return time.Time{}, false, err
 	}
 	return until, now.Before(until), nil
-}
-
-func days(n int) string {
-	if n == 1 {
-		return "1 day"
-	}
-	return fmt.Sprintf("%d days", n)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -37,7 +38,7 @@ func TestObjectLockedPacksSurviveGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 1, ObjectLock: storage.RetentionGovernance}); err != nil {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 1, ObjectLock: storage.RetentionGovernance}); err != nil {
 		t.Fatal(err)
 	}
 	// A backup that never made a recovery point: its packs are garbage.

@@ -5,22 +5,16 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-)
 
-// BlobType tells data blocks from tree nodes.
-type BlobType uint8
-
-const (
-	BlobData BlobType = 1
-	BlobTree BlobType = 2
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // Location says where a blob is stored.
 type Location struct {
-	Pack   ID       `json:"pack"`
-	Offset uint32   `json:"off"`
-	Length uint32   `json:"len"`
-	Type   BlobType `json:"type"`
+	Pack   ID              `json:"pack"`
+	Offset uint32          `json:"off"`
+	Length uint32          `json:"len"`
+	Type   format.BlobType `json:"type"`
 }
 
 // Index maps blob ids to their location. It is safe for concurrent use.
@@ -77,7 +71,7 @@ type Index struct {
 	// loaded is set once a load has read every index object; guarded by the
 	// vault's idxMu, like problems (those of the latest load).
 	loaded   bool
-	problems []IndexProblem
+	problems []format.IndexProblem
 }
 
 // packInfo is one pack of the index, 48 bytes: with packs of a few dozen
@@ -94,7 +88,7 @@ type loc struct {
 	pack   uint32
 	off    uint32
 	length uint32
-	typ    BlobType
+	typ    format.BlobType
 }
 
 // defaultMemLimit entries make a memtable of about 12 MiB and a run of 6 MiB.
@@ -217,7 +211,7 @@ func (x *Index) packSizes() map[ID]int64 {
 }
 
 // addPack adds the blobs of a pack; a pack already known is ignored.
-func (x *Index) addPack(pi packIndex) {
+func (x *Index) addPack(pi format.PackIndex) {
 	x.mu.Lock()
 	if _, ok := x.known(pi.Pack); ok {
 		x.mu.Unlock()

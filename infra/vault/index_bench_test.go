@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // BenchmarkIndexIngest adds VMVAULT_INDEX_ENTRIES random blobs (default 1M)
@@ -36,12 +38,12 @@ func BenchmarkIndexIngest(b *testing.B) {
 		x := newIndex(dir)
 		r := rand.New(rand.NewPCG(uint64(i), 15))
 		var sample []ID // every 1000th blob, to look up
-		pi := packIndex{Size: 16 << 20, Entries: make([]indexEntry, perPack)}
+		pi := format.PackIndex{Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
 		start := time.Now()
 		for added := 0; added < n; added += perPack {
 			pi.Pack = randID(r)
 			for e := range pi.Entries {
-				pi.Entries[e] = indexEntry{ID: randID(r), Offset: uint32(e) << 15, Length: 1 << 15, Type: BlobData}
+				pi.Entries[e] = format.IndexEntry{ID: randID(r), Offset: uint32(e) << 15, Length: 1 << 15, Type: format.BlobData}
 				if (added+e)%1000 == 0 {
 					sample = append(sample, pi.Entries[e].ID)
 				}

@@ -138,7 +138,7 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 	for _, p := range res.problems {
 		cur.skipped[p.Key] = true
 	}
-	idx.setExcluded(cands.excluded())
+	idx.setExcluded(cands.Excluded())
 	idx.removePacks(res.gone)
 	idx.problems = append(idx.problems, res.problems...)
 	idx.loaded = true
@@ -168,12 +168,12 @@ func (v *Vault) locate(ctx context.Context, idx *Index, id ID) (Location, bool, 
 
 // indexLoad is what a load found besides the packs it added.
 type indexLoad struct {
-	problems []IndexProblem
+	problems []format.IndexProblem
 	// packs are the stored packs and their sizes (full loads only).
 	packs map[ID]int64
 	// rejected are the decodable index objects left out (their pack is
 	// missing or has another size), for Check to name the pack of a blob.
-	rejected []packIndex
+	rejected []format.PackIndex
 	// unreadable are the packs whose index object could not be read.
 	unreadable map[ID]bool
 	// gone are packs the index knew before the load that are no longer stored.
@@ -232,11 +232,11 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 			if ms, ok := listed[id]; ok {
 				key = format.IndexKeyFloor(ms) + "-" + id.String()
 			}
-			kind, why := ProblemMissingPack, "pack is not in the vault"
+			kind, why := format.ProblemMissingPack, "pack is not in the vault"
 			if ok {
-				kind, why = ProblemPackSize, fmt.Sprintf("pack has %d bytes, index says %d", size, n)
+				kind, why = format.ProblemPackSize, fmt.Sprintf("pack has %d bytes, index says %d", size, n)
 			}
-			res.problems = append(res.problems, IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
+			res.problems = append(res.problems, format.IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
 		}
 	}
 	err = v.addIndexObjects(ctx, idx, keys, func(_ context.Context, id ID) (int64, bool, error) {
@@ -313,11 +313,11 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
 				return nil // removed since listed (Repair or GC): nothing to load
-			case errors.Is(err, ErrCorrupt):
+			case errors.Is(err, format.ErrCorrupt):
 				mu.Lock()
 				defer mu.Unlock()
 				res.unreadable[id] = true
-				res.problems = append(res.problems, IndexProblem{Kind: ProblemUnreadableIndex, Key: key, Pack: id, Reason: err.Error()})
+				res.problems = append(res.problems, format.IndexProblem{Kind: format.ProblemUnreadableIndex, Key: key, Pack: id, Reason: err.Error()})
 				return nil
 			case err != nil:
 				return err
@@ -330,9 +330,9 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 				idx.addPack(pi)
 				return nil
 			}
-			p := IndexProblem{Kind: ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"}
+			p := format.IndexProblem{Kind: format.ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"}
 			if stored {
-				p = IndexProblem{Kind: ProblemPackSize, Key: key, Pack: id, Reason: fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)}
+				p = format.IndexProblem{Kind: format.ProblemPackSize, Key: key, Pack: id, Reason: fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)}
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -342,32 +342,32 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 		})
 	}
 	err := g.Wait()
-	slices.SortFunc(res.problems, func(a, b IndexProblem) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(res.problems, func(a, b format.IndexProblem) int { return strings.Compare(a.Key, b.Key) })
 	return err
 }
 
 // putPackIndex writes pi's index object, named by the time now.
-func (v *Vault) putPackIndex(ctx context.Context, pi packIndex) error {
+func (v *Vault) putPackIndex(ctx context.Context, pi format.PackIndex) error {
 	key := format.IndexKeyAt(pi.Pack, time.Now())
-	if err := v.putObject(ctx, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key))); err != nil {
+	if err := v.putObject(ctx, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key))); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
 }
 
 // getPackIndex reads and decodes one index object.
-func (v *Vault) getPackIndex(ctx context.Context, key string) (packIndex, error) {
+func (v *Vault) getPackIndex(ctx context.Context, key string) (format.PackIndex, error) {
 	sealed, err := v.be.Get(ctx, key)
 	if err != nil {
-		return packIndex{}, fmt.Errorf("get %s: %w", key, err)
+		return format.PackIndex{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	plain, err := v.keys.open(nil, sealed, []byte(key))
+	plain, err := v.keys.Open(nil, sealed, []byte(key))
 	if err != nil {
-		return packIndex{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
+		return format.PackIndex{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
 	}
-	pi, err := decodePackIndex(key, plain)
+	pi, err := format.DecodePackIndex(key, plain)
 	if err != nil {
-		return packIndex{}, fmt.Errorf("%s: %w", v.be.Location(), err)
+		return format.PackIndex{}, fmt.Errorf("%s: %w", v.be.Location(), err)
 	}
 	return pi, nil
 }

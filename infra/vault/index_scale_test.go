@@ -95,12 +95,12 @@ func buildScaleVault(dir string, n int) error {
 		g.Go(func() error {
 			r := rand.New(rand.NewPCG(uint64(c), 7))
 			for p := c; p < min(c+chunk, packs); p++ {
-				pi := packIndex{Pack: scaleID(r), Size: scalePackSize}
+				pi := format.PackIndex{Pack: scaleID(r), Size: scalePackSize}
 				for e := 0; e < min(scaleBlobsPerPack, n-p*scaleBlobsPerPack); e++ {
-					pi.Entries = append(pi.Entries, indexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: BlobData})
+					pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 				}
 				key := format.IndexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
-				if err := writeScaleFile(root, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key)), &mkdir); err != nil {
+				if err := writeScaleFile(root, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
 					return err
 				}
 				pk := filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack)))
@@ -177,9 +177,9 @@ func measureIndexScale(t *testing.T, dir string) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var fresh []ID
 	for range 40 {
-		pi := packIndex{Pack: scaleID(r), Size: scalePackSize}
+		pi := format.PackIndex{Pack: scaleID(r), Size: scalePackSize}
 		for e := range scaleBlobsPerPack {
-			pi.Entries = append(pi.Entries, indexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: BlobData})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 			fresh = append(fresh, pi.Entries[e].ID)
 		}
 		root := filepath.Join(dir, "vault")

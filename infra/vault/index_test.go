@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // refIndex is the index as a plain map, to compare the Index with.
@@ -34,7 +36,7 @@ func newRefIndex() *refIndex {
 	return &refIndex{packs: map[ID]refPack{}, copies: map[ID][]refCopy{}}
 }
 
-func (r *refIndex) addPack(pi packIndex) {
+func (r *refIndex) addPack(pi format.PackIndex) {
 	if _, ok := r.packs[pi.Pack]; ok {
 		return
 	}
@@ -180,14 +182,14 @@ func TestIndexMatchesMap(t *testing.T) {
 			for step := 0; step < 300; step++ {
 				switch op := r.IntN(20); {
 				case op < 14 || len(packs) == 0:
-					pi := packIndex{Pack: randID(r), Size: int64(1000 + r.IntN(1000))}
+					pi := format.PackIndex{Pack: randID(r), Size: int64(1000 + r.IntN(1000))}
 					if len(packs) > 0 && r.IntN(8) == 0 {
 						pi.Pack = packs[r.IntN(len(packs))] // known, or removed and back
 					} else {
 						packs = append(packs, pi.Pack)
 					}
 					for n := r.IntN(40); len(pi.Entries) < n; {
-						e := indexEntry{ID: ids[r.IntN(len(ids))], Offset: r.Uint32(), Length: 1 + r.Uint32N(1<<20), Type: BlobType(1 + r.IntN(2))}
+						e := format.IndexEntry{ID: ids[r.IntN(len(ids))], Offset: r.Uint32(), Length: 1 + r.Uint32N(1<<20), Type: format.BlobType(1 + r.IntN(2))}
 						pi.Entries = append(pi.Entries, e)
 						if r.IntN(20) == 0 {
 							e.Offset++
@@ -237,12 +239,12 @@ func TestIndexStraddle(t *testing.T) {
 	target := prefixedID(r, p)
 	var packs, ids []ID
 	for i := 0; i < 300; i++ {
-		pi := packIndex{Pack: randID(r), Size: 100}
-		pi.Entries = append(pi.Entries, indexEntry{ID: target, Offset: uint32(i), Length: 1, Type: BlobData})
+		pi := format.PackIndex{Pack: randID(r), Size: 100}
+		pi.Entries = append(pi.Entries, format.IndexEntry{ID: target, Offset: uint32(i), Length: 1, Type: format.BlobData})
 		for j := 0; j < 3; j++ {
 			id := prefixedID(r, p+uint64(r.IntN(3))-1) // just below, at, just above
 			ids = append(ids, id)
-			pi.Entries = append(pi.Entries, indexEntry{ID: id, Offset: 1, Length: 1, Type: BlobData})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: id, Offset: 1, Length: 1, Type: format.BlobData})
 		}
 		packs = append(packs, pi.Pack)
 		x.addPack(pi)
@@ -295,9 +297,9 @@ func TestIndexStatsExactInMemtable(t *testing.T) {
 		ids[i] = randID(r)
 	}
 	for i := 0; i < 50; i++ {
-		pi := packIndex{Pack: randID(r), Size: 10}
+		pi := format.PackIndex{Pack: randID(r), Size: 10}
 		for j := 0; j < 20; j++ {
-			pi.Entries = append(pi.Entries, indexEntry{ID: ids[r.IntN(len(ids))], Length: 1})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: ids[r.IntN(len(ids))], Length: 1})
 		}
 		x.addPack(pi)
 		ref.addPack(pi)
@@ -322,9 +324,9 @@ func TestIndexConcurrent(t *testing.T) {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(w), 11))
 			for p := 0; p < packsEach; p++ {
-				pi := packIndex{Pack: randID(r), Size: 1}
+				pi := format.PackIndex{Pack: randID(r), Size: 1}
 				for e := 0; e < perPack; e++ {
-					pi.Entries = append(pi.Entries, indexEntry{ID: randID(r), Offset: uint32(e), Length: 1, Type: BlobData})
+					pi.Entries = append(pi.Entries, format.IndexEntry{ID: randID(r), Offset: uint32(e), Length: 1, Type: format.BlobData})
 				}
 				x.addPack(pi)
 				mu.Lock()
@@ -388,9 +390,9 @@ func TestIndexLeavesNoFiles(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	before := runtime.NumGoroutine()
 	for p := 0; p < 100; p++ {
-		pi := packIndex{Pack: randID(r), Size: 1}
+		pi := format.PackIndex{Pack: randID(r), Size: 1}
 		for e := 0; e < 30; e++ {
-			pi.Entries = append(pi.Entries, indexEntry{ID: randID(r), Length: 1})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: randID(r), Length: 1})
 		}
 		x.addPack(pi)
 	}

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // The index's entries: the latest in a memtable, the rest in run files on
@@ -65,7 +67,7 @@ func getLoc(b []byte) loc {
 		pack:   binary.LittleEndian.Uint32(b[32:]),
 		off:    binary.LittleEndian.Uint32(b[36:]),
 		length: binary.LittleEndian.Uint32(b[40:]),
-		typ:    BlobType(b[44]),
+		typ:    format.BlobType(b[44]),
 	}
 }
 

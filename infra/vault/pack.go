@@ -17,7 +17,7 @@ type packer struct {
 	v       *Vault
 	ctx     context.Context
 	buf     []byte
-	entries []indexEntry
+	entries []format.IndexEntry
 	seq     int // sequence number of the open pack, from 1
 	// pending holds blobs added but not yet indexed, so a block seen twice
 	// in one backup is stored once; entries leave when their pack is indexed,
@@ -49,14 +49,14 @@ func (p *packer) has(idx *Index, id ID) bool {
 }
 
 // addBlob appends a sealed blob and returns the sequence number of its pack.
-func (p *packer) addBlob(id ID, typ BlobType, sealed []byte) (int, error) {
+func (p *packer) addBlob(id ID, typ format.BlobType, sealed []byte) (int, error) {
 	if err := p.failed(); err != nil {
 		return 0, err
 	}
 	if p.buf == nil {
 		p.buf = make([]byte, 0, p.v.cfg.PackSize+p.v.cfg.BlockSize+4096)
 	}
-	p.entries = append(p.entries, indexEntry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), Type: typ})
+	p.entries = append(p.entries, format.IndexEntry{ID: id, Offset: uint32(len(p.buf)), Length: uint32(len(sealed)), Type: typ})
 	p.buf = append(p.buf, sealed...)
 	p.pendingMu.Lock()
 	p.pending[id] = struct{}{}
@@ -104,83 +104,30 @@ func (p *packer) flush() {
 	}()
 }
 
-// A pack is its blobs, then a sealed header listing them (packEntryLen
-// bytes each: type, id, offset, length, little-endian), then the sealed
-// header's length as 4 bytes little-endian. Its name is the keyed hash of
-// all of it.
-const (
-	packEntryLen = 1 + 32 + 4 + 4
-	packHeaderAD = "pack-header"
-)
-
-// appendPackEntries appends entries in the pack header's layout.
-func appendPackEntries(out []byte, entries []indexEntry) []byte {
-	for _, e := range entries {
-		out = append(out, byte(e.Type))
-		out = append(out, e.ID[:]...)
-		out = binary.LittleEndian.AppendUint32(out, e.Offset)
-		out = binary.LittleEndian.AppendUint32(out, e.Length)
-	}
-	return out
-}
-
-// splitPack cuts a whole pack into its body (the blobs) and sealed header.
-func splitPack(pack []byte) (body, sealedHeader []byte, err error) {
-	if len(pack) < 4 {
-		return nil, nil, fmt.Errorf("%w: pack of %d bytes", ErrCorrupt, len(pack))
-	}
-	n := int64(binary.LittleEndian.Uint32(pack[len(pack)-4:]))
-	if n > int64(len(pack)-4) {
-		return nil, nil, fmt.Errorf("%w: pack header of %d bytes in a pack of %d", ErrCorrupt, n, len(pack))
-	}
-	h := len(pack) - 4 - int(n)
-	return pack[:h], pack[h : len(pack)-4], nil
-}
-
-// decodePackHeader decodes a pack header's plaintext; every blob it lists
-// must lie inside a body of bodyLen bytes.
-func decodePackHeader(plain []byte, bodyLen int) ([]indexEntry, error) {
-	if len(plain)%packEntryLen != 0 {
-		return nil, fmt.Errorf("%w: pack header of %d bytes", ErrCorrupt, len(plain))
-	}
-	entries := make([]indexEntry, len(plain)/packEntryLen)
-	for i := range entries {
-		b := plain[i*packEntryLen:]
-		e := indexEntry{Type: BlobType(b[0]), Offset: binary.LittleEndian.Uint32(b[33:]), Length: binary.LittleEndian.Uint32(b[37:])}
-		copy(e.ID[:], b[1:33])
-		if e.Type != BlobData && e.Type != BlobTree || e.Length == 0 || int64(e.Offset)+int64(e.Length) > int64(bodyLen) {
-			return nil, fmt.Errorf("%w: pack header entry %d: blob %s at %d+%d (type %d) outside a body of %d bytes",
-				ErrCorrupt, i, e.ID.Short(), e.Offset, e.Length, e.Type, bodyLen)
-		}
-		entries[i] = e
-	}
-	return entries, nil
-}
-
 // packHeader returns the blobs a whole pack lists in its header.
-func (v *Vault) packHeader(pack []byte) (body []byte, entries []indexEntry, err error) {
-	body, sealed, err := splitPack(pack)
+func (v *Vault) packHeader(pack []byte) (body []byte, entries []format.IndexEntry, err error) {
+	body, sealed, err := format.SplitPack(pack)
 	if err != nil {
 		return nil, nil, err
 	}
-	plain, err := v.keys.open(nil, sealed, []byte(packHeaderAD))
+	plain, err := v.keys.Open(nil, sealed, []byte(format.PackHeaderAD))
 	if err != nil {
 		return nil, nil, fmt.Errorf("pack header: %w", err)
 	}
-	entries, err = decodePackHeader(plain, len(body))
+	entries, err = format.DecodePackHeader(plain, len(body))
 	return body, entries, err
 }
 
-func (p *packer) upload(buf []byte, entries []indexEntry) error {
-	header := appendPackEntries(make([]byte, 0, len(entries)*packEntryLen), entries)
-	sealed := p.v.keys.seal(nil, header, []byte(packHeaderAD))
+func (p *packer) upload(buf []byte, entries []format.IndexEntry) error {
+	header := format.AppendPackEntries(make([]byte, 0, len(entries)*format.PackEntryLen), entries)
+	sealed := p.v.keys.Seal(nil, header, []byte(format.PackHeaderAD))
 	buf = append(buf, sealed...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
-	id := p.v.keys.hash(buf)
+	id := p.v.keys.Hash(buf)
 	if err := p.v.putObject(p.ctx, format.PackKey(id), buf); err != nil {
 		return fmt.Errorf("put pack %s: %w", id.Short(), err)
 	}
-	pi := packIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
+	pi := format.PackIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
 	if err := p.v.putPackIndex(p.ctx, pi); err != nil {
 		return fmt.Errorf("index pack %s: %w", id.Short(), err)
 	}

@@ -102,9 +102,9 @@ func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) (
 	if isZero(buf) {
 		return scratch, nil
 	}
-	r.id = s.v.keys.hash(buf)
+	r.id = s.v.keys.Hash(buf)
 	if !s.idx.dedupHas(r.id) { // not in a GC candidate pack either
-		r.sealed, scratch = s.v.keys.sealBlob(r.id, buf, scratch)
+		r.sealed, scratch = s.v.keys.SealBlob(r.id, buf, scratch)
 	}
 	return scratch, nil
 }

@@ -11,9 +11,6 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// ErrNoRecord is returned (wrapped) when a record does not exist.
-var ErrNoRecord = errors.New("record not found")
-
 // Records are small named settings kept in the vault itself (policies, the
 // protection of a VM): sealed JSON objects under <kind>/<name>. They travel
 // with the vault, so a vault moved to a new Temporal cluster still knows
@@ -39,7 +36,7 @@ func (v *Vault) GetRecord(ctx context.Context, kind, name string, obj any) error
 	}
 	err = v.getSealed(ctx, key, obj)
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%s in %s: %w", key, v.Location(), ErrNoRecord)
+		return fmt.Errorf("%s in %s: %w", key, v.Location(), format.ErrNoRecord)
 	}
 	return err
 }
@@ -74,7 +71,7 @@ func (v *Vault) DeleteRecord(ctx context.Context, kind, name string) error {
 		return err
 	}
 	if _, err := v.be.Stat(ctx, key); errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("%s in %s: %w", key, v.Location(), ErrNoRecord)
+		return fmt.Errorf("%s in %s: %w", key, v.Location(), format.ErrNoRecord)
 	} else if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 type testRecord struct {
@@ -60,7 +62,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	}
 	// A record moved to another key does not open there (the key is bound in).
 	be.objs["protection/moved"] = be.objs["protection/web01"]
-	if err := v.GetRecord(ctx, "protection", "moved", &got); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) {
+	if err := v.GetRecord(ctx, "protection", "moved", &got); !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("record under a foreign key: %v", err)
 	}
 }
@@ -70,10 +72,10 @@ func TestRecordMissing(t *testing.T) {
 	v, _ := testVault(t)
 	var got testRecord
 	err := v.GetRecord(ctx, "policies", "nope", &got)
-	if !errors.Is(err, ErrNoRecord) || !strings.Contains(err.Error(), "policies/nope") {
+	if !errors.Is(err, format.ErrNoRecord) || !strings.Contains(err.Error(), "policies/nope") {
 		t.Fatalf("get missing: %v", err)
 	}
-	if err := v.DeleteRecord(ctx, "policies", "nope"); !errors.Is(err, ErrNoRecord) {
+	if err := v.DeleteRecord(ctx, "policies", "nope"); !errors.Is(err, format.ErrNoRecord) {
 		t.Fatalf("delete missing: %v", err)
 	}
 	if names, err := v.ListRecords(ctx, "policies"); err != nil || len(names) != 0 {
@@ -96,10 +98,10 @@ func TestRecordBadNames(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "invalid") {
 			t.Errorf("PutRecord(%q, %q): %v, want refused", c.kind, c.name, err)
 		}
-		if err := v.GetRecord(ctx, c.kind, c.name, &testRecord{}); err == nil || errors.Is(err, ErrNoRecord) {
+		if err := v.GetRecord(ctx, c.kind, c.name, &testRecord{}); err == nil || errors.Is(err, format.ErrNoRecord) {
 			t.Errorf("GetRecord(%q, %q): %v, want refused", c.kind, c.name, err)
 		}
-		if err := v.DeleteRecord(ctx, c.kind, c.name); err == nil || errors.Is(err, ErrNoRecord) {
+		if err := v.DeleteRecord(ctx, c.kind, c.name); err == nil || errors.Is(err, format.ErrNoRecord) {
 			t.Errorf("DeleteRecord(%q, %q): %v, want refused", c.kind, c.name, err)
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,78 +13,13 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// BackupType says whether a recovery point had a parent to compare with.
-// Either way the recovery point is a synthetic full.
-type BackupType string
-
-const (
-	BackupFull        BackupType = "full"
-	BackupIncremental BackupType = "incremental"
-)
-
-// DiskRecord is one disk of a recovery point.
-type DiskRecord struct {
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	LUN       int       `json:"lun,omitempty"`
-	SizeBytes int64     `json:"size_bytes"`
-	Root      ID        `json:"root"`
-	Method    Method    `json:"method"`
-	Stats     DiskStats `json:"stats"`
-}
-
-// RecoveryPoint is an immutable manifest: everything needed to restore a VM
-// as it was. Every recovery point is a synthetic full: its trees name every
-// block, so a restore never walks a chain of incrementals.
-type RecoveryPoint struct {
-	ID          string     `json:"id"`
-	VM          string     `json:"vm"`
-	Host        string     `json:"host"`
-	Type        BackupType `json:"type"`
-	Consistency string     `json:"consistency"`
-	Parent      string     `json:"parent,omitempty"`
-	StartedAt   time.Time  `json:"started_at"`
-	CompletedAt time.Time  `json:"completed_at"`
-	Job         string     `json:"job"`
-	// Metadata is the VM's description as the platform gave it (JSON), so a
-	// restore can recreate the VM.
-	Metadata []byte `json:"metadata"`
-	// SnapshotToken is the platform's token of the snapshot the point was
-	// made from: the next backup asks the platform for the blocks changed
-	// since it (changed-block tracking).
-	SnapshotToken string       `json:"snapshot_token,omitempty"`
-	Disks         []DiskRecord `json:"disks"`
-	// Kept is the point-in-time image the backup kept on its host (backup
-	// --keep-snapshot), if any; points written before it existed have none.
-	Kept *KeptSnapshot `json:"kept,omitempty"`
-}
-
-// Totals sums the disks' stats.
-func (rp RecoveryPoint) Totals() DiskStats {
-	var s DiskStats
-	for _, d := range rp.Disks {
-		s.Add(d.Stats)
-	}
-	return s
-}
-
-// Ref is "<vm>/<id>", the name operators use for a recovery point.
-func (rp RecoveryPoint) Ref() string { return rp.VM + "/" + rp.ID }
-
-func checkName(kind, s string) error {
-	if s == "" || strings.ContainsAny(s, "/\\") || s == "." || s == ".." {
-		return fmt.Errorf("invalid %s name %q", kind, s)
-	}
-	return nil
-}
-
 // SaveRecoveryPoint writes a recovery point. Call it only after every disk
 // backup it names has finished: then all its data is durable.
-func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
-	if err := checkName("vm", rp.VM); err != nil {
+func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp format.RecoveryPoint) error {
+	if err := format.CheckName("vm", rp.VM); err != nil {
 		return err
 	}
-	if err := checkName("recovery point", rp.ID); err != nil {
+	if err := format.CheckName("recovery point", rp.ID); err != nil {
 		return err
 	}
 	idx, err := v.Index(ctx)
@@ -97,7 +30,7 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
 		if _, ok, err := v.locate(ctx, idx, d.Root); err != nil {
 			return err
 		} else if !ok {
-			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), ErrMissing)
+			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), format.ErrMissing)
 		}
 	}
 	return v.putSealed(ctx, format.RecoveryPointKey(rp.VM, rp.ID), rp)
@@ -107,50 +40,32 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp RecoveryPoint) error {
 // A soft-deleted point is an error (matching ErrSoftDeleted and
 // ErrNoRecoveryPoint) that says when it was deleted and until when it can
 // be undeleted.
-func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (RecoveryPoint, error) {
+func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (format.RecoveryPoint, error) {
 	vm, id, err := v.resolveRef(ctx, ref)
 	if err != nil {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
 	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
-		return RecoveryPoint{}, deletedError{dp}
+		return format.RecoveryPoint{}, format.DeletedError{Point: dp}
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
 	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
-		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 	}
 	return rp, err
 }
 
 // getRecoveryPoint reads and decodes the manifest at key.
-func (v *Vault) getRecoveryPoint(ctx context.Context, key string) (RecoveryPoint, error) {
+func (v *Vault) getRecoveryPoint(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	var raw json.RawMessage
 	if err := v.getSealed(ctx, key, &raw); err != nil {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
-	rp, err := decodeRecoveryPoint(key, raw)
+	rp, err := format.DecodeRecoveryPoint(key, raw)
 	if err != nil {
-		return RecoveryPoint{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
-	}
-	return rp, nil
-}
-
-// decodeRecoveryPoint decodes the plaintext of the manifest at key: it must
-// name the VM and id of its key, and valid disks.
-func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
-	var rp RecoveryPoint
-	if err := json.Unmarshal(data, &rp); err != nil {
-		return RecoveryPoint{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	if format.RecoveryPointKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
-		return RecoveryPoint{}, fmt.Errorf("%w: manifest names %q/%q", ErrCorrupt, rp.VM, rp.ID)
-	}
-	for _, d := range rp.Disks {
-		if d.SizeBytes < 0 || d.Root.IsZero() {
-			return RecoveryPoint{}, fmt.Errorf("%w: disk %q: size %d, root %s", ErrCorrupt, d.Name, d.SizeBytes, d.Root.Short())
-		}
+		return format.RecoveryPoint{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
 	}
 	return rp, nil
 }
@@ -160,9 +75,9 @@ func decodeRecoveryPoint(key string, data []byte) (RecoveryPoint, error) {
 // ListDeleted), even while an interrupted delete left their manifest. Manifests that fail to authenticate or decode
 // are left out and reported in the error (wrapping ErrCorrupt), next to the
 // good ones.
-func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]RecoveryPoint, error) {
+func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]format.RecoveryPoint, error) {
 	if vm != "" {
-		if err := checkName("vm", vm); err != nil {
+		if err := format.CheckName("vm", vm); err != nil {
 			return nil, err
 		}
 	}
@@ -198,7 +113,7 @@ type ManifestProblem struct {
 
 // loadRecoveryPoints reads the manifests under prefix, oldest first; those
 // that fail to authenticate or decode are returned apart.
-func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]RecoveryPoint, []ManifestProblem, error) {
+func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]format.RecoveryPoint, []ManifestProblem, error) {
 	var keys []string
 	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 		keys = append(keys, key)
@@ -207,7 +122,7 @@ func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]Recove
 		return nil, nil, fmt.Errorf("list recovery points in %s: %w", v.be.Location(), err)
 	}
 	sort.Strings(keys)
-	rps := make([]RecoveryPoint, len(keys))
+	rps := make([]format.RecoveryPoint, len(keys))
 	bad := make([]error, len(keys))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -218,7 +133,7 @@ func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]Recove
 			}
 			var err error
 			rps[i], err = v.getRecoveryPoint(gctx, key)
-			if errors.Is(err, ErrCorrupt) {
+			if errors.Is(err, format.ErrCorrupt) {
 				bad[i] = err // one bad manifest must not hide the others
 				return nil
 			}

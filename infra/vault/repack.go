@@ -40,7 +40,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 		if err != nil {
 			return rep, fmt.Errorf("repack %s: %w", format.PackKey(id), err)
 		}
-		var live []indexEntry
+		var live []format.IndexEntry
 		var liveBytes int64
 		for _, e := range entries {
 			if _, ok := st.refs[e.ID]; ok {
@@ -77,7 +77,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 }
 
 // copyBlobs verifies the given blobs of one pack and adds them to pk.
-func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []indexEntry) error {
+func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []format.IndexEntry) error {
 	data, err := v.be.Get(ctx, format.PackKey(pack))
 	if err != nil {
 		return fmt.Errorf("repack %s: %w", format.PackKey(pack), err)
@@ -85,10 +85,10 @@ func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []inde
 	for _, e := range blobs {
 		end := int64(e.Offset) + int64(e.Length)
 		if end > int64(len(data)) {
-			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", format.PackKey(pack), e.ID.Short(), ErrCorrupt)
+			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", format.PackKey(pack), e.ID.Short(), format.ErrCorrupt)
 		}
 		sealed := data[e.Offset:end]
-		if _, err := v.keys.openBlob(e.ID, sealed); err != nil {
+		if _, err := v.keys.OpenBlob(e.ID, sealed); err != nil {
 			return fmt.Errorf("repack %s: blob %s: %w", format.PackKey(pack), e.ID.Short(), err)
 		}
 		if _, err := pk.addBlob(e.ID, e.Type, append([]byte(nil), sealed...)); err != nil {

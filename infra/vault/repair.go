@@ -74,7 +74,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 		g.Go(func() error {
 			id, _, _ := format.ParseIndexKey(key)
 			pi, err := v.getPackIndex(gctx, key)
-			if err != nil && !errors.Is(err, ErrCorrupt) {
+			if err != nil && !errors.Is(err, format.ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil
 				}
@@ -132,7 +132,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case errors.Is(err, ErrCorrupt):
+			case errors.Is(err, format.ErrCorrupt):
 				rep.BadPacks = append(rep.BadPacks, PackProblem{Pack: id, Key: format.PackKey(id), Reason: err.Error()})
 				return nil
 			case errors.Is(err, storage.ErrNotFound):
@@ -166,23 +166,23 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 // verifyPack reads a whole pack and returns its index if the pack is sound:
 // its header authenticates, it hashes to its name, and every blob opens and
 // hashes to its id. Damage is reported wrapping ErrCorrupt.
-func (v *Vault) verifyPack(ctx context.Context, id ID) (packIndex, error) {
+func (v *Vault) verifyPack(ctx context.Context, id ID) (format.PackIndex, error) {
 	key := format.PackKey(id)
 	data, err := v.be.Get(ctx, key)
 	if err != nil {
-		return packIndex{}, fmt.Errorf("get %s: %w", key, err)
+		return format.PackIndex{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	if got := v.keys.hash(data); got != id {
-		return packIndex{}, fmt.Errorf("%s: %w: content hashes to %s", key, ErrCorrupt, got.Short())
+	if got := v.keys.Hash(data); got != id {
+		return format.PackIndex{}, fmt.Errorf("%s: %w: content hashes to %s", key, format.ErrCorrupt, got.Short())
 	}
 	body, entries, err := v.packHeader(data)
 	if err != nil {
-		return packIndex{}, fmt.Errorf("%s: %w", key, err)
+		return format.PackIndex{}, fmt.Errorf("%s: %w", key, err)
 	}
 	for _, e := range entries {
-		if _, err := v.keys.openBlob(e.ID, body[e.Offset:e.Offset+e.Length]); err != nil {
-			return packIndex{}, fmt.Errorf("%s: blob %s at %d: %w", key, e.ID.Short(), e.Offset, err)
+		if _, err := v.keys.OpenBlob(e.ID, body[e.Offset:e.Offset+e.Length]); err != nil {
+			return format.PackIndex{}, fmt.Errorf("%s: blob %s at %d: %w", key, e.ID.Short(), e.Offset, err)
 		}
 	}
-	return packIndex{Pack: id, Size: int64(len(data)), Entries: entries}, nil
+	return format.PackIndex{Pack: id, Size: int64(len(data)), Entries: entries}, nil
 }

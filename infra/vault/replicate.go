@@ -211,12 +211,12 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error) {
 	data, err := src.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
-		return false, fmt.Errorf("the primary has no vault config: %w (refusing to replicate: a primary that is gone must not look empty)", ErrNoVault)
+		return false, fmt.Errorf("the primary has no vault config: %w (refusing to replicate: a primary that is gone must not look empty)", format.ErrNoVault)
 	}
 	if err != nil {
 		return false, err
 	}
-	cfg, err := parseConfig(src.Location(), data)
+	cfg, err := format.ParseConfig(src.Location(), data)
 	if err != nil {
 		return false, err
 	}
@@ -228,8 +228,8 @@ func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error
 	case bytes.Equal(old, data):
 		return false, nil
 	default:
-		if ocfg, perr := parseConfig(dst.Location(), old); perr == nil && ocfg.ID != cfg.ID {
-			return false, fmt.Errorf("the secondary holds another vault (%s), not %s: %w", ocfg.ID, cfg.ID, ErrVaultExists)
+		if ocfg, perr := format.ParseConfig(dst.Location(), old); perr == nil && ocfg.ID != cfg.ID {
+			return false, fmt.Errorf("the secondary holds another vault (%s), not %s: %w", ocfg.ID, cfg.ID, format.ErrVaultExists)
 		}
 	}
 	if err := dst.Put(ctx, format.ConfigKey, data); err != nil {

@@ -163,17 +163,17 @@ func Compare(ctx context.Context, a, b storage.Backend) (Comparison, error) {
 func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, error) {
 	data, err := be.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("open vault at %s: %w (not replicated yet: run 'vmvault vault replicate')", be.Location(), ErrNoVault)
+		return nil, fmt.Errorf("open vault at %s: %w (not replicated yet: run 'vmvault vault replicate')", be.Location(), format.ErrNoVault)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
-	cfg, err := parseConfig(be.Location(), data)
+	cfg, err := format.ParseConfig(be.Location(), data)
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.mac(v.keys.master)) {
-		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), ErrCorrupt, cfg.ID, v.Config().ID)
+	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.ComputeMAC(v.keys.Master)) {
+		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), format.ErrCorrupt, cfg.ID, v.Config().ID)
 	}
 	return &Vault{be: be, cfg: cfg, keys: v.keys}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -72,7 +73,7 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 	}
 	// A primary without config is refused, not mirrored as empty.
 	delete(src.objs, "config")
-	if _, err := Replicate(ctx, src, dst, ReplicateOptions{}); !errors.Is(err, ErrNoVault) {
+	if _, err := Replicate(ctx, src, dst, ReplicateOptions{}); !errors.Is(err, format.ErrNoVault) {
 		t.Fatalf("replicating a vanished primary: %v", err)
 	}
 }
@@ -80,19 +81,19 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 func TestImmutableRefusesEarlyDelete(t *testing.T) {
 	ctx := context.Background()
 	v, be, _ := softDeleteVault(t)
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 7, Since: time.Now()}); err != nil {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 7, Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 1}); !errors.Is(err, ErrImmutable) {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 1}); !errors.Is(err, format.ErrImmutable) {
 		t.Fatalf("shortened immutability: %v", err)
 	}
 	// Points a, b, c were made at Unix 0..2: long expired. A new one is not.
-	rp := RecoveryPoint{ID: "d", VM: "vm1", StartedAt: time.Now(), CompletedAt: time.Now(), Metadata: []byte(`{}`)}
+	rp := format.RecoveryPoint{ID: "d", VM: "vm1", StartedAt: time.Now(), CompletedAt: time.Now(), Metadata: []byte(`{}`)}
 	if err := v.SaveRecoveryPoint(ctx, rp); err != nil {
 		t.Fatal(err)
 	}
 	_, err := v.DeleteRecoveryPoint(ctx, "vm1/d", time.Now(), time.Hour)
-	if !errors.Is(err, ErrImmutable) || !strings.Contains(err.Error(), "vm1/d is protected until") {
+	if !errors.Is(err, format.ErrImmutable) || !strings.Contains(err.Error(), "vm1/d is protected until") {
 		t.Fatalf("early delete: %v", err)
 	}
 	if _, err := v.DeleteRecoveryPoint(ctx, "vm1/a", time.Now(), time.Hour); err != nil {
@@ -105,7 +106,7 @@ func TestImmutableRefusesEarlyDelete(t *testing.T) {
 		t.Fatalf("reopen: %+v %v", v2.Config().Immutable, err)
 	}
 	be.objs["config"] = []byte(strings.Replace(string(be.objs["config"]), `"days": 7`, `"days": 1`, 1))
-	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, ErrCorrupt) {
+	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("edited immutability opened: %v", err)
 	}
 }

@@ -84,7 +84,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 				return res, err
 			}
 			if !ok {
-				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), ErrMissing)
+				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), format.ErrMissing)
 			}
 			wants = append(wants, restoreBlock{off: off, id: bid, loc: loc})
 		}
@@ -112,7 +112,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		if opt.Progress != nil {
 			done := min((int64(li)+1)*le*bs, root.Size)
 			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done, NextLeaf: li + 1,
-				Stats:     DiskStats{DataBytes: res.WrittenBytes},
+				Stats:     format.DiskStats{DataBytes: res.WrittenBytes},
 				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
 		}
 	}
@@ -155,14 +155,14 @@ func rangeRuns(wants []restoreBlock) [][]restoreBlock {
 
 // restoreRun fetches one range of a pack, verifies its blocks and writes
 // them, and returns the bytes written.
-func (v *Vault) restoreRun(ctx context.Context, root Root, r []restoreBlock, w io.WriterAt, disk string) (int64, error) {
+func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []restoreBlock, w io.WriterAt, disk string) (int64, error) {
 	bs := int64(root.BlockSize)
 	first, last := r[0].loc, r[len(r)-1].loc
 	start := int64(first.Offset)
 	data, err := v.be.GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The index names a pack that is gone: no retry brings it back.
-		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), ErrMissing, first.Pack.Short())
+		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), format.ErrMissing, first.Pack.Short())
 	}
 	if err != nil {
 		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
@@ -172,14 +172,14 @@ func (v *Vault) restoreRun(ctx context.Context, root Root, r []restoreBlock, w i
 		lo := int64(wnt.loc.Offset) - start
 		hi := lo + int64(wnt.loc.Length)
 		if hi > int64(len(data)) {
-			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), ErrCorrupt)
+			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), format.ErrCorrupt)
 		}
-		plain, err := v.keys.openBlob(wnt.id, data[lo:hi])
+		plain, err := v.keys.OpenBlob(wnt.id, data[lo:hi])
 		if err != nil {
 			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
 		}
 		if want := min(bs, root.Size-wnt.off); int64(len(plain)) != want {
-			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.off, wnt.id.Short(), ErrCorrupt, len(plain), want)
+			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.off, wnt.id.Short(), format.ErrCorrupt, len(plain), want)
 		}
 		if _, err := w.WriteAt(plain, wnt.off); err != nil {
 			return written, fmt.Errorf("disk %s: write at offset %d: %w", disk, wnt.off, err)

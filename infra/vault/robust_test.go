@@ -27,7 +27,7 @@ func packOf(t *testing.T, v *Vault, root ID, n int) ID {
 		t.Fatal(err)
 	}
 	loc, ok := mustIndex(t, v).Lookup(ids[n])
-	if !ok || loc.Type != BlobData {
+	if !ok || loc.Type != format.BlobData {
 		t.Fatalf("block %d not indexed as data", n)
 	}
 	return loc.Pack
@@ -45,9 +45,9 @@ func backup(t *testing.T, v *Vault, disk memDisk, opt BackupOptions) DiskResult 
 	return r
 }
 
-func saveRP(t *testing.T, v *Vault, id string, i int, disks ...DiskRecord) {
+func saveRP(t *testing.T, v *Vault, id string, i int, disks ...format.DiskRecord) {
 	t.Helper()
-	rp := RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: disks}
+	rp := format.RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: disks}
 	if err := v.SaveRecoveryPoint(context.Background(), rp); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 		t.Fatalf("index with one corrupt object: %v", err)
 	}
 	probs := indexProblems(v2)
-	if len(probs) != 1 || probs[0].Kind != ProblemUnreadableIndex || probs[0].Pack != bad {
+	if len(probs) != 1 || probs[0].Kind != format.ProblemUnreadableIndex || probs[0].Pack != bad {
 		t.Fatalf("problems: %+v", probs)
 	}
 	if idx.hasPack(bad) {
@@ -131,21 +131,21 @@ func (f *flakyBackend) Get(ctx context.Context, k string) ([]byte, error) {
 // it hits, the index stops trusting it so the next backup stores its blocks
 // again, and after Repair the new recovery point checks clean.
 func TestDeletedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { delete(be.objs, key) }, ProblemMissingPack)
+	testLostPack(t, func(be *memBackend, key string) { delete(be.objs, key) }, format.ProblemMissingPack)
 }
 
 func TestTruncatedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { be.objs[key] = be.objs[key][:len(be.objs[key])/2] }, ProblemPackSize)
+	testLostPack(t, func(be *memBackend, key string) { be.objs[key] = be.objs[key][:len(be.objs[key])/2] }, format.ProblemPackSize)
 }
 
-func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProblemKind) {
+func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.IndexProblemKind) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := mixedDisk(23, 24*testBlock)
 	r1 := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
 	r2 := backup(t, v, disk, BackupOptions{Parent: &r1.Root})
-	saveRP(t, v, "rp2", 2, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
+	saveRP(t, v, "rp2", 2, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
 	if rep := check(t, v, CheckOptions{ReadData: true}); !rep.OK {
 		t.Fatalf("check before damage: %+v", rep)
 	}
@@ -194,7 +194,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 	if err != nil {
 		t.Fatal(err)
 	}
-	saveRP(t, v, "rp3", 3, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r3.Root})
+	saveRP(t, v, "rp3", 3, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r3.Root})
 	rep = check(t, reopen(v), CheckOptions{ReadData: true})
 	// The blocks stored again heal the older recovery points too: ids are
 	// content hashes, so their trees find the new copies.
@@ -202,11 +202,11 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 		t.Fatalf("after repair and a backup, damaged: %v", rep.Damaged)
 	}
 	switch kind {
-	case ProblemMissingPack: // its index object is gone: nothing left to report
+	case format.ProblemMissingPack: // its index object is gone: nothing left to report
 		if len(rr.RemovedIndex) != 1 || rr.RemovedIndex[0] != lostKey || !rep.OK {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
-	case ProblemPackSize: // the damaged pack is reported and left alone
+	case format.ProblemPackSize: // the damaged pack is reported and left alone
 		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.objs[format.PackKey(lost)] == nil || len(rep.IndexProblems) != 1 {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
@@ -220,7 +220,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	v, be := testVault(t)
 	disk := mixedDisk(24, 16*testBlock)
 	r := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
 	want, err := v.getPackIndex(ctx, indexKeyOf(t, be, p))
 	if err != nil {
@@ -264,7 +264,7 @@ func TestCheckReadData(t *testing.T) {
 	v, be := testVault(t)
 	disk := mixedDisk(25, 16*testBlock)
 	r := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	ids, _ := v.BlockIDs(ctx, r.Root)
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
 	be.objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
@@ -291,8 +291,8 @@ func TestCheckReadData(t *testing.T) {
 func TestCheckReportsCorruptManifest(t *testing.T) {
 	v, be := testVault(t)
 	r := backup(t, v, mixedDisk(26, 8*testBlock), BackupOptions{})
-	saveRP(t, v, "a", 1, DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
-	saveRP(t, v, "b", 2, DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
+	saveRP(t, v, "a", 1, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
+	saveRP(t, v, "b", 2, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
 	be.objs["recoverypoints/vm1/b"][20] ^= 1
 	rep := check(t, v, CheckOptions{})
 	if rep.OK || rep.RecoveryPoints != 1 || len(rep.CorruptManifests) != 1 || rep.CorruptManifests[0].Key != "recoverypoints/vm1/b" {
@@ -328,14 +328,14 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	encode := func(size int64, le int) (int, int) {
-		cfg := Config{BlockSize: 1 << 20, LeafEntries: le}
+		cfg := format.Config{BlockSize: 1 << 20, LeafEntries: le}
 		lay := newLayout(size, cfg)
-		c := newCheckpointer(lay, nil, DiskStats{})
+		c := newCheckpointer(lay, nil, format.DiskStats{})
 		var leaves []ID
 		for i := range lay.nLeaves {
 			id := ID{byte(i), byte(i >> 8), byte(i >> 16), 1}
 			leaves = append(leaves, id)
-			c.finished(id, 1, DiskStats{DataBytes: 1 << 30, ScannedBytes: 1 << 30})
+			c.finished(id, 1, format.DiskStats{DataBytes: 1 << 30, ScannedBytes: 1 << 30})
 		}
 		c.advance(1)
 		key := format.NewCheckpointKey()
@@ -346,9 +346,9 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 		js, _ := json.Marshal(cp)
 		// It resumes when the index holds the leaves.
 		idx := newIndex(t.TempDir())
-		pi := packIndex{Pack: ID{0xee}}
+		pi := format.PackIndex{Pack: ID{0xee}}
 		for _, id := range leaves {
-			pi.Entries = append(pi.Entries, indexEntry{ID: id})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: id})
 		}
 		idx.addPack(pi)
 		var back Checkpoint
@@ -426,11 +426,11 @@ func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 
 // indexProblems are the index objects the loaded index left out since its
 // last full load.
-func indexProblems(v *Vault) []IndexProblem {
+func indexProblems(v *Vault) []format.IndexProblem {
 	v.idxMu.Lock()
 	defer v.idxMu.Unlock()
 	if v.idx == nil {
 		return nil
 	}
-	return append([]IndexProblem(nil), v.idx.problems...)
+	return append([]format.IndexProblem(nil), v.idx.problems...)
 }

@@ -24,102 +24,69 @@ import (
 // the next delete or purge removes the leftover manifest), and undelete
 // writes the manifest back before it removes the tombstone.
 
-// ErrSoftDeleted is returned (wrapped, and also matching ErrNoRecoveryPoint)
-// when a recovery point was soft-deleted.
-var ErrSoftDeleted = errors.New("recovery point was deleted")
-
-// DeletedPoint is a soft-deleted recovery point.
-type DeletedPoint struct {
-	RecoveryPoint
-	DeletedAt time.Time `json:"deleted_at"`
-	// PurgeAfter is when the soft-delete period ends: undelete works until
-	// then, and the next purge after it removes the point for good.
-	PurgeAfter time.Time `json:"purge_after"`
-}
-
-// tombstone is the sealed object at deleted/<vm>/<id>. GC reads the manifest
-// under "recovery_point" (gcManifest).
-type tombstone struct {
-	RecoveryPoint RecoveryPoint `json:"recovery_point"`
-	DeletedAt     time.Time     `json:"deleted_at"`
-	PurgeAfter    time.Time     `json:"purge_after"`
-}
-
-// deletedError says a recovery point was deleted and how to get it back.
-type deletedError struct{ dp DeletedPoint }
-
-func (e deletedError) Error() string {
-	return fmt.Sprintf("recovery point %s was deleted at %s; vmvault rp undelete %s restores it until %s",
-		e.dp.Ref(), e.dp.DeletedAt.UTC().Format(time.RFC3339), e.dp.Ref(), e.dp.PurgeAfter.UTC().Format(time.RFC3339))
-}
-
-func (e deletedError) Is(target error) bool {
-	return target == ErrSoftDeleted || target == ErrNoRecoveryPoint
-}
-
 // DeleteRecoveryPoint soft-deletes the recovery point ref ("<vm>/<id>" or
 // an id) at now: it can be undeleted until now+keepFor. No data is removed.
 // Deleting a point whose earlier delete was interrupted finishes it.
-func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Time, keepFor time.Duration) (DeletedPoint, error) {
+func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Time, keepFor time.Duration) (format.DeletedPoint, error) {
 	vm, id, err := v.resolveRef(ctx, ref)
 	if err != nil {
-		return DeletedPoint{}, err
+		return format.DeletedPoint{}, err
 	}
 	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
 		// Deleted before: finish an interrupted delete, or say it is done.
 		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
 			return dp, v.deleteKey(ctx, format.RecoveryPointKey(vm, id))
 		}
-		return dp, deletedError{dp}
+		return dp, format.DeletedError{Point: dp}
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return DeletedPoint{}, err
+		return format.DeletedPoint{}, err
 	}
 	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
-		return DeletedPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+		return format.DeletedPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 	}
 	if err != nil {
-		return DeletedPoint{}, err
+		return format.DeletedPoint{}, err
 	}
-	if err := v.CheckDeletable(ctx, []RecoveryPoint{rp}, now); err != nil {
-		return DeletedPoint{}, err
+	if err := v.CheckDeletable(ctx, []format.RecoveryPoint{rp}, now); err != nil {
+		return format.DeletedPoint{}, err
 	}
-	ts := tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
+	ts := format.Tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
 	if err := v.putSealed(ctx, format.TombstoneKey(vm, id), ts); err != nil {
-		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
+		return format.DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
 	if err := v.deleteKey(ctx, format.RecoveryPointKey(vm, id)); err != nil {
-		return DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
+		return format.DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
-	return ts.point(), nil
+	return ts.Point(), nil
 }
 
 // UndeleteRecoveryPoint brings a soft-deleted recovery point back, if its
 // soft-delete period has not ended at now.
-func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.Time) (RecoveryPoint, error) {
+func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.Time) (format.RecoveryPoint, error) {
 	vm, id, err := v.resolveRef(ctx, ref)
 	if err != nil {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
 	dp, err := v.loadTombstone(ctx, vm, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
-			return RecoveryPoint{}, fmt.Errorf("recovery point %s is not deleted", ref)
+			return format.RecoveryPoint{}, fmt.Errorf("recovery point %s is not deleted", ref)
 		}
-		return RecoveryPoint{}, fmt.Errorf("deleted recovery point %s in %s: %w (purged, or never deleted)", ref, v.be.Location(), ErrNoRecoveryPoint)
+		return format.RecoveryPoint{}, fmt.Errorf("deleted recovery point %s in %s: %w (purged, or never deleted)", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 	}
 	if err != nil {
-		return RecoveryPoint{}, err
+		return format.RecoveryPoint{}, err
 	}
 	if !now.Before(dp.PurgeAfter) {
-		return RecoveryPoint{}, fmt.Errorf("recovery point %s: its soft-delete period ended at %s; it can no longer be undeleted: %w",
-			dp.Ref(), dp.PurgeAfter.UTC().Format(time.RFC3339), ErrSoftDeleted)
+		return format.RecoveryPoint{}, fmt.Errorf("recovery point %s: its soft-delete period ended at %s; it can no longer be undeleted: %w",
+			dp.Ref(), dp.PurgeAfter.UTC().Format(time.RFC3339), format.ErrSoftDeleted)
 	}
 	if err := v.putSealed(ctx, format.RecoveryPointKey(vm, id), dp.RecoveryPoint); err != nil {
-		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
+		return format.RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
 	if err := v.deleteKey(ctx, format.TombstoneKey(vm, id)); err != nil {
-		return RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
+		return format.RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
 	return dp.RecoveryPoint, nil
 }
@@ -127,10 +94,10 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 // ListDeleted returns the soft-deleted recovery points of vm (all VMs if
 // ""), oldest first. Tombstones that do not open or decode are left out and
 // reported in the error (wrapping ErrCorrupt).
-func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]DeletedPoint, error) {
+func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoint, error) {
 	prefix := format.KindTombstone.Prefix()
 	if vm != "" {
-		if err := checkName("vm", vm); err != nil {
+		if err := format.CheckName("vm", vm); err != nil {
 			return nil, err
 		}
 		prefix += vm + "/"
@@ -139,14 +106,14 @@ func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]DeletedPoint, err
 	if err != nil {
 		return nil, err
 	}
-	var list []DeletedPoint
+	var list []format.DeletedPoint
 	var errs []error
 	for _, key := range keys {
 		dp, err := v.readTombstone(ctx, key)
 		switch {
 		case errors.Is(err, storage.ErrNotFound):
 			continue // undeleted or purged meanwhile
-		case errors.Is(err, ErrCorrupt):
+		case errors.Is(err, format.ErrCorrupt):
 			errs = append(errs, err)
 			continue
 		case err != nil:
@@ -173,7 +140,7 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 	due, err := v.DueForPurge(ctx, now, keepFor)
 	var purged []string
 	for _, dp := range due {
-		if ierr := v.CheckDeletable(ctx, []RecoveryPoint{dp.RecoveryPoint}, now); errors.Is(ierr, ErrImmutable) {
+		if ierr := v.CheckDeletable(ctx, []format.RecoveryPoint{dp.RecoveryPoint}, now); errors.Is(ierr, format.ErrImmutable) {
 			continue // deleted before the vault became immutable: kept until it expires
 		} else if ierr != nil {
 			return purged, ierr
@@ -192,12 +159,12 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 }
 
 // DueForPurge lists the soft-deleted points PurgeDeleted would remove.
-func (v *Vault) DueForPurge(ctx context.Context, now time.Time, keepFor time.Duration) ([]DeletedPoint, error) {
+func (v *Vault) DueForPurge(ctx context.Context, now time.Time, keepFor time.Duration) ([]format.DeletedPoint, error) {
 	all, err := v.ListDeleted(ctx, "")
 	if all == nil && err != nil {
 		return nil, err
 	}
-	var due []DeletedPoint
+	var due []format.DeletedPoint
 	for _, dp := range all {
 		if !now.Before(dp.PurgeAfter) || (keepFor > 0 && !now.Before(dp.DeletedAt.Add(keepFor))) {
 			due = append(due, dp)
@@ -219,26 +186,22 @@ func (v *Vault) deletedSet(ctx context.Context, prefix string) (map[string]bool,
 	return set, nil
 }
 
-func (v *Vault) loadTombstone(ctx context.Context, vm, id string) (DeletedPoint, error) {
+func (v *Vault) loadTombstone(ctx context.Context, vm, id string) (format.DeletedPoint, error) {
 	return v.readTombstone(ctx, format.TombstoneKey(vm, id))
 }
 
 // readTombstone reads and checks the tombstone at key; a missing one wraps
 // storage.ErrNotFound.
-func (v *Vault) readTombstone(ctx context.Context, key string) (DeletedPoint, error) {
-	var ts tombstone
+func (v *Vault) readTombstone(ctx context.Context, key string) (format.DeletedPoint, error) {
+	var ts format.Tombstone
 	if err := v.getSealed(ctx, key, &ts); err != nil {
-		return DeletedPoint{}, err
+		return format.DeletedPoint{}, err
 	}
 	rp := ts.RecoveryPoint
-	if format.TombstoneKey(rp.VM, rp.ID) != key || checkName("vm", rp.VM) != nil || checkName("recovery point", rp.ID) != nil {
-		return DeletedPoint{}, fmt.Errorf("%s in %s: %w: tombstone names %q/%q", key, v.be.Location(), ErrCorrupt, rp.VM, rp.ID)
+	if format.TombstoneKey(rp.VM, rp.ID) != key || format.CheckName("vm", rp.VM) != nil || format.CheckName("recovery point", rp.ID) != nil {
+		return format.DeletedPoint{}, fmt.Errorf("%s in %s: %w: tombstone names %q/%q", key, v.be.Location(), format.ErrCorrupt, rp.VM, rp.ID)
 	}
-	return ts.point(), nil
-}
-
-func (ts tombstone) point() DeletedPoint {
-	return DeletedPoint{RecoveryPoint: ts.RecoveryPoint, DeletedAt: ts.DeletedAt, PurgeAfter: ts.PurgeAfter}
+	return ts.Point(), nil
 }
 
 // resolveRef turns "<vm>/<id>" or an id into the VM and id, finding the VM
@@ -259,13 +222,13 @@ func (v *Vault) resolveRef(ctx context.Context, ref string) (vm, id string, err 
 			}
 		}
 		if len(vms) != 1 {
-			return "", "", fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), ErrNoRecoveryPoint)
+			return "", "", fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 		}
 		for vm = range vms {
 		}
 	}
-	if checkName("vm", vm) != nil || checkName("recovery point", id) != nil {
-		return "", "", fmt.Errorf("recovery point %q: %w", ref, ErrNoRecoveryPoint)
+	if format.CheckName("vm", vm) != nil || format.CheckName("recovery point", id) != nil {
+		return "", "", fmt.Errorf("recovery point %q: %w", ref, format.ErrNoRecoveryPoint)
 	}
 	return vm, id, nil
 }

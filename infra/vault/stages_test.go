@@ -7,17 +7,19 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // The checkpoint names a leaf only once every pack up to the leaf's newest
 // one is durable, even when a later pack finished uploading first.
 func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 	lay := layout{size: 35 * testBlock, bs: testBlock, le: 8, blocks: 35, nLeaves: 5}
-	c := newCheckpointer(lay, nil, DiskStats{})
+	c := newCheckpointer(lay, nil, format.DiskStats{})
 	ids := []ID{{1}, {2}, {3}, {4}, {5}}
 	packs := []int{1, 1, 2, 4, 4}
 	for i, id := range ids {
-		c.finished(id, packs[i], DiskStats{DataBytes: int64(i + 1)})
+		c.finished(id, packs[i], format.DiskStats{DataBytes: int64(i + 1)})
 	}
 	if c.advance(0) || c.due(time.Now()) {
 		t.Fatalf("checkpoint before any pack is durable: %d", c.durable)
@@ -42,7 +44,7 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 func TestTrustedCheckpoint(t *testing.T) {
 	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
 	idx := newIndex(t.TempDir())
-	idx.addPack(packIndex{Pack: ID{0xaa}, Entries: []indexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
+	idx.addPack(format.PackIndex{Pack: ID{0xaa}, Entries: []format.IndexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
 	for _, tc := range []struct {
 		name   string
 		leaves []ID

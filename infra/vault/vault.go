@@ -17,14 +17,6 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-const (
-	DefaultBlockSize   = 64 << 10 // chosen by make bench: see BENCHMARKS.md
-	DefaultPackSize    = 16 << 20
-	DefaultLeafEntries = 1024
-	MinBlockSize       = 64 << 10
-	MaxBlockSize       = 8 << 20
-)
-
 // InitOptions tune a new vault; zero values take defaults.
 type InitOptions struct {
 	BlockSize   int
@@ -38,16 +30,16 @@ type InitOptions struct {
 	KDFThreads   int
 }
 
-func (o InitOptions) keyOptions() KeyOptions {
-	return KeyOptions{KDFTime: o.KDFTime, KDFMemoryKiB: o.KDFMemoryKiB, KDFThreads: o.KDFThreads}
+func (o InitOptions) keyOptions() format.KeyOptions {
+	return format.KeyOptions{KDFTime: o.KDFTime, KDFMemoryKiB: o.KDFMemoryKiB, KDFThreads: o.KDFThreads}
 }
 
 // Vault is an open vault: its config, keys and storage.
 type Vault struct {
 	be    storage.Backend
 	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
-	cfg   Config
-	keys  *keys
+	cfg   format.Config
+	keys  *format.Keys
 	// idx is loaded on first use; idxMu guards loading it, idxOpt and idxCur.
 	idxMu  sync.Mutex
 	idx    *Index
@@ -61,44 +53,44 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	fail := func(err error) (*Vault, error) {
 		return nil, fmt.Errorf("init vault at %s: %w", be.Location(), err)
 	}
-	if err := checkNewSecret(secret); err != nil {
+	if err := format.CheckNewSecret(secret); err != nil {
 		return fail(err)
 	}
 	// A cheap early answer; PutIfAbsent below is what makes init atomic.
 	if _, err := be.Stat(ctx, format.ConfigKey); err == nil {
-		return fail(ErrVaultExists)
+		return fail(format.ErrVaultExists)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return fail(err)
 	}
-	cfg := Config{
-		Version: formatVersion, ID: uuid.NewString(), CreatedAt: time.Now().UTC(),
+	cfg := format.Config{
+		Version: format.FormatVersion, ID: uuid.NewString(), CreatedAt: time.Now().UTC(),
 		BlockSize: opt.BlockSize, PackSize: opt.PackSize, LeafEntries: opt.LeafEntries, Compression: opt.Compression,
 	}
 	if cfg.BlockSize == 0 {
-		cfg.BlockSize = DefaultBlockSize
+		cfg.BlockSize = format.DefaultBlockSize
 	}
 	if cfg.PackSize == 0 {
-		cfg.PackSize = DefaultPackSize
+		cfg.PackSize = format.DefaultPackSize
 	}
 	if cfg.LeafEntries == 0 {
-		cfg.LeafEntries = DefaultLeafEntries
+		cfg.LeafEntries = format.DefaultLeafEntries
 	}
 	if cfg.Compression == "" {
-		cfg.Compression = CompressionS2
+		cfg.Compression = format.CompressionS2
 	}
-	kdf, err := newKDFParams(opt.keyOptions())
+	kdf, err := format.NewKDFParams(opt.keyOptions())
 	if err != nil {
 		return fail(err)
 	}
 	cfg.KDF = kdf
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return fail(err)
 	}
-	master := make([]byte, masterKeyLen)
+	master := make([]byte, format.MasterKeyLen)
 	if _, err := rand.Read(master); err != nil {
 		return fail(err)
 	}
-	if err := cfg.wrap(master, secret, kdf); err != nil {
+	if err := cfg.Wrap(master, secret, kdf); err != nil {
 		return fail(err)
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
@@ -106,11 +98,11 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 		return fail(err)
 	}
 	if err := be.PutIfAbsent(ctx, format.ConfigKey, data); errors.Is(err, storage.ErrExists) {
-		return fail(ErrVaultExists)
+		return fail(format.ErrVaultExists)
 	} else if err != nil {
 		return fail(fmt.Errorf("write config: %w", err))
 	}
-	k, err := newKeys(master, cfg.Compression)
+	k, err := format.NewKeys(master, cfg.Compression)
 	if err != nil {
 		return fail(err)
 	}
@@ -123,7 +115,7 @@ func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
-	k, err := newKeys(master, cfg.Compression)
+	k, err := format.NewKeys(master, cfg.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
@@ -131,21 +123,21 @@ func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error
 }
 
 // readConfig reads the stored config and unwraps its master key with secret.
-func readConfig(ctx context.Context, be storage.Backend, secret []byte) (Config, []byte, error) {
+func readConfig(ctx context.Context, be storage.Backend, secret []byte) (format.Config, []byte, error) {
 	data, err := be.Get(ctx, format.ConfigKey)
 	if errors.Is(err, storage.ErrNotFound) {
-		return Config{}, nil, fmt.Errorf("%w (run 'vmvault vault init' first)", ErrNoVault)
+		return format.Config{}, nil, fmt.Errorf("%w (run 'vmvault vault init' first)", format.ErrNoVault)
 	}
 	if err != nil {
-		return Config{}, nil, err
+		return format.Config{}, nil, err
 	}
-	cfg, err := parseConfig(be.Location(), data)
+	cfg, err := format.ParseConfig(be.Location(), data)
 	if err != nil {
-		return Config{}, nil, err
+		return format.Config{}, nil, err
 	}
-	master, err := cfg.unwrap(secret)
+	master, err := cfg.Unwrap(secret)
 	if err != nil {
-		return Config{}, nil, err
+		return format.Config{}, nil, err
 	}
 	return cfg, master, nil
 }
@@ -158,14 +150,14 @@ func readConfig(ctx context.Context, be storage.Backend, secret []byte) (Config,
 // The config is overwritten in place (storage Puts are atomic, so a crash
 // leaves the old or the new config). Two ChangeKeys racing on one vault:
 // the last write wins; both secrets were valid, so either result is usable.
-func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt KeyOptions) error {
+func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt format.KeyOptions) error {
 	fail := func(err error) error {
 		return fmt.Errorf("change key of vault at %s: %w", v.be.Location(), err)
 	}
-	if err := checkNewSecret(newSecret); err != nil {
+	if err := format.CheckNewSecret(newSecret); err != nil {
 		return fail(err)
 	}
-	kdf, err := newKDFParams(opt)
+	kdf, err := format.NewKDFParams(opt)
 	if err != nil {
 		return fail(err)
 	}
@@ -173,10 +165,10 @@ func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt 
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(master, v.keys.master) {
-		return fail(fmt.Errorf("%w: the stored config belongs to vault %s, not %s", ErrCorrupt, cfg.ID, v.Config().ID))
+	if cfg.ID != v.Config().ID || !hmac.Equal(master, v.keys.Master) {
+		return fail(fmt.Errorf("%w: the stored config belongs to vault %s, not %s", format.ErrCorrupt, cfg.ID, v.Config().ID))
 	}
-	if err := cfg.wrap(master, newSecret, kdf); err != nil {
+	if err := cfg.Wrap(master, newSecret, kdf); err != nil {
 		return fail(err)
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
@@ -190,7 +182,7 @@ func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt 
 	if back, err := v.be.Get(ctx, format.ConfigKey); err != nil {
 		return fail(fmt.Errorf("read back config: %w", err))
 	} else if !bytes.Equal(back, data) {
-		return fail(fmt.Errorf("read back config: %w: stored config differs from the one written", ErrCorrupt))
+		return fail(fmt.Errorf("read back config: %w: stored config differs from the one written", format.ErrCorrupt))
 	}
 	// Only the key fields change: other code reads v.cfg's parameters unlocked.
 	v.cfgMu.Lock()
@@ -200,7 +192,7 @@ func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt 
 }
 
 // Config returns the vault's config (without secrets being usable from it).
-func (v *Vault) Config() Config {
+func (v *Vault) Config() format.Config {
 	v.cfgMu.Lock()
 	defer v.cfgMu.Unlock()
 	return v.cfg
@@ -214,7 +206,7 @@ func (v *Vault) Location() string { return v.be.Location() }
 
 // putSealed writes a sealed JSON object (index, manifest).
 func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
-	sealed, err := sealJSON(v.keys, key, obj)
+	sealed, err := format.SealJSON(v.keys, key, obj)
 	if err != nil {
 		return err
 	}
@@ -229,21 +221,12 @@ func (v *Vault) getSealed(ctx context.Context, key string, obj any) error {
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	data, err := v.keys.open(nil, sealed, []byte(key))
+	data, err := v.keys.Open(nil, sealed, []byte(key))
 	if err != nil {
 		return fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
 	}
 	if err := json.Unmarshal(data, obj); err != nil {
-		return fmt.Errorf("%s in %s: %w: %v", key, v.be.Location(), ErrCorrupt, err)
+		return fmt.Errorf("%s in %s: %w: %v", key, v.be.Location(), format.ErrCorrupt, err)
 	}
 	return nil
-}
-
-// sealJSON is obj as the sealed object at key.
-func sealJSON(k *keys, key string, obj any) ([]byte, error) {
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	return k.seal(nil, data, []byte(key)), nil
 }

@@ -256,13 +256,13 @@ func TestWrongKey(t *testing.T) {
 	v, be := testVault(t)
 	_ = v
 	_, err := Open(context.Background(), be, []byte("not the secret"))
-	if !errors.Is(err, ErrWrongKey) {
+	if !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("open with wrong key: %v", err)
 	}
 	if _, err := Open(context.Background(), be, []byte(testSecret)); err != nil {
 		t.Fatalf("open with right key: %v", err)
 	}
-	if _, err := Open(context.Background(), newMem(), []byte(testSecret)); !errors.Is(err, ErrNoVault) {
+	if _, err := Open(context.Background(), newMem(), []byte(testSecret)); !errors.Is(err, format.ErrNoVault) {
 		t.Fatalf("open empty storage: %v", err)
 	}
 }
@@ -286,12 +286,12 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 	be.objs[key][loc.Offset+20] ^= 0x01
 	w := &memWriter{b: make([]byte, disk.Size())}
 	_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "data0"})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
+	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
 		t.Fatalf("restore of corrupt block: %v", err)
 	}
 }
 
-func mustRoot(t *testing.T, v *Vault, id ID) Root {
+func mustRoot(t *testing.T, v *Vault, id ID) format.Root {
 	t.Helper()
 	r, err := v.LoadRoot(context.Background(), id)
 	if err != nil {
@@ -351,7 +351,7 @@ func mustIndex(t *testing.T, v *Vault) *Index {
 }
 
 func TestCompressions(t *testing.T) {
-	for _, c := range []string{CompressionZstd, CompressionS2, CompressionNone} {
+	for _, c := range []string{format.CompressionZstd, format.CompressionS2, format.CompressionNone} {
 		t.Run(c, func(t *testing.T) {
 			be := newMem()
 			v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1, Compression: c})
@@ -372,7 +372,7 @@ func TestCompressions(t *testing.T) {
 				t.Fatal("does not restore bit-exact")
 			}
 			compressed := r.Stats.StoredBytes < r.Stats.NewBytes*3/4
-			if compressed != (c != CompressionNone) {
+			if compressed != (c != format.CompressionNone) {
 				t.Fatalf("stored %d of %d new bytes with %s", r.Stats.StoredBytes, r.Stats.NewBytes, c)
 			}
 		})
@@ -403,20 +403,20 @@ func TestCorruptManifestDoesNotHideOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"a", "b", "c"} {
-		rp := RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: []DiskRecord{{Name: "d", Root: r.Root}}}
+		rp := format.RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: []format.DiskRecord{{Name: "d", Root: r.Root}}}
 		if err := v.SaveRecoveryPoint(ctx, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
 	be.objs["recoverypoints/vm1/b"][30] ^= 1
 	rps, err := v.ListRecoveryPoints(ctx, "vm1")
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
+	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
 		t.Fatalf("corrupt manifest not reported: %v", err)
 	}
 	if len(rps) != 2 || rps[0].ID != "a" || rps[1].ID != "c" {
 		t.Fatalf("good recovery points: %+v", rps)
 	}
-	if _, err := v.LoadRecoveryPoint(ctx, "vm1/b"); !errors.Is(err, ErrCorrupt) {
+	if _, err := v.LoadRecoveryPoint(ctx, "vm1/b"); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("load corrupt manifest: %v", err)
 	}
 }

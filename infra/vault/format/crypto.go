@@ -1,4 +1,4 @@
-package vault
+package format
 
 import (
 	"crypto/aes"
@@ -38,13 +38,13 @@ import (
 //
 // AES-GCM-SIV is not in the standard library or x/crypto.
 //
-// A sealed object is salt || ciphertext || tag: a fixed overhead, so pack
+// A sealed object is salt || ciphertext || tag: a fixed Overhead, so pack
 // offsets are computed from plaintext lengths.
 const (
-	masterKeyLen = 64 // 32 bytes subkey derivation key + 32 bytes BLAKE3 id key
+	MasterKeyLen = 64 // 32 bytes subkey derivation key + 32 bytes BLAKE3 id key
 	saltLen      = 32
 	tagLen       = 16
-	overhead     = saltLen + tagLen
+	Overhead     = saltLen + tagLen
 
 	flagRaw  byte = 0
 	flagZstd byte = 1
@@ -65,10 +65,10 @@ const (
 	CompressionNone = "none"
 )
 
-// keys are the vault's secrets, unwrapped from the config with the user's key.
-type keys struct {
+// Keys are the vault's secrets, unwrapped from the config with the user's key.
+type Keys struct {
 	flag    byte   // compression of new blobs: flagZstd, flagS2 or flagRaw
-	master  []byte // kept to authenticate and rewrap the config
+	Master  []byte // kept to authenticate and rewrap the config
 	subkeys hasherPool
 	ids     hasherPool
 }
@@ -99,7 +99,7 @@ func (p *hasherPool) sum(dst []byte, data []byte) {
 	p.pool.Put(h)
 }
 
-func compressionFlag(name string) (byte, error) {
+func CompressionFlag(name string) (byte, error) {
 	switch name {
 	case CompressionZstd:
 		return flagZstd, nil
@@ -111,27 +111,27 @@ func compressionFlag(name string) (byte, error) {
 	return 0, fmt.Errorf("compression %q: want %s, %s or %s", name, CompressionZstd, CompressionS2, CompressionNone)
 }
 
-func newKeys(master []byte, compression string) (*keys, error) {
-	flag, err := compressionFlag(compression)
+func NewKeys(master []byte, compression string) (*Keys, error) {
+	flag, err := CompressionFlag(compression)
 	if err != nil {
 		return nil, err
 	}
-	if len(master) != masterKeyLen {
-		return nil, fmt.Errorf("master key has %d bytes, want %d", len(master), masterKeyLen)
+	if len(master) != MasterKeyLen {
+		return nil, fmt.Errorf("master key has %d bytes, want %d", len(master), MasterKeyLen)
 	}
 	master = slices.Clone(master)
-	return &keys{flag: flag, master: master, subkeys: hasherPool{key: master[:32]}, ids: hasherPool{key: master[32:]}}, nil
+	return &Keys{flag: flag, Master: master, subkeys: hasherPool{key: master[:32]}, ids: hasherPool{key: master[32:]}}, nil
 }
 
-// hash returns the keyed hash of data: the id of a blob holding it.
-func (k *keys) hash(data []byte) ID {
+// Hash returns the keyed Hash of data: the id of a blob holding it.
+func (k *Keys) Hash(data []byte) ID {
 	var id ID
 	k.ids.sum(id[:], data)
 	return id
 }
 
 // aead returns the AES-256-GCM instance for one object's salt.
-func (k *keys) aead(salt []byte) cipher.AEAD {
+func (k *Keys) aead(salt []byte) cipher.AEAD {
 	var sub [32]byte
 	k.subkeys.sum(sub[:], salt)
 	block, err := aes.NewCipher(sub[:])
@@ -146,7 +146,7 @@ func (k *keys) aead(salt []byte) cipher.AEAD {
 }
 
 // seal appends salt || ciphertext || tag of plaintext to dst[:0], binding ad.
-func (k *keys) seal(dst, plaintext, ad []byte) []byte {
+func (k *Keys) Seal(dst, plaintext, ad []byte) []byte {
 	dst = growTo(dst, saltLen)
 	if _, err := rand.Read(dst[:saltLen]); err != nil {
 		panic(err)
@@ -154,8 +154,8 @@ func (k *keys) seal(dst, plaintext, ad []byte) []byte {
 	return k.aead(dst[:saltLen]).Seal(dst, zeroNonce, plaintext, ad)
 }
 
-func (k *keys) open(dst, sealed, ad []byte) ([]byte, error) {
-	if len(sealed) < overhead {
+func (k *Keys) Open(dst, sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("%w: sealed data too short (%d bytes)", ErrCorrupt, len(sealed))
 	}
 	out, err := k.aead(sealed[:saltLen]).Open(dst, zeroNonce, sealed[saltLen:], ad)
@@ -167,7 +167,7 @@ func (k *keys) open(dst, sealed, ad []byte) ([]byte, error) {
 
 func growTo(b []byte, n int) []byte {
 	if cap(b) < n {
-		return make([]byte, n, n+overhead)
+		return make([]byte, n, n+Overhead)
 	}
 	return b[:n]
 }
@@ -184,8 +184,8 @@ var (
 // part of real disks) then costs one small probe instead of a full pass.
 const probeSize = 32 << 10
 
-// compress appends the compressed form of src to dst.
-func compress(flag byte, dst, src []byte) []byte {
+// Compress appends the compressed form of src to dst.
+func Compress(flag byte, dst, src []byte) []byte {
 	if flag == flagS2 {
 		n := len(dst)
 		dst = slices.Grow(dst, s2.MaxEncodedLen(len(src)))
@@ -194,27 +194,27 @@ func compress(flag byte, dst, src []byte) []byte {
 	return zenc.EncodeAll(src, dst)
 }
 
-// sealBlob compresses (when that saves at least 1/32) and encrypts data.
+// SealBlob compresses (when that saves at least 1/32) and encrypts data.
 // scratch is reused for the compressed form.
-func (k *keys) sealBlob(id ID, data, scratch []byte) (sealed, newScratch []byte) {
+func (k *Keys) SealBlob(id ID, data, scratch []byte) (sealed, newScratch []byte) {
 	pays := k.flag != flagRaw
 	if pays && len(data) > 4*probeSize {
-		scratch = compress(k.flag, scratch[:0], data[:probeSize])
+		scratch = Compress(k.flag, scratch[:0], data[:probeSize])
 		pays = len(scratch) < probeSize-probeSize/32
 	}
 	if pays {
-		scratch = compress(k.flag, append(scratch[:0], k.flag), data)
+		scratch = Compress(k.flag, append(scratch[:0], k.flag), data)
 		pays = len(scratch)-1 <= len(data)-len(data)/32
 	}
 	if !pays {
 		scratch = append(append(scratch[:0], flagRaw), data...)
 	}
-	return k.seal(make([]byte, 0, len(scratch)+overhead), scratch, id[:]), scratch
+	return k.Seal(make([]byte, 0, len(scratch)+Overhead), scratch, id[:]), scratch
 }
 
-// openBlob decrypts, decompresses and verifies a blob against its id.
-func (k *keys) openBlob(id ID, sealed []byte) ([]byte, error) {
-	plain, err := k.open(nil, sealed, id[:])
+// OpenBlob decrypts, decompresses and verifies a blob against its id.
+func (k *Keys) OpenBlob(id ID, sealed []byte) ([]byte, error) {
+	plain, err := k.Open(nil, sealed, id[:])
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +238,7 @@ func (k *keys) openBlob(id ID, sealed []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown blob flag %d", ErrCorrupt, plain[0])
 	}
-	if got := k.hash(data); got != id {
+	if got := k.Hash(data); got != id {
 		return nil, fmt.Errorf("%w: content hashes to %s", ErrCorrupt, got.Short())
 	}
 	return data, nil

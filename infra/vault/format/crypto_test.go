@@ -1,4 +1,4 @@
-package vault
+package format
 
 import (
 	"bytes"
@@ -12,21 +12,16 @@ import (
 )
 
 // The package's tests use a cheap KDF: the floor that protects real vaults
-// would make each Init and Open cost tens of milliseconds.
-func init() { minKDFMemoryKiB = testKDFMemoryKiB }
+// would make each derivation cost tens of milliseconds.
+func init() { minKDFMemoryKiB = 64 }
 
-const (
-	testSecret       = "test secret, 12+ bytes"
-	testKDFMemoryKiB = 64
-)
-
-func testKeys(t testing.TB) *keys {
+func testKeys(t testing.TB) *Keys {
 	t.Helper()
-	master := make([]byte, masterKeyLen)
+	master := make([]byte, MasterKeyLen)
 	if _, err := rand.Read(master); err != nil {
 		t.Fatal(err)
 	}
-	k, err := newKeys(master, CompressionS2)
+	k, err := NewKeys(master, CompressionS2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,15 +33,15 @@ func TestSealOpen(t *testing.T) {
 	for _, n := range []int{0, 1, 4 << 10, 1<<20 + 3} {
 		plain := make([]byte, n)
 		_, _ = rand.Read(plain)
-		a := k.seal(nil, plain, []byte("ad"))
-		b := k.seal(nil, plain, []byte("ad"))
-		if len(a) != n+overhead {
-			t.Fatalf("sealed %d bytes into %d, want fixed overhead %d", n, len(a), overhead)
+		a := k.Seal(nil, plain, []byte("ad"))
+		b := k.Seal(nil, plain, []byte("ad"))
+		if len(a) != n+Overhead {
+			t.Fatalf("sealed %d bytes into %d, want fixed overhead %d", n, len(a), Overhead)
 		}
 		if bytes.Equal(a[:saltLen], b[:saltLen]) || bytes.Equal(a, b) {
 			t.Fatal("two seals of the same plaintext share a salt")
 		}
-		got, err := k.open(nil, a, []byte("ad"))
+		got, err := k.Open(nil, a, []byte("ad"))
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("open %d bytes: %v", n, err)
 		}
@@ -56,18 +51,18 @@ func TestSealOpen(t *testing.T) {
 			}
 			bad := bytes.Clone(a)
 			bad[i] ^= 1
-			if _, err := k.open(nil, bad, []byte("ad")); !errors.Is(err, ErrCorrupt) {
+			if _, err := k.Open(nil, bad, []byte("ad")); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("byte %d of %d flipped: %v", i, len(a), err)
 			}
 		}
-		if _, err := k.open(nil, a, []byte("other")); !errors.Is(err, ErrCorrupt) {
+		if _, err := k.Open(nil, a, []byte("other")); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("other additional data: %v", err)
 		}
-		if _, err := testKeys(t).open(nil, a, []byte("ad")); !errors.Is(err, ErrCorrupt) {
+		if _, err := testKeys(t).Open(nil, a, []byte("ad")); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("other master key: %v", err)
 		}
 	}
-	if _, err := k.open(nil, make([]byte, overhead-1), nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := k.Open(nil, make([]byte, Overhead-1), nil); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("short: %v", err)
 	}
 }
@@ -75,48 +70,48 @@ func TestSealOpen(t *testing.T) {
 func TestSealBlob(t *testing.T) {
 	k := testKeys(t)
 	data := bytes.Repeat([]byte("vmvault "), 8<<10)
-	id := k.hash(data)
-	sealed, _ := k.sealBlob(id, data, nil)
-	got, err := k.openBlob(id, sealed)
+	id := k.Hash(data)
+	sealed, _ := k.SealBlob(id, data, nil)
+	got, err := k.OpenBlob(id, sealed)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("openBlob: %v", err)
 	}
 	var other ID
 	other[0] = 1
-	if _, err := k.openBlob(other, sealed); !errors.Is(err, ErrCorrupt) {
+	if _, err := k.OpenBlob(other, sealed); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("blob opened under another id: %v", err)
 	}
 }
 
 // sealScheme is one way to seal objects, for comparing candidate schemes.
 type sealScheme interface {
-	seal(dst, plaintext, ad []byte) []byte
-	open(dst, sealed, ad []byte) ([]byte, error)
+	Seal(dst, plaintext, ad []byte) []byte
+	Open(dst, sealed, ad []byte) ([]byte, error)
 }
 
 // randomNonceAEAD is format version 1 (one AES-256-GCM key, random 96-bit
 // nonces) and XChaCha20-Poly1305 (192-bit random nonces).
 type randomNonceAEAD struct{ cipher.AEAD }
 
-func (a randomNonceAEAD) seal(dst, plaintext, ad []byte) []byte {
+func (a randomNonceAEAD) Seal(dst, plaintext, ad []byte) []byte {
 	n := a.NonceSize()
 	dst = append(dst[:0], make([]byte, n)...)
 	if _, err := rand.Read(dst); err != nil {
 		panic(err)
 	}
-	return a.Seal(dst, dst, plaintext, ad)
+	return a.AEAD.Seal(dst, dst, plaintext, ad)
 }
 
-func (a randomNonceAEAD) open(dst, sealed, ad []byte) ([]byte, error) {
+func (a randomNonceAEAD) Open(dst, sealed, ad []byte) ([]byte, error) {
 	n := a.NonceSize()
-	return a.Open(dst, sealed[:n], sealed[n:], ad)
+	return a.AEAD.Open(dst, sealed[:n], sealed[n:], ad)
 }
 
 // BenchmarkSealOpen seals and opens one object per iteration with today's
 // scheme (per-object subkeys) and the candidates it was chosen over; compare
 // the ratios within one run:
 //
-//	go test -run '^$' -bench SealOpen -benchtime 2s ./infra/vault/
+//	go test -run '^$' -bench SealOpen -benchtime 2s ./infra/vault/format/
 func BenchmarkSealOpen(b *testing.B) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -146,9 +141,9 @@ func BenchmarkSealOpen(b *testing.B) {
 				b.SetBytes(int64(size.n))
 				var sealed, opened []byte
 				for b.Loop() {
-					sealed = s.s.seal(sealed, plain, ad)
+					sealed = s.s.Seal(sealed, plain, ad)
 					var err error
-					if opened, err = s.s.open(opened[:0], sealed, ad); err != nil {
+					if opened, err = s.s.Open(opened[:0], sealed, ad); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,4 +1,4 @@
-package vault
+package format
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // bounds below before running the KDF, so a hostile config cannot make it
 // allocate gigabytes or spin for minutes.
 const (
-	kdfArgon2id = "argon2id"
+	KDFArgon2id = "argon2id"
 
 	// MinSecretLen is the shortest passphrase or key a vault accepts. Key
 	// files made by `make up` (32 random bytes in base64) have 44.
@@ -22,9 +22,9 @@ const (
 	DefaultKDFMemoryKiB = 64 << 10 // 64 MiB
 	DefaultKDFThreads   = 4
 
-	maxKDFTime      = 16
-	maxKDFMemoryKiB = 1 << 20 // 1 GiB
-	maxKDFThreads   = 64
+	MaxKDFTime      = 16
+	MaxKDFMemoryKiB = 1 << 20 // 1 GiB
+	MaxKDFThreads   = 64
 	kdfSaltLen      = 32
 )
 
@@ -35,6 +35,10 @@ const MinKDFMemoryKiB = 8 << 10
 // keep their many inits cheap.
 var minKDFMemoryKiB uint32 = MinKDFMemoryKiB
 
+// LowerKDFFloorForTests lowers the floor for the tests of packages that
+// Init and Open many vaults (from a test's init); no real vault calls it.
+func LowerKDFFloorForTests(kib uint32) { minKDFMemoryKiB = kib }
+
 // KeyOptions set the cost of deriving the wrapping key from the user's
 // secret; zero values take the defaults. Tests lower them; values below
 // 8 MiB of memory are refused.
@@ -44,8 +48,8 @@ type KeyOptions struct {
 	KDFThreads   int // argon2id lanes
 }
 
-// kdfParams describe how the key-encryption key is derived from the user's key.
-type kdfParams struct {
+// KDFParams describe how the key-encryption key is derived from the user's key.
+type KDFParams struct {
 	Algorithm string `json:"algorithm"` // "argon2id"
 	Salt      []byte `json:"salt"`
 	Time      uint32 `json:"time"`
@@ -53,15 +57,15 @@ type kdfParams struct {
 	Threads   uint8  `json:"threads"`
 }
 
-// newKDFParams checks opt and fills in defaults; the salt is left empty.
-func newKDFParams(opt KeyOptions) (kdfParams, error) {
-	p := kdfParams{Algorithm: kdfArgon2id, Time: DefaultKDFTime, MemoryKiB: DefaultKDFMemoryKiB, Threads: DefaultKDFThreads}
+// NewKDFParams checks opt and fills in defaults; the salt is left empty.
+func NewKDFParams(opt KeyOptions) (KDFParams, error) {
+	p := KDFParams{Algorithm: KDFArgon2id, Time: DefaultKDFTime, MemoryKiB: DefaultKDFMemoryKiB, Threads: DefaultKDFThreads}
 	if opt.KDFTime < 0 || opt.KDFMemoryKiB < 0 || opt.KDFThreads < 0 {
 		return p, fmt.Errorf("key derivation: negative cost (time %d, memory %d KiB, threads %d)", opt.KDFTime, opt.KDFMemoryKiB, opt.KDFThreads)
 	}
-	if opt.KDFTime > maxKDFTime || opt.KDFMemoryKiB > maxKDFMemoryKiB || opt.KDFThreads > maxKDFThreads {
+	if opt.KDFTime > MaxKDFTime || opt.KDFMemoryKiB > MaxKDFMemoryKiB || opt.KDFThreads > MaxKDFThreads {
 		return p, fmt.Errorf("key derivation: cost above the maximum (time %d, memory %d KiB, threads %d; at most %d, %d KiB, %d)",
-			opt.KDFTime, opt.KDFMemoryKiB, opt.KDFThreads, maxKDFTime, maxKDFMemoryKiB, maxKDFThreads)
+			opt.KDFTime, opt.KDFMemoryKiB, opt.KDFThreads, MaxKDFTime, MaxKDFMemoryKiB, MaxKDFThreads)
 	}
 	if opt.KDFTime != 0 {
 		p.Time = uint32(opt.KDFTime)
@@ -72,33 +76,33 @@ func newKDFParams(opt KeyOptions) (kdfParams, error) {
 	if opt.KDFThreads != 0 {
 		p.Threads = uint8(opt.KDFThreads)
 	}
-	return p, p.check()
+	return p, p.Check()
 }
 
-// check bounds the parameters: called before deriving, on the stored config too.
-func (p kdfParams) check() error { return p.checkMin(minKDFMemoryKiB) }
+// Check bounds the parameters: called before deriving, on the stored config too.
+func (p KDFParams) Check() error { return p.CheckMin(minKDFMemoryKiB) }
 
-func (p kdfParams) checkMin(minMemoryKiB uint32) error {
-	if p.Algorithm != kdfArgon2id {
-		return fmt.Errorf("unsupported key derivation %q, want %q", p.Algorithm, kdfArgon2id)
+func (p KDFParams) CheckMin(minMemoryKiB uint32) error {
+	if p.Algorithm != KDFArgon2id {
+		return fmt.Errorf("unsupported key derivation %q, want %q", p.Algorithm, KDFArgon2id)
 	}
 	if len(p.Salt) != 0 && len(p.Salt) != kdfSaltLen {
 		return fmt.Errorf("key derivation salt has %d bytes, want %d", len(p.Salt), kdfSaltLen)
 	}
-	if p.Time < 1 || p.Time > maxKDFTime {
-		return fmt.Errorf("argon2id time %d: want 1 to %d", p.Time, maxKDFTime)
+	if p.Time < 1 || p.Time > MaxKDFTime {
+		return fmt.Errorf("argon2id time %d: want 1 to %d", p.Time, MaxKDFTime)
 	}
-	if p.MemoryKiB < minMemoryKiB || p.MemoryKiB > maxKDFMemoryKiB {
-		return fmt.Errorf("argon2id memory %d KiB: want %d to %d KiB", p.MemoryKiB, minMemoryKiB, maxKDFMemoryKiB)
+	if p.MemoryKiB < minMemoryKiB || p.MemoryKiB > MaxKDFMemoryKiB {
+		return fmt.Errorf("argon2id memory %d KiB: want %d to %d KiB", p.MemoryKiB, minMemoryKiB, MaxKDFMemoryKiB)
 	}
-	if p.Threads < 1 || p.Threads > maxKDFThreads {
-		return fmt.Errorf("argon2id threads %d: want 1 to %d", p.Threads, maxKDFThreads)
+	if p.Threads < 1 || p.Threads > MaxKDFThreads {
+		return fmt.Errorf("argon2id threads %d: want 1 to %d", p.Threads, MaxKDFThreads)
 	}
 	return nil
 }
 
-func (p kdfParams) derive(secret []byte) ([]byte, error) {
-	if err := p.check(); err != nil {
+func (p KDFParams) derive(secret []byte) ([]byte, error) {
+	if err := p.Check(); err != nil {
 		return nil, err
 	}
 	if len(p.Salt) != kdfSaltLen {
@@ -107,8 +111,8 @@ func (p kdfParams) derive(secret []byte) ([]byte, error) {
 	return argon2.IDKey(secret, p.Salt, p.Time, p.MemoryKiB, p.Threads, 32), nil
 }
 
-// checkNewSecret refuses secrets too short to protect a vault.
-func checkNewSecret(secret []byte) error {
+// CheckNewSecret refuses secrets too short to protect a vault.
+func CheckNewSecret(secret []byte) error {
 	if len(secret) < MinSecretLen {
 		return fmt.Errorf("vault passphrase or key has %d bytes; it needs at least %d", len(secret), MinSecretLen)
 	}

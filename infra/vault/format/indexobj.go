@@ -1,32 +1,30 @@
-package vault
+package format
 
 import (
 	"encoding/binary"
 	"fmt"
-
-	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // Index objects: one per pack, listing its blobs (index.go holds the
 // in-memory index built from them).
 
-// indexEntry is one blob of a pack, as written in index objects.
-type indexEntry struct {
+// IndexEntry is one blob of a pack, as written in index objects.
+type IndexEntry struct {
 	ID     ID       `json:"id"`
 	Offset uint32   `json:"off"`
 	Length uint32   `json:"len"`
 	Type   BlobType `json:"type"`
 }
 
-// packIndex is the content of one index object: the blobs of one pack.
-type packIndex struct {
+// PackIndex is the content of one index object: the blobs of one pack.
+type PackIndex struct {
 	Pack    ID           `json:"pack"`
 	Size    int64        `json:"size"`
-	Entries []indexEntry `json:"entries"`
+	Entries []IndexEntry `json:"entries"`
 }
 
 // Index objects (format 3) are named index/<bucket>/<ms>-<pack> (see
-// format.IndexKeyAt): ms is the
+// IndexKeyAt): ms is the
 // writer's clock in Unix milliseconds as 12 hex digits and bucket its first
 // 6 (about 4.7 hours), so the names sort by time and a refresh lists only
 // the ones written since it last looked (storage.ListAfter: S3's
@@ -36,38 +34,38 @@ type packIndex struct {
 // out as in the pack's own header.
 const indexHeadLen = 32 + 8
 
-// encodePackIndex is the plaintext of pi's index object.
-func encodePackIndex(pi packIndex) []byte {
-	out := make([]byte, 0, indexHeadLen+len(pi.Entries)*packEntryLen)
+// EncodePackIndex is the plaintext of pi's index object.
+func EncodePackIndex(pi PackIndex) []byte {
+	out := make([]byte, 0, indexHeadLen+len(pi.Entries)*PackEntryLen)
 	out = append(out, pi.Pack[:]...)
 	out = binary.LittleEndian.AppendUint64(out, uint64(pi.Size))
-	return appendPackEntries(out, pi.Entries)
+	return AppendPackEntries(out, pi.Entries)
 }
 
-// decodePackIndex decodes the plaintext of the index object at key and
+// DecodePackIndex decodes the plaintext of the index object at key and
 // checks that it is self-consistent: it names the pack of its key, and every
 // blob lies inside the pack's body.
-func decodePackIndex(key string, data []byte) (packIndex, error) {
-	want, _, ok := format.ParseIndexKey(key)
+func DecodePackIndex(key string, data []byte) (PackIndex, error) {
+	want, _, ok := ParseIndexKey(key)
 	if !ok {
-		return packIndex{}, fmt.Errorf("%s: %w: not an index object key", key, ErrCorrupt)
+		return PackIndex{}, fmt.Errorf("%s: %w: not an index object key", key, ErrCorrupt)
 	}
 	if len(data) < indexHeadLen {
-		return packIndex{}, fmt.Errorf("%s: %w: index object of %d bytes", key, ErrCorrupt, len(data))
+		return PackIndex{}, fmt.Errorf("%s: %w: index object of %d bytes", key, ErrCorrupt, len(data))
 	}
-	var pi packIndex
+	var pi PackIndex
 	copy(pi.Pack[:], data)
 	if pi.Pack != want {
-		return packIndex{}, fmt.Errorf("%s: %w: names pack %s", key, ErrCorrupt, pi.Pack.Short())
+		return PackIndex{}, fmt.Errorf("%s: %w: names pack %s", key, ErrCorrupt, pi.Pack.Short())
 	}
 	size := binary.LittleEndian.Uint64(data[32:])
 	if size < 4 || size > 1<<40 {
-		return packIndex{}, fmt.Errorf("%s: %w: pack size %d", key, ErrCorrupt, size)
+		return PackIndex{}, fmt.Errorf("%s: %w: pack size %d", key, ErrCorrupt, size)
 	}
 	pi.Size = int64(size)
-	entries, err := decodePackHeader(data[indexHeadLen:], int(pi.Size-4))
+	entries, err := DecodePackHeader(data[indexHeadLen:], int(pi.Size-4))
 	if err != nil {
-		return packIndex{}, fmt.Errorf("%s: %w", key, err)
+		return PackIndex{}, fmt.Errorf("%s: %w", key, err)
 	}
 	pi.Entries = entries
 	return pi, nil
@@ -97,3 +95,11 @@ type IndexProblem struct {
 }
 
 func (p IndexProblem) String() string { return fmt.Sprintf("%s: %s", p.Key, p.Reason) }
+
+// BlobType tells data blocks from tree nodes.
+type BlobType uint8
+
+const (
+	BlobData BlobType = 1
+	BlobTree BlobType = 2
+)

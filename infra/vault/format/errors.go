@@ -1,4 +1,4 @@
-package vault
+package format
 
 import "errors"
 
@@ -30,3 +30,6 @@ var (
 // ErrFormatVersion is returned by Open when the vault's format is not the
 // one this build reads.
 var ErrFormatVersion = errors.New("unsupported vault format version")
+
+// ErrNoRecord is returned (wrapped) when a record does not exist.
+var ErrNoRecord = errors.New("record not found")

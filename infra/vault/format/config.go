@@ -1,4 +1,4 @@
-package vault
+package format
 
 import (
 	"crypto/aes"
@@ -16,16 +16,16 @@ import (
 )
 
 const (
-	// formatVersion 2: per-object subkeys, argon2id, authenticated config.
+	// FormatVersion 2: per-object subkeys, argon2id, authenticated config.
 	// 3: index objects named by time (index/<ms>-<pack>) and binary; GC's
 	// deletion log (gc/deleted/).
-	formatVersion = 3
+	FormatVersion = 3
 
 	// maxConfigSize bounds what Open parses: a config is well under 1 KiB.
 	maxConfigSize = 64 << 10
 
 	wrapNonceLen  = 12
-	wrappedKeyLen = wrapNonceLen + masterKeyLen + tagLen
+	wrappedKeyLen = wrapNonceLen + MasterKeyLen + tagLen
 	macLen        = 32
 
 	// wrapAD binds the wrapped key to its purpose only, so that a wrong
@@ -48,7 +48,7 @@ type Config struct {
 	PackSize    int       `json:"pack_size"`
 	LeafEntries int       `json:"leaf_entries"`
 	Compression string    `json:"compression"`
-	KDF         kdfParams `json:"kdf"`
+	KDF         KDFParams `json:"kdf"`
 	WrappedKey  []byte    `json:"wrapped_key"`
 	// Immutable is set once by SetImmutable and never unset (immutable.go).
 	Immutable *Immutability `json:"immutable,omitempty"`
@@ -56,7 +56,7 @@ type Config struct {
 }
 
 // validate checks the parameters a vault is used with.
-func (c Config) validate() error {
+func (c Config) Validate() error {
 	if _, err := uuid.Parse(c.ID); err != nil {
 		return fmt.Errorf("vault id %q: %v", c.ID, err)
 	}
@@ -66,23 +66,23 @@ func (c Config) validate() error {
 	if c.PackSize < c.BlockSize || c.PackSize > 1<<30 {
 		return fmt.Errorf("pack size %d: want from the block size to 1 GiB", c.PackSize)
 	}
-	if _, err := compressionFlag(c.Compression); err != nil {
+	if _, err := CompressionFlag(c.Compression); err != nil {
 		return err
 	}
 	if c.Immutable != nil {
-		if err := c.Immutable.check(); err != nil {
+		if err := c.Immutable.Check(); err != nil {
 			return err
 		}
 	}
 	if c.LeafEntries < 2 || c.LeafEntries > 1<<20 {
 		return fmt.Errorf("leaf entries %d: want 2 to %d", c.LeafEntries, 1<<20)
 	}
-	return c.KDF.check()
+	return c.KDF.Check()
 }
 
-// parseConfig decodes and checks a stored config without any key: the
+// ParseConfig decodes and checks a stored config without any key: the
 // version first, so an old or new format gets a clear error.
-func parseConfig(location string, data []byte) (Config, error) {
+func ParseConfig(location string, data []byte) (Config, error) {
 	var cfg Config
 	if len(data) > maxConfigSize {
 		return cfg, fmt.Errorf("config: %w: %d bytes, more than %d", ErrCorrupt, len(data), maxConfigSize)
@@ -94,16 +94,16 @@ func parseConfig(location string, data []byte) (Config, error) {
 		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
 	switch {
-	case head.Version >= 1 && head.Version < formatVersion:
+	case head.Version >= 1 && head.Version < FormatVersion:
 		return cfg, fmt.Errorf("vault at %s has format version %d; this build reads version %d: %w (vaults of version %d cannot be opened by this build: pre-1.0 format change, no migration; an older vmvault still reads it)",
-			location, head.Version, formatVersion, ErrFormatVersion, head.Version)
-	case head.Version != formatVersion:
-		return cfg, fmt.Errorf("vault at %s has format version %d; this build reads version %d: %w", location, head.Version, formatVersion, ErrFormatVersion)
+			location, head.Version, FormatVersion, ErrFormatVersion, head.Version)
+	case head.Version != FormatVersion:
+		return cfg, fmt.Errorf("vault at %s has format version %d; this build reads version %d: %w", location, head.Version, FormatVersion, ErrFormatVersion)
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config: %w: %v", ErrCorrupt, err)
 	}
 	if len(cfg.KDF.Salt) != kdfSaltLen {
@@ -120,7 +120,7 @@ func parseConfig(location string, data []byte) (Config, error) {
 
 // wrap sets a new salt and KDF parameters, wraps master under secret and
 // recomputes the MAC.
-func (c *Config) wrap(master, secret []byte, kdf kdfParams) error {
+func (c *Config) Wrap(master, secret []byte, kdf KDFParams) error {
 	kdf.Salt = make([]byte, kdfSaltLen)
 	if _, err := rand.Read(kdf.Salt); err != nil {
 		return err
@@ -139,13 +139,13 @@ func (c *Config) wrap(master, secret []byte, kdf kdfParams) error {
 	}
 	c.KDF = kdf
 	c.WrappedKey = aead.Seal(nonce, nonce, master, []byte(wrapAD))
-	c.MAC = c.mac(master)
+	c.MAC = c.ComputeMAC(master)
 	return nil
 }
 
 // unwrap returns the master key if secret opens the config and the config
 // is the one the master key authenticated.
-func (c Config) unwrap(secret []byte) ([]byte, error) {
+func (c Config) Unwrap(secret []byte) ([]byte, error) {
 	kek, err := c.KDF.derive(secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -162,7 +162,7 @@ func (c Config) unwrap(secret []byte) ([]byte, error) {
 		// An edited salt, KDF cost or wrapped key looks the same as a wrong secret.
 		return nil, ErrWrongKey
 	}
-	if !hmac.Equal(c.MAC, c.mac(master)) {
+	if !hmac.Equal(c.MAC, c.ComputeMAC(master)) {
 		return nil, fmt.Errorf("%w: the config was altered (its parameters do not match the MAC under the vault's key)", ErrCorrupt)
 	}
 	return master, nil
@@ -176,9 +176,9 @@ func wrapAEAD(kek []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(b)
 }
 
-// mac authenticates every field but the MAC itself, in a fixed binary
+// ComputeMAC authenticates every field but the MAC itself, in a fixed binary
 // encoding so re-encoding the JSON cannot change it.
-func (c Config) mac(master []byte) []byte {
+func (c Config) ComputeMAC(master []byte) []byte {
 	var key [32]byte
 	blake3.DeriveKey(macKeyContext, master, key[:])
 	h, err := blake3.NewKeyed(key[:])
@@ -215,3 +215,11 @@ func (c Config) mac(master []byte) []byte {
 	_, _ = h.Write(b)
 	return h.Sum(nil)
 }
+
+const (
+	DefaultBlockSize   = 64 << 10 // chosen by make bench: see BENCHMARKS.md
+	DefaultPackSize    = 16 << 20
+	DefaultLeafEntries = 1024
+	MinBlockSize       = 64 << 10
+	MaxBlockSize       = 8 << 20
+)
