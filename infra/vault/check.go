@@ -94,7 +94,7 @@ type CheckReport struct {
 // error means Check could not finish (storage unreachable). Check never
 // writes, and builds its own index: the vault's one is untouched.
 func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: newIndex(v.idxOpt.Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+	c := &checker{v: v, opt: opt, idx: newIndex(v.idx.Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
 	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
@@ -103,7 +103,7 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 		c.opt.ReadDataPercent = 100
 	}
 	c.readData = opt.ReadData || opt.ReadDataPercent > 0
-	load, err := v.loadIndex(ctx, c.idx)
+	load, err := v.idx.LoadInto(ctx, c.idx)
 	if err != nil {
 		return c.rep, fmt.Errorf("check: %w", err)
 	}
@@ -148,18 +148,6 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 	sort.Strings(c.rep.Damaged)
 	c.rep.OK = len(c.rep.Damaged) == 0 && len(c.rep.IndexProblems) == 0 && len(c.rep.CorruptManifests) == 0
 	return c.rep, nil
-}
-
-func (l indexLoad) rejectedPack(id ID) bool {
-	if l.unreadable[id] {
-		return false // unindexed: its index object is no use
-	}
-	for _, pi := range l.rejected {
-		if pi.Pack == id {
-			return true
-		}
-	}
-	return false
 }
 
 // checker is one run of Check. Leaves are checked once however many disks

@@ -147,7 +147,7 @@ type gcState struct {
 // that is referenced again stops being a candidate.
 func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
 	rep := GCMarkReport{DryRun: opt.DryRun}
-	prev, err := v.readGCCandidates(ctx)
+	prev, err := ReadGCCandidates(ctx, v.be, v.keys)
 	if err != nil && !errors.Is(err, format.ErrCorrupt) {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
@@ -239,7 +239,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 // The report is kept in gc/last.
 func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
 	rep := GCSweepReport{DryRun: opt.DryRun}
-	cands, err := v.readGCCandidates(ctx)
+	cands, err := ReadGCCandidates(ctx, v.be, v.keys)
 	if err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
@@ -358,7 +358,7 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 // GCCandidates returns the current candidates and when they were marked
 // (none if GC never ran).
 func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
-	c, err := v.readGCCandidates(ctx)
+	c, err := ReadGCCandidates(ctx, v.be, v.keys)
 	return c.MarkedAt, c.Packs, err
 }
 
@@ -373,14 +373,4 @@ func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
 		return nil, err
 	}
 	return &rep, nil
-}
-
-// readGCCandidates reads gc/candidates; none is an empty set.
-func (v *Vault) readGCCandidates(ctx context.Context) (format.GCCandidates, error) {
-	var c format.GCCandidates
-	err := v.getSealed(ctx, format.GCCandidatesKey, &c)
-	if errors.Is(err, storage.ErrNotFound) {
-		return format.GCCandidates{}, nil
-	}
-	return c, err
 }

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -232,7 +231,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	}); err != nil {
 		return fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	sizes, err := v.listPacks(ctx)
+	sizes, err := ListPacks(ctx, v.be)
 	if err != nil {
 		return err
 	}
@@ -247,7 +246,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys}
 		st.packs[id] = p
 		g.Go(func() error {
-			entries, err := v.gcPackEntries(gctx, id, size, p.newestIndexKey())
+			entries, err := PackEntries(gctx, v.be, v.keys, id, size, p.newestIndexKey())
 			if errors.Is(err, format.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
 				p.problem = err.Error()
 				return nil
@@ -268,45 +267,6 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 		})
 	}
 	return g.Wait()
-}
-
-// gcPackEntries returns the blobs of a pack of size bytes.
-func (v *Vault) gcPackEntries(ctx context.Context, id ID, size int64, indexKey string) ([]format.IndexEntry, error) {
-	if indexKey != "" {
-		pi, err := v.getPackIndex(ctx, indexKey)
-		if err == nil && pi.Size == size {
-			return pi.Entries, nil
-		}
-		if err != nil && !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-	}
-	// No valid index object (an interrupted upload, or damage): the header.
-	key := format.PackKey(id)
-	if size < 4 {
-		return nil, fmt.Errorf("%s: %w: pack of %d bytes", key, format.ErrCorrupt, size)
-	}
-	tail, err := v.be.GetRange(ctx, key, size-4, 4)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	n := int64(binary.LittleEndian.Uint32(tail))
-	if n > size-4 {
-		return nil, fmt.Errorf("%s: %w: header of %d bytes", key, format.ErrCorrupt, n)
-	}
-	sealed, err := v.be.GetRange(ctx, key, size-4-n, n)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	plain, err := v.keys.Open(nil, sealed, []byte(format.PackHeaderAD))
-	if err != nil {
-		return nil, fmt.Errorf("%s: header: %w", key, err)
-	}
-	entries, err := format.DecodePackHeader(plain, int(size-4-n))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	return entries, nil
 }
 
 // treeWalker adds the blobs of trees to the references, reading each

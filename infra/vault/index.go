@@ -67,11 +67,6 @@ type Index struct {
 	// flushMu makes one writer of runs at a time; other adders that fill
 	// the memtable wait, which bounds memory.
 	flushMu sync.Mutex
-
-	// loaded is set once a load has read every index object; guarded by the
-	// vault's idxMu, like problems (those of the latest load).
-	loaded   bool
-	problems []format.IndexProblem
 }
 
 // packInfo is one pack of the index, 48 bytes: with packs of a few dozen

@@ -52,12 +52,41 @@ type indexCursor struct {
 	skipped map[string]bool // index objects refused since the last full load
 }
 
-// SetIndexOptions sets where the index keeps its runs and how often it
+// Store is one process's view of a vault's index: the Index, loaded on
+// first use, and what its refreshes have seen. Its mutex guards all of it
+// and makes one refresh at a time; the Index guards its own contents.
+type Store struct {
+	be   storage.Backend
+	keys *format.Keys
+
+	mu  sync.Mutex
+	idx *Index
+	opt IndexOptions
+	cur indexCursor
+	// loaded is set once a load has read every index object; problems are
+	// the index objects left out since the last full load.
+	loaded   bool
+	problems []format.IndexProblem
+}
+
+// NewStore returns the index store of the vault on be, opened with keys.
+func NewStore(be storage.Backend, keys *format.Keys) *Store {
+	return &Store{be: be, keys: keys}
+}
+
+// SetOptions sets where the index keeps its runs and how often it
 // reconciles; it takes effect for an index not loaded yet.
-func (v *Vault) SetIndexOptions(o IndexOptions) {
-	v.idxMu.Lock()
-	defer v.idxMu.Unlock()
-	v.idxOpt = o
+func (s *Store) SetOptions(o IndexOptions) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opt = o
+}
+
+// Options are the options set.
+func (s *Store) Options() IndexOptions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opt
 }
 
 func (o IndexOptions) reconcile() time.Duration {
@@ -67,45 +96,45 @@ func (o IndexOptions) reconcile() time.Duration {
 	return o.Reconcile
 }
 
-// Index returns the vault's index, loading it on first use. Call
-// RefreshIndex to see packs written by other processes since.
-func (v *Vault) Index(ctx context.Context) (*Index, error) {
-	v.idxMu.Lock()
-	loaded := v.idx != nil && v.idx.loaded
-	v.idxMu.Unlock()
-	if loaded {
-		return v.idx, nil
+// Loaded is the index if a load has read it, else nil.
+func (s *Store) Loaded() *Index {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loaded {
+		return s.idx
 	}
-	return v.RefreshIndex(ctx)
+	return nil
 }
 
-// RefreshIndex adds the index objects written since the last refresh and
-// forgets the packs GC deleted since; every DefaultReconcile (or
-// IndexOptions.Reconcile) it loads fully instead. It is safe to call while
+// Problems are the index objects the loads left out since the last full
+// load (unreadable, or naming a pack that is missing or of another size).
+func (s *Store) Problems() []format.IndexProblem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]format.IndexProblem(nil), s.problems...)
+}
+
+// Stale says whether the last full load is older than missReload: a
+// lookup that misses may reconcile.
+func (s *Store) Stale() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Since(s.cur.fullAt) >= missReload
+}
+
+// Refresh adds the index objects written since the last refresh and
+// forgets the packs GC deleted since; with full, on first use and every
+// IndexOptions.Reconcile it loads fully instead. It is safe to call while
 // the index is in use. Each index object is added whole or not at all: one
 // that is unreadable, or whose pack is missing or has another size, is left
-// out and reported by Check; only storage errors fail the call.
-func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
-	return v.refreshIndex(ctx, false)
-}
-
-// ReconcileIndex is RefreshIndex with a full load: every index object and
-// pack is listed, so packs lost outside GC are forgotten and index objects
-// a refresh could not see are added.
-func (v *Vault) ReconcileIndex(ctx context.Context) (*Index, error) {
-	return v.refreshIndex(ctx, true)
-}
-
-func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
-	v.idxMu.Lock()
-	defer v.idxMu.Unlock()
-	if v.idx == nil {
-		v.idx = newIndex(v.idxOpt.Dir)
+// out and reported (Problems); only storage errors fail the call.
+func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idx == nil {
+		s.idx = newIndex(s.opt.Dir)
 	}
-	idx, cur := v.idx, &v.idxCur
-	if err := v.reloadConfig(ctx); err != nil { // immutability set since Open
-		return nil, err
-	}
+	idx, cur := s.idx, &s.cur
 	// GC candidates are read before anything is listed: a sweep logs and
 	// deletes packs before it drops them from gc/candidates, so a deleted
 	// pack is either still excluded here or in the log or listings below
@@ -113,23 +142,23 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 	// A gc/candidates that cannot be read fails the load: offering its
 	// packs to dedup could lose data at the next sweep (a new mark
 	// rewrites it).
-	cands, err := v.readGCCandidates(ctx)
+	cands, err := ReadGCCandidates(ctx, s.be, s.keys)
 	if err != nil {
 		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
 	}
 	now := time.Now()
-	full = full || !idx.loaded || now.Sub(cur.fullAt) >= v.idxOpt.reconcile()
+	full = full || !s.loaded || now.Sub(cur.fullAt) >= s.opt.reconcile()
 	var res indexLoad
 	if full {
-		res, err = v.loadIndexFull(ctx, idx)
+		res, err = s.loadFull(ctx, idx)
 	} else {
-		res, err = v.loadIndexSince(ctx, idx, cur, cands.DeletedThrough)
+		res, err = s.loadSince(ctx, idx, cur, cands.DeletedThrough)
 	}
 	if err != nil {
 		return nil, err // the cursor stays: the next refresh reads the same logs again
 	}
 	if full {
-		cur.fullAt, cur.skipped, idx.problems = now, map[string]bool{}, nil
+		cur.fullAt, cur.skipped, s.problems = now, map[string]bool{}, nil
 	}
 	cur.logSeq = res.logSeq
 	if res.newestMs > cur.ms {
@@ -140,30 +169,9 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 	}
 	idx.setExcluded(cands.Excluded())
 	idx.removePacks(res.gone)
-	idx.problems = append(idx.problems, res.problems...)
-	idx.loaded = true
+	s.problems = append(s.problems, res.problems...)
+	s.loaded = true
 	return idx, nil
-}
-
-// locate is idx.Lookup that, on a miss, reloads the index fully once
-// (at most every missReload) and looks again: the blob may be in an index
-// object a refresh could not see.
-func (v *Vault) locate(ctx context.Context, idx *Index, id ID) (Location, bool, error) {
-	if loc, ok := idx.Lookup(id); ok {
-		return loc, true, nil
-	}
-	v.idxMu.Lock()
-	stale := time.Since(v.idxCur.fullAt) >= missReload
-	v.idxMu.Unlock()
-	if !stale {
-		return Location{}, false, nil
-	}
-	idx, err := v.ReconcileIndex(ctx)
-	if err != nil {
-		return Location{}, false, err
-	}
-	loc, ok := idx.Lookup(id)
-	return loc, ok, nil
 }
 
 // indexLoad is what a load found besides the packs it added.
@@ -189,22 +197,23 @@ type indexLoad struct {
 // are gone. The deletion log is listed first and index objects before
 // packs: a pack is written before its index object, and GC logs a pack
 // before deleting it, so nothing falls between the listings.
-func (v *Vault) loadIndexFull(ctx context.Context, idx *Index) (indexLoad, error) {
-	logSeq, err := v.lastDeletionLog(ctx)
+func (s *Store) loadFull(ctx context.Context, idx *Index) (indexLoad, error) {
+	logSeq, err := LastDeletionLog(ctx, s.be)
 	if err != nil {
 		return indexLoad{}, err
 	}
-	res, err := v.loadIndex(ctx, idx)
+	res, err := s.LoadInto(ctx, idx)
 	res.logSeq = logSeq
 	return res, err
 }
 
-// loadIndex is a full load into idx (also Check's, into its own index).
-func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
+// LoadInto is a full load into idx (also Check's, into its own index);
+// it leaves the store's own index and cursor alone.
+func (s *Store) LoadInto(ctx context.Context, idx *Index) (indexLoad, error) {
 	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
 	var keys []indexName
 	listed := map[ID]int64{} // when each known pack's index object was named
-	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
+	if err := s.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
 		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil // not ours
@@ -217,10 +226,10 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 		}
 		return nil
 	}); err != nil {
-		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+		return res, fmt.Errorf("list index in %s: %w", s.be.Location(), err)
 	}
 	known := idx.packSizes()
-	packs, err := v.listPacks(ctx)
+	packs, err := ListPacks(ctx, s.be)
 	if err != nil {
 		return res, err
 	}
@@ -239,7 +248,7 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 			res.problems = append(res.problems, format.IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
 		}
 	}
-	err = v.addIndexObjects(ctx, idx, keys, func(_ context.Context, id ID) (int64, bool, error) {
+	err = s.addIndexObjects(ctx, idx, keys, func(_ context.Context, id ID) (int64, bool, error) {
 		size, ok := packs[id]
 		return size, ok, nil
 	}, &res)
@@ -251,19 +260,19 @@ func (v *Vault) loadIndex(ctx context.Context, idx *Index) (indexLoad, error) {
 // name. through is the newest log gc/candidates says exists: a listing
 // that does not show it yet fails the refresh rather than trust a pack
 // that may be gone.
-func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor, through uint64) (indexLoad, error) {
+func (s *Store) loadSince(ctx context.Context, idx *Index, cur *indexCursor, through uint64) (indexLoad, error) {
 	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
-	seq, gone, err := v.readDeletionLogs(ctx, cur.logSeq)
+	seq, gone, err := ReadDeletionLogs(ctx, s.be, s.keys, cur.logSeq)
 	if err != nil {
 		return res, err
 	}
 	if seq < through {
-		return res, fmt.Errorf("%s: GC deletion log %d is not listed yet (newest listed %d); retry", v.be.Location(), through, seq)
+		return res, fmt.Errorf("%s: GC deletion log %d is not listed yet (newest listed %d); retry", s.be.Location(), through, seq)
 	}
 	res.logSeq, res.gone = seq, gone
 	var keys []indexName
 	after := format.IndexKeyFloor(cur.ms - indexSkew.Milliseconds())
-	if err := v.be.ListAfter(ctx, format.KindIndex.Prefix(), after, func(key string, _ int64) error {
+	if err := s.be.ListAfter(ctx, format.KindIndex.Prefix(), after, func(key string, _ int64) error {
 		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil
@@ -274,10 +283,10 @@ func (v *Vault) loadIndexSince(ctx context.Context, idx *Index, cur *indexCursor
 		}
 		return nil
 	}); err != nil {
-		return res, fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+		return res, fmt.Errorf("list index in %s: %w", s.be.Location(), err)
 	}
-	err = v.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id ID) (int64, bool, error) {
-		size, err := v.be.Stat(ctx, format.PackKey(id))
+	err = s.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id ID) (int64, bool, error) {
+		size, err := s.be.Stat(ctx, format.PackKey(id))
 		if errors.Is(err, storage.ErrNotFound) {
 			return 0, false, nil
 		}
@@ -298,7 +307,7 @@ func (n indexName) key() string { return format.IndexKeyFloor(n.ms) + "-" + n.pa
 // addIndexObjects reads the index objects at keys, 8 at a time, and adds
 // to idx each one whose pack packSize finds with the size it names, as it
 // goes: a vault's index objects do not fit in memory together.
-func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexName,
+func (s *Store) addIndexObjects(ctx context.Context, idx *Index, keys []indexName,
 	packSize func(context.Context, ID) (int64, bool, error), res *indexLoad) error {
 	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
@@ -309,7 +318,7 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 				return context.Cause(gctx) // stop promptly after the first error
 			}
 			id, key := name.pack, name.key()
-			pi, err := v.getPackIndex(gctx, key)
+			pi, err := GetPackIndex(gctx, s.be, s.keys, key)
 			switch {
 			case errors.Is(err, storage.ErrNotFound):
 				return nil // removed since listed (Repair or GC): nothing to load
@@ -346,36 +355,27 @@ func (v *Vault) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 	return err
 }
 
-// putPackIndex writes pi's index object, named by the time now.
-func (v *Vault) putPackIndex(ctx context.Context, pi format.PackIndex) error {
-	key := format.IndexKeyAt(pi.Pack, time.Now())
-	if err := v.putObject(ctx, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key))); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	return nil
-}
-
-// getPackIndex reads and decodes one index object.
-func (v *Vault) getPackIndex(ctx context.Context, key string) (format.PackIndex, error) {
-	sealed, err := v.be.Get(ctx, key)
+// GetPackIndex reads and decodes the index object at key.
+func GetPackIndex(ctx context.Context, be storage.Backend, keys *format.Keys, key string) (format.PackIndex, error) {
+	sealed, err := be.Get(ctx, key)
 	if err != nil {
 		return format.PackIndex{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	plain, err := v.keys.Open(nil, sealed, []byte(key))
+	plain, err := keys.Open(nil, sealed, []byte(key))
 	if err != nil {
-		return format.PackIndex{}, fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
+		return format.PackIndex{}, fmt.Errorf("%s in %s: %w", key, be.Location(), err)
 	}
 	pi, err := format.DecodePackIndex(key, plain)
 	if err != nil {
-		return format.PackIndex{}, fmt.Errorf("%s: %w", v.be.Location(), err)
+		return format.PackIndex{}, fmt.Errorf("%s: %w", be.Location(), err)
 	}
 	return pi, nil
 }
 
-// listPacks returns every stored pack and its size.
-func (v *Vault) listPacks(ctx context.Context) (map[ID]int64, error) {
+// ListPacks returns every stored pack and its size.
+func ListPacks(ctx context.Context, be storage.Backend) (map[ID]int64, error) {
 	packs := map[ID]int64{}
-	err := v.be.List(ctx, format.KindPack.Prefix(), func(key string, size int64) error {
+	err := be.List(ctx, format.KindPack.Prefix(), func(key string, size int64) error {
 		id, err := ParseID(key[strings.LastIndexByte(key, '/')+1:])
 		if err == nil && key == format.PackKey(id) {
 			packs[id] = size
@@ -383,7 +383,32 @@ func (v *Vault) listPacks(ctx context.Context) (map[ID]int64, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list packs in %s: %w", v.be.Location(), err)
+		return nil, fmt.Errorf("list packs in %s: %w", be.Location(), err)
 	}
 	return packs, nil
+}
+
+// rejectedPack says whether id's index object was decodable but left out.
+func (l indexLoad) rejectedPack(id ID) bool {
+	if l.unreadable[id] {
+		return false // unindexed: its index object is no use
+	}
+	for _, pi := range l.rejected {
+		if pi.Pack == id {
+			return true
+		}
+	}
+	return false
+}
+
+// MoveCursor shifts what the refreshes have seen: the newest index object
+// time by d, and the last full load to fullAt unless zero. Tests stand in
+// with it for writers whose clocks differ.
+func (s *Store) MoveCursor(d time.Duration, fullAt time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur.ms += d.Milliseconds()
+	if !fullAt.IsZero() {
+		s.cur.fullAt = fullAt
+	}
 }

@@ -74,7 +74,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.keys)
 	if _, err := w.Index(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -102,9 +102,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 
 	// Index objects named more than the skew margin before the newest one
 	// seen are not listed again.
-	w.idxMu.Lock()
-	w.idxCur.ms += (2 * indexSkew).Milliseconds()
-	w.idxMu.Unlock()
+	w.idx.MoveCursor(2*indexSkew, time.Time{})
 	lc.take()
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -123,10 +121,7 @@ func TestLookupMissReconciles(t *testing.T) {
 	backup(t, v, distinctDisk(60, 10), BackupOptions{})
 	w := reopen(v)
 	mustIndex(t, w)
-	w.idxMu.Lock()
-	w.idxCur.ms += time.Hour.Milliseconds() // as if a writer's clock ran an hour ahead
-	w.idxCur.fullAt = time.Now().Add(-time.Minute)
-	w.idxMu.Unlock()
+	w.idx.MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
 	disk := distinctDisk(61, 10)
 	r := backup(t, v, disk, BackupOptions{})
 	if _, err := w.RefreshIndex(ctx); err != nil {
@@ -154,7 +149,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.keys)
 	idx := mustIndex(t, w)
 	packs := idx.packSizes()
 	if len(packs) == 0 {
@@ -212,7 +207,7 @@ func TestDeletionLogSeq(t *testing.T) {
 			t.Fatalf("log %d: seq %d, %v", want, seq, err)
 		}
 	}
-	seq, gone, err := v.readDeletionLogs(ctx, 1)
+	seq, gone, err := ReadDeletionLogs(ctx, v.be, v.keys, 1)
 	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
 		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
 	}
@@ -253,7 +248,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.keys)
 	if !mustIndex(t, w).hasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
@@ -291,7 +286,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.keys)
 	idx := mustIndex(t, w)
 	gcMark(t, v, c)
 	c.add(26 * time.Hour)

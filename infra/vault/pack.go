@@ -110,12 +110,11 @@ func (v *Vault) packHeader(pack []byte) (body []byte, entries []format.IndexEntr
 	if err != nil {
 		return nil, nil, err
 	}
-	plain, err := v.keys.Open(nil, sealed, []byte(format.PackHeaderAD))
+	entries, err = format.OpenPackHeader(v.keys, sealed, len(body))
 	if err != nil {
-		return nil, nil, fmt.Errorf("pack header: %w", err)
+		return nil, nil, fmt.Errorf("pack %w", err)
 	}
-	entries, err = format.DecodePackHeader(plain, len(body))
-	return body, entries, err
+	return body, entries, nil
 }
 
 func (p *packer) upload(buf []byte, entries []format.IndexEntry) error {

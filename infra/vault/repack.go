@@ -36,7 +36,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 	var pk *packer
 	for _, id := range ids {
 		p := st.packs[id]
-		entries, err := v.gcPackEntries(ctx, id, p.size, p.newestIndexKey())
+		entries, err := PackEntries(ctx, v.be, v.keys, id, p.size, p.newestIndexKey())
 		if err != nil {
 			return rep, fmt.Errorf("repack %s: %w", format.PackKey(id), err)
 		}

@@ -57,7 +57,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	}); err != nil {
 		return rep, fmt.Errorf("repair: list index in %s: %w", v.be.Location(), err)
 	}
-	packs, err := v.listPacks(ctx)
+	packs, err := ListPacks(ctx, v.be)
 	if err != nil {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
@@ -73,7 +73,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	for _, key := range indexKeys {
 		g.Go(func() error {
 			id, _, _ := format.ParseIndexKey(key)
-			pi, err := v.getPackIndex(gctx, key)
+			pi, err := GetPackIndex(gctx, v.be, v.keys, key)
 			if err != nil && !errors.Is(err, format.ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil

@@ -175,5 +175,5 @@ func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, erro
 	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.ComputeMAC(v.keys.Master)) {
 		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), format.ErrCorrupt, cfg.ID, v.Config().ID)
 	}
-	return &Vault{be: be, cfg: cfg, keys: v.keys}, nil
+	return newVault(be, cfg, v.keys), nil
 }

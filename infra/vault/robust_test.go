@@ -17,7 +17,7 @@ import (
 
 // reopen is the vault as a new process sees it: same storage and keys, no
 // index loaded yet.
-func reopen(v *Vault) *Vault { return &Vault{be: v.be, cfg: v.Config(), keys: v.keys} }
+func reopen(v *Vault) *Vault { return newVault(v.be, v.Config(), v.keys) }
 
 // packOf returns the pack holding block n of the disk with tree root.
 func packOf(t *testing.T, v *Vault, root ID, n int) ID {
@@ -105,7 +105,7 @@ func TestIndexLoadFailureIsRetried(t *testing.T) {
 	r := backup(t, v, mixedDisk(22, 16*testBlock), BackupOptions{})
 	fb := &flakyBackend{memBackend: be}
 	fb.failGets.Store(1)
-	v2 := &Vault{be: fb, cfg: v.Config(), keys: v.keys}
+	v2 := newVault(fb, v.Config(), v.keys)
 	if _, err := v2.Index(ctx); err == nil {
 		t.Fatal("index load survived a storage error")
 	}
@@ -222,7 +222,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := v.getPackIndex(ctx, indexKeyOf(t, be, p))
+	want, err := GetPackIndex(ctx, v.be, v.keys, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := v2.getPackIndex(ctx, indexKeyOf(t, be, p))
+	got, err := GetPackIndex(ctx, v2.be, v2.keys, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,11 +426,4 @@ func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 
 // indexProblems are the index objects the loaded index left out since its
 // last full load.
-func indexProblems(v *Vault) []format.IndexProblem {
-	v.idxMu.Lock()
-	defer v.idxMu.Unlock()
-	if v.idx == nil {
-		return nil
-	}
-	return append([]format.IndexProblem(nil), v.idx.problems...)
-}
+func indexProblems(v *Vault) []format.IndexProblem { return v.idx.Problems() }

@@ -40,11 +40,11 @@ type Vault struct {
 	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
 	cfg   format.Config
 	keys  *format.Keys
-	// idx is loaded on first use; idxMu guards loading it, idxOpt and idxCur.
-	idxMu  sync.Mutex
-	idx    *Index
-	idxOpt IndexOptions
-	idxCur indexCursor
+	idx   *Store // the index, loaded on first use
+}
+
+func newVault(be storage.Backend, cfg format.Config, keys *format.Keys) *Vault {
+	return &Vault{be: be, cfg: cfg, keys: keys, idx: NewStore(be, keys)}
 }
 
 // Init creates a vault on be, protected by secret. Of concurrent Inits on
@@ -106,7 +106,7 @@ func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOption
 	if err != nil {
 		return fail(err)
 	}
-	return &Vault{be: be, cfg: cfg, keys: k}, nil
+	return newVault(be, cfg, k), nil
 }
 
 // Open opens the vault on be with secret.
@@ -119,7 +119,7 @@ func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error
 	if err != nil {
 		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
 	}
-	return &Vault{be: be, cfg: cfg, keys: k}, nil
+	return newVault(be, cfg, k), nil
 }
 
 // readConfig reads the stored config and unwraps its master key with secret.
@@ -217,16 +217,5 @@ func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
 }
 
 func (v *Vault) getSealed(ctx context.Context, key string, obj any) error {
-	sealed, err := v.be.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("get %s: %w", key, err)
-	}
-	data, err := v.keys.Open(nil, sealed, []byte(key))
-	if err != nil {
-		return fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
-	}
-	if err := json.Unmarshal(data, obj); err != nil {
-		return fmt.Errorf("%s in %s: %w: %v", key, v.be.Location(), format.ErrCorrupt, err)
-	}
-	return nil
+	return format.GetSealed(ctx, v.be, v.keys, key, obj)
 }

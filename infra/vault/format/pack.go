@@ -57,3 +57,14 @@ func DecodePackHeader(plain []byte, bodyLen int) ([]IndexEntry, error) {
 	}
 	return entries, nil
 }
+
+// OpenPackHeader opens a pack's sealed header and decodes the blobs it
+// lists, each inside a body of bodyLen bytes: the one way a whole pack
+// (repair) or its tail (GC) is read.
+func OpenPackHeader(k *Keys, sealed []byte, bodyLen int) ([]IndexEntry, error) {
+	plain, err := k.Open(nil, sealed, []byte(PackHeaderAD))
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	return DecodePackHeader(plain, bodyLen)
+}
