@@ -1,6 +1,9 @@
 package vault
 
-import "github.com/vmvault/vmvault/infra/vault/format"
+import (
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
+)
 
 // The format's vocabulary under the names callers use (package format
 // defines them).
@@ -19,6 +22,7 @@ type (
 	Method        = format.Method
 	Root          = format.Root
 	IndexProblem  = format.IndexProblem
+	IndexOptions  = index.Options
 )
 
 const (

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -94,7 +95,7 @@ type CheckReport struct {
 // error means Check could not finish (storage unreachable). Check never
 // writes, and builds its own index: the vault's one is untouched.
 func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: newIndex(v.idx.Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+	c := &checker{v: v, opt: opt, idx: index.New(v.idx.Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
 	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
@@ -107,19 +108,19 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 	if err != nil {
 		return c.rep, fmt.Errorf("check: %w", err)
 	}
-	c.rep.Packs = len(load.packs)
-	c.rep.IndexProblems = load.problems
-	for _, pi := range load.rejected {
+	c.rep.Packs = len(load.Packs)
+	c.rep.IndexProblems = load.Problems
+	for _, pi := range load.Rejected {
 		why := "pack is not in the vault"
-		if size, ok := load.packs[pi.Pack]; ok {
+		if size, ok := load.Packs[pi.Pack]; ok {
 			why = fmt.Sprintf("pack has %d bytes, index says %d", size, pi.Size)
 		}
 		for _, e := range pi.Entries {
 			c.lost[e.ID] = lostBlob{pack: pi.Pack, reason: why}
 		}
 	}
-	for id := range load.packs {
-		if !c.idx.hasPack(id) && !load.rejectedPack(id) {
+	for id := range load.Packs {
+		if !c.idx.HasPack(id) && !load.RejectedPack(id) {
 			c.rep.UnindexedPacks = append(c.rep.UnindexedPacks, id)
 		}
 	}
@@ -156,7 +157,7 @@ type checker struct {
 	v        *Vault
 	opt      CheckOptions
 	readData bool
-	idx      *Index
+	idx      *index.Index
 	// lost are the blobs of index objects left out, with why.
 	lost    map[ID]lostBlob
 	leaves  map[ID]*leafOutcome

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -40,7 +41,7 @@ func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout
 // inside the disk, its object must be of this disk and list at least that
 // many leaves, and the index must hold every one of them (so everything they
 // reference is stored too). Only a storage error other than not found fails.
-func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *Index, disk string, lay layout) ([]ID, error) {
+func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Index, disk string, lay layout) ([]ID, error) {
 	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.blocks || cp.NextBlock%lay.le != 0 && cp.NextBlock != lay.blocks ||
 		!format.IsCheckpointKey(cp.Ref) {
 		return nil, nil
@@ -61,7 +62,7 @@ func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *Index, di
 }
 
 // trustedLeaves returns the leaves up to block next if the index holds them all.
-func trustedLeaves(leaves []ID, next int64, idx *Index, lay layout) []ID {
+func trustedLeaves(leaves []ID, next int64, idx *index.Index, lay layout) []ID {
 	n := (next + lay.le - 1) / lay.le
 	if next <= 0 || next > lay.blocks || int64(len(leaves)) < n || min(n*lay.le, lay.blocks) != next {
 		return nil
@@ -70,7 +71,7 @@ func trustedLeaves(leaves []ID, next int64, idx *Index, lay layout) []ID {
 	for _, id := range leaves {
 		// A leaf in a GC candidate pack is not trusted: the backup stores it
 		// again rather than reference a pack a sweep may delete (gc.go).
-		if !idx.dedupHas(id) {
+		if !idx.DedupHas(id) {
 			return nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // collector is the last stage of a disk backup. It takes the seal workers'
@@ -13,7 +14,7 @@ import (
 // blobs to the packer, and writes the root once every leaf is done.
 type collector struct {
 	v      *Vault
-	idx    *Index
+	idx    *index.Index
 	pk     *packer
 	lay    layout
 	disk   string
@@ -41,7 +42,7 @@ type openLeaf struct {
 }
 
 // newCollector starts after the resumed leaves, whose stats are resumedStats.
-func newCollector(v *Vault, idx *Index, pk *packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
+func newCollector(v *Vault, idx *index.Index, pk *packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
 		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -130,7 +131,7 @@ type gcState struct {
 	packs map[ID]*gcPack
 	// indexKeys are the index objects listed, by pack (also of packs not stored).
 	indexKeys map[ID][]string
-	trees     map[ID][]Location
+	trees     map[ID][]index.Location
 	refs      map[ID]struct{}
 	// holders are the packs holding each referenced blob.
 	holders map[ID][]ID
@@ -147,7 +148,7 @@ type gcState struct {
 // that is referenced again stops being a candidate.
 func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
 	rep := GCMarkReport{DryRun: opt.DryRun}
-	prev, err := ReadGCCandidates(ctx, v.be, v.keys)
+	prev, err := index.ReadGCCandidates(ctx, v.be, v.keys)
 	if err != nil && !errors.Is(err, format.ErrCorrupt) {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
@@ -239,7 +240,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 // The report is kept in gc/last.
 func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
 	rep := GCSweepReport{DryRun: opt.DryRun}
-	cands, err := ReadGCCandidates(ctx, v.be, v.keys)
+	cands, err := index.ReadGCCandidates(ctx, v.be, v.keys)
 	if err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
@@ -358,7 +359,7 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 // GCCandidates returns the current candidates and when they were marked
 // (none if GC never ran).
 func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
-	c, err := ReadGCCandidates(ctx, v.be, v.keys)
+	c, err := index.ReadGCCandidates(ctx, v.be, v.keys)
 	return c.MarkedAt, c.Packs, err
 }
 

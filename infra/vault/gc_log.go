@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -22,7 +23,7 @@ import (
 // logDeletions writes the next deletion log naming packs and returns its seq.
 func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (uint64, error) {
 	for range 100 {
-		last, err := LastDeletionLog(ctx, v.be)
+		last, err := index.LastDeletionLog(ctx, v.be)
 		if err != nil {
 			return 0, err
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -231,12 +232,12 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	}); err != nil {
 		return fmt.Errorf("list index in %s: %w", v.be.Location(), err)
 	}
-	sizes, err := ListPacks(ctx, v.be)
+	sizes, err := index.ListPacks(ctx, v.be)
 	if err != nil {
 		return err
 	}
 	st.packs = make(map[ID]*gcPack, len(sizes))
-	st.trees = map[ID][]Location{}
+	st.trees = map[ID][]index.Location{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -246,7 +247,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys}
 		st.packs[id] = p
 		g.Go(func() error {
-			entries, err := PackEntries(gctx, v.be, v.keys, id, size, p.newestIndexKey())
+			entries, err := index.PackEntries(gctx, v.be, v.keys, id, size, p.newestIndexKey())
 			if errors.Is(err, format.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
 				p.problem = err.Error()
 				return nil
@@ -260,7 +261,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 			for i, e := range entries {
 				p.blobs[i] = e.ID
 				if e.Type == format.BlobTree {
-					st.trees[e.ID] = append(st.trees[e.ID], Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
+					st.trees[e.ID] = append(st.trees[e.ID], index.Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
 				}
 			}
 			return nil

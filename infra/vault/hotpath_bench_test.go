@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // The data path's hot spots one at a time, on one 1 MiB block of mixed
@@ -82,9 +84,9 @@ func benchPacks(seed uint64, packs, perPack int) []format.PackIndex {
 	r := rand.New(rand.NewPCG(seed, 2))
 	pis := make([]format.PackIndex, packs)
 	for p := range pis {
-		pis[p] = format.PackIndex{Pack: randID(r), Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
+		pis[p] = format.PackIndex{Pack: hotID(r), Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
 		for e := range pis[p].Entries {
-			pis[p].Entries[e] = format.IndexEntry{ID: randID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: format.BlobData}
+			pis[p].Entries[e] = format.IndexEntry{ID: hotID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: format.BlobData}
 		}
 	}
 	return pis
@@ -101,11 +103,11 @@ func BenchmarkIndexAdd(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		x := newIndex(b.TempDir())
+		x := index.New(b.TempDir())
 		for _, p := range packs {
-			x.addPack(p)
+			x.AddPack(p)
 		}
-		x.settle()
+		x.Settle()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(packs)*perPack), "B/entry")
@@ -119,21 +121,19 @@ func BenchmarkIndexAdd(b *testing.B) {
 // on an index of 2M blobs in several runs: hit (an incremental backup) and
 // miss (a new block, most of a first backup).
 func BenchmarkIndexLookup(b *testing.B) {
-	x := newIndex(b.TempDir())
+	x := index.New(b.TempDir())
 	defer x.Close()
 	packs := benchPacks(3, 2000, 1000)
 	for _, p := range packs {
-		x.addPack(p)
+		x.AddPack(p)
 	}
-	x.settle()
-	x.mu.RLock()
-	runs := len(x.runs)
-	x.mu.RUnlock()
+	x.Settle()
+	runs := x.Runs()
 	r := rand.New(rand.NewPCG(4, 4))
 	b.Run("hit", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			p := packs[r.IntN(len(packs))]
-			if !x.dedupHas(p.Entries[r.IntN(len(p.Entries))].ID) {
+			if !x.DedupHas(p.Entries[r.IntN(len(p.Entries))].ID) {
 				b.Fatal("missing")
 			}
 		}
@@ -141,7 +141,7 @@ func BenchmarkIndexLookup(b *testing.B) {
 	})
 	b.Run("miss", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if x.dedupHas(randID(r)) {
+			if x.DedupHas(hotID(r)) {
 				b.Fatal("found")
 			}
 		}
@@ -190,4 +190,12 @@ func BenchmarkRestoreDisk(b *testing.B) {
 		}
 		f.Close()
 	}
+}
+
+// hotID is a random id (as the index tests' randID).
+func hotID(r *rand.Rand) (id ID) {
+	for i := 0; i < len(id); i += 8 {
+		binary.LittleEndian.PutUint64(id[i:], r.Uint64())
+	}
+	return id
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -102,7 +103,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 
 	// Index objects named more than the skew margin before the newest one
 	// seen are not listed again.
-	w.idx.MoveCursor(2*indexSkew, time.Time{})
+	w.idx.MoveCursor(2*index.Skew, time.Time{})
 	lc.take()
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -151,7 +152,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	lc := &listCounter{Backend: be}
 	w := newVault(lc, v.Config(), v.keys)
 	idx := mustIndex(t, w)
-	packs := idx.packSizes()
+	packs := idx.PackSizes()
 	if len(packs) == 0 {
 		t.Fatal("no packs")
 	}
@@ -168,7 +169,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatalf("refresh without the deletion log: %v", err)
 	}
 	for p := range packs {
-		if !idx.hasPack(p) {
+		if !idx.HasPack(p) {
 			t.Fatal("a failed refresh changed the index")
 		}
 	}
@@ -181,7 +182,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatalf("refresh listed %d packs", got["packs/"])
 	}
 	for p := range packs {
-		if idx.hasPack(p) {
+		if idx.HasPack(p) {
 			t.Fatalf("pack %s deleted by GC is still in the index", p.Short())
 		}
 	}
@@ -207,7 +208,7 @@ func TestDeletionLogSeq(t *testing.T) {
 			t.Fatalf("log %d: seq %d, %v", want, seq, err)
 		}
 	}
-	seq, gone, err := ReadDeletionLogs(ctx, v.be, v.keys, 1)
+	seq, gone, err := index.ReadDeletionLogs(ctx, v.be, v.keys, 1)
 	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
 		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
 	}
@@ -249,7 +250,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
 	w := newVault(lc, v.Config(), v.keys)
-	if !mustIndex(t, w).hasPack(lost) {
+	if !mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
 	delete(be.objs, format.PackKey(lost))
@@ -263,7 +264,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	if got := lc.take(); got["packs/"] != 0 {
 		t.Fatalf("refresh listed %d packs", got["packs/"])
 	}
-	if mustIndex(t, w).hasPack(lost) {
+	if mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker still trusts the pack repair found missing")
 	}
 	r2 := backup(t, w, disk, BackupOptions{})

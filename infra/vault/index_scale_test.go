@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
 )
 
@@ -150,7 +151,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.SetIndexOptions(IndexOptions{Dir: filepath.Join(dir, "runs")})
+	v.SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	row := func(what, took, listed, note string) {
 		fmt.Printf("| %s | %s | %s | %s MiB | %s |\n", what, took, listed, rss(), note)
 	}
@@ -173,7 +174,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetIndexOptions(IndexOptions{Dir: filepath.Join(dir, "runs")})
+	w.SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var fresh []ID
 	for range 40 {
@@ -199,7 +200,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	}
 	row("refresh after a backup of 40 packs", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.total()), "lists index objects of the last 10 minutes and the GC log only")
 	for _, id := range fresh[:100] {
-		if !idx.dedupHas(id) {
+		if !idx.DedupHas(id) {
 			t.Fatal("refresh missed a new blob")
 		}
 	}
@@ -217,7 +218,7 @@ func measureIndexScale(t *testing.T, dir string) {
 		if i%2 == 0 {
 			id = fresh[i%len(fresh)]
 		}
-		if idx.dedupHas(id) {
+		if idx.DedupHas(id) {
 			hits++
 		}
 	}

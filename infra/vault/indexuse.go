@@ -6,17 +6,18 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // The vault's use of its index (the index package keeps it and loads it).
 
 // SetIndexOptions sets where the index keeps its runs and how often it
 // reconciles; it takes effect for an index not loaded yet.
-func (v *Vault) SetIndexOptions(o IndexOptions) { v.idx.SetOptions(o) }
+func (v *Vault) SetIndexOptions(o index.Options) { v.idx.SetOptions(o) }
 
 // Index returns the vault's index, loading it on first use. Call
 // RefreshIndex to see packs written by other processes since.
-func (v *Vault) Index(ctx context.Context) (*Index, error) {
+func (v *Vault) Index(ctx context.Context) (*index.Index, error) {
 	if idx := v.idx.Loaded(); idx != nil {
 		return idx, nil
 	}
@@ -27,18 +28,18 @@ func (v *Vault) Index(ctx context.Context) (*Index, error) {
 // forgets the packs GC deleted since; every DefaultReconcile (or
 // IndexOptions.Reconcile) it loads fully instead (see Store.Refresh). It
 // rereads the config first: immutability may have been set since Open.
-func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) {
+func (v *Vault) RefreshIndex(ctx context.Context) (*index.Index, error) {
 	return v.refreshIndex(ctx, false)
 }
 
 // ReconcileIndex is RefreshIndex with a full load: every index object and
 // pack is listed, so packs lost outside GC are forgotten and index objects
 // a refresh could not see are added.
-func (v *Vault) ReconcileIndex(ctx context.Context) (*Index, error) {
+func (v *Vault) ReconcileIndex(ctx context.Context) (*index.Index, error) {
 	return v.refreshIndex(ctx, true)
 }
 
-func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
+func (v *Vault) refreshIndex(ctx context.Context, full bool) (*index.Index, error) {
 	if err := v.reloadConfig(ctx); err != nil {
 		return nil, err
 	}
@@ -48,16 +49,16 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*Index, error) {
 // locate is idx.Lookup that, on a miss, reloads the index fully once
 // (at most every missReload) and looks again: the blob may be in an index
 // object a refresh could not see.
-func (v *Vault) locate(ctx context.Context, idx *Index, id ID) (Location, bool, error) {
+func (v *Vault) locate(ctx context.Context, idx *index.Index, id ID) (index.Location, bool, error) {
 	if loc, ok := idx.Lookup(id); ok {
 		return loc, true, nil
 	}
 	if !v.idx.Stale() {
-		return Location{}, false, nil
+		return index.Location{}, false, nil
 	}
 	idx, err := v.ReconcileIndex(ctx)
 	if err != nil {
-		return Location{}, false, err
+		return index.Location{}, false, err
 	}
 	loc, ok := idx.Lookup(id)
 	return loc, ok, nil

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // packer collects sealed blobs into packs and uploads them in the
@@ -40,12 +41,12 @@ func newPacker(ctx context.Context, v *Vault) *packer {
 }
 
 // has reports whether id is stored or queued in this packer.
-func (p *packer) has(idx *Index, id ID) bool {
+func (p *packer) has(idx *index.Index, id ID) bool {
 	// A blob leaves pending only after it is in the index, so one of the two has it.
 	p.pendingMu.Lock()
 	_, ok := p.pending[id]
 	p.pendingMu.Unlock()
-	return ok || idx.dedupHas(id)
+	return ok || idx.DedupHas(id)
 }
 
 // addBlob appends a sealed blob and returns the sequence number of its pack.
@@ -134,7 +135,7 @@ func (p *packer) upload(buf []byte, entries []format.IndexEntry) error {
 	if err != nil {
 		return err
 	}
-	idx.addPack(pi)
+	idx.AddPack(pi)
 	p.pendingMu.Lock()
 	for _, e := range entries {
 		delete(p.pending, e.ID)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
@@ -26,7 +27,7 @@ type blockResult struct {
 // order.
 type readHasher struct {
 	v     *Vault
-	idx   *Index
+	idx   *index.Index
 	src   Source
 	disk  string
 	lay   layout
@@ -103,7 +104,7 @@ func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) (
 		return scratch, nil
 	}
 	r.id = s.v.keys.Hash(buf)
-	if !s.idx.dedupHas(r.id) { // not in a GC candidate pack either
+	if !s.idx.DedupHas(r.id) { // not in a GC candidate pack either
 		r.sealed, scratch = s.v.keys.SealBlob(r.id, buf, scratch)
 	}
 	return scratch, nil

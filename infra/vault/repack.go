@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // DefaultRepackBelow: a pack whose referenced blobs take less than half of
@@ -36,7 +37,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 	var pk *packer
 	for _, id := range ids {
 		p := st.packs[id]
-		entries, err := PackEntries(ctx, v.be, v.keys, id, p.size, p.newestIndexKey())
+		entries, err := index.PackEntries(ctx, v.be, v.keys, id, p.size, p.newestIndexKey())
 		if err != nil {
 			return rep, fmt.Errorf("repack %s: %w", format.PackKey(id), err)
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -57,7 +58,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	}); err != nil {
 		return rep, fmt.Errorf("repair: list index in %s: %w", v.be.Location(), err)
 	}
-	packs, err := ListPacks(ctx, v.be)
+	packs, err := index.ListPacks(ctx, v.be)
 	if err != nil {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
@@ -73,7 +74,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	for _, key := range indexKeys {
 		g.Go(func() error {
 			id, _, _ := format.ParseIndexKey(key)
-			pi, err := GetPackIndex(gctx, v.be, v.keys, key)
+			pi, err := index.GetPackIndex(gctx, v.be, v.keys, key)
 			if err != nil && !errors.Is(err, format.ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil

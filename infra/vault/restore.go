@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -123,7 +124,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 type restoreBlock struct {
 	off int64
 	id  ID
-	loc Location
+	loc index.Location
 }
 
 // rangeRuns groups blocks into range requests: by pack, by offset, merging

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // reopen is the vault as a new process sees it: same storage and keys, no
@@ -83,7 +84,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	if len(probs) != 1 || probs[0].Kind != format.ProblemUnreadableIndex || probs[0].Pack != bad {
 		t.Fatalf("problems: %+v", probs)
 	}
-	if idx.hasPack(bad) {
+	if idx.HasPack(bad) {
 		t.Fatal("corrupt index object was added")
 	}
 	if got := restore(t, v2, ra.Root, a.Size()); !bytes.Equal(got, a) {
@@ -179,7 +180,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.In
 	if _, err := v.ReconcileIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if mustIndex(t, v).hasPack(lost) {
+	if mustIndex(t, v).HasPack(lost) {
 		t.Fatal("refreshed index still trusts the lost pack")
 	}
 	r3 := backup(t, v, disk, BackupOptions{Parent: &r2.Root})
@@ -222,7 +223,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := GetPackIndex(ctx, v.be, v.keys, indexKeyOf(t, be, p))
+	want, err := index.GetPackIndex(ctx, v.be, v.keys, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := GetPackIndex(ctx, v2.be, v2.keys, indexKeyOf(t, be, p))
+	got, err := index.GetPackIndex(ctx, v2.be, v2.keys, indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +346,12 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 		}
 		js, _ := json.Marshal(cp)
 		// It resumes when the index holds the leaves.
-		idx := newIndex(t.TempDir())
+		idx := index.New(t.TempDir())
 		pi := format.PackIndex{Pack: ID{0xee}}
 		for _, id := range leaves {
 			pi.Entries = append(pi.Entries, format.IndexEntry{ID: id})
 		}
-		idx.addPack(pi)
+		idx.AddPack(pi)
 		var back Checkpoint
 		if err := json.Unmarshal(js, &back); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // The checkpoint names a leaf only once every pack up to the leaf's newest
@@ -43,8 +44,8 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 // the index holds every leaf it names.
 func TestTrustedCheckpoint(t *testing.T) {
 	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
-	idx := newIndex(t.TempDir())
-	idx.addPack(format.PackIndex{Pack: ID{0xaa}, Entries: []format.IndexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
+	idx := index.New(t.TempDir())
+	idx.AddPack(format.PackIndex{Pack: ID{0xaa}, Entries: []format.IndexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
 	for _, tc := range []struct {
 		name   string
 		leaves []ID

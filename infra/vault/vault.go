@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -40,11 +41,11 @@ type Vault struct {
 	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
 	cfg   format.Config
 	keys  *format.Keys
-	idx   *Store // the index, loaded on first use
+	idx   *index.Store // the index, loaded on first use
 }
 
 func newVault(be storage.Backend, cfg format.Config, keys *format.Keys) *Vault {
-	return &Vault{be: be, cfg: cfg, keys: keys, idx: NewStore(be, keys)}
+	return &Vault{be: be, cfg: cfg, keys: keys, idx: index.NewStore(be, keys)}
 }
 
 // Init creates a vault on be, protected by secret. Of concurrent Inits on

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -342,7 +343,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	}
 }
 
-func mustIndex(t *testing.T, v *Vault) *Index {
+func mustIndex(t *testing.T, v *Vault) *index.Index {
 	idx, err := v.Index(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"encoding/binary"
@@ -17,9 +17,9 @@ import (
 // refIndex is the index as a plain map, to compare the Index with.
 type refIndex struct {
 	seq      int
-	packs    map[ID]refPack // packs not removed
-	copies   map[ID][]refCopy
-	excluded map[ID]bool
+	packs    map[format.ID]refPack // packs not removed
+	copies   map[format.ID][]refCopy
+	excluded map[format.ID]bool
 }
 
 type refPack struct {
@@ -33,7 +33,7 @@ type refCopy struct {
 }
 
 func newRefIndex() *refIndex {
-	return &refIndex{packs: map[ID]refPack{}, copies: map[ID][]refCopy{}}
+	return &refIndex{packs: map[format.ID]refPack{}, copies: map[format.ID][]refCopy{}}
 }
 
 func (r *refIndex) addPack(pi format.PackIndex) {
@@ -47,14 +47,14 @@ func (r *refIndex) addPack(pi format.PackIndex) {
 	}
 }
 
-func (r *refIndex) removePacks(gone map[ID]bool) {
+func (r *refIndex) removePacks(gone map[format.ID]bool) {
 	for id := range gone {
 		delete(r.packs, id)
 	}
 }
 
 // live returns the copies of id in packs not removed, oldest first.
-func (r *refIndex) live(id ID) []Location {
+func (r *refIndex) live(id format.ID) []Location {
 	var live []Location
 	for _, c := range r.copies[id] {
 		if p, ok := r.packs[c.loc.Pack]; ok && p.seq == c.seq {
@@ -64,7 +64,7 @@ func (r *refIndex) live(id ID) []Location {
 	return live
 }
 
-func (r *refIndex) lookup(id ID) (Location, bool) {
+func (r *refIndex) lookup(id format.ID) (Location, bool) {
 	live := r.live(id)
 	for _, l := range live {
 		if !r.excluded[l.Pack] {
@@ -77,7 +77,7 @@ func (r *refIndex) lookup(id ID) (Location, bool) {
 	return Location{}, false
 }
 
-func (r *refIndex) dedupHas(id ID) bool {
+func (r *refIndex) dedupHas(id format.ID) bool {
 	for _, l := range r.live(id) {
 		if !r.excluded[l.Pack] {
 			return true
@@ -87,8 +87,8 @@ func (r *refIndex) dedupHas(id ID) bool {
 }
 
 // stats counts blobs and their extra copies exactly.
-func (r *refIndex) stats() IndexStats {
-	var s IndexStats
+func (r *refIndex) stats() Stats {
+	var s Stats
 	for _, p := range r.packs {
 		s.Packs++
 		s.PackBytes += p.size
@@ -104,7 +104,7 @@ func (r *refIndex) stats() IndexStats {
 
 func testIndex(t testing.TB, memLimit int) *Index {
 	t.Helper()
-	x := newIndex(t.TempDir())
+	x := New(t.TempDir())
 	x.memLimit = memLimit
 	t.Cleanup(func() {
 		if err := x.Close(); err != nil {
@@ -116,7 +116,7 @@ func testIndex(t testing.TB, memLimit int) *Index {
 
 // prefixedID returns an id whose first 8 bytes are p, so that tests can
 // make ids share the prefix the fences keep.
-func prefixedID(r *rand.Rand, p uint64) (id ID) {
+func prefixedID(r *rand.Rand, p uint64) (id format.ID) {
 	binary.BigEndian.PutUint64(id[:8], p)
 	for i := 8; i < len(id); i += 8 {
 		binary.LittleEndian.PutUint64(id[i:], r.Uint64())
@@ -124,10 +124,10 @@ func prefixedID(r *rand.Rand, p uint64) (id ID) {
 	return id
 }
 
-func randID(r *rand.Rand) ID { return prefixedID(r, r.Uint64()) }
+func randID(r *rand.Rand) format.ID { return prefixedID(r, r.Uint64()) }
 
 // checkIndex compares every answer of x about ids and packs with ref's.
-func checkIndex(t *testing.T, x *Index, ref *refIndex, ids, packs []ID) {
+func checkIndex(t *testing.T, x *Index, ref *refIndex, ids, packs []format.ID) {
 	t.Helper()
 	for _, id := range ids {
 		want, wok := ref.lookup(id)
@@ -135,24 +135,24 @@ func checkIndex(t *testing.T, x *Index, ref *refIndex, ids, packs []ID) {
 		if ok != wok || got != want {
 			t.Fatalf("Lookup(%s) = %+v, %v; want %+v, %v", id.Short(), got, ok, want, wok)
 		}
-		if got, want := x.dedupHas(id), ref.dedupHas(id); got != want {
+		if got, want := x.DedupHas(id), ref.dedupHas(id); got != want {
 			t.Fatalf("dedupHas(%s) = %v, want %v", id.Short(), got, want)
 		}
 		if x.Has(id) != wok {
 			t.Fatalf("Has(%s) = %v", id.Short(), !wok)
 		}
 	}
-	want := map[ID]int64{}
+	want := map[format.ID]int64{}
 	for _, p := range packs {
 		rp, ok := ref.packs[p]
 		if ok {
 			want[p] = rp.size
 		}
-		if x.hasPack(p) != ok {
+		if x.HasPack(p) != ok {
 			t.Fatalf("hasPack(%s) = %v", p.Short(), !ok)
 		}
 	}
-	if got := x.packSizes(); !maps.Equal(got, want) {
+	if got := x.PackSizes(); !maps.Equal(got, want) {
 		t.Fatalf("packSizes has %d packs, want %d", len(got), len(want))
 	}
 	got, exact := x.Stats(), ref.stats()
@@ -171,11 +171,11 @@ func TestIndexMatchesMap(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 7))
 			x, ref := testIndex(t, 64), newRefIndex()
-			var ids, packs []ID
+			var ids, packs []format.ID
 			for i := 0; i < 1500; i++ {
 				ids = append(ids, prefixedID(r, uint64(r.IntN(40))<<56))
 			}
-			absent := make([]ID, 200)
+			absent := make([]format.ID, 200)
 			for i := range absent {
 				absent[i] = prefixedID(r, uint64(r.IntN(40))<<56)
 			}
@@ -196,17 +196,17 @@ func TestIndexMatchesMap(t *testing.T) {
 							pi.Entries = append(pi.Entries, e) // twice in one pack
 						}
 					}
-					x.addPack(pi)
+					x.AddPack(pi)
 					ref.addPack(pi)
 				case op < 17:
-					gone := map[ID]bool{randID(r): true} // unknown: ignored
+					gone := map[format.ID]bool{randID(r): true} // unknown: ignored
 					for n := r.IntN(4); n > 0; n-- {
 						gone[packs[r.IntN(len(packs))]] = true
 					}
 					x.removePacks(gone)
 					ref.removePacks(gone)
 				default:
-					ex := map[ID]bool{}
+					ex := map[format.ID]bool{}
 					for n := r.IntN(len(packs)/2 + 1); n > 0; n-- {
 						ex[packs[r.IntN(len(packs))]] = true
 					}
@@ -217,7 +217,7 @@ func TestIndexMatchesMap(t *testing.T) {
 					checkIndex(t, x, ref, append(ids[:len(ids):len(ids)], absent...), packs)
 				}
 			}
-			x.settle()
+			x.Settle()
 			checkIndex(t, x, ref, append(ids, absent...), packs)
 			x.mu.RLock()
 			nruns := len(x.runs)
@@ -237,7 +237,7 @@ func TestIndexStraddle(t *testing.T) {
 	x, ref := testIndex(t, 100), newRefIndex()
 	const p = 0x1234 << 40
 	target := prefixedID(r, p)
-	var packs, ids []ID
+	var packs, ids []format.ID
 	for i := 0; i < 300; i++ {
 		pi := format.PackIndex{Pack: randID(r), Size: 100}
 		pi.Entries = append(pi.Entries, format.IndexEntry{ID: target, Offset: uint32(i), Length: 1, Type: format.BlobData})
@@ -247,10 +247,10 @@ func TestIndexStraddle(t *testing.T) {
 			pi.Entries = append(pi.Entries, format.IndexEntry{ID: id, Offset: 1, Length: 1, Type: format.BlobData})
 		}
 		packs = append(packs, pi.Pack)
-		x.addPack(pi)
+		x.AddPack(pi)
 		ref.addPack(pi)
 	}
-	x.settle()
+	x.Settle()
 	ids = append(ids, target, prefixedID(r, p))
 	checkIndex(t, x, ref, ids, packs)
 	// Copies in different runs are missed until a merge brings them
@@ -259,7 +259,7 @@ func TestIndexStraddle(t *testing.T) {
 		t.Errorf("Stats = %+v after merges, want 299 duplicates or a few less", s)
 	}
 	for _, n := range []int{1, 150, 299} {
-		ex := map[ID]bool{}
+		ex := map[format.ID]bool{}
 		for _, p := range packs[:n] {
 			ex[p] = true
 		}
@@ -270,17 +270,17 @@ func TestIndexStraddle(t *testing.T) {
 			t.Fatalf("with %d packs excluded, Lookup gives pack %s", n, loc.Pack.Short())
 		}
 	}
-	gone := map[ID]bool{}
+	gone := map[format.ID]bool{}
 	for _, p := range packs[1:] {
 		gone[p] = true
 	}
 	x.removePacks(gone)
 	ref.removePacks(gone)
 	checkIndex(t, x, ref, ids, packs)
-	if !x.Has(target) || x.dedupHas(target) {
+	if !x.Has(target) || x.DedupHas(target) {
 		t.Fatal("the copy in the excluded first pack must be found, and not used for dedup")
 	}
-	x.settle()
+	x.Settle()
 	checkIndex(t, x, ref, ids, packs)
 	if got, want := x.Stats(), ref.stats(); got != want {
 		t.Errorf("Stats = %+v after removal and merges, want %+v", got, want)
@@ -292,7 +292,7 @@ func TestIndexStraddle(t *testing.T) {
 func TestIndexStatsExactInMemtable(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	x, ref := testIndex(t, defaultMemLimit), newRefIndex()
-	ids := make([]ID, 500)
+	ids := make([]format.ID, 500)
 	for i := range ids {
 		ids[i] = randID(r)
 	}
@@ -301,7 +301,7 @@ func TestIndexStatsExactInMemtable(t *testing.T) {
 		for j := 0; j < 20; j++ {
 			pi.Entries = append(pi.Entries, format.IndexEntry{ID: ids[r.IntN(len(ids))], Length: 1})
 		}
-		x.addPack(pi)
+		x.AddPack(pi)
 		ref.addPack(pi)
 	}
 	if got, want := x.Stats(), ref.stats(); got != want || want.Duplicates == 0 {
@@ -314,7 +314,7 @@ func TestIndexStatsExactInMemtable(t *testing.T) {
 func TestIndexConcurrent(t *testing.T) {
 	x := testIndex(t, 200)
 	const writers, packsEach, perPack = 4, 60, 50
-	added := make([][]ID, writers)
+	added := make([][]format.ID, writers)
 	var mu sync.Mutex
 	var wg, readers sync.WaitGroup
 	stop := make(chan struct{})
@@ -328,7 +328,7 @@ func TestIndexConcurrent(t *testing.T) {
 				for e := 0; e < perPack; e++ {
 					pi.Entries = append(pi.Entries, format.IndexEntry{ID: randID(r), Offset: uint32(e), Length: 1, Type: format.BlobData})
 				}
-				x.addPack(pi)
+				x.AddPack(pi)
 				mu.Lock()
 				for _, e := range pi.Entries {
 					added[w] = append(added[w], e.ID)
@@ -351,12 +351,12 @@ func TestIndexConcurrent(t *testing.T) {
 				}
 				mu.Lock()
 				w := r.IntN(writers)
-				var id ID
+				var id format.ID
 				if n := len(added[w]); n > 0 {
 					id = added[w][r.IntN(n)]
 				}
 				mu.Unlock()
-				if id != (ID{}) && !x.dedupHas(id) {
+				if id != (format.ID{}) && !x.DedupHas(id) {
 					failed.Do(func() { t.Errorf("%s added but not found", id.Short()) })
 				}
 				if x.Has(randID(r)) {
@@ -368,7 +368,7 @@ func TestIndexConcurrent(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	readers.Wait()
-	x.settle()
+	x.Settle()
 	for _, ids := range added {
 		for _, id := range ids {
 			if !x.Has(id) {
@@ -385,7 +385,7 @@ func TestIndexConcurrent(t *testing.T) {
 // Close ends the merges.
 func TestIndexLeavesNoFiles(t *testing.T) {
 	dir := t.TempDir()
-	x := newIndex(dir)
+	x := New(dir)
 	x.memLimit = 100
 	r := rand.New(rand.NewPCG(13, 14))
 	before := runtime.NumGoroutine()
@@ -394,9 +394,9 @@ func TestIndexLeavesNoFiles(t *testing.T) {
 		for e := 0; e < 30; e++ {
 			pi.Entries = append(pi.Entries, format.IndexEntry{ID: randID(r), Length: 1})
 		}
-		x.addPack(pi)
+		x.AddPack(pi)
 	}
-	x.settle()
+	x.Settle()
 	x.mu.RLock()
 	nruns := len(x.runs)
 	x.mu.RUnlock()
@@ -422,12 +422,12 @@ func TestIndexLeavesNoFiles(t *testing.T) {
 // first (it may be in memory).
 func TestIndexDefaultDir(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", "/cache")
-	if x := newIndex(""); x.dir != "/cache/vmvault/index" {
+	if x := New(""); x.dir != "/cache/vmvault/index" {
 		t.Errorf("dir = %s", x.dir)
 	}
 	t.Setenv("XDG_CACHE_HOME", "")
 	t.Setenv("HOME", "")
-	if x := newIndex(""); x.dir != os.TempDir() {
+	if x := New(""); x.dir != os.TempDir() {
 		t.Errorf("dir = %s without a cache dir", x.dir)
 	}
 }

@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"context"
@@ -18,13 +18,13 @@ import (
 // Loading the index (index.go holds the index itself). A refresh costs what
 // is new, not what is stored: it lists the index objects written since the
 // last one (their names sort by time) and learns the packs GC deleted from
-// GC's deletion log (gc_log.go). A full load, which lists every index
-// object and every pack, runs on first use, every IndexOptions.Reconcile,
+// GC's deletion log (gc.go). A full load, which lists every index
+// object and every pack, runs on first use, every Options.Reconcile,
 // and when a lookup misses (an index object written by a host whose clock
 // is far behind, or a pack lost outside GC).
 
-// IndexOptions tune a vault's index; call SetIndexOptions before first use.
-type IndexOptions struct {
+// Options tune a vault's index; set them (Store.SetOptions) before first use.
+type Options struct {
 	// Dir holds the index's run files ("": the user's cache directory).
 	Dir string
 	// Reconcile is how often a refresh lists every index object and pack
@@ -39,7 +39,7 @@ const DefaultReconcile = time.Hour
 // indexSkew is how far before the newest index object seen a refresh lists
 // again: writers' clocks differ, and an index object is named before its
 // upload ends. One named earlier is found by the next full load.
-const indexSkew = 10 * time.Minute
+const Skew = 10 * time.Minute
 
 // missReload is how long after a full load a lookup miss starts another.
 const missReload = 30 * time.Second
@@ -61,7 +61,7 @@ type Store struct {
 
 	mu  sync.Mutex
 	idx *Index
-	opt IndexOptions
+	opt Options
 	cur indexCursor
 	// loaded is set once a load has read every index object; problems are
 	// the index objects left out since the last full load.
@@ -76,20 +76,20 @@ func NewStore(be storage.Backend, keys *format.Keys) *Store {
 
 // SetOptions sets where the index keeps its runs and how often it
 // reconciles; it takes effect for an index not loaded yet.
-func (s *Store) SetOptions(o IndexOptions) {
+func (s *Store) SetOptions(o Options) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opt = o
 }
 
 // Options are the options set.
-func (s *Store) Options() IndexOptions {
+func (s *Store) Options() Options {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.opt
 }
 
-func (o IndexOptions) reconcile() time.Duration {
+func (o Options) reconcile() time.Duration {
 	if o.Reconcile <= 0 {
 		return DefaultReconcile
 	}
@@ -132,13 +132,13 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.idx == nil {
-		s.idx = newIndex(s.opt.Dir)
+		s.idx = New(s.opt.Dir)
 	}
 	idx, cur := s.idx, &s.cur
 	// GC candidates are read before anything is listed: a sweep logs and
 	// deletes packs before it drops them from gc/candidates, so a deleted
 	// pack is either still excluded here or in the log or listings below
-	// (gc.go).
+	// (see GC's sweep).
 	// A gc/candidates that cannot be read fails the load: offering its
 	// packs to dedup could lose data at the next sweep (a new mark
 	// rewrites it).
@@ -148,7 +148,7 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 	}
 	now := time.Now()
 	full = full || !s.loaded || now.Sub(cur.fullAt) >= s.opt.reconcile()
-	var res indexLoad
+	var res Load
 	if full {
 		res, err = s.loadFull(ctx, idx)
 	} else {
@@ -164,28 +164,28 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 	if res.newestMs > cur.ms {
 		cur.ms = min(res.newestMs, now.UnixMilli())
 	}
-	for _, p := range res.problems {
+	for _, p := range res.Problems {
 		cur.skipped[p.Key] = true
 	}
 	idx.setExcluded(cands.Excluded())
 	idx.removePacks(res.gone)
-	s.problems = append(s.problems, res.problems...)
+	s.problems = append(s.problems, res.Problems...)
 	s.loaded = true
 	return idx, nil
 }
 
 // indexLoad is what a load found besides the packs it added.
-type indexLoad struct {
-	problems []format.IndexProblem
+type Load struct {
+	Problems []format.IndexProblem
 	// packs are the stored packs and their sizes (full loads only).
-	packs map[ID]int64
+	Packs map[format.ID]int64
 	// rejected are the decodable index objects left out (their pack is
 	// missing or has another size), for Check to name the pack of a blob.
-	rejected []format.PackIndex
+	Rejected []format.PackIndex
 	// unreadable are the packs whose index object could not be read.
-	unreadable map[ID]bool
+	unreadable map[format.ID]bool
 	// gone are packs the index knew before the load that are no longer stored.
-	gone map[ID]bool
+	gone map[format.ID]bool
 	// newestMs is the time of the newest index object listed.
 	newestMs int64
 	// logSeq is the newest GC deletion log the load accounts for.
@@ -197,10 +197,10 @@ type indexLoad struct {
 // are gone. The deletion log is listed first and index objects before
 // packs: a pack is written before its index object, and GC logs a pack
 // before deleting it, so nothing falls between the listings.
-func (s *Store) loadFull(ctx context.Context, idx *Index) (indexLoad, error) {
+func (s *Store) loadFull(ctx context.Context, idx *Index) (Load, error) {
 	logSeq, err := LastDeletionLog(ctx, s.be)
 	if err != nil {
-		return indexLoad{}, err
+		return Load{}, err
 	}
 	res, err := s.LoadInto(ctx, idx)
 	res.logSeq = logSeq
@@ -209,17 +209,17 @@ func (s *Store) loadFull(ctx context.Context, idx *Index) (indexLoad, error) {
 
 // LoadInto is a full load into idx (also Check's, into its own index);
 // it leaves the store's own index and cursor alone.
-func (s *Store) LoadInto(ctx context.Context, idx *Index) (indexLoad, error) {
-	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
+func (s *Store) LoadInto(ctx context.Context, idx *Index) (Load, error) {
+	res := Load{unreadable: map[format.ID]bool{}, gone: map[format.ID]bool{}}
 	var keys []indexName
-	listed := map[ID]int64{} // when each known pack's index object was named
+	listed := map[format.ID]int64{} // when each known pack's index object was named
 	if err := s.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
 		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil // not ours
 		}
 		res.newestMs = max(res.newestMs, ms)
-		if idx.hasPack(id) {
+		if idx.HasPack(id) {
 			listed[id] = ms
 		} else {
 			keys = append(keys, indexName{ms, id})
@@ -228,12 +228,12 @@ func (s *Store) LoadInto(ctx context.Context, idx *Index) (indexLoad, error) {
 	}); err != nil {
 		return res, fmt.Errorf("list index in %s: %w", s.be.Location(), err)
 	}
-	known := idx.packSizes()
+	known := idx.PackSizes()
 	packs, err := ListPacks(ctx, s.be)
 	if err != nil {
 		return res, err
 	}
-	res.packs = packs
+	res.Packs = packs
 	for id, n := range known {
 		if size, ok := packs[id]; !ok || size != n {
 			res.gone[id] = true
@@ -245,10 +245,10 @@ func (s *Store) LoadInto(ctx context.Context, idx *Index) (indexLoad, error) {
 			if ok {
 				kind, why = format.ProblemPackSize, fmt.Sprintf("pack has %d bytes, index says %d", size, n)
 			}
-			res.problems = append(res.problems, format.IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
+			res.Problems = append(res.Problems, format.IndexProblem{Kind: kind, Key: key, Pack: id, Reason: why})
 		}
 	}
-	err = s.addIndexObjects(ctx, idx, keys, func(_ context.Context, id ID) (int64, bool, error) {
+	err = s.addIndexObjects(ctx, idx, keys, func(_ context.Context, id format.ID) (int64, bool, error) {
 		size, ok := packs[id]
 		return size, ok, nil
 	}, &res)
@@ -260,8 +260,8 @@ func (s *Store) LoadInto(ctx context.Context, idx *Index) (indexLoad, error) {
 // name. through is the newest log gc/candidates says exists: a listing
 // that does not show it yet fails the refresh rather than trust a pack
 // that may be gone.
-func (s *Store) loadSince(ctx context.Context, idx *Index, cur *indexCursor, through uint64) (indexLoad, error) {
-	res := indexLoad{unreadable: map[ID]bool{}, gone: map[ID]bool{}}
+func (s *Store) loadSince(ctx context.Context, idx *Index, cur *indexCursor, through uint64) (Load, error) {
+	res := Load{unreadable: map[format.ID]bool{}, gone: map[format.ID]bool{}}
 	seq, gone, err := ReadDeletionLogs(ctx, s.be, s.keys, cur.logSeq)
 	if err != nil {
 		return res, err
@@ -271,21 +271,21 @@ func (s *Store) loadSince(ctx context.Context, idx *Index, cur *indexCursor, thr
 	}
 	res.logSeq, res.gone = seq, gone
 	var keys []indexName
-	after := format.IndexKeyFloor(cur.ms - indexSkew.Milliseconds())
+	after := format.IndexKeyFloor(cur.ms - Skew.Milliseconds())
 	if err := s.be.ListAfter(ctx, format.KindIndex.Prefix(), after, func(key string, _ int64) error {
 		id, ms, ok := format.ParseIndexKey(key)
 		if !ok {
 			return nil
 		}
 		res.newestMs = max(res.newestMs, ms)
-		if !idx.hasPack(id) && !gone[id] && !cur.skipped[key] {
+		if !idx.HasPack(id) && !gone[id] && !cur.skipped[key] {
 			keys = append(keys, indexName{ms, id})
 		}
 		return nil
 	}); err != nil {
 		return res, fmt.Errorf("list index in %s: %w", s.be.Location(), err)
 	}
-	err = s.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id ID) (int64, bool, error) {
+	err = s.addIndexObjects(ctx, idx, keys, func(ctx context.Context, id format.ID) (int64, bool, error) {
 		size, err := s.be.Stat(ctx, format.PackKey(id))
 		if errors.Is(err, storage.ErrNotFound) {
 			return 0, false, nil
@@ -299,7 +299,7 @@ func (s *Store) loadSince(ctx context.Context, idx *Index, cur *indexCursor, thr
 // whole vault's (40 bytes instead of an 84-byte string and its header).
 type indexName struct {
 	ms   int64
-	pack ID
+	pack format.ID
 }
 
 func (n indexName) key() string { return format.IndexKeyFloor(n.ms) + "-" + n.pack.String() }
@@ -308,7 +308,7 @@ func (n indexName) key() string { return format.IndexKeyFloor(n.ms) + "-" + n.pa
 // to idx each one whose pack packSize finds with the size it names, as it
 // goes: a vault's index objects do not fit in memory together.
 func (s *Store) addIndexObjects(ctx context.Context, idx *Index, keys []indexName,
-	packSize func(context.Context, ID) (int64, bool, error), res *indexLoad) error {
+	packSize func(context.Context, format.ID) (int64, bool, error), res *Load) error {
 	var mu sync.Mutex // guards res
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -326,7 +326,7 @@ func (s *Store) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 				mu.Lock()
 				defer mu.Unlock()
 				res.unreadable[id] = true
-				res.problems = append(res.problems, format.IndexProblem{Kind: format.ProblemUnreadableIndex, Key: key, Pack: id, Reason: err.Error()})
+				res.Problems = append(res.Problems, format.IndexProblem{Kind: format.ProblemUnreadableIndex, Key: key, Pack: id, Reason: err.Error()})
 				return nil
 			case err != nil:
 				return err
@@ -336,7 +336,7 @@ func (s *Store) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 				return fmt.Errorf("%s: %w", format.PackKey(pi.Pack), err)
 			}
 			if stored && size == pi.Size {
-				idx.addPack(pi)
+				idx.AddPack(pi)
 				return nil
 			}
 			p := format.IndexProblem{Kind: format.ProblemMissingPack, Key: key, Pack: id, Reason: "pack is not in the vault"}
@@ -345,13 +345,13 @@ func (s *Store) addIndexObjects(ctx context.Context, idx *Index, keys []indexNam
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			res.problems = append(res.problems, p)
-			res.rejected = append(res.rejected, pi)
+			res.Problems = append(res.Problems, p)
+			res.Rejected = append(res.Rejected, pi)
 			return nil
 		})
 	}
 	err := g.Wait()
-	slices.SortFunc(res.problems, func(a, b format.IndexProblem) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(res.Problems, func(a, b format.IndexProblem) int { return strings.Compare(a.Key, b.Key) })
 	return err
 }
 
@@ -373,10 +373,10 @@ func GetPackIndex(ctx context.Context, be storage.Backend, keys *format.Keys, ke
 }
 
 // ListPacks returns every stored pack and its size.
-func ListPacks(ctx context.Context, be storage.Backend) (map[ID]int64, error) {
-	packs := map[ID]int64{}
+func ListPacks(ctx context.Context, be storage.Backend) (map[format.ID]int64, error) {
+	packs := map[format.ID]int64{}
 	err := be.List(ctx, format.KindPack.Prefix(), func(key string, size int64) error {
-		id, err := ParseID(key[strings.LastIndexByte(key, '/')+1:])
+		id, err := format.ParseID(key[strings.LastIndexByte(key, '/')+1:])
 		if err == nil && key == format.PackKey(id) {
 			packs[id] = size
 		}
@@ -389,11 +389,11 @@ func ListPacks(ctx context.Context, be storage.Backend) (map[ID]int64, error) {
 }
 
 // rejectedPack says whether id's index object was decodable but left out.
-func (l indexLoad) rejectedPack(id ID) bool {
+func (l Load) RejectedPack(id format.ID) bool {
 	if l.unreadable[id] {
 		return false // unindexed: its index object is no use
 	}
-	for _, pi := range l.rejected {
+	for _, pi := range l.Rejected {
 		if pi.Pack == id {
 			return true
 		}

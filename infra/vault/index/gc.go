@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"context"
@@ -41,7 +41,7 @@ func LastDeletionLog(ctx context.Context, be storage.Backend) (uint64, error) {
 // ReadDeletionLogs reads the logs after seq and returns the newest seq and
 // the packs they name. A log that cannot be read fails the refresh: the
 // packs it names may be gone.
-func ReadDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys, after uint64) (uint64, map[ID]bool, error) {
+func ReadDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys, after uint64) (uint64, map[format.ID]bool, error) {
 	var seqs []uint64
 	newest := after
 	err := be.ListAfter(ctx, format.KindDeletionLog.Prefix(), format.DeletionLogKey(after), func(key string, _ int64) error {
@@ -54,7 +54,7 @@ func ReadDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys
 	if err != nil {
 		return 0, nil, fmt.Errorf("list %s in %s: %w", format.KindDeletionLog.Prefix(), be.Location(), err)
 	}
-	gone := map[ID]bool{}
+	gone := map[format.ID]bool{}
 	for _, seq := range seqs {
 		var l format.DeletionLog
 		if err := format.GetSealed(ctx, be, keys, format.DeletionLogKey(seq), &l); err != nil {
@@ -80,7 +80,7 @@ func ReadGCCandidates(ctx context.Context, be storage.Backend, keys *format.Keys
 // PackEntries returns the blobs of the pack id of size bytes: from its
 // index object at indexKey if that is valid, else from the pack's header
 // (GC reads every pack this way).
-func PackEntries(ctx context.Context, be storage.Backend, keys *format.Keys, id ID, size int64, indexKey string) ([]format.IndexEntry, error) {
+func PackEntries(ctx context.Context, be storage.Backend, keys *format.Keys, id format.ID, size int64, indexKey string) ([]format.IndexEntry, error) {
 	if indexKey != "" {
 		pi, err := GetPackIndex(ctx, be, keys, indexKey)
 		if err == nil && pi.Size == size {

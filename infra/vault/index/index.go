@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 
 // Location says where a blob is stored.
 type Location struct {
-	Pack   ID              `json:"pack"`
+	Pack   format.ID       `json:"pack"`
 	Offset uint32          `json:"off"`
 	Length uint32          `json:"len"`
 	Type   format.BlobType `json:"type"`
@@ -26,12 +26,12 @@ type Location struct {
 //   - the pack table: each pack added gets an ordinal, its place in
 //     packs; entries name their pack by ordinal;
 //   - a memtable of the latest entries, written as a sorted run file once
-//     it holds memLimit of them (indexrun.go);
+//     it holds memLimit of them (run.go);
 //   - per run, a fence of 8 bytes per 64 entries, so a lookup reads one
 //     3 KiB block of each run (BenchmarkIndexAdd reports the bytes per
 //     entry, BenchmarkIndexIngest and make bench-index the peak RSS for many);
 //   - runs are merged in the background so there are few of them, each at
-//     least twice the size of all newer ones together (indexmerge.go).
+//     least twice the size of all newer ones together (merge.go).
 //
 // Ordinals grow with every pack added, and the runs, the frozen memtables
 // and the memtable hold disjoint, increasing ranges of them, in that order;
@@ -53,10 +53,10 @@ type Index struct {
 	packs []packInfo // by ordinal
 	// ords gives a pack's latest ordinal: a pack removed and added again
 	// gets a new one, so that its old entries stay removed.
-	ords map[ID]uint32
+	ords map[format.ID]uint32
 	// excluded are the packs GC marked as candidates (gc/candidates): their
-	// blobs may still be read, but dedup must not reference them (gc.go).
-	excluded map[ID]bool
+	// blobs may still be read, but dedup must not reference them (see GC in the vault).
+	excluded map[format.ID]bool
 	mem      *memtable
 	// frozen are full memtables being written as runs (more than one only
 	// when writing failed).
@@ -72,7 +72,7 @@ type Index struct {
 // packInfo is one pack of the index, 48 bytes: with packs of a few dozen
 // blobs, the pack table costs more than the fences.
 type packInfo struct {
-	id      ID
+	id      format.ID
 	size    int64
 	blobs   uint32
 	removed bool
@@ -92,14 +92,14 @@ const defaultMemLimit = 128 << 10
 // newIndex returns an empty index whose run files go to dir; "" is the user
 // cache dir (not /tmp first: it may be in memory, which the files are here
 // to spare).
-func newIndex(dir string) *Index {
+func New(dir string) *Index {
 	if dir == "" {
 		dir = os.TempDir()
 		if c, err := os.UserCacheDir(); err == nil {
 			dir = filepath.Join(c, "vmvault", "index")
 		}
 	}
-	x := &Index{dir: dir, memLimit: defaultMemLimit, ords: make(map[ID]uint32), mem: newMemtable(0)}
+	x := &Index{dir: dir, memLimit: defaultMemLimit, ords: make(map[format.ID]uint32), mem: newMemtable(0)}
 	x.cond = sync.NewCond(&x.mu)
 	return x
 }
@@ -111,7 +111,7 @@ func (x *Index) location(l loc) Location {
 
 // copies calls fn with the copies of id that are in packs not removed,
 // oldest first, until fn returns true; x.mu must be held.
-func (x *Index) copies(id ID, fn func(loc) bool) {
+func (x *Index) copies(id format.ID, fn func(loc) bool) {
 	live := func(l loc) bool { return !x.packs[l.pack].removed && fn(l) }
 	for _, r := range x.runs {
 		if r.each(id, live) {
@@ -128,7 +128,7 @@ func (x *Index) copies(id ID, fn func(loc) bool) {
 
 // find returns the oldest copy of id in a pack that is not a GC candidate
 // (usable), else its oldest copy (found); x.mu must be held.
-func (x *Index) find(id ID) (usable loc, ok bool, oldest loc, found bool) {
+func (x *Index) find(id format.ID) (usable loc, ok bool, oldest loc, found bool) {
 	x.copies(id, func(l loc) bool {
 		if !found {
 			oldest, found = l, true
@@ -143,7 +143,7 @@ func (x *Index) find(id ID) (usable loc, ok bool, oldest loc, found bool) {
 
 // Lookup returns where a blob is stored, preferring a pack that is not a
 // GC candidate (the copy that will outlive the next sweep).
-func (x *Index) Lookup(id ID) (Location, bool) {
+func (x *Index) Lookup(id format.ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	usable, ok, oldest, found := x.find(id)
@@ -158,7 +158,7 @@ func (x *Index) Lookup(id ID) (Location, bool) {
 
 // dedupHas reports whether a backup may reference the stored blob instead
 // of storing it: it is in a pack that is not a GC candidate.
-func (x *Index) dedupHas(id ID) bool {
+func (x *Index) DedupHas(id format.ID) bool {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	_, ok, _, _ := x.find(id)
@@ -166,26 +166,26 @@ func (x *Index) dedupHas(id ID) bool {
 }
 
 // setExcluded replaces the set of GC candidate packs.
-func (x *Index) setExcluded(packs map[ID]bool) {
+func (x *Index) setExcluded(packs map[format.ID]bool) {
 	x.mu.Lock()
 	x.excluded = packs
 	x.mu.Unlock()
 }
 
 // Has reports whether a blob is stored.
-func (x *Index) Has(id ID) bool {
+func (x *Index) Has(id format.ID) bool {
 	_, ok := x.Lookup(id)
 	return ok
 }
 
 // known returns a pack's ordinal unless it is unknown or removed; x.mu must
 // be held.
-func (x *Index) known(id ID) (uint32, bool) {
+func (x *Index) known(id format.ID) (uint32, bool) {
 	o, ok := x.ords[id]
 	return o, ok && !x.packs[o].removed
 }
 
-func (x *Index) hasPack(id ID) bool {
+func (x *Index) HasPack(id format.ID) bool {
 	x.mu.RLock()
 	_, ok := x.known(id)
 	x.mu.RUnlock()
@@ -193,10 +193,10 @@ func (x *Index) hasPack(id ID) bool {
 }
 
 // packSizes returns the known packs and their sizes.
-func (x *Index) packSizes() map[ID]int64 {
+func (x *Index) PackSizes() map[format.ID]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	sizes := make(map[ID]int64, len(x.ords))
+	sizes := make(map[format.ID]int64, len(x.ords))
 	for id, o := range x.ords {
 		if p := x.packs[o]; !p.removed {
 			sizes[id] = p.size
@@ -206,7 +206,7 @@ func (x *Index) packSizes() map[ID]int64 {
 }
 
 // addPack adds the blobs of a pack; a pack already known is ignored.
-func (x *Index) addPack(pi format.PackIndex) {
+func (x *Index) AddPack(pi format.PackIndex) {
 	x.mu.Lock()
 	if _, ok := x.known(pi.Pack); ok {
 		x.mu.Unlock()
@@ -230,7 +230,7 @@ func (x *Index) addPack(pi format.PackIndex) {
 // in another pack (a duplicate, e.g. re-uploaded while its first pack was a
 // GC candidate) moves to that copy. Their entries stay in the runs, skipped,
 // until a merge drops them; removing starts that merge.
-func (x *Index) removePacks(gone map[ID]bool) {
+func (x *Index) removePacks(gone map[format.ID]bool) {
 	if len(gone) == 0 {
 		return
 	}
@@ -260,8 +260,15 @@ func (x *Index) removePacks(gone map[ID]bool) {
 	x.startMerges()
 }
 
-// IndexStats summarises an index.
-type IndexStats struct {
+// Runs is how many run files the index has now (benchmarks report it).
+func (x *Index) Runs() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.runs)
+}
+
+// Stats summarises an index.
+type Stats struct {
 	Blobs      int   `json:"blobs"`
 	Packs      int   `json:"packs"`
 	PackBytes  int64 `json:"pack_bytes"`
@@ -276,10 +283,10 @@ type IndexStats struct {
 // of a blob together; until then copies in different runs are missed, so
 // Duplicates is low and Blobs high. Copies of removed packs count until the merge that
 // drops them. Blobs is the copies in packs not removed less Duplicates.
-func (x *Index) Stats() IndexStats {
+func (x *Index) Stats() Stats {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	var s IndexStats
+	var s Stats
 	copies := 0
 	for _, p := range x.packs {
 		if !p.removed {

@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"bufio"
@@ -35,9 +35,9 @@ func BenchmarkIndexIngest(b *testing.B) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		reset := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
-		x := newIndex(dir)
+		x := New(dir)
 		r := rand.New(rand.NewPCG(uint64(i), 15))
-		var sample []ID // every 1000th blob, to look up
+		var sample []format.ID // every 1000th blob, to look up
 		pi := format.PackIndex{Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
 		start := time.Now()
 		for added := 0; added < n; added += perPack {
@@ -48,10 +48,10 @@ func BenchmarkIndexIngest(b *testing.B) {
 					sample = append(sample, pi.Entries[e].ID)
 				}
 			}
-			x.addPack(pi)
+			x.AddPack(pi)
 		}
 		added := time.Since(start)
-		x.settle()
+		x.Settle()
 		settled := time.Since(start)
 		var ms runtime.MemStats
 		runtime.GC()
@@ -62,14 +62,14 @@ func BenchmarkIndexIngest(b *testing.B) {
 
 		t := time.Now()
 		for _, id := range sample {
-			if !x.dedupHas(id) {
+			if !x.DedupHas(id) {
 				b.Fatalf("%s missing", id.Short())
 			}
 		}
 		hit := time.Since(t) / time.Duration(len(sample))
 		t = time.Now()
 		for range sample {
-			if x.dedupHas(randID(r)) {
+			if x.DedupHas(randID(r)) {
 				b.Fatal("random id found")
 			}
 		}

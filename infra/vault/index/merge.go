@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 )
 
 // Writing the memtable as a run, and merging runs (index.go says how the
-// Index uses them, indexrun.go what a run is).
+// Index uses them, run.go what a run is).
 
 const (
 	// mergeRatio: each run is kept at least mergeRatio times the size of
@@ -271,7 +271,7 @@ func (h *mergeHeap) pop() {
 }
 
 // settle waits until no merge is under way, for tests and benchmarks.
-func (x *Index) settle() {
+func (x *Index) Settle() {
 	x.mu.Lock()
 	for x.merging > 0 {
 		x.cond.Wait()

@@ -1,4 +1,4 @@
-package vault
+package index
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 )
 
 // The index's entries: the latest in a memtable, the rest in run files on
-// local disk (index.go says how they fit together; indexmerge.go merges
+// local disk (index.go says how they fit together; merge.go merges
 // runs).
 //
 // A run file is a sorted array of fixed-size records, one per copy of a
@@ -40,7 +40,7 @@ const (
 
 // rec is one copy of a blob: its id and where it is.
 type rec struct {
-	id ID
+	id format.ID
 	l  loc
 }
 
@@ -77,9 +77,9 @@ func prefix(id []byte) uint64 { return binary.BigEndian.Uint64(id[:8]) }
 // memtable holds the latest entries in memory until there are enough for a
 // run. It is changed only under the Index's lock, and never once frozen.
 type memtable struct {
-	first map[ID]loc   // each id's first copy
-	more  map[ID][]loc // further copies, oldest first (rare)
-	n     int          // copies
+	first map[format.ID]loc   // each id's first copy
+	more  map[format.ID][]loc // further copies, oldest first (rare)
+	n     int                 // copies
 	// lo and hi bound the pack ordinals of the copies.
 	lo, hi uint32
 	// dead counts copies of removed packs, guarded by the Index's lock.
@@ -88,10 +88,10 @@ type memtable struct {
 
 // newMemtable returns a memtable with room for size copies.
 func newMemtable(size int) *memtable {
-	return &memtable{first: make(map[ID]loc, size), more: make(map[ID][]loc)}
+	return &memtable{first: make(map[format.ID]loc, size), more: make(map[format.ID][]loc)}
 }
 
-func (m *memtable) add(id ID, l loc) {
+func (m *memtable) add(id format.ID, l loc) {
 	if m.n == 0 {
 		m.lo = l.pack
 	}
@@ -106,7 +106,7 @@ func (m *memtable) add(id ID, l loc) {
 
 // each calls fn with the copies of id, oldest first, until fn returns true,
 // and reports whether it did.
-func (m *memtable) each(id ID, fn func(loc) bool) bool {
+func (m *memtable) each(id format.ID, fn func(loc) bool) bool {
 	l, ok := m.first[id]
 	if !ok {
 		return false
@@ -153,7 +153,7 @@ func (m *memtable) sorted() []rec {
 // sortFirsts returns the copies in first, which have distinct ids, sorted:
 // ids are hashes, so a counting sort on their first 12 bits leaves buckets
 // of a few dozen (4 times faster than sorting all).
-func sortFirsts(first map[ID]loc) []rec {
+func sortFirsts(first map[format.ID]loc) []rec {
 	const bits = 12
 	var count [1<<bits + 1]int
 	for id := range first {
@@ -198,7 +198,7 @@ var blockPool = sync.Pool{New: func() any { b := make([]byte, 2*blockBytes); ret
 // failing local disk or a bug. each panics rather than answer "not found":
 // that answer would make restores and Check report the blob missing from the
 // vault, which it is not, and backups store it again without a word.
-func (r *run) each(id ID, fn func(loc) bool) bool {
+func (r *run) each(id format.ID, fn func(loc) bool) bool {
 	p := prefix(id[:])
 	// Blocks start..end may hold id: the block before the first fence >= p
 	// can end with it, and every block whose fence equals p starts with it
@@ -238,7 +238,7 @@ type runWriter struct {
 	r    *run
 	w    *bufio.Writer
 	buf  [recSize]byte
-	last ID
+	last format.ID
 }
 
 // createRun starts a run file in dir, unlinked at once.
