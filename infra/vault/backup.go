@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // Source is a disk to back up.
@@ -96,7 +97,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	if err != nil {
 		return DiskResult{}, err
 	}
-	lay := newLayout(src.Size(), v.cfg)
+	lay := newLayout(src.Size(), v.Config())
 	res := DiskResult{Size: lay.size, Method: format.MethodChecksum}
 	var parent *format.Root
 	if opt.Parent != nil {
@@ -126,8 +127,8 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	pk := newPacker(gctx, v)
-	defer pk.abort()
+	pk := repo.NewPacker(gctx, v.Repo)
+	defer pk.Abort()
 	jobs := make(chan blockJob, workers*2)
 	results := make(chan blockResult, workers*2)
 	f := &feeder{v: v, disk: opt.Disk, lay: lay, data: extent.Normalize(opt.Extents)}
@@ -156,9 +157,9 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	// Checkpoints are garbage once the root is durable. Best effort: GC
 	// removes what is left (this one if the DELETE fails, and those of
 	// attempts that were never resumed).
-	_ = v.be.Delete(ctx, c.cpKey)
+	_ = v.Storage().Delete(ctx, c.cpKey)
 	if opt.Resume != nil && format.IsCheckpointKey(opt.Resume.Ref) {
-		_ = v.be.Delete(ctx, opt.Resume.Ref)
+		_ = v.Storage().Delete(ctx, opt.Resume.Ref)
 	}
 	return res, nil
 }

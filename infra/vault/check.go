@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -80,8 +81,8 @@ type CheckReport struct {
 	IndexProblems []format.IndexProblem `json:"index_problems,omitempty"`
 	// UnindexedPacks have no readable index object: leftovers of interrupted
 	// backups, or packs whose index was lost (Repair re-indexes them).
-	UnindexedPacks   []ID              `json:"unindexed_packs,omitempty"`
-	CorruptManifests []ManifestProblem `json:"corrupt_manifests,omitempty"`
+	UnindexedPacks   []ID                   `json:"unindexed_packs,omitempty"`
+	CorruptManifests []repo.ManifestProblem `json:"corrupt_manifests,omitempty"`
 	// Damaged are the damaged recovery points, "<vm>/<id>", sorted.
 	Damaged       []string `json:"damaged,omitempty"`
 	Damage        []Damage `json:"damage,omitempty"`
@@ -95,7 +96,7 @@ type CheckReport struct {
 // error means Check could not finish (storage unreachable). Check never
 // writes, and builds its own index: the vault's one is untouched.
 func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: index.New(v.idx.Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+	c := &checker{v: v, opt: opt, idx: index.New(v.IndexStore().Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
 	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
@@ -104,7 +105,7 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 		c.opt.ReadDataPercent = 100
 	}
 	c.readData = opt.ReadData || opt.ReadDataPercent > 0
-	load, err := v.idx.LoadInto(ctx, c.idx)
+	load, err := v.IndexStore().LoadInto(ctx, c.idx)
 	if err != nil {
 		return c.rep, fmt.Errorf("check: %w", err)
 	}
@@ -126,7 +127,7 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 	}
 	sort.Slice(c.rep.UnindexedPacks, func(i, j int) bool { return c.rep.UnindexedPacks[i].String() < c.rep.UnindexedPacks[j].String() })
 
-	rps, bad, err := v.loadRecoveryPoints(ctx, format.KindRecoveryPoint.Prefix())
+	rps, bad, err := v.LoadRecoveryPoints(ctx, format.KindRecoveryPoint.Prefix())
 	if err != nil {
 		return c.rep, fmt.Errorf("check: %w", err)
 	}
@@ -249,7 +250,7 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 		b := c.missing(id)
 		return nil, &b, nil
 	}
-	sealed, err := c.v.be.GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	sealed, err := c.v.Storage().GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: "pack is not in the vault"}, nil
 	}
@@ -258,7 +259,7 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 	}
 	c.rep.BlobsRead++
 	c.rep.BytesRead += int64(len(sealed))
-	plain, err := c.v.keys.OpenBlob(id, sealed)
+	plain, err := c.v.Keys().OpenBlob(id, sealed)
 	if err != nil {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: err.Error()}, nil
 	}
@@ -342,7 +343,7 @@ func (c *checker) readRun(ctx context.Context, r []restoreBlock) ([]badBlock, in
 	first, last := r[0].loc, r[len(r)-1].loc
 	pack := first.Pack
 	start := int64(first.Offset)
-	data, err := c.v.be.GetRange(ctx, format.PackKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
+	data, err := c.v.Storage().GetRange(ctx, format.PackKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
 	var bad []badBlock
 	if errors.Is(err, storage.ErrNotFound) {
 		for _, w := range r {
@@ -360,7 +361,7 @@ func (c *checker) readRun(ctx context.Context, r []restoreBlock) ([]badBlock, in
 			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: fmt.Sprintf("%v: pack is truncated", format.ErrCorrupt)})
 			continue
 		}
-		if _, err := c.v.keys.OpenBlob(w.id, data[lo:hi]); err != nil {
+		if _, err := c.v.Keys().OpenBlob(w.id, data[lo:hi]); err != nil {
 			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: err.Error()})
 		}
 	}

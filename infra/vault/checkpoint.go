@@ -30,7 +30,7 @@ func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout
 	for _, id := range leaves {
 		o.Leaves = append(o.Leaves, id[:]...)
 	}
-	if err := v.putSealed(ctx, key, o); err != nil {
+	if err := v.PutSealed(ctx, key, o); err != nil {
 		return nil, fmt.Errorf("disk %s: checkpoint: %w", disk, err)
 	}
 	return &Checkpoint{NextBlock: min(int64(len(leaves))*lay.le, lay.blocks), Ref: key, Stats: stats}, nil
@@ -47,7 +47,7 @@ func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Ind
 		return nil, nil
 	}
 	var raw json.RawMessage
-	err := v.getSealed(ctx, cp.Ref, &raw)
+	err := v.GetSealed(ctx, cp.Ref, &raw)
 	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, format.ErrCorrupt) {
 		return nil, nil
 	}

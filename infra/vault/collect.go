@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // collector is the last stage of a disk backup. It takes the seal workers'
@@ -15,7 +16,7 @@ import (
 type collector struct {
 	v      *Vault
 	idx    *index.Index
-	pk     *packer
+	pk     *repo.Packer
 	lay    layout
 	disk   string
 	parent *format.Root // to count changed bytes against; nil for none
@@ -23,7 +24,7 @@ type collector struct {
 	// the first leaf not finished yet.
 	open       map[int64]*openLeaf
 	next       int64
-	parentLeaf leafCache
+	parentLeaf repo.LeafCache
 	cp         *checkpointer
 	// stats count the finished leaves, then the whole disk.
 	stats format.DiskStats
@@ -42,7 +43,7 @@ type openLeaf struct {
 }
 
 // newCollector starts after the resumed leaves, whose stats are resumedStats.
-func newCollector(v *Vault, idx *index.Index, pk *packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
+func newCollector(v *Vault, idx *index.Index, pk *repo.Packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
 		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}
@@ -76,10 +77,10 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 		return ID{}, err
 	}
 	c.stats.StoredBytes += stored
-	if err := c.pk.finish(); err != nil {
+	if err := c.pk.Finish(); err != nil {
 		return ID{}, fmt.Errorf("disk %s: %w", c.disk, err)
 	}
-	c.stats.Packs = c.pk.uploaded()
+	c.stats.Packs = c.pk.Uploaded()
 	c.report(ctx, true)
 	return id, nil
 }
@@ -103,8 +104,8 @@ func (c *collector) add(r blockResult) error {
 		ls.stats.DataBytes += int64(r.size)
 	}
 	// Another worker may have sealed the same block since this one looked.
-	if r.sealed != nil && !c.pk.has(c.idx, r.id) {
-		if _, err := c.pk.addBlob(r.id, format.BlobData, r.sealed); err != nil {
+	if r.sealed != nil && !c.pk.Has(c.idx, r.id) {
+		if _, err := c.pk.AddBlob(r.id, format.BlobData, r.sealed); err != nil {
 			return err
 		}
 		ls.stats.NewBytes += int64(r.size)
@@ -128,7 +129,7 @@ func (c *collector) finishLeaves(ctx context.Context) error {
 		}
 		ls.stats.StoredBytes += stored
 		// The leaf and every block it names are in packs up to the newest.
-		c.cp.finished(id, c.pk.lastSeq(), ls.stats)
+		c.cp.finished(id, c.pk.LastSeq(), ls.stats)
 		c.stats.Add(ls.stats)
 		delete(c.open, c.next)
 		c.next++
@@ -140,7 +141,7 @@ func (c *collector) finishLeaves(ctx context.Context) error {
 func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
 	var prev []ID
 	if c.parent != nil && l < int64(len(c.parent.Leaves)) {
-		prev, _ = c.parentLeaf.load(ctx, c.v, c.parent, l)
+		prev, _ = c.parentLeaf.Load(ctx, c.v.Repo, c.parent, l)
 	}
 	var n int64
 	for i, id := range ids {
@@ -154,12 +155,12 @@ func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
 // store queues a tree node unless the vault has it, and returns its id and
 // the bytes it adds to the vault.
 func (c *collector) store(plain []byte) (ID, int64, error) {
-	id := c.v.keys.Hash(plain)
-	if c.pk.has(c.idx, id) {
+	id := c.v.Keys().Hash(plain)
+	if c.pk.Has(c.idx, id) {
 		return id, 0, nil
 	}
-	sealed, _ := c.v.keys.SealBlob(id, plain, nil)
-	if _, err := c.pk.addBlob(id, format.BlobTree, sealed); err != nil {
+	sealed, _ := c.v.Keys().SealBlob(id, plain, nil)
+	if _, err := c.pk.AddBlob(id, format.BlobTree, sealed); err != nil {
 		return id, 0, err
 	}
 	return id, int64(len(sealed)), nil
@@ -173,7 +174,7 @@ func (c *collector) report(ctx context.Context, force bool) {
 	if c.progress == nil {
 		return // nobody to hand a checkpoint to
 	}
-	c.cp.advance(c.pk.durableSeq())
+	c.cp.advance(c.pk.DurableSeq())
 	var cp *Checkpoint
 	if c.cp.due(time.Now()) {
 		cp, _ = c.cp.save(ctx, c.v, c.cpKey, c.disk)
@@ -188,7 +189,7 @@ func (c *collector) report(ctx context.Context, force bool) {
 		done += ls.count * c.lay.bs
 		st.Add(ls.stats)
 	}
-	st.Packs = c.pk.uploaded()
+	st.Packs = c.pk.Uploaded()
 	rate := float64(st.ScannedBytes-c.resumedScanned) / max(time.Since(c.began).Seconds(), 0.001)
 	c.progress(Progress{Disk: c.disk, SizeBytes: c.lay.size, DoneBytes: min(done, c.lay.size), Stats: st, BytesPerS: rate, Checkpoint: cp})
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // blockJob is one block for the seal workers, in disk order.
@@ -33,7 +34,7 @@ type feeder struct {
 // run sends a job for every block from start on, until done or ctx ends.
 func (f *feeder) run(ctx context.Context, start int64, jobs chan<- blockJob) error {
 	data, changed := extent.NewCursor(f.data), extent.NewCursor(f.changed)
-	var parentLeaf leafCache
+	var parentLeaf repo.LeafCache
 	for n := start; n < f.lay.blocks; n++ {
 		off := n * f.lay.bs
 		end := off + f.lay.blockLen(n)
@@ -41,7 +42,7 @@ func (f *feeder) run(ctx context.Context, start int64, jobs chan<- blockJob) err
 		if f.data != nil && !data.Overlaps(off, end) {
 			j.hole = true
 		} else if l := n / f.lay.le; f.parent != nil && !changed.Overlaps(off, end) && l < int64(len(f.parent.Leaves)) {
-			ids, err := parentLeaf.load(ctx, f.v, f.parent, l)
+			ids, err := parentLeaf.Load(ctx, f.v.Repo, f.parent, l)
 			if err != nil {
 				return fmt.Errorf("disk %s: parent leaf %d: %w", f.disk, l, err)
 			}

@@ -148,7 +148,7 @@ type gcState struct {
 // that is referenced again stops being a candidate.
 func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
 	rep := GCMarkReport{DryRun: opt.DryRun}
-	prev, err := index.ReadGCCandidates(ctx, v.be, v.keys)
+	prev, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	if err != nil && !errors.Is(err, format.ErrCorrupt) {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
@@ -219,7 +219,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 	if opt.DryRun {
 		return rep, nil
 	}
-	if err := v.putSealed(ctx, format.GCCandidatesKey, out); err != nil {
+	if err := v.PutSealed(ctx, format.GCCandidatesKey, out); err != nil {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
 	// This process's own dedup view follows at once.
@@ -240,7 +240,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 // The report is kept in gc/last.
 func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
 	rep := GCSweepReport{DryRun: opt.DryRun}
-	cands, err := index.ReadGCCandidates(ctx, v.be, v.keys)
+	cands, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	if err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
@@ -279,7 +279,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		case !dropped[c.Pack]:
 			rep.Referenced++
 		default:
-			if until, locked, err := v.lockedUntil(ctx, format.PackKey(c.Pack), now); err != nil {
+			if until, locked, err := v.LockedUntil(ctx, format.PackKey(c.Pack), now); err != nil {
 				return rep, fmt.Errorf("gc sweep: %w", err)
 			} else if locked {
 				rep.noteLocked(until) // object lock: deleted by a sweep after it ends
@@ -307,7 +307,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 			rest.Checkpoints = append(rest.Checkpoints, c)
 		default:
 			if !opt.DryRun {
-				if err := v.be.Delete(ctx, c.Key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				if err := v.Storage().Delete(ctx, c.Key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 					return rep, fmt.Errorf("gc sweep: delete %s: %w", c.Key, err)
 				}
 			}
@@ -321,10 +321,10 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 	}
 	// Packs are logged and deleted before gc/candidates stops naming them
 	// (see RefreshIndex), so no dedup view ever offers a deleted pack.
-	if err := v.putSealed(ctx, format.GCCandidatesKey, rest); err != nil {
+	if err := v.PutSealed(ctx, format.GCCandidatesKey, rest); err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
-	if err := v.putSealed(ctx, format.GCLastKey, rep); err != nil {
+	if err := v.PutSealed(ctx, format.GCLastKey, rep); err != nil {
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
 	if _, err := v.RefreshIndex(ctx); err != nil {
@@ -349,7 +349,7 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 		keys = append(keys, st.packs[id].indexKeys...)
 	}
 	for _, key := range append(keys, orphans...) {
-		if err := v.be.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("delete %s: %w", key, err)
 		}
 	}
@@ -359,14 +359,14 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 // GCCandidates returns the current candidates and when they were marked
 // (none if GC never ran).
 func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
-	c, err := index.ReadGCCandidates(ctx, v.be, v.keys)
+	c, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	return c.MarkedAt, c.Packs, err
 }
 
 // LastGC returns the report of the last sweep, or nil if none ran.
 func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
 	var rep GCSweepReport
-	err := v.getSealed(ctx, format.GCLastKey, &rep)
+	err := v.GetSealed(ctx, format.GCLastKey, &rep)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}

@@ -23,16 +23,16 @@ import (
 // logDeletions writes the next deletion log naming packs and returns its seq.
 func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (uint64, error) {
 	for range 100 {
-		last, err := index.LastDeletionLog(ctx, v.be)
+		last, err := index.LastDeletionLog(ctx, v.Storage())
 		if err != nil {
 			return 0, err
 		}
 		key := format.DeletionLogKey(last + 1)
-		data, err := format.SealJSON(v.keys, key, format.DeletionLog{At: now, Packs: packs})
+		data, err := format.SealJSON(v.Keys(), key, format.DeletionLog{At: now, Packs: packs})
 		if err != nil {
 			return 0, err
 		}
-		switch err := v.be.PutIfAbsent(ctx, key, data); {
+		switch err := v.Storage().PutIfAbsent(ctx, key, data); {
 		case err == nil:
 			return last + 1, nil
 		case !errors.Is(err, storage.ErrExists):

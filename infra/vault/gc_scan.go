@@ -109,17 +109,17 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 		return nil, err
 	}
 	w := &treeWalker{v: v, st: st, leaves: map[ID]bool{}}
-	if err := v.be.List(ctx, format.KindCheckpoint.Prefix(), func(key string, _ int64) error {
+	if err := v.Storage().List(ctx, format.KindCheckpoint.Prefix(), func(key string, _ int64) error {
 		if format.IsCheckpointKey(key) {
 			st.checkpoints = append(st.checkpoints, key)
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("list checkpoints in %s: %w", v.be.Location(), err)
+		return nil, fmt.Errorf("list checkpoints in %s: %w", v.Storage().Location(), err)
 	}
 	for _, key := range st.checkpoints {
 		var raw json.RawMessage
-		err := v.getSealed(ctx, key, &raw)
+		err := v.GetSealed(ctx, key, &raw)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // its backup finished
 		}
@@ -141,14 +141,14 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 	rps := format.KindRecoveryPoint.Prefix()
 	for _, prefix := range []string{rps, format.KindTombstone.Prefix(), rps} {
 		var keys []string
-		if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
+		if err := v.Storage().List(ctx, prefix, func(key string, _ int64) error {
 			if !seen[key] {
 				seen[key] = true
 				keys = append(keys, key)
 			}
 			return nil
 		}); err != nil {
-			return nil, fmt.Errorf("list %s in %s: %w", prefix, v.be.Location(), err)
+			return nil, fmt.Errorf("list %s in %s: %w", prefix, v.Storage().Location(), err)
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
@@ -189,14 +189,14 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 // One whose disks cannot be found fails GC: its references would be unknown.
 func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	if !strings.HasPrefix(key, format.KindTombstone.Prefix()) {
-		rp, err := v.getRecoveryPoint(ctx, key)
+		rp, err := v.GetRecoveryPoint(ctx, key)
 		if errors.Is(err, format.ErrCorrupt) {
 			return rp, fmt.Errorf("%w (GC needs every manifest: run 'vmvault vault check')", err)
 		}
 		return rp, err
 	}
 	var fields map[string]json.RawMessage
-	if err := v.getSealed(ctx, key, &fields); err != nil {
+	if err := v.GetSealed(ctx, key, &fields); err != nil {
 		return format.RecoveryPoint{}, err
 	}
 	for _, name := range []string{"recovery_point", "RecoveryPoint", "recoveryPoint", "manifest"} {
@@ -214,7 +214,7 @@ func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoin
 			return rp, nil
 		}
 	}
-	return format.RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.be.Location(), format.ErrCorrupt)
+	return format.RecoveryPoint{}, fmt.Errorf("%s in %s: %w: soft-deleted point without a readable manifest", key, v.Storage().Location(), format.ErrCorrupt)
 }
 
 // gcPacks lists index objects, then packs (a pack is written before its
@@ -223,16 +223,16 @@ func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoin
 func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	indexSizes := map[ID]int64{}
 	st.indexKeys = map[ID][]string{}
-	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, size int64) error {
+	if err := v.Storage().List(ctx, format.KindIndex.Prefix(), func(key string, size int64) error {
 		if id, _, ok := format.ParseIndexKey(key); ok {
 			indexSizes[id] += size
 			st.indexKeys[id] = append(st.indexKeys[id], key)
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("list index in %s: %w", v.be.Location(), err)
+		return fmt.Errorf("list index in %s: %w", v.Storage().Location(), err)
 	}
-	sizes, err := index.ListPacks(ctx, v.be)
+	sizes, err := index.ListPacks(ctx, v.Storage())
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys}
 		st.packs[id] = p
 		g.Go(func() error {
-			entries, err := index.PackEntries(gctx, v.be, v.keys, id, size, p.newestIndexKey())
+			entries, err := index.PackEntries(gctx, v.Storage(), v.Keys(), id, size, p.newestIndexKey())
 			if errors.Is(err, format.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
 				p.problem = err.Error()
 				return nil
@@ -329,10 +329,10 @@ func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
 	}
 	var errs []error
 	for _, l := range locs {
-		sealed, err := w.v.be.GetRange(ctx, format.PackKey(l.Pack), int64(l.Offset), int64(l.Length))
+		sealed, err := w.v.Storage().GetRange(ctx, format.PackKey(l.Pack), int64(l.Offset), int64(l.Length))
 		if err == nil {
 			var plain []byte
-			if plain, err = w.v.keys.OpenBlob(id, sealed); err == nil {
+			if plain, err = w.v.Keys().OpenBlob(id, sealed); err == nil {
 				return plain, nil
 			}
 		}

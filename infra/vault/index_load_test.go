@@ -75,7 +75,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.keys)
+	w := newVault(lc, v.Config(), v.Keys())
 	if _, err := w.Index(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 
 	// Index objects named more than the skew margin before the newest one
 	// seen are not listed again.
-	w.idx.MoveCursor(2*index.Skew, time.Time{})
+	w.IndexStore().MoveCursor(2*index.Skew, time.Time{})
 	lc.take()
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestLookupMissReconciles(t *testing.T) {
 	backup(t, v, distinctDisk(60, 10), BackupOptions{})
 	w := reopen(v)
 	mustIndex(t, w)
-	w.idx.MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
+	w.IndexStore().MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
 	disk := distinctDisk(61, 10)
 	r := backup(t, v, disk, BackupOptions{})
 	if _, err := w.RefreshIndex(ctx); err != nil {
@@ -150,7 +150,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.keys)
+	w := newVault(lc, v.Config(), v.Keys())
 	idx := mustIndex(t, w)
 	packs := idx.PackSizes()
 	if len(packs) == 0 {
@@ -208,7 +208,7 @@ func TestDeletionLogSeq(t *testing.T) {
 			t.Fatalf("log %d: seq %d, %v", want, seq, err)
 		}
 	}
-	seq, gone, err := index.ReadDeletionLogs(ctx, v.be, v.keys, 1)
+	seq, gone, err := index.ReadDeletionLogs(ctx, v.Storage(), v.Keys(), 1)
 	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
 		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
 	}
@@ -249,7 +249,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.keys)
+	w := newVault(lc, v.Config(), v.Keys())
 	if !mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
@@ -287,7 +287,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.keys)
+	w := newVault(lc, v.Config(), v.Keys())
 	idx := mustIndex(t, w)
 	gcMark(t, v, c)
 	c.add(26 * time.Hour)

@@ -101,7 +101,7 @@ func buildScaleVault(dir string, n int) error {
 					pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 				}
 				key := format.IndexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
-				if err := writeScaleFile(root, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
+				if err := writeScaleFile(root, key, v.Keys().Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
 					return err
 				}
 				pk := filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack)))
@@ -190,7 +190,7 @@ func measureIndexScale(t *testing.T, dir string) {
 		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack))), scalePackSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.putPackIndex(ctx, pi); err != nil {
+		if err := w.PutPackIndex(ctx, pi); err != nil {
 			t.Fatal(err)
 		}
 	}

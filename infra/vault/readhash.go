@@ -103,9 +103,9 @@ func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) (
 	if isZero(buf) {
 		return scratch, nil
 	}
-	r.id = s.v.keys.Hash(buf)
+	r.id = s.v.Keys().Hash(buf)
 	if !s.idx.DedupHas(r.id) { // not in a GC candidate pack either
-		r.sealed, scratch = s.v.keys.SealBlob(r.id, buf, scratch)
+		r.sealed, scratch = s.v.Keys().SealBlob(r.id, buf, scratch)
 	}
 	return scratch, nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // DefaultRepackBelow: a pack whose referenced blobs take less than half of
@@ -34,10 +35,10 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 	if below <= 0 {
 		return rep, nil
 	}
-	var pk *packer
+	var pk *repo.Packer
 	for _, id := range ids {
 		p := st.packs[id]
-		entries, err := index.PackEntries(ctx, v.be, v.keys, id, p.size, p.newestIndexKey())
+		entries, err := index.PackEntries(ctx, v.Storage(), v.Keys(), id, p.size, p.newestIndexKey())
 		if err != nil {
 			return rep, fmt.Errorf("repack %s: %w", format.PackKey(id), err)
 		}
@@ -60,8 +61,8 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 			continue
 		}
 		if pk == nil {
-			pk = newPacker(ctx, v)
-			defer pk.abort()
+			pk = repo.NewPacker(ctx, v.Repo)
+			defer pk.Abort()
 		}
 		if err := v.copyBlobs(ctx, pk, id, live); err != nil {
 			return rep, err
@@ -70,16 +71,16 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 	if pk == nil {
 		return rep, nil
 	}
-	if err := pk.finish(); err != nil {
+	if err := pk.Finish(); err != nil {
 		return rep, fmt.Errorf("repack: %w", err)
 	}
-	rep.NewPacks = pk.uploaded()
+	rep.NewPacks = pk.Uploaded()
 	return rep, nil
 }
 
 // copyBlobs verifies the given blobs of one pack and adds them to pk.
-func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []format.IndexEntry) error {
-	data, err := v.be.Get(ctx, format.PackKey(pack))
+func (v *Vault) copyBlobs(ctx context.Context, pk *repo.Packer, pack ID, blobs []format.IndexEntry) error {
+	data, err := v.Storage().Get(ctx, format.PackKey(pack))
 	if err != nil {
 		return fmt.Errorf("repack %s: %w", format.PackKey(pack), err)
 	}
@@ -89,10 +90,10 @@ func (v *Vault) copyBlobs(ctx context.Context, pk *packer, pack ID, blobs []form
 			return fmt.Errorf("repack %s: blob %s: %w: pack is truncated", format.PackKey(pack), e.ID.Short(), format.ErrCorrupt)
 		}
 		sealed := data[e.Offset:end]
-		if _, err := v.keys.OpenBlob(e.ID, sealed); err != nil {
+		if _, err := v.Keys().OpenBlob(e.ID, sealed); err != nil {
 			return fmt.Errorf("repack %s: blob %s: %w", format.PackKey(pack), e.ID.Short(), err)
 		}
-		if _, err := pk.addBlob(e.ID, e.Type, append([]byte(nil), sealed...)); err != nil {
+		if _, err := pk.AddBlob(e.ID, e.Type, append([]byte(nil), sealed...)); err != nil {
 			return fmt.Errorf("repack: %w", err)
 		}
 	}

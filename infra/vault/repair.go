@@ -50,15 +50,15 @@ type PackProblem struct {
 func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	var indexKeys []string
-	if err := v.be.List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
+	if err := v.Storage().List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
 		if _, _, ok := format.ParseIndexKey(key); ok {
 			indexKeys = append(indexKeys, key)
 		}
 		return nil
 	}); err != nil {
-		return rep, fmt.Errorf("repair: list index in %s: %w", v.be.Location(), err)
+		return rep, fmt.Errorf("repair: list index in %s: %w", v.Storage().Location(), err)
 	}
-	packs, err := index.ListPacks(ctx, v.be)
+	packs, err := index.ListPacks(ctx, v.Storage())
 	if err != nil {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
@@ -74,7 +74,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	for _, key := range indexKeys {
 		g.Go(func() error {
 			id, _, _ := format.ParseIndexKey(key)
-			pi, err := index.GetPackIndex(gctx, v.be, v.keys, key)
+			pi, err := index.GetPackIndex(gctx, v.Storage(), v.Keys(), key)
 			if err != nil && !errors.Is(err, format.ErrCorrupt) {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil
@@ -112,7 +112,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 		}
 	}
 	for _, key := range remove {
-		if err := v.be.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return rep, fmt.Errorf("repair: delete %s: %w", key, err)
 		}
 		rep.RemovedIndex = append(rep.RemovedIndex, key)
@@ -141,11 +141,11 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 			case err != nil:
 				return fmt.Errorf("repair: %w", err)
 			}
-			if err := v.putPackIndex(gctx, pi); err != nil {
+			if err := v.PutPackIndex(gctx, pi); err != nil {
 				return fmt.Errorf("repair: %w", err)
 			}
 			for _, key := range stale[id] { // the new index object is durable
-				if err := v.be.Delete(gctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				if err := v.Storage().Delete(gctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 					return fmt.Errorf("repair: delete %s: %w", key, err)
 				}
 			}
@@ -169,19 +169,19 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 // hashes to its id. Damage is reported wrapping ErrCorrupt.
 func (v *Vault) verifyPack(ctx context.Context, id ID) (format.PackIndex, error) {
 	key := format.PackKey(id)
-	data, err := v.be.Get(ctx, key)
+	data, err := v.Storage().Get(ctx, key)
 	if err != nil {
 		return format.PackIndex{}, fmt.Errorf("get %s: %w", key, err)
 	}
-	if got := v.keys.Hash(data); got != id {
+	if got := v.Keys().Hash(data); got != id {
 		return format.PackIndex{}, fmt.Errorf("%s: %w: content hashes to %s", key, format.ErrCorrupt, got.Short())
 	}
-	body, entries, err := v.packHeader(data)
+	body, entries, err := v.PackHeader(data)
 	if err != nil {
 		return format.PackIndex{}, fmt.Errorf("%s: %w", key, err)
 	}
 	for _, e := range entries {
-		if _, err := v.keys.OpenBlob(e.ID, body[e.Offset:e.Offset+e.Length]); err != nil {
+		if _, err := v.Keys().OpenBlob(e.ID, body[e.Offset:e.Offset+e.Length]); err != nil {
 			return format.PackIndex{}, fmt.Errorf("%s: blob %s at %d: %w", key, e.ID.Short(), e.Offset, err)
 		}
 	}

@@ -3,7 +3,6 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +43,7 @@ func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (Rep
 	if err != nil && rps == nil {
 		return st, err
 	}
-	src, err := listSizes(ctx, v.be, "")
+	src, err := listSizes(ctx, v.Storage(), "")
 	if err != nil {
 		return st, err
 	}
@@ -155,25 +154,4 @@ func Compare(ctx context.Context, a, b storage.Backend) (Comparison, error) {
 	sort.Strings(c.OnlySecondary)
 	sort.Strings(c.Differ)
 	return c, nil
-}
-
-// OnStorage opens the copy of this vault on another storage (its
-// secondary) with the keys already unlocked: the copy's config must be
-// this vault's, authenticated by its master key.
-func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, error) {
-	data, err := be.Get(ctx, format.ConfigKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("open vault at %s: %w (not replicated yet: run 'vmvault vault replicate')", be.Location(), format.ErrNoVault)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	cfg, err := format.ParseConfig(be.Location(), data)
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.ComputeMAC(v.keys.Master)) {
-		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), format.ErrCorrupt, cfg.ID, v.Config().ID)
-	}
-	return newVault(be, cfg, v.keys), nil
 }

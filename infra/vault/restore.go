@@ -69,7 +69,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		if li < opt.StartLeaf {
 			continue
 		}
-		ids, err := v.loadLeaf(ctx, lid)
+		ids, err := v.LoadLeaf(ctx, lid)
 		if err != nil {
 			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*le*bs, err)
 		}
@@ -80,7 +80,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 				res.ZeroBlocks++
 				continue
 			}
-			loc, ok, err := v.locate(ctx, idx, bid)
+			loc, ok, err := v.Locate(ctx, idx, bid)
 			if err != nil {
 				return res, err
 			}
@@ -160,7 +160,7 @@ func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []restoreBlo
 	bs := int64(root.BlockSize)
 	first, last := r[0].loc, r[len(r)-1].loc
 	start := int64(first.Offset)
-	data, err := v.be.GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	data, err := v.Storage().GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The index names a pack that is gone: no retry brings it back.
 		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), format.ErrMissing, first.Pack.Short())
@@ -175,7 +175,7 @@ func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []restoreBlo
 		if hi > int64(len(data)) {
 			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), format.ErrCorrupt)
 		}
-		plain, err := v.keys.OpenBlob(wnt.id, data[lo:hi])
+		plain, err := v.Keys().OpenBlob(wnt.id, data[lo:hi])
 		if err != nil {
 			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
 		}

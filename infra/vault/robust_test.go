@@ -18,7 +18,7 @@ import (
 
 // reopen is the vault as a new process sees it: same storage and keys, no
 // index loaded yet.
-func reopen(v *Vault) *Vault { return newVault(v.be, v.Config(), v.keys) }
+func reopen(v *Vault) *Vault { return newVault(v.Storage(), v.Config(), v.Keys()) }
 
 // packOf returns the pack holding block n of the disk with tree root.
 func packOf(t *testing.T, v *Vault, root ID, n int) ID {
@@ -106,7 +106,7 @@ func TestIndexLoadFailureIsRetried(t *testing.T) {
 	r := backup(t, v, mixedDisk(22, 16*testBlock), BackupOptions{})
 	fb := &flakyBackend{memBackend: be}
 	fb.failGets.Store(1)
-	v2 := newVault(fb, v.Config(), v.keys)
+	v2 := newVault(fb, v.Config(), v.Keys())
 	if _, err := v2.Index(ctx); err == nil {
 		t.Fatal("index load survived a storage error")
 	}
@@ -223,7 +223,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := index.GetPackIndex(ctx, v.be, v.keys, indexKeyOf(t, be, p))
+	want, err := index.GetPackIndex(ctx, v.Storage(), v.Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := index.GetPackIndex(ctx, v2.be, v2.keys, indexKeyOf(t, be, p))
+	got, err := index.GetPackIndex(ctx, v2.Storage(), v2.Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,4 +427,4 @@ func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 
 // indexProblems are the index objects the loaded index left out since its
 // last full load.
-func indexProblems(v *Vault) []format.IndexProblem { return v.idx.Problems() }
+func indexProblems(v *Vault) []format.IndexProblem { return v.IndexStore().Problems() }

@@ -277,7 +277,7 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Flip a byte inside the blob of block 0.
-	leaf, err := v.loadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
+	leaf, err := v.LoadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 // background, at most maxUploads at a time. addBlob and flush are called from
 // one goroutine; a pack's index object is written after the pack itself, so
 // an index never names a pack that is not durable.
-type packer struct {
-	v       *Vault
+type Packer struct {
+	v       *Repo
 	ctx     context.Context
 	buf     []byte
 	entries []format.IndexEntry
@@ -24,7 +24,7 @@ type packer struct {
 	// in one backup is stored once; entries leave when their pack is indexed,
 	// which keeps memory bounded by the packs in flight, not the disk size.
 	pendingMu sync.Mutex
-	pending   map[ID]struct{}
+	pending   map[format.ID]struct{}
 	sem       chan struct{}
 	wg        sync.WaitGroup
 	mu        sync.Mutex
@@ -36,12 +36,12 @@ type packer struct {
 
 const maxUploads = 4
 
-func newPacker(ctx context.Context, v *Vault) *packer {
-	return &packer{v: v, ctx: ctx, seq: 1, pending: make(map[ID]struct{}), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
+func NewPacker(ctx context.Context, v *Repo) *Packer {
+	return &Packer{v: v, ctx: ctx, seq: 1, pending: make(map[format.ID]struct{}), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
 }
 
 // has reports whether id is stored or queued in this packer.
-func (p *packer) has(idx *index.Index, id ID) bool {
+func (p *Packer) Has(idx *index.Index, id format.ID) bool {
 	// A blob leaves pending only after it is in the index, so one of the two has it.
 	p.pendingMu.Lock()
 	_, ok := p.pending[id]
@@ -50,8 +50,8 @@ func (p *packer) has(idx *index.Index, id ID) bool {
 }
 
 // addBlob appends a sealed blob and returns the sequence number of its pack.
-func (p *packer) addBlob(id ID, typ format.BlobType, sealed []byte) (int, error) {
-	if err := p.failed(); err != nil {
+func (p *Packer) AddBlob(id format.ID, typ format.BlobType, sealed []byte) (int, error) {
+	if err := p.Failed(); err != nil {
 		return 0, err
 	}
 	if p.buf == nil {
@@ -64,13 +64,13 @@ func (p *packer) addBlob(id ID, typ format.BlobType, sealed []byte) (int, error)
 	p.pendingMu.Unlock()
 	seq := p.seq
 	if len(p.buf) >= p.v.cfg.PackSize {
-		p.flush()
+		p.Flush()
 	}
 	return seq, nil
 }
 
 // flush starts uploading the open pack, if it holds anything.
-func (p *packer) flush() {
+func (p *Packer) Flush() {
 	if len(p.entries) == 0 {
 		return
 	}
@@ -106,7 +106,7 @@ func (p *packer) flush() {
 }
 
 // packHeader returns the blobs a whole pack lists in its header.
-func (v *Vault) packHeader(pack []byte) (body []byte, entries []format.IndexEntry, err error) {
+func (v *Repo) PackHeader(pack []byte) (body []byte, entries []format.IndexEntry, err error) {
 	body, sealed, err := format.SplitPack(pack)
 	if err != nil {
 		return nil, nil, err
@@ -118,17 +118,17 @@ func (v *Vault) packHeader(pack []byte) (body []byte, entries []format.IndexEntr
 	return body, entries, nil
 }
 
-func (p *packer) upload(buf []byte, entries []format.IndexEntry) error {
+func (p *Packer) upload(buf []byte, entries []format.IndexEntry) error {
 	header := format.AppendPackEntries(make([]byte, 0, len(entries)*format.PackEntryLen), entries)
 	sealed := p.v.keys.Seal(nil, header, []byte(format.PackHeaderAD))
 	buf = append(buf, sealed...)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(sealed)))
 	id := p.v.keys.Hash(buf)
-	if err := p.v.putObject(p.ctx, format.PackKey(id), buf); err != nil {
+	if err := p.v.PutObject(p.ctx, format.PackKey(id), buf); err != nil {
 		return fmt.Errorf("put pack %s: %w", id.Short(), err)
 	}
 	pi := format.PackIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
-	if err := p.v.putPackIndex(p.ctx, pi); err != nil {
+	if err := p.v.PutPackIndex(p.ctx, pi); err != nil {
 		return fmt.Errorf("index pack %s: %w", id.Short(), err)
 	}
 	idx, err := p.v.Index(p.ctx)
@@ -144,7 +144,7 @@ func (p *packer) upload(buf []byte, entries []format.IndexEntry) error {
 	return nil
 }
 
-func (p *packer) fail(err error) {
+func (p *Packer) fail(err error) {
 	p.mu.Lock()
 	if p.err == nil {
 		p.err = err
@@ -152,14 +152,14 @@ func (p *packer) fail(err error) {
 	p.mu.Unlock()
 }
 
-func (p *packer) failed() error {
+func (p *Packer) Failed() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
 }
 
 // uploaded returns how many packs are stored.
-func (p *packer) uploaded() int {
+func (p *Packer) Uploaded() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.packs
@@ -167,7 +167,7 @@ func (p *packer) uploaded() int {
 
 // lastSeq is the sequence number of the newest pack that holds anything
 // added so far: the open pack if it has entries, else the last flushed one.
-func (p *packer) lastSeq() int {
+func (p *Packer) LastSeq() int {
 	if len(p.entries) > 0 {
 		return p.seq
 	}
@@ -175,20 +175,20 @@ func (p *packer) lastSeq() int {
 }
 
 // durableSeq returns the highest seq such that it and all before it are durable.
-func (p *packer) durableSeq() int {
+func (p *Packer) DurableSeq() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.durable
 }
 
 // finish flushes the open pack and waits for every upload.
-func (p *packer) finish() error {
-	p.flush()
+func (p *Packer) Finish() error {
+	p.Flush()
 	p.wg.Wait()
-	return p.failed()
+	return p.Failed()
 }
 
 // abort waits for uploads in flight without starting new ones.
-func (p *packer) abort() {
+func (p *Packer) Abort() {
 	p.wg.Wait()
 }

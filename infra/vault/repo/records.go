@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -19,22 +19,22 @@ import (
 // or the new record, never a torn one.
 
 // PutRecord writes obj as the record kind/name, replacing any earlier one.
-func (v *Vault) PutRecord(ctx context.Context, kind, name string, obj any) error {
+func (v *Repo) PutRecord(ctx context.Context, kind, name string, obj any) error {
 	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err
 	}
-	return v.putSealed(ctx, key, obj)
+	return v.PutSealed(ctx, key, obj)
 }
 
 // GetRecord reads the record kind/name into obj; a missing record is an
 // error wrapping ErrNoRecord.
-func (v *Vault) GetRecord(ctx context.Context, kind, name string, obj any) error {
+func (v *Repo) GetRecord(ctx context.Context, kind, name string, obj any) error {
 	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err
 	}
-	err = v.getSealed(ctx, key, obj)
+	err = v.GetSealed(ctx, key, obj)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("%s in %s: %w", key, v.Location(), format.ErrNoRecord)
 	}
@@ -42,7 +42,7 @@ func (v *Vault) GetRecord(ctx context.Context, kind, name string, obj any) error
 }
 
 // ListRecords returns the names of the records of kind, sorted.
-func (v *Vault) ListRecords(ctx context.Context, kind string) ([]string, error) {
+func (v *Repo) ListRecords(ctx context.Context, kind string) ([]string, error) {
 	prefix, err := format.RecordPrefix(kind)
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (v *Vault) ListRecords(ctx context.Context, kind string) ([]string, error) 
 
 // DeleteRecord removes the record kind/name; a missing record is an error
 // wrapping ErrNoRecord.
-func (v *Vault) DeleteRecord(ctx context.Context, kind, name string) error {
+func (v *Repo) DeleteRecord(ctx context.Context, kind, name string) error {
 	key, err := format.RecordKey(kind, name)
 	if err != nil {
 		return err

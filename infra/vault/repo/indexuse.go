@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 
 // SetIndexOptions sets where the index keeps its runs and how often it
 // reconciles; it takes effect for an index not loaded yet.
-func (v *Vault) SetIndexOptions(o index.Options) { v.idx.SetOptions(o) }
+func (v *Repo) SetIndexOptions(o index.Options) { v.idx.SetOptions(o) }
 
 // Index returns the vault's index, loading it on first use. Call
 // RefreshIndex to see packs written by other processes since.
-func (v *Vault) Index(ctx context.Context) (*index.Index, error) {
+func (v *Repo) Index(ctx context.Context) (*index.Index, error) {
 	if idx := v.idx.Loaded(); idx != nil {
 		return idx, nil
 	}
@@ -28,18 +28,18 @@ func (v *Vault) Index(ctx context.Context) (*index.Index, error) {
 // forgets the packs GC deleted since; every DefaultReconcile (or
 // IndexOptions.Reconcile) it loads fully instead (see Store.Refresh). It
 // rereads the config first: immutability may have been set since Open.
-func (v *Vault) RefreshIndex(ctx context.Context) (*index.Index, error) {
+func (v *Repo) RefreshIndex(ctx context.Context) (*index.Index, error) {
 	return v.refreshIndex(ctx, false)
 }
 
 // ReconcileIndex is RefreshIndex with a full load: every index object and
 // pack is listed, so packs lost outside GC are forgotten and index objects
 // a refresh could not see are added.
-func (v *Vault) ReconcileIndex(ctx context.Context) (*index.Index, error) {
+func (v *Repo) ReconcileIndex(ctx context.Context) (*index.Index, error) {
 	return v.refreshIndex(ctx, true)
 }
 
-func (v *Vault) refreshIndex(ctx context.Context, full bool) (*index.Index, error) {
+func (v *Repo) refreshIndex(ctx context.Context, full bool) (*index.Index, error) {
 	if err := v.reloadConfig(ctx); err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func (v *Vault) refreshIndex(ctx context.Context, full bool) (*index.Index, erro
 // locate is idx.Lookup that, on a miss, reloads the index fully once
 // (at most every missReload) and looks again: the blob may be in an index
 // object a refresh could not see.
-func (v *Vault) locate(ctx context.Context, idx *index.Index, id ID) (index.Location, bool, error) {
+func (v *Repo) Locate(ctx context.Context, idx *index.Index, id format.ID) (index.Location, bool, error) {
 	if loc, ok := idx.Lookup(id); ok {
 		return loc, true, nil
 	}
@@ -65,9 +65,9 @@ func (v *Vault) locate(ctx context.Context, idx *index.Index, id ID) (index.Loca
 }
 
 // putPackIndex writes pi's index object, named by the time now.
-func (v *Vault) putPackIndex(ctx context.Context, pi format.PackIndex) error {
+func (v *Repo) PutPackIndex(ctx context.Context, pi format.PackIndex) error {
 	key := format.IndexKeyAt(pi.Pack, time.Now())
-	if err := v.putObject(ctx, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key))); err != nil {
+	if err := v.PutObject(ctx, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key))); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ import (
 // SetImmutable makes the vault immutable for good. Setting the same again
 // is a no-op; changing or unsetting it is refused. Object lock needs a
 // backend that can lock objects (an S3 bucket with Object Lock enabled).
-func (v *Vault) SetImmutable(ctx context.Context, im format.Immutability) (format.Immutability, error) {
+func (v *Repo) SetImmutable(ctx context.Context, im format.Immutability) (format.Immutability, error) {
 	fail := func(err error) (format.Immutability, error) {
 		return format.Immutability{}, fmt.Errorf("make vault at %s immutable: %w", v.be.Location(), err)
 	}
@@ -77,7 +77,7 @@ func (v *Vault) SetImmutable(ctx context.Context, im format.Immutability) (forma
 
 // storedConfig reads the config in storage and checks that it is this
 // vault's, authenticated by its master key.
-func (v *Vault) storedConfig(ctx context.Context) (format.Config, error) {
+func (v *Repo) storedConfig(ctx context.Context) (format.Config, error) {
 	data, err := v.be.Get(ctx, format.ConfigKey)
 	if err != nil {
 		return format.Config{}, fmt.Errorf("read config: %w", err)
@@ -94,9 +94,9 @@ func (v *Vault) storedConfig(ctx context.Context) (format.Config, error) {
 
 // ReloadConfig picks up what SetImmutable and ChangeKey (of another
 // process) changed in storage.
-func (v *Vault) ReloadConfig(ctx context.Context) error { return v.reloadConfig(ctx) }
+func (v *Repo) ReloadConfig(ctx context.Context) error { return v.reloadConfig(ctx) }
 
-func (v *Vault) reloadConfig(ctx context.Context) error {
+func (v *Repo) reloadConfig(ctx context.Context) error {
 	cfg, err := v.storedConfig(ctx)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (v *Vault) reloadConfig(ctx context.Context) error {
 // CheckDeletable fails with ErrImmutable, naming the first point and its
 // expiry, if the vault is immutable and any of rps has not expired at now.
 // It reads the setting from storage, not from what was opened.
-func (v *Vault) CheckDeletable(ctx context.Context, rps []format.RecoveryPoint, now time.Time) error {
+func (v *Repo) CheckDeletable(ctx context.Context, rps []format.RecoveryPoint, now time.Time) error {
 	if err := v.reloadConfig(ctx); err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func (v *Vault) CheckDeletable(ctx context.Context, rps []format.RecoveryPoint, 
 }
 
 // putObject writes a vault object, locked when the vault says so.
-func (v *Vault) putObject(ctx context.Context, key string, data []byte) error {
+func (v *Repo) PutObject(ctx context.Context, key string, data []byte) error {
 	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && format.Lockable(key) {
 		if r, ok := v.be.(storage.Retainer); ok {
 			return r.PutRetained(ctx, key, data, storage.Retention{Mode: im.ObjectLock, Until: time.Now().Add(im.Period())})
@@ -147,7 +147,7 @@ func (v *Vault) putObject(ctx context.Context, key string, data []byte) error {
 
 // lockedUntil is the end of key's object lock, if it is still locked at now
 // (only looked up when the vault uses object lock).
-func (v *Vault) lockedUntil(ctx context.Context, key string, now time.Time) (time.Time, bool, error) {
+func (v *Repo) LockedUntil(ctx context.Context, key string, now time.Time) (time.Time, bool, error) {
 	im := v.Config().Immutable
 	r, ok := v.be.(storage.Retainer)
 	if im == nil || im.ObjectLock == "" || !ok {

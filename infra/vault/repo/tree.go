@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 )
 
 // readBlob fetches, verifies and returns a blob's plaintext.
-func (v *Vault) readBlob(ctx context.Context, id ID) ([]byte, error) {
+func (v *Repo) ReadBlob(ctx context.Context, id format.ID) ([]byte, error) {
 	idx, err := v.Index(ctx)
 	if err != nil {
 		return nil, err
 	}
-	loc, ok, err := v.locate(ctx, idx, id)
+	loc, ok, err := v.Locate(ctx, idx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -32,16 +32,16 @@ func (v *Vault) readBlob(ctx context.Context, id ID) ([]byte, error) {
 }
 
 // LoadRoot reads a disk's tree root.
-func (v *Vault) LoadRoot(ctx context.Context, id ID) (format.Root, error) {
-	b, err := v.readBlob(ctx, id)
+func (v *Repo) LoadRoot(ctx context.Context, id format.ID) (format.Root, error) {
+	b, err := v.ReadBlob(ctx, id)
 	if err != nil {
 		return format.Root{}, fmt.Errorf("tree root: %w", err)
 	}
 	return format.DecodeRoot(b)
 }
 
-func (v *Vault) loadLeaf(ctx context.Context, id ID) ([]ID, error) {
-	b, err := v.readBlob(ctx, id)
+func (v *Repo) LoadLeaf(ctx context.Context, id format.ID) ([]format.ID, error) {
+	b, err := v.ReadBlob(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("tree leaf: %w", err)
 	}
@@ -50,14 +50,14 @@ func (v *Vault) loadLeaf(ctx context.Context, id ID) ([]ID, error) {
 
 // BlockIDs returns the id of every block of the disk with tree root id, in
 // order (ZeroID for zero blocks).
-func (v *Vault) BlockIDs(ctx context.Context, id ID) ([]ID, error) {
+func (v *Repo) BlockIDs(ctx context.Context, id format.ID) ([]format.ID, error) {
 	root, err := v.LoadRoot(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]ID, 0, root.Blocks())
+	ids := make([]format.ID, 0, root.Blocks())
 	for _, l := range root.Leaves {
-		leaf, err := v.loadLeaf(ctx, l)
+		leaf, err := v.LoadLeaf(ctx, l)
 		if err != nil {
 			return nil, err
 		}
@@ -68,17 +68,17 @@ func (v *Vault) BlockIDs(ctx context.Context, id ID) ([]ID, error) {
 
 // leafCache holds the last leaf read from a parent tree: the backup stages
 // walk a parent leaf by leaf, so one is all they need.
-type leafCache struct {
+type LeafCache struct {
 	n   int64 // leaf number in ids, valid when ids != nil
-	ids []ID
+	ids []format.ID
 }
 
 // load returns leaf n of root.
-func (c *leafCache) load(ctx context.Context, v *Vault, root *format.Root, n int64) ([]ID, error) {
+func (c *LeafCache) Load(ctx context.Context, v *Repo, root *format.Root, n int64) ([]format.ID, error) {
 	if c.ids != nil && c.n == n {
 		return c.ids, nil
 	}
-	ids, err := v.loadLeaf(ctx, root.Leaves[n])
+	ids, err := v.LoadLeaf(ctx, root.Leaves[n])
 	if err != nil {
 		return nil, err
 	}

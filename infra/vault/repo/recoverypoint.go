@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 // SaveRecoveryPoint writes a recovery point. Call it only after every disk
 // backup it names has finished: then all its data is durable.
-func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp format.RecoveryPoint) error {
+func (v *Repo) SaveRecoveryPoint(ctx context.Context, rp format.RecoveryPoint) error {
 	if err := format.CheckName("vm", rp.VM); err != nil {
 		return err
 	}
@@ -27,30 +27,30 @@ func (v *Vault) SaveRecoveryPoint(ctx context.Context, rp format.RecoveryPoint) 
 		return err
 	}
 	for _, d := range rp.Disks {
-		if _, ok, err := v.locate(ctx, idx, d.Root); err != nil {
+		if _, ok, err := v.Locate(ctx, idx, d.Root); err != nil {
 			return err
 		} else if !ok {
 			return fmt.Errorf("recovery point %s: disk %s: root %s: %w", rp.Ref(), d.Name, d.Root.Short(), format.ErrMissing)
 		}
 	}
-	return v.putSealed(ctx, format.RecoveryPointKey(rp.VM, rp.ID), rp)
+	return v.PutSealed(ctx, format.RecoveryPointKey(rp.VM, rp.ID), rp)
 }
 
 // LoadRecoveryPoint reads a recovery point by "<vm>/<id>" or by id alone.
 // A soft-deleted point is an error (matching ErrSoftDeleted and
 // ErrNoRecoveryPoint) that says when it was deleted and until when it can
 // be undeleted.
-func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (format.RecoveryPoint, error) {
-	vm, id, err := v.resolveRef(ctx, ref)
+func (v *Repo) LoadRecoveryPoint(ctx context.Context, ref string) (format.RecoveryPoint, error) {
+	vm, id, err := v.ResolveRef(ctx, ref)
 	if err != nil {
 		return format.RecoveryPoint{}, err
 	}
-	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
+	if dp, err := v.LoadTombstone(ctx, vm, id); err == nil {
 		return format.RecoveryPoint{}, format.DeletedError{Point: dp}
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return format.RecoveryPoint{}, err
 	}
-	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
+	rp, err := v.GetRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return rp, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 	}
@@ -58,9 +58,9 @@ func (v *Vault) LoadRecoveryPoint(ctx context.Context, ref string) (format.Recov
 }
 
 // getRecoveryPoint reads and decodes the manifest at key.
-func (v *Vault) getRecoveryPoint(ctx context.Context, key string) (format.RecoveryPoint, error) {
+func (v *Repo) GetRecoveryPoint(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	var raw json.RawMessage
-	if err := v.getSealed(ctx, key, &raw); err != nil {
+	if err := v.GetSealed(ctx, key, &raw); err != nil {
 		return format.RecoveryPoint{}, err
 	}
 	rp, err := format.DecodeRecoveryPoint(key, raw)
@@ -75,17 +75,17 @@ func (v *Vault) getRecoveryPoint(ctx context.Context, key string) (format.Recove
 // ListDeleted), even while an interrupted delete left their manifest. Manifests that fail to authenticate or decode
 // are left out and reported in the error (wrapping ErrCorrupt), next to the
 // good ones.
-func (v *Vault) ListRecoveryPoints(ctx context.Context, vm string) ([]format.RecoveryPoint, error) {
+func (v *Repo) ListRecoveryPoints(ctx context.Context, vm string) ([]format.RecoveryPoint, error) {
 	if vm != "" {
 		if err := format.CheckName("vm", vm); err != nil {
 			return nil, err
 		}
 	}
-	good, bad, err := v.loadRecoveryPoints(ctx, format.VMPrefix(format.KindRecoveryPoint, vm))
+	good, bad, err := v.LoadRecoveryPoints(ctx, format.VMPrefix(format.KindRecoveryPoint, vm))
 	if err != nil {
 		return nil, err
 	}
-	deleted, err := v.deletedSet(ctx, format.VMPrefix(format.KindTombstone, vm))
+	deleted, err := v.DeletedSet(ctx, format.VMPrefix(format.KindTombstone, vm))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ type ManifestProblem struct {
 
 // loadRecoveryPoints reads the manifests under prefix, oldest first; those
 // that fail to authenticate or decode are returned apart.
-func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]format.RecoveryPoint, []ManifestProblem, error) {
+func (v *Repo) LoadRecoveryPoints(ctx context.Context, prefix string) ([]format.RecoveryPoint, []ManifestProblem, error) {
 	var keys []string
 	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 		keys = append(keys, key)
@@ -132,7 +132,7 @@ func (v *Vault) loadRecoveryPoints(ctx context.Context, prefix string) ([]format
 				return context.Cause(gctx) // stop promptly after the first error
 			}
 			var err error
-			rps[i], err = v.getRecoveryPoint(gctx, key)
+			rps[i], err = v.GetRecoveryPoint(gctx, key)
 			if errors.Is(err, format.ErrCorrupt) {
 				bad[i] = err // one bad manifest must not hide the others
 				return nil
@@ -172,7 +172,7 @@ type Usage struct {
 }
 
 // Usage lists the vault's objects and adds up their sizes.
-func (v *Vault) Usage(ctx context.Context) (Usage, error) {
+func (v *Repo) Usage(ctx context.Context) (Usage, error) {
 	var u Usage
 	err := v.be.List(ctx, "", func(key string, size int64) error {
 		u.TotalBytes += size

@@ -1,4 +1,4 @@
-package vault
+package repo
 
 import (
 	"context"
@@ -27,21 +27,21 @@ import (
 // DeleteRecoveryPoint soft-deletes the recovery point ref ("<vm>/<id>" or
 // an id) at now: it can be undeleted until now+keepFor. No data is removed.
 // Deleting a point whose earlier delete was interrupted finishes it.
-func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Time, keepFor time.Duration) (format.DeletedPoint, error) {
-	vm, id, err := v.resolveRef(ctx, ref)
+func (v *Repo) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Time, keepFor time.Duration) (format.DeletedPoint, error) {
+	vm, id, err := v.ResolveRef(ctx, ref)
 	if err != nil {
 		return format.DeletedPoint{}, err
 	}
-	if dp, err := v.loadTombstone(ctx, vm, id); err == nil {
+	if dp, err := v.LoadTombstone(ctx, vm, id); err == nil {
 		// Deleted before: finish an interrupted delete, or say it is done.
 		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
-			return dp, v.deleteKey(ctx, format.RecoveryPointKey(vm, id))
+			return dp, v.DeleteKey(ctx, format.RecoveryPointKey(vm, id))
 		}
 		return dp, format.DeletedError{Point: dp}
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return format.DeletedPoint{}, err
 	}
-	rp, err := v.getRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
+	rp, err := v.GetRecoveryPoint(ctx, format.RecoveryPointKey(vm, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return format.DeletedPoint{}, fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 	}
@@ -52,10 +52,10 @@ func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Ti
 		return format.DeletedPoint{}, err
 	}
 	ts := format.Tombstone{RecoveryPoint: rp, DeletedAt: now.UTC(), PurgeAfter: now.UTC().Add(keepFor)}
-	if err := v.putSealed(ctx, format.TombstoneKey(vm, id), ts); err != nil {
+	if err := v.PutSealed(ctx, format.TombstoneKey(vm, id), ts); err != nil {
 		return format.DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
-	if err := v.deleteKey(ctx, format.RecoveryPointKey(vm, id)); err != nil {
+	if err := v.DeleteKey(ctx, format.RecoveryPointKey(vm, id)); err != nil {
 		return format.DeletedPoint{}, fmt.Errorf("delete recovery point %s: %w", rp.Ref(), err)
 	}
 	return ts.Point(), nil
@@ -63,12 +63,12 @@ func (v *Vault) DeleteRecoveryPoint(ctx context.Context, ref string, now time.Ti
 
 // UndeleteRecoveryPoint brings a soft-deleted recovery point back, if its
 // soft-delete period has not ended at now.
-func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.Time) (format.RecoveryPoint, error) {
-	vm, id, err := v.resolveRef(ctx, ref)
+func (v *Repo) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.Time) (format.RecoveryPoint, error) {
+	vm, id, err := v.ResolveRef(ctx, ref)
 	if err != nil {
 		return format.RecoveryPoint{}, err
 	}
-	dp, err := v.loadTombstone(ctx, vm, id)
+	dp, err := v.LoadTombstone(ctx, vm, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
 			return format.RecoveryPoint{}, fmt.Errorf("recovery point %s is not deleted", ref)
@@ -82,10 +82,10 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 		return format.RecoveryPoint{}, fmt.Errorf("recovery point %s: its soft-delete period ended at %s; it can no longer be undeleted: %w",
 			dp.Ref(), dp.PurgeAfter.UTC().Format(time.RFC3339), format.ErrSoftDeleted)
 	}
-	if err := v.putSealed(ctx, format.RecoveryPointKey(vm, id), dp.RecoveryPoint); err != nil {
+	if err := v.PutSealed(ctx, format.RecoveryPointKey(vm, id), dp.RecoveryPoint); err != nil {
 		return format.RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
-	if err := v.deleteKey(ctx, format.TombstoneKey(vm, id)); err != nil {
+	if err := v.DeleteKey(ctx, format.TombstoneKey(vm, id)); err != nil {
 		return format.RecoveryPoint{}, fmt.Errorf("undelete recovery point %s: %w", dp.Ref(), err)
 	}
 	return dp.RecoveryPoint, nil
@@ -94,7 +94,7 @@ func (v *Vault) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.
 // ListDeleted returns the soft-deleted recovery points of vm (all VMs if
 // ""), oldest first. Tombstones that do not open or decode are left out and
 // reported in the error (wrapping ErrCorrupt).
-func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoint, error) {
+func (v *Repo) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoint, error) {
 	prefix := format.KindTombstone.Prefix()
 	if vm != "" {
 		if err := format.CheckName("vm", vm); err != nil {
@@ -102,7 +102,7 @@ func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoi
 		}
 		prefix += vm + "/"
 	}
-	keys, err := v.listKeys(ctx, prefix)
+	keys, err := v.ListKeys(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (v *Vault) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoi
 // tombstones (and leftover manifests of interrupted deletes) are removed;
 // the data is left for garbage collection. Unreadable tombstones are kept
 // and reported.
-func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Duration) ([]string, error) {
+func (v *Repo) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Duration) ([]string, error) {
 	due, err := v.DueForPurge(ctx, now, keepFor)
 	var purged []string
 	for _, dp := range due {
@@ -147,10 +147,10 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 		}
 		// The manifest of an interrupted delete goes first: removing the
 		// tombstone first would bring the point back.
-		if err := v.deleteKey(ctx, format.RecoveryPointKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.DeleteKey(ctx, format.RecoveryPointKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
 		}
-		if err := v.deleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := v.DeleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
 		}
 		purged = append(purged, dp.Ref())
@@ -159,7 +159,7 @@ func (v *Vault) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Du
 }
 
 // DueForPurge lists the soft-deleted points PurgeDeleted would remove.
-func (v *Vault) DueForPurge(ctx context.Context, now time.Time, keepFor time.Duration) ([]format.DeletedPoint, error) {
+func (v *Repo) DueForPurge(ctx context.Context, now time.Time, keepFor time.Duration) ([]format.DeletedPoint, error) {
 	all, err := v.ListDeleted(ctx, "")
 	if all == nil && err != nil {
 		return nil, err
@@ -174,8 +174,8 @@ func (v *Vault) DueForPurge(ctx context.Context, now time.Time, keepFor time.Dur
 }
 
 // deletedSet returns the "<vm>/<id>" of every tombstone under prefix.
-func (v *Vault) deletedSet(ctx context.Context, prefix string) (map[string]bool, error) {
-	keys, err := v.listKeys(ctx, prefix)
+func (v *Repo) DeletedSet(ctx context.Context, prefix string) (map[string]bool, error) {
+	keys, err := v.ListKeys(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -186,15 +186,15 @@ func (v *Vault) deletedSet(ctx context.Context, prefix string) (map[string]bool,
 	return set, nil
 }
 
-func (v *Vault) loadTombstone(ctx context.Context, vm, id string) (format.DeletedPoint, error) {
+func (v *Repo) LoadTombstone(ctx context.Context, vm, id string) (format.DeletedPoint, error) {
 	return v.readTombstone(ctx, format.TombstoneKey(vm, id))
 }
 
 // readTombstone reads and checks the tombstone at key; a missing one wraps
 // storage.ErrNotFound.
-func (v *Vault) readTombstone(ctx context.Context, key string) (format.DeletedPoint, error) {
+func (v *Repo) readTombstone(ctx context.Context, key string) (format.DeletedPoint, error) {
 	var ts format.Tombstone
-	if err := v.getSealed(ctx, key, &ts); err != nil {
+	if err := v.GetSealed(ctx, key, &ts); err != nil {
 		return format.DeletedPoint{}, err
 	}
 	rp := ts.RecoveryPoint
@@ -206,7 +206,7 @@ func (v *Vault) readTombstone(ctx context.Context, key string) (format.DeletedPo
 
 // resolveRef turns "<vm>/<id>" or an id into the VM and id, finding the VM
 // of a bare id among live and soft-deleted points.
-func (v *Vault) resolveRef(ctx context.Context, ref string) (vm, id string, err error) {
+func (v *Repo) ResolveRef(ctx context.Context, ref string) (vm, id string, err error) {
 	vm, id, ok := strings.Cut(ref, "/")
 	if !ok {
 		id = ref
@@ -233,7 +233,7 @@ func (v *Vault) resolveRef(ctx context.Context, ref string) (vm, id string, err 
 	return vm, id, nil
 }
 
-func (v *Vault) listKeys(ctx context.Context, prefix string) ([]string, error) {
+func (v *Repo) ListKeys(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
 	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
 		if !strings.HasPrefix(path.Base(key), ".") { // the fs backend's temp files
@@ -247,7 +247,7 @@ func (v *Vault) listKeys(ctx context.Context, prefix string) ([]string, error) {
 	return keys, nil
 }
 
-func (v *Vault) deleteKey(ctx context.Context, key string) error {
+func (v *Repo) DeleteKey(ctx context.Context, key string) error {
 	if err := v.be.Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
