@@ -65,28 +65,9 @@ type DiskResult struct {
 	ResumedAt int64 `json:"resumed_at"`
 }
 
-// layout is the shape of one disk in the tree: blocks of bs bytes (the last
-// may be shorter), grouped le to a leaf (the last may hold fewer).
-type layout struct {
-	size, bs, le    int64
-	blocks, nLeaves int64
-}
-
-func newLayout(size int64, cfg format.Config) layout {
-	bs, le := int64(cfg.BlockSize), int64(cfg.LeafEntries)
-	blocks := (size + bs - 1) / bs
-	return layout{size: size, bs: bs, le: le, blocks: blocks, nLeaves: (blocks + le - 1) / le}
-}
-
-// blockLen is the length of block n.
-func (l layout) blockLen(n int64) int64 { return min(l.bs, l.size-n*l.bs) }
-
-// leafLen is the number of blocks in leaf i.
-func (l layout) leafLen(i int64) int64 { return min(l.le, l.blocks-i*l.le) }
-
 // BackupDisk stores src in the vault and returns its tree root. It runs as
 // stages joined by channels: a feeder walks the blocks in order (feed.go),
-// workers read, hash and seal them on all cores (seal.go), and a collector
+// workers read, hash and seal them on all cores (readhash.go), and a collector
 // assembles the tree in order and hands blobs to the packer, which uploads
 // packs in the background (collect.go, pack.go); the collector also reports
 // progress and checkpoints (checkpoint.go). Memory stays bounded by the
@@ -97,19 +78,19 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 	if err != nil {
 		return DiskResult{}, err
 	}
-	lay := newLayout(src.Size(), v.Config())
-	res := DiskResult{Size: lay.size, Method: format.MethodChecksum}
+	lay := format.NewLayout(src.Size(), v.Config())
+	res := DiskResult{Size: lay.Size, Method: format.MethodChecksum}
 	var parent *format.Root
 	if opt.Parent != nil {
 		r, err := v.LoadRoot(ctx, *opt.Parent)
 		if err != nil {
 			return res, fmt.Errorf("disk %s: parent: %w", opt.Disk, err)
 		}
-		if int64(r.BlockSize) == lay.bs && int64(r.LeafEntries) == lay.le {
+		if int64(r.BlockSize) == lay.BS && int64(r.LeafEntries) == lay.LE {
 			parent = &r
 		}
 	}
-	useCBT := parent != nil && opt.Changed != nil && parent.Size == lay.size
+	useCBT := parent != nil && opt.Changed != nil && parent.Size == lay.Size
 	if useCBT {
 		res.Method = format.MethodCBT
 	}
@@ -139,7 +120,7 @@ func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (
 		defer close(jobs)
 		return f.run(gctx, res.ResumedAt, jobs)
 	})
-	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.bs)}
+	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.BS)}
 	g.Go(func() error {
 		defer close(results)
 		return s.run(gctx, workers, jobs, results)

@@ -216,7 +216,7 @@ func (c *checker) checkDisk(ctx context.Context, rp format.RecoveryPoint, d form
 		return nil
 	}
 	bs, le := int64(root.BlockSize), int64(root.LeafEntries)
-	lay := layout{size: root.Size, bs: bs, le: le, blocks: root.Blocks(), nLeaves: int64(len(root.Leaves))}
+	lay := format.Layout{Size: root.Size, BS: bs, LE: le, Blocks: root.Blocks(), NLeaves: int64(len(root.Leaves))}
 	for li, lid := range root.Leaves {
 		off := int64(li) * le * bs
 		out := c.leaves[lid]
@@ -231,8 +231,8 @@ func (c *checker) checkDisk(ctx context.Context, rp format.RecoveryPoint, d form
 		case out.err != nil:
 			at(DamageLeaf, off, *out.err)
 			continue
-		case int64(out.entries) != lay.leafLen(int64(li)):
-			at(DamageLeaf, off, badBlock{id: lid, reason: fmt.Sprintf("%v: leaf lists %d blocks, want %d", format.ErrCorrupt, out.entries, lay.leafLen(int64(li)))})
+		case int64(out.entries) != lay.LeafLen(int64(li)):
+			at(DamageLeaf, off, badBlock{id: lid, reason: fmt.Sprintf("%v: leaf lists %d blocks, want %d", format.ErrCorrupt, out.entries, lay.LeafLen(int64(li)))})
 			continue
 		}
 		for _, b := range out.bad {
@@ -297,7 +297,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 		return &leafOutcome{err: &badBlock{id: lid, reason: err.Error()}}, nil
 	}
 	out := &leafOutcome{entries: len(ids)}
-	var wants []restoreBlock
+	var wants []Block
 	for i, bid := range ids {
 		if bid.IsZero() {
 			continue
@@ -310,7 +310,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 			b.pos = i
 			out.bad = append(out.bad, b)
 		case c.readData && c.selected(loc.Pack):
-			wants = append(wants, restoreBlock{off: int64(i), id: bid, loc: loc})
+			wants = append(wants, Block{Off: int64(i), ID: bid, Loc: loc})
 		}
 	}
 	if len(wants) == 0 {
@@ -319,7 +319,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for _, run := range rangeRuns(wants) {
+	for _, run := range RangeRuns(wants) {
 		g.Go(func() error {
 			bad, n, read, err := c.readRun(gctx, run)
 			mu.Lock()
@@ -339,30 +339,30 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 
 // readRun reads one range of a pack and verifies its blocks (off is the
 // position in the leaf). It returns the damaged ones, the blobs and bytes read.
-func (c *checker) readRun(ctx context.Context, r []restoreBlock) ([]badBlock, int64, int64, error) {
-	first, last := r[0].loc, r[len(r)-1].loc
+func (c *checker) readRun(ctx context.Context, r []Block) ([]badBlock, int64, int64, error) {
+	first, last := r[0].Loc, r[len(r)-1].Loc
 	pack := first.Pack
 	start := int64(first.Offset)
 	data, err := c.v.Storage().GetRange(ctx, format.PackKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
 	var bad []badBlock
 	if errors.Is(err, storage.ErrNotFound) {
 		for _, w := range r {
-			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: "pack is not in the vault"})
+			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: "pack is not in the vault"})
 		}
 		return bad, 0, 0, nil
 	}
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("block %s in pack %s: %w", r[0].id.Short(), pack.Short(), err)
+		return nil, 0, 0, fmt.Errorf("block %s in pack %s: %w", r[0].ID.Short(), pack.Short(), err)
 	}
 	for _, w := range r {
-		lo := int64(w.loc.Offset) - start
-		hi := lo + int64(w.loc.Length)
+		lo := int64(w.Loc.Offset) - start
+		hi := lo + int64(w.Loc.Length)
 		if hi > int64(len(data)) {
-			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: fmt.Sprintf("%v: pack is truncated", format.ErrCorrupt)})
+			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: fmt.Sprintf("%v: pack is truncated", format.ErrCorrupt)})
 			continue
 		}
-		if _, err := c.v.Keys().OpenBlob(w.id, data[lo:hi]); err != nil {
-			bad = append(bad, badBlock{pos: int(w.off), id: w.id, pack: &pack, reason: err.Error()})
+		if _, err := c.v.Keys().OpenBlob(w.ID, data[lo:hi]); err != nil {
+			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: err.Error()})
 		}
 	}
 	return bad, int64(len(r)), int64(len(data)), nil

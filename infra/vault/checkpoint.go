@@ -25,15 +25,15 @@ type Checkpoint struct {
 
 // saveCheckpoint writes the object at key listing leaves and returns the
 // checkpoint naming it: it is durable when returned.
-func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout, leaves []ID, stats format.DiskStats) (*Checkpoint, error) {
-	o := format.CheckpointObject{Disk: disk, Size: lay.size, BlockSize: lay.bs, LeafEntries: lay.le, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
+func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay format.Layout, leaves []ID, stats format.DiskStats) (*Checkpoint, error) {
+	o := format.CheckpointObject{Disk: disk, Size: lay.Size, BlockSize: lay.BS, LeafEntries: lay.LE, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
 	for _, id := range leaves {
 		o.Leaves = append(o.Leaves, id[:]...)
 	}
 	if err := v.PutSealed(ctx, key, o); err != nil {
 		return nil, fmt.Errorf("disk %s: checkpoint: %w", disk, err)
 	}
-	return &Checkpoint{NextBlock: min(int64(len(leaves))*lay.le, lay.blocks), Ref: key, Stats: stats}, nil
+	return &Checkpoint{NextBlock: min(int64(len(leaves))*lay.LE, lay.Blocks), Ref: key, Stats: stats}, nil
 }
 
 // resumeLeaves returns the leaves a backup of disk laid out as lay can
@@ -41,8 +41,8 @@ func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay layout
 // inside the disk, its object must be of this disk and list at least that
 // many leaves, and the index must hold every one of them (so everything they
 // reference is stored too). Only a storage error other than not found fails.
-func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Index, disk string, lay layout) ([]ID, error) {
-	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.blocks || cp.NextBlock%lay.le != 0 && cp.NextBlock != lay.blocks ||
+func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Index, disk string, lay format.Layout) ([]ID, error) {
+	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.Blocks || cp.NextBlock%lay.LE != 0 && cp.NextBlock != lay.Blocks ||
 		!format.IsCheckpointKey(cp.Ref) {
 		return nil, nil
 	}
@@ -55,16 +55,16 @@ func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Ind
 		return nil, fmt.Errorf("disk %s: resume: %w", disk, err)
 	}
 	o, err := format.DecodeCheckpointObject(raw)
-	if err != nil || o.Disk != disk || o.Size != lay.size || o.BlockSize != lay.bs || o.LeafEntries != lay.le {
+	if err != nil || o.Disk != disk || o.Size != lay.Size || o.BlockSize != lay.BS || o.LeafEntries != lay.LE {
 		return nil, nil
 	}
 	return trustedLeaves(o.LeafIDs(), cp.NextBlock, idx, lay), nil
 }
 
 // trustedLeaves returns the leaves up to block next if the index holds them all.
-func trustedLeaves(leaves []ID, next int64, idx *index.Index, lay layout) []ID {
-	n := (next + lay.le - 1) / lay.le
-	if next <= 0 || next > lay.blocks || int64(len(leaves)) < n || min(n*lay.le, lay.blocks) != next {
+func trustedLeaves(leaves []ID, next int64, idx *index.Index, lay format.Layout) []ID {
+	n := (next + lay.LE - 1) / lay.LE
+	if next <= 0 || next > lay.Blocks || int64(len(leaves)) < n || min(n*lay.LE, lay.Blocks) != next {
 		return nil
 	}
 	leaves = leaves[:n]
@@ -83,7 +83,7 @@ func trustedLeaves(leaves []ID, next int64, idx *index.Index, lay layout) []ID {
 // order and packs are numbered in the order they are filled, so the durable
 // leaves are always a prefix.
 type checkpointer struct {
-	lay layout
+	lay format.Layout
 	// leaves are all finished leaves, in order; the first durable of them
 	// are durable, and stats counts those.
 	leaves  []ID
@@ -104,8 +104,8 @@ type waitingLeaf struct {
 
 // newCheckpointer starts after the resumed leaves (durable by
 // construction), or at the beginning if there are none.
-func newCheckpointer(lay layout, resumed []ID, stats format.DiskStats) *checkpointer {
-	c := &checkpointer{lay: lay, leaves: make([]ID, 0, lay.nLeaves)}
+func newCheckpointer(lay format.Layout, resumed []ID, stats format.DiskStats) *checkpointer {
+	c := &checkpointer{lay: lay, leaves: make([]ID, 0, lay.NLeaves)}
 	if len(resumed) > 0 {
 		c.leaves = append(c.leaves, resumed...)
 		c.durable = int64(len(resumed))
@@ -152,8 +152,8 @@ func (c *checkpointer) due(now time.Time) bool {
 	if c.durable <= c.saved {
 		return false
 	}
-	step := max(1, c.lay.nLeaves/checkpointSteps)
-	return c.saved == 0 || c.durable-c.saved >= step || c.durable == c.lay.nLeaves || now.Sub(c.savedAt) >= checkpointEvery
+	step := max(1, c.lay.NLeaves/checkpointSteps)
+	return c.saved == 0 || c.durable-c.saved >= step || c.durable == c.lay.NLeaves || now.Sub(c.savedAt) >= checkpointEvery
 }
 
 // save writes the checkpoint object at key for the durable leaves and

@@ -17,7 +17,7 @@ type collector struct {
 	v      *Vault
 	idx    *index.Index
 	pk     *repo.Packer
-	lay    layout
+	lay    format.Layout
 	disk   string
 	parent *format.Root // to count changed bytes against; nil for none
 	// open are the leaves with blocks still to come, by leaf number; next is
@@ -43,7 +43,7 @@ type openLeaf struct {
 }
 
 // newCollector starts after the resumed leaves, whose stats are resumedStats.
-func newCollector(v *Vault, idx *index.Index, pk *repo.Packer, lay layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
+func newCollector(v *Vault, idx *index.Index, pk *repo.Packer, lay format.Layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
 		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}
@@ -68,10 +68,10 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 	if err := context.Cause(ctx); err != nil {
 		return ID{}, err // a stage stopped early
 	}
-	if n := int64(len(c.cp.leaves)); n != c.lay.nLeaves {
-		return ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.nLeaves)
+	if n := int64(len(c.cp.leaves)); n != c.lay.NLeaves {
+		return ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.NLeaves)
 	}
-	root := format.Root{Size: c.lay.size, BlockSize: int(c.lay.bs), LeafEntries: int(c.lay.le), Leaves: c.cp.leaves}
+	root := format.Root{Size: c.lay.Size, BlockSize: int(c.lay.BS), LeafEntries: int(c.lay.LE), Leaves: c.cp.leaves}
 	id, stored, err := c.store(format.EncodeRoot(root))
 	if err != nil {
 		return ID{}, err
@@ -87,13 +87,13 @@ func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, er
 
 // add places one block in its leaf and queues its blob if it is new.
 func (c *collector) add(r blockResult) error {
-	l := r.n / c.lay.le
+	l := r.n / c.lay.LE
 	ls := c.open[l]
 	if ls == nil {
-		ls = &openLeaf{ids: make([]ID, c.lay.leafLen(l))}
+		ls = &openLeaf{ids: make([]ID, c.lay.LeafLen(l))}
 		c.open[l] = ls
 	}
-	ls.ids[r.n%c.lay.le] = r.id
+	ls.ids[r.n%c.lay.LE] = r.id
 	ls.count++
 	if r.scanned {
 		ls.stats.ScannedBytes += int64(r.size)
@@ -146,7 +146,7 @@ func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
 	var n int64
 	for i, id := range ids {
 		if !id.IsZero() && (i >= len(prev) || prev[i] != id) {
-			n += c.lay.blockLen(l*c.lay.le + int64(i))
+			n += c.lay.BlockLen(l*c.lay.LE + int64(i))
 		}
 	}
 	return n
@@ -183,13 +183,13 @@ func (c *collector) report(ctx context.Context, force bool) {
 		return
 	}
 	c.lastRep = time.Now()
-	done := min(c.next*c.lay.le*c.lay.bs, c.lay.size)
+	done := min(c.next*c.lay.LE*c.lay.BS, c.lay.Size)
 	st := c.stats
 	for _, ls := range c.open {
-		done += ls.count * c.lay.bs
+		done += ls.count * c.lay.BS
 		st.Add(ls.stats)
 	}
 	st.Packs = c.pk.Uploaded()
 	rate := float64(st.ScannedBytes-c.resumedScanned) / max(time.Since(c.began).Seconds(), 0.001)
-	c.progress(Progress{Disk: c.disk, SizeBytes: c.lay.size, DoneBytes: min(done, c.lay.size), Stats: st, BytesPerS: rate, Checkpoint: cp})
+	c.progress(Progress{Disk: c.disk, SizeBytes: c.lay.Size, DoneBytes: min(done, c.lay.Size), Stats: st, BytesPerS: rate, Checkpoint: cp})
 }

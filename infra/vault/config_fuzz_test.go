@@ -21,7 +21,7 @@ func FuzzOpenConfig(f *testing.F) {
 	if _, err := Init(context.Background(), be, []byte(testSecret), cheapInit()); err != nil {
 		f.Fatal(err)
 	}
-	valid := be.objs[format.ConfigKey]
+	valid := be.Objs[format.ConfigKey]
 	f.Add(valid)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Costs within the caps are legal but would make a run take up to a
@@ -31,7 +31,7 @@ func FuzzOpenConfig(f *testing.F) {
 			t.Skip("costly but legal KDF parameters")
 		}
 		be := newMem()
-		be.objs[format.ConfigKey] = data
+		be.Objs[format.ConfigKey] = data
 		v, err := Open(context.Background(), be, []byte(testSecret))
 		switch {
 		case err == nil && v == nil:

@@ -22,7 +22,7 @@ type blockJob struct {
 type feeder struct {
 	v    *Vault
 	disk string
-	lay  layout
+	lay  format.Layout
 	// data are the normalized extents that may hold data; nil means all.
 	data []extent.Extent
 	// parent and changed are set for a CBT backup: blocks outside changed
@@ -35,18 +35,18 @@ type feeder struct {
 func (f *feeder) run(ctx context.Context, start int64, jobs chan<- blockJob) error {
 	data, changed := extent.NewCursor(f.data), extent.NewCursor(f.changed)
 	var parentLeaf repo.LeafCache
-	for n := start; n < f.lay.blocks; n++ {
-		off := n * f.lay.bs
-		end := off + f.lay.blockLen(n)
+	for n := start; n < f.lay.Blocks; n++ {
+		off := n * f.lay.BS
+		end := off + f.lay.BlockLen(n)
 		j := blockJob{n: n}
 		if f.data != nil && !data.Overlaps(off, end) {
 			j.hole = true
-		} else if l := n / f.lay.le; f.parent != nil && !changed.Overlaps(off, end) && l < int64(len(f.parent.Leaves)) {
+		} else if l := n / f.lay.LE; f.parent != nil && !changed.Overlaps(off, end) && l < int64(len(f.parent.Leaves)) {
 			ids, err := parentLeaf.Load(ctx, f.v.Repo, f.parent, l)
 			if err != nil {
 				return fmt.Errorf("disk %s: parent leaf %d: %w", f.disk, l, err)
 			}
-			if i := n % f.lay.le; i < int64(len(ids)) {
+			if i := n % f.lay.LE; i < int64(len(ids)) {
 				j.reuse, j.parent = true, ids[i]
 			}
 		}

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 // Object Lock.
 type lockMem struct {
 	*memBackend
+	mu    sync.Mutex // guards until
 	until map[string]time.Time
 }
 

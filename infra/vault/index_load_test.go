@@ -223,13 +223,13 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	r := backup(t, v, disk, BackupOptions{})
 	p := packOf(t, v, r.Root, 0)
 	old := indexKeyOf(t, be, p)
-	be.objs[old][50] ^= 1
+	be.Objs[old][50] ^= 1
 	time.Sleep(2 * time.Millisecond) // the new index object gets another name
 	rr, err := reopen(v).Repair(ctx)
 	if err != nil || len(rr.Reindexed) != 1 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	if _, ok := be.objs[old]; ok {
+	if _, ok := be.Objs[old]; ok {
 		t.Fatal("the unreadable index object is still there")
 	}
 	w := reopen(v)
@@ -253,7 +253,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	if !mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
-	delete(be.objs, format.PackKey(lost))
+	delete(be.Objs, format.PackKey(lost))
 	if _, err := reopen(v).Repair(ctx); err != nil {
 		t.Fatal(err)
 	}

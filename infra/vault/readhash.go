@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -30,7 +31,7 @@ type readHasher struct {
 	idx   *index.Index
 	src   Source
 	disk  string
-	lay   layout
+	lay   format.Layout
 	limit *rate.Limiter
 	bufs  sync.Pool
 }
@@ -47,13 +48,13 @@ func newReadLimiter(bytesPerS, blockSize int64) *rate.Limiter {
 // run processes jobs on workers goroutines until jobs is closed, the first
 // error, or the end of ctx.
 func (s *readHasher) run(ctx context.Context, workers int, jobs <-chan blockJob, results chan<- blockResult) error {
-	s.bufs.New = func() any { b := make([]byte, s.lay.bs); return &b }
+	s.bufs.New = func() any { b := make([]byte, s.lay.BS); return &b }
 	g, ctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
 			var scratch []byte // reused by sealBlob
 			for j := range jobs {
-				r := blockResult{n: j.n, size: int(s.lay.blockLen(j.n))}
+				r := blockResult{n: j.n, size: int(s.lay.BlockLen(j.n))}
 				switch {
 				case j.hole:
 				case j.reuse:
@@ -89,7 +90,7 @@ func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) (
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := (*bp)[:r.size]
-	off := r.n * s.lay.bs
+	off := r.n * s.lay.BS
 	// Blocks lie inside the disk, so io.EOF is only fine with a full block
 	// (ReaderAt may return it with the last bytes of the source).
 	n, err := s.src.ReadAt(buf, off)

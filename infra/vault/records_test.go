@@ -36,7 +36,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	// Sealed: the stored object does not show the content.
-	if raw := be.objs["protection/web01"]; raw == nil || strings.Contains(string(raw), "gold") {
+	if raw := be.Objs["protection/web01"]; raw == nil || strings.Contains(string(raw), "gold") {
 		t.Fatalf("record not sealed under protection/web01: %q", raw)
 	}
 	// Overwritten in place.
@@ -61,7 +61,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 		t.Fatalf("after delete: %v", names)
 	}
 	// A record moved to another key does not open there (the key is bound in).
-	be.objs["protection/moved"] = be.objs["protection/web01"]
+	be.Objs["protection/moved"] = be.Objs["protection/web01"]
 	if err := v.GetRecord(ctx, "protection", "moved", &got); !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("record under a foreign key: %v", err)
 	}
@@ -86,7 +86,7 @@ func TestRecordMissing(t *testing.T) {
 func TestRecordBadNames(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
-	before := len(be.objs)
+	before := len(be.Objs)
 	for _, c := range []struct{ kind, name string }{
 		{"policies", ""}, {"policies", "a/b"}, {"policies", "../config"}, {"policies", ".."}, {"policies", ".hidden"},
 		{"policies", `a\b`}, {"policies", "a b"}, {"policies", "a\nb"}, {"policies", strings.Repeat("x", 256)},
@@ -108,7 +108,7 @@ func TestRecordBadNames(t *testing.T) {
 	if _, err := v.ListRecords(ctx, "packs"); err == nil {
 		t.Error("ListRecords(packs) accepted")
 	}
-	if len(be.objs) != before {
-		t.Fatalf("refused writes stored objects: %d -> %d", before, len(be.objs))
+	if len(be.Objs) != before {
+		t.Fatalf("refused writes stored objects: %d -> %d", before, len(be.Objs))
 	}
 }

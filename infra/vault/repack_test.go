@@ -31,10 +31,10 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	opt.RepackBelow = 0.5
 	dry := opt
 	dry.DryRun = true
-	packsBefore := len(be.keys("packs/"))
+	packsBefore := len(be.Keys("packs/"))
 	d, err := v.GCMark(ctx, dry)
-	if err != nil || len(d.Repack.Packs) == 0 || d.Repack.NewPacks != 0 || len(be.keys("packs/")) != packsBefore {
-		t.Fatalf("dry run: %+v %v (packs %d -> %d)", d.Repack, err, packsBefore, len(be.keys("packs/")))
+	if err != nil || len(d.Repack.Packs) == 0 || d.Repack.NewPacks != 0 || len(be.Keys("packs/")) != packsBefore {
+		t.Fatalf("dry run: %+v %v (packs %d -> %d)", d.Repack, err, packsBefore, len(be.Keys("packs/")))
 	}
 	m, err := v.GCMark(ctx, opt)
 	if err != nil {
@@ -85,12 +85,5 @@ func (GCMarkReport) candidatePacks(t *testing.T, v *Vault) []ID {
 	for i, c := range cands {
 		out[i] = c.Pack
 	}
-	return out
-}
-
-// keys lists the stored keys under prefix.
-func (m *memBackend) keys(prefix string) []string {
-	var out []string
-	_ = m.List(context.Background(), prefix, func(k string, _ int64) error { out = append(out, k); return nil })
 	return out
 }

@@ -73,7 +73,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		if err != nil {
 			return res, fmt.Errorf("disk %s offset %d: %w", opt.Disk, int64(li)*le*bs, err)
 		}
-		var wants []restoreBlock
+		var wants []Block
 		for i, bid := range ids {
 			off := (int64(li)*le + int64(i)) * bs
 			if bid.IsZero() {
@@ -87,9 +87,9 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 			if !ok {
 				return res, fmt.Errorf("disk %s offset %d: block %s: %w: not in the vault index", opt.Disk, off, bid.Short(), format.ErrMissing)
 			}
-			wants = append(wants, restoreBlock{off: off, id: bid, loc: loc})
+			wants = append(wants, Block{Off: off, ID: bid, Loc: loc})
 		}
-		runs := rangeRuns(wants)
+		runs := RangeRuns(wants)
 		written := make([]int64, len(runs))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
@@ -121,69 +121,69 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 }
 
 // restoreBlock is a block to restore: its offset on the disk, id and location.
-type restoreBlock struct {
-	off int64
-	id  ID
-	loc index.Location
+type Block struct {
+	Off int64
+	ID  ID
+	Loc index.Location
 }
 
 // rangeRuns groups blocks into range requests: by pack, by offset, merging
 // near neighbours.
-func rangeRuns(wants []restoreBlock) [][]restoreBlock {
+func RangeRuns(wants []Block) [][]Block {
 	sort.Slice(wants, func(i, j int) bool {
-		a, b := wants[i].loc, wants[j].loc
+		a, b := wants[i].Loc, wants[j].Loc
 		if a.Pack != b.Pack {
 			return string(a.Pack[:]) < string(b.Pack[:])
 		}
 		return a.Offset < b.Offset
 	})
-	var runs [][]restoreBlock
+	var runs [][]Block
 	for i, wnt := range wants {
 		if i > 0 {
 			r := runs[len(runs)-1]
-			first, last := r[0].loc, r[len(r)-1].loc
+			first, last := r[0].Loc, r[len(r)-1].Loc
 			end := int64(last.Offset) + int64(last.Length)
-			if wnt.loc.Pack == first.Pack && int64(wnt.loc.Offset)-end <= maxRangeGap &&
-				int64(wnt.loc.Offset)+int64(wnt.loc.Length)-int64(first.Offset) <= maxRange && int64(wnt.loc.Offset) >= end {
+			if wnt.Loc.Pack == first.Pack && int64(wnt.Loc.Offset)-end <= maxRangeGap &&
+				int64(wnt.Loc.Offset)+int64(wnt.Loc.Length)-int64(first.Offset) <= maxRange && int64(wnt.Loc.Offset) >= end {
 				runs[len(runs)-1] = append(r, wnt)
 				continue
 			}
 		}
-		runs = append(runs, []restoreBlock{wnt})
+		runs = append(runs, []Block{wnt})
 	}
 	return runs
 }
 
 // restoreRun fetches one range of a pack, verifies its blocks and writes
 // them, and returns the bytes written.
-func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []restoreBlock, w io.WriterAt, disk string) (int64, error) {
+func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []Block, w io.WriterAt, disk string) (int64, error) {
 	bs := int64(root.BlockSize)
-	first, last := r[0].loc, r[len(r)-1].loc
+	first, last := r[0].Loc, r[len(r)-1].Loc
 	start := int64(first.Offset)
 	data, err := v.Storage().GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The index names a pack that is gone: no retry brings it back.
-		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].off, r[0].id.Short(), format.ErrMissing, first.Pack.Short())
+		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].Off, r[0].ID.Short(), format.ErrMissing, first.Pack.Short())
 	}
 	if err != nil {
-		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].off, r[0].id.Short(), first.Pack.Short(), err)
+		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].Off, r[0].ID.Short(), first.Pack.Short(), err)
 	}
 	var written int64
 	for _, wnt := range r {
-		lo := int64(wnt.loc.Offset) - start
-		hi := lo + int64(wnt.loc.Length)
+		lo := int64(wnt.Loc.Offset) - start
+		hi := lo + int64(wnt.Loc.Length)
 		if hi > int64(len(data)) {
-			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), format.ErrCorrupt)
+			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.Off, wnt.ID.Short(), first.Pack.Short(), format.ErrCorrupt)
 		}
-		plain, err := v.Keys().OpenBlob(wnt.id, data[lo:hi])
+		plain, err := v.Keys().OpenBlob(wnt.ID, data[lo:hi])
 		if err != nil {
-			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.off, wnt.id.Short(), first.Pack.Short(), err)
+			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.Off, wnt.ID.Short(), first.Pack.Short(), err)
 		}
-		if want := min(bs, root.Size-wnt.off); int64(len(plain)) != want {
-			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.off, wnt.id.Short(), format.ErrCorrupt, len(plain), want)
+		if want := min(bs, root.Size-wnt.Off); int64(len(plain)) != want {
+			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.Off, wnt.ID.Short(), format.ErrCorrupt, len(plain), want)
 		}
-		if _, err := w.WriteAt(plain, wnt.off); err != nil {
-			return written, fmt.Errorf("disk %s: write at offset %d: %w", disk, wnt.off, err)
+		if _, err := w.WriteAt(plain, wnt.Off); err != nil {
+			return written, fmt.Errorf("disk %s: write at offset %d: %w", disk, wnt.Off, err)
 		}
 		written += int64(len(plain))
 	}

@@ -73,7 +73,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	ra := backup(t, v, a, BackupOptions{})
 	rb := backup(t, v, b, BackupOptions{})
 	bad := packOf(t, v, rb.Root, 0)
-	be.objs[indexKeyOf(t, be, bad)][40] ^= 1
+	be.Objs[indexKeyOf(t, be, bad)][40] ^= 1
 
 	v2 := reopen(v)
 	idx, err := v2.Index(ctx)
@@ -132,11 +132,11 @@ func (f *flakyBackend) Get(ctx context.Context, k string) ([]byte, error) {
 // it hits, the index stops trusting it so the next backup stores its blocks
 // again, and after Repair the new recovery point checks clean.
 func TestDeletedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { delete(be.objs, key) }, format.ProblemMissingPack)
+	testLostPack(t, func(be *memBackend, key string) { delete(be.Objs, key) }, format.ProblemMissingPack)
 }
 
 func TestTruncatedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { be.objs[key] = be.objs[key][:len(be.objs[key])/2] }, format.ProblemPackSize)
+	testLostPack(t, func(be *memBackend, key string) { be.Objs[key] = be.Objs[key][:len(be.Objs[key])/2] }, format.ProblemPackSize)
 }
 
 func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.IndexProblemKind) {
@@ -208,7 +208,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.In
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	case format.ProblemPackSize: // the damaged pack is reported and left alone
-		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.objs[format.PackKey(lost)] == nil || len(rep.IndexProblems) != 1 {
+		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.Objs[format.PackKey(lost)] == nil || len(rep.IndexProblems) != 1 {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	}
@@ -227,7 +227,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(be.objs, indexKeyOf(t, be, p))
+	delete(be.Objs, indexKeyOf(t, be, p))
 
 	v2 := reopen(v)
 	rep := check(t, v2, CheckOptions{})
@@ -268,8 +268,8 @@ func TestCheckReadData(t *testing.T) {
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	ids, _ := v.BlockIDs(ctx, r.Root)
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
-	be.objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
-	puts := len(be.puts)
+	be.Objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
+	puts := len(be.Puts)
 	if rep := check(t, v, CheckOptions{}); !rep.OK {
 		t.Fatalf("metadata check read data: %+v", rep)
 	}
@@ -283,7 +283,7 @@ func TestCheckReadData(t *testing.T) {
 	if a.BlobsRead != b.BlobsRead || a.BlobsRead > rep.BlobsRead {
 		t.Fatalf("subset read %d then %d blobs, all %d", a.BlobsRead, b.BlobsRead, rep.BlobsRead)
 	}
-	if len(be.puts) != puts {
+	if len(be.Puts) != puts {
 		t.Fatal("check wrote to the vault")
 	}
 }
@@ -294,7 +294,7 @@ func TestCheckReportsCorruptManifest(t *testing.T) {
 	r := backup(t, v, mixedDisk(26, 8*testBlock), BackupOptions{})
 	saveRP(t, v, "a", 1, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
 	saveRP(t, v, "b", 2, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
-	be.objs["recoverypoints/vm1/b"][20] ^= 1
+	be.Objs["recoverypoints/vm1/b"][20] ^= 1
 	rep := check(t, v, CheckOptions{})
 	if rep.OK || rep.RecoveryPoints != 1 || len(rep.CorruptManifests) != 1 || rep.CorruptManifests[0].Key != "recoverypoints/vm1/b" {
 		t.Fatalf("%+v", rep)
@@ -330,10 +330,10 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 	v, be := testVault(t)
 	encode := func(size int64, le int) (int, int) {
 		cfg := format.Config{BlockSize: 1 << 20, LeafEntries: le}
-		lay := newLayout(size, cfg)
+		lay := format.NewLayout(size, cfg)
 		c := newCheckpointer(lay, nil, format.DiskStats{})
 		var leaves []ID
-		for i := range lay.nLeaves {
+		for i := range lay.NLeaves {
 			id := ID{byte(i), byte(i >> 8), byte(i >> 16), 1}
 			leaves = append(leaves, id)
 			c.finished(id, 1, format.DiskStats{DataBytes: 1 << 30, ScannedBytes: 1 << 30})
@@ -357,13 +357,13 @@ func TestCheckpointSizeIsConstant(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := v.resumeLeaves(ctx, &back, idx, "sda", lay)
-		if err != nil || int64(len(got)) != lay.nLeaves {
-			t.Fatalf("resume %d of %d leaves: %v", len(got), lay.nLeaves, err)
+		if err != nil || int64(len(got)) != lay.NLeaves {
+			t.Fatalf("resume %d of %d leaves: %v", len(got), lay.NLeaves, err)
 		}
 		if got, _ := v.resumeLeaves(ctx, &back, idx, "sdb", lay); got != nil {
 			t.Fatal("checkpoint of another disk resumed")
 		}
-		return len(js), len(be.objs[key])
+		return len(js), len(be.Objs[key])
 	}
 	tiny, _ := encode(3<<20, 1024)
 	big, obj := encode(4<<40, 1024)
@@ -394,16 +394,16 @@ func TestCheckpointObjectsDeleted(t *testing.T) {
 		t.Fatalf("%d checkpoint objects left", n)
 	}
 	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Resume: &Checkpoint{NextBlock: 8, Ref: "config"}})
-	if err != nil || r2.ResumedAt != 0 || r2.Root != r.Root || be.objs["config"] == nil {
+	if err != nil || r2.ResumedAt != 0 || r2.Root != r.Root || be.Objs["config"] == nil {
 		t.Fatalf("foreign ref: %+v %v", r2, err)
 	}
 }
 
 func objects(be *memBackend, prefix string) []string {
-	be.mu.Lock()
-	defer be.mu.Unlock()
+	be.Mu.Lock()
+	defer be.Mu.Unlock()
 	var keys []string
-	for k := range be.objs {
+	for k := range be.Objs {
 		if strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
 		}
@@ -414,9 +414,9 @@ func objects(be *memBackend, prefix string) []string {
 // indexKeyOf returns the key of pack's index object in be.
 func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 	t.Helper()
-	be.mu.Lock()
-	defer be.mu.Unlock()
-	for k := range be.objs {
+	be.Mu.Lock()
+	defer be.Mu.Unlock()
+	for k := range be.Objs {
 		if id, _, ok := format.ParseIndexKey(k); ok && id == pack {
 			return k
 		}

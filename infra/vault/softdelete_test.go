@@ -60,7 +60,7 @@ func TestSoftDeleteAndUndelete(t *testing.T) {
 	if dp.Ref() != "vm1/b" || !dp.DeletedAt.Equal(now) || !dp.PurgeAfter.Equal(now.Add(14*day)) {
 		t.Fatalf("deleted point: %+v", dp)
 	}
-	if _, ok := be.objs["recoverypoints/vm1/b"]; ok {
+	if _, ok := be.Objs["recoverypoints/vm1/b"]; ok {
 		t.Fatal("manifest still there")
 	}
 	rps, err := v.ListRecoveryPoints(ctx, "vm1")
@@ -91,7 +91,7 @@ func TestSoftDeleteAndUndelete(t *testing.T) {
 	if err != nil || rp.Ref() != "vm1/b" {
 		t.Fatalf("undelete: %v %v", rp.Ref(), err)
 	}
-	if _, ok := be.objs["deleted/vm1/b"]; ok {
+	if _, ok := be.Objs["deleted/vm1/b"]; ok {
 		t.Fatal("tombstone still there")
 	}
 	got, err := v.LoadRecoveryPoint(ctx, "vm1/b")
@@ -136,7 +136,7 @@ func TestPurgeDeleted(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(purged, []string{"vm1/a"}) {
 		t.Fatalf("purge: %v %v", purged, err)
 	}
-	if _, ok := be.objs["deleted/vm1/a"]; ok {
+	if _, ok := be.Objs["deleted/vm1/a"]; ok {
 		t.Fatal("tombstone of a purged point still there")
 	}
 	if _, err := v.LoadRecoveryPoint(ctx, "vm1/a"); !errors.Is(err, format.ErrNoRecoveryPoint) || errors.Is(err, format.ErrSoftDeleted) {
@@ -164,11 +164,11 @@ func TestInterruptedDelete(t *testing.T) {
 	ctx := context.Background()
 	v, be, _ := softDeleteVault(t)
 	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	manifest := append([]byte(nil), be.objs["recoverypoints/vm1/c"]...)
+	manifest := append([]byte(nil), be.Objs["recoverypoints/vm1/c"]...)
 	if _, err := v.DeleteRecoveryPoint(ctx, "vm1/c", now, 14*day); err != nil {
 		t.Fatal(err)
 	}
-	be.objs["recoverypoints/vm1/c"] = manifest // as if the delete had crashed
+	be.Objs["recoverypoints/vm1/c"] = manifest // as if the delete had crashed
 	rps, err := v.ListRecoveryPoints(ctx, "vm1")
 	if err != nil || !reflect.DeepEqual(refs(rps), []string{"vm1/a", "vm1/b"}) {
 		t.Fatalf("list with a leftover manifest: %v %v", refs(rps), err)
@@ -179,14 +179,14 @@ func TestInterruptedDelete(t *testing.T) {
 	if dp, err := v.DeleteRecoveryPoint(ctx, "vm1/c", now.Add(time.Hour), 14*day); err != nil || !dp.DeletedAt.Equal(now) {
 		t.Fatalf("finishing delete: %+v %v", dp, err)
 	}
-	if _, ok := be.objs["recoverypoints/vm1/c"]; ok {
+	if _, ok := be.Objs["recoverypoints/vm1/c"]; ok {
 		t.Fatal("leftover manifest not removed")
 	}
-	be.objs["recoverypoints/vm1/c"] = manifest
+	be.Objs["recoverypoints/vm1/c"] = manifest
 	if purged, err := v.PurgeDeleted(ctx, now.Add(15*day), 14*day); err != nil || len(purged) != 1 {
 		t.Fatalf("purge: %v %v", purged, err)
 	}
-	if _, ok := be.objs["recoverypoints/vm1/c"]; ok {
+	if _, ok := be.Objs["recoverypoints/vm1/c"]; ok {
 		t.Fatal("purge left the manifest: the point came back")
 	}
 }
@@ -200,7 +200,7 @@ func TestCorruptTombstone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	be.objs["deleted/vm1/a"][40] ^= 1
+	be.Objs["deleted/vm1/a"][40] ^= 1
 	del, err := v.ListDeleted(ctx, "vm1")
 	if !errors.Is(err, format.ErrCorrupt) || !reflect.DeepEqual(deletedRefs(del), []string{"vm1/b"}) {
 		t.Fatalf("list with a corrupt tombstone: %v %v", deletedRefs(del), err)
@@ -209,7 +209,7 @@ func TestCorruptTombstone(t *testing.T) {
 	if !errors.Is(err, format.ErrCorrupt) || !reflect.DeepEqual(purged, []string{"vm1/b"}) {
 		t.Fatalf("purge with a corrupt tombstone: %v %v", purged, err)
 	}
-	if _, ok := be.objs["deleted/vm1/a"]; !ok {
+	if _, ok := be.Objs["deleted/vm1/a"]; !ok {
 		t.Fatal("an unreadable tombstone was purged")
 	}
 	if _, err := v.UndeleteRecoveryPoint(ctx, "vm1/a", now); !errors.Is(err, format.ErrCorrupt) {

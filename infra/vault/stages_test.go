@@ -15,7 +15,7 @@ import (
 // The checkpoint names a leaf only once every pack up to the leaf's newest
 // one is durable, even when a later pack finished uploading first.
 func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
-	lay := layout{size: 35 * testBlock, bs: testBlock, le: 8, blocks: 35, nLeaves: 5}
+	lay := format.Layout{Size: 35 * testBlock, BS: testBlock, LE: 8, Blocks: 35, NLeaves: 5}
 	c := newCheckpointer(lay, nil, format.DiskStats{})
 	ids := []ID{{1}, {2}, {3}, {4}, {5}}
 	packs := []int{1, 1, 2, 4, 4}
@@ -43,7 +43,7 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 // A checkpoint resumes only on a leaf boundary inside the disk, and only if
 // the index holds every leaf it names.
 func TestTrustedCheckpoint(t *testing.T) {
-	lay := layout{size: 20 * testBlock, bs: testBlock, le: 8, blocks: 20, nLeaves: 3}
+	lay := format.Layout{Size: 20 * testBlock, BS: testBlock, LE: 8, Blocks: 20, NLeaves: 3}
 	idx := index.New(t.TempDir())
 	idx.AddPack(format.PackIndex{Pack: ID{0xaa}, Entries: []format.IndexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
 	for _, tc := range []struct {
@@ -93,10 +93,10 @@ type failingBackend struct {
 }
 
 func (f *failingBackend) Put(ctx context.Context, k string, d []byte) error {
-	f.mu.Lock()
+	f.Mu.Lock()
 	f.n--
 	fail := f.n < 0
-	f.mu.Unlock()
+	f.Mu.Unlock()
 	if fail {
 		return f.err
 	}

@@ -5,118 +5,33 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
-	"github.com/vmvault/vmvault/infra/vault/storage"
+	"github.com/vmvault/vmvault/infra/vault/internal/vaulttest"
 )
 
 // memBackend is an in-memory storage.Backend that counts puts.
-type memBackend struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-	puts map[string]int
-}
+type memBackend = vaulttest.Mem
 
-func newMem() *memBackend {
-	return &memBackend{objs: map[string][]byte{}, puts: map[string]int{}}
-}
+func newMem() *memBackend { return vaulttest.NewMem() }
 
-func (m *memBackend) Location() string { return "mem://" }
-func (m *memBackend) Put(_ context.Context, k string, d []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[k] = append([]byte(nil), d...)
-	m.puts[k]++
-	return nil
-}
-func (m *memBackend) PutIfAbsent(_ context.Context, k string, d []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.objs[k]; ok {
-		return fmt.Errorf("put %s: %w", k, storage.ErrExists)
-	}
-	m.objs[k] = append([]byte(nil), d...)
-	m.puts[k]++
-	return nil
-}
-func (m *memBackend) Get(_ context.Context, k string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d, ok := m.objs[k]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", k, storage.ErrNotFound)
-	}
-	return append([]byte(nil), d...), nil
-}
-func (m *memBackend) GetRange(ctx context.Context, k string, off, n int64) ([]byte, error) {
-	d, err := m.Get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	if off+n > int64(len(d)) {
-		return nil, fmt.Errorf("range beyond end of %s", k)
-	}
-	return d[off : off+n], nil
-}
-func (m *memBackend) Stat(ctx context.Context, k string) (int64, error) {
-	d, err := m.Get(ctx, k)
-	return int64(len(d)), err
-}
-func (m *memBackend) Delete(_ context.Context, k string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objs, k)
-	return nil
-}
-func (m *memBackend) List(ctx context.Context, p string, fn func(string, int64) error) error {
-	return m.ListAfter(ctx, p, "", fn)
-}
-func (m *memBackend) ListAfter(_ context.Context, p, after string, fn func(string, int64) error) error {
-	m.mu.Lock()
-	var keys []string
-	for k := range m.objs {
-		if strings.HasPrefix(k, p) && k > after {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	sizes := map[string]int64{}
-	for _, k := range keys {
-		sizes[k] = int64(len(m.objs[k]))
-	}
-	m.mu.Unlock()
-	for _, k := range keys {
-		if err := fn(k, sizes[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-type memDisk []byte
-
-func (d memDisk) ReadAt(p []byte, off int64) (int, error) { return copy(p, d[off:]), nil }
-func (d memDisk) Size() int64                             { return int64(len(d)) }
+type memDisk = vaulttest.Disk
 
 type memWriter struct{ b []byte }
 
 func (w *memWriter) WriteAt(p []byte, off int64) (int, error) { return copy(w.b[off:], p), nil }
 
-const testBlock = 64 << 10
+const testBlock = vaulttest.Block
 
 func testVault(t *testing.T) (*Vault, *memBackend) {
 	t.Helper()
 	be := newMem()
-	v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1})
+	v, err := Init(context.Background(), be, []byte(testSecret), vaulttest.InitOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,27 +40,7 @@ func testVault(t *testing.T) (*Vault, *memBackend) {
 
 // mixedDisk has random blocks, compressible blocks and zero blocks, and a
 // size that is not a multiple of the block size.
-func mixedDisk(seed uint64, size int) memDisk {
-	r := rand.New(rand.NewPCG(seed, 1))
-	d := make(memDisk, size)
-	for off := 0; off < size; off += testBlock {
-		end := min(off+testBlock, size)
-		switch (off / testBlock) % 4 {
-		case 0:
-			for i := off; i < end; i++ {
-				d[i] = byte(r.Uint32())
-			}
-		case 1:
-			copy(d[off:end], bytes.Repeat([]byte("vmvault "), testBlock/8))
-		case 2: // zero
-		case 3:
-			for i := off; i < end; i += 7 {
-				d[i] = byte(r.Uint32())
-			}
-		}
-	}
-	return d
-}
+func mixedDisk(seed uint64, size int) memDisk { return vaulttest.MixedDisk(seed, size) }
 
 func restore(t *testing.T, v *Vault, root ID, size int64) []byte {
 	t.Helper()
@@ -201,7 +96,7 @@ func TestZeroBlocksNotStored(t *testing.T) {
 		t.Fatalf("zero disk stored data: %+v", r.Stats)
 	}
 	var packBytes int
-	for k, d := range be.objs {
+	for k, d := range be.Objs {
 		if strings.HasPrefix(k, "packs/") {
 			packBytes += len(d)
 		}
@@ -284,7 +179,7 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 	idx, _ := v.Index(ctx)
 	loc, _ := idx.Lookup(leaf[0])
 	key := format.PackKey(loc.Pack)
-	be.objs[key][loc.Offset+20] ^= 0x01
+	be.Objs[key][loc.Offset+20] ^= 0x01
 	w := &memWriter{b: make([]byte, disk.Size())}
 	_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "data0"})
 	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
@@ -409,7 +304,7 @@ func TestCorruptManifestDoesNotHideOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	be.objs["recoverypoints/vm1/b"][30] ^= 1
+	be.Objs["recoverypoints/vm1/b"][30] ^= 1
 	rps, err := v.ListRecoveryPoints(ctx, "vm1")
 	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
 		t.Fatalf("corrupt manifest not reported: %v", err)
