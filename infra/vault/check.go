@@ -13,6 +13,7 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/repo"
+	"github.com/vmvault/vmvault/infra/vault/restore"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -297,7 +298,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 		return &leafOutcome{err: &badBlock{id: lid, reason: err.Error()}}, nil
 	}
 	out := &leafOutcome{entries: len(ids)}
-	var wants []Block
+	var wants []restore.Block
 	for i, bid := range ids {
 		if bid.IsZero() {
 			continue
@@ -310,7 +311,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 			b.pos = i
 			out.bad = append(out.bad, b)
 		case c.readData && c.selected(loc.Pack):
-			wants = append(wants, Block{Off: int64(i), ID: bid, Loc: loc})
+			wants = append(wants, restore.Block{Off: int64(i), ID: bid, Loc: loc})
 		}
 	}
 	if len(wants) == 0 {
@@ -319,7 +320,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for _, run := range RangeRuns(wants) {
+	for _, run := range restore.RangeRuns(wants) {
 		g.Go(func() error {
 			bad, n, read, err := c.readRun(gctx, run)
 			mu.Lock()
@@ -339,7 +340,7 @@ func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
 
 // readRun reads one range of a pack and verifies its blocks (off is the
 // position in the leaf). It returns the damaged ones, the blobs and bytes read.
-func (c *checker) readRun(ctx context.Context, r []Block) ([]badBlock, int64, int64, error) {
+func (c *checker) readRun(ctx context.Context, r []restore.Block) ([]badBlock, int64, int64, error) {
 	first, last := r[0].Loc, r[len(r)-1].Loc
 	pack := first.Pack
 	start := int64(first.Offset)

@@ -163,7 +163,7 @@ func TestChangeKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new secret: %v", err)
 	}
-	if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("backup from before the key change does not restore")
 	}
 	// The vault still writes with the same keys: a backup after the change
@@ -176,7 +176,7 @@ func TestChangeKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, v3, r2.Root, disk.Size()); !bytes.Equal(got, mixedDisk(6, 20*testBlock)) {
+	if got := restoreDisk(t, v3, r2.Root, disk.Size()); !bytes.Equal(got, mixedDisk(6, 20*testBlock)) {
 		t.Fatal("backup from after the key change does not restore")
 	}
 	// v still holds the config it had: its old secret no longer opens storage.

@@ -66,7 +66,7 @@ func distinctDisk(seed uint64, blocks int) memDisk {
 
 func assertRestores(t *testing.T, v *Vault, r DiskResult, want memDisk) {
 	t.Helper()
-	if got := restore(t, reopen(v), r.Root, want.Size()); !bytes.Equal(got, want) {
+	if got := restoreDisk(t, reopen(v), r.Root, want.Size()); !bytes.Equal(got, want) {
 		t.Fatal("recovery point does not restore bit-exact after GC")
 	}
 }
@@ -78,10 +78,10 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	diskA, diskB := distinctDisk(1, 24), distinctDisk(2, 24)
-	ra := backup(t, v, diskA, BackupOptions{})
+	ra := backupDisk(t, v, diskA, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(ra))
 	before := storedBytes(t, v)
-	rb := backup(t, v, diskB, BackupOptions{})
+	rb := backupDisk(t, v, diskB, BackupOptions{})
 	saveRP(t, v, "b", 2, diskRec(rb))
 	withB := storedBytes(t, v)
 
@@ -135,7 +135,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(3, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(r))
 	rp, err := v.LoadRecoveryPoint(ctx, "vm1/a")
 	if err != nil {
@@ -177,7 +177,7 @@ func TestGCBackupBetweenMarkAndSweep(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(4, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestGCBackupAfterMarkReuploads(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(5, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestGCBackupAfterMarkReuploads(t *testing.T) {
 	if _, err := worker.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, worker, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, worker, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("long-lived worker cannot restore after GC")
 	}
 	assertRestores(t, v, r2, disk)
@@ -329,7 +329,7 @@ func TestGCDryRun(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(8, 8), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(8, 8), BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(r))
 	_ = be.Delete(ctx, format.RecoveryPointKey("vm1", "a"))
 	o := c.opt()

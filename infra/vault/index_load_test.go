@@ -72,7 +72,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	for i := range 5 {
-		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
+		backupDisk(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
 	lc := &listCounter{Backend: be}
 	w := newVault(lc, v.Config(), v.Keys())
@@ -83,7 +83,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	if first["packs/"] == 0 || first["index/"] < 5 {
 		t.Fatalf("first load listed %v: want every pack and index object", first)
 	}
-	r := backup(t, v, distinctDisk(50, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(50, 20), BackupOptions{})
 	idx, err := w.RefreshIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	if !idx.Has(r.Root) {
 		t.Fatal("refresh missed the new backup's index object")
 	}
-	if got := restore(t, w, r.Root, 20*testBlock); !bytes.Equal(got, distinctDisk(50, 20)) {
+	if got := restoreDisk(t, w, r.Root, 20*testBlock); !bytes.Equal(got, distinctDisk(50, 20)) {
 		t.Fatal("new backup does not restore through the refreshed worker")
 	}
 
@@ -119,19 +119,19 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 func TestLookupMissReconciles(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
-	backup(t, v, distinctDisk(60, 10), BackupOptions{})
+	backupDisk(t, v, distinctDisk(60, 10), BackupOptions{})
 	w := reopen(v)
 	mustIndex(t, w)
 	w.IndexStore().MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
 	disk := distinctDisk(61, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if mustIndex(t, w).Has(r.Root) {
 		t.Fatal("the test shows nothing: the refresh saw the index object")
 	}
-	if got := restore(t, w, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, w, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("restore after a lookup miss")
 	}
 	_ = be
@@ -144,7 +144,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(70, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(70, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatal("blobs of deleted packs are still found")
 	}
 	// The next backup stores the blocks again.
-	r2 := backup(t, w, distinctDisk(70, 20), BackupOptions{})
+	r2 := backupDisk(t, w, distinctDisk(70, 20), BackupOptions{})
 	if r2.Stats.NewBlocks != 20 {
 		t.Fatalf("backup after GC stored %d of 20 blocks", r2.Stats.NewBlocks)
 	}
@@ -220,7 +220,7 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := distinctDisk(80, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	p := packOf(t, v, r.Root, 0)
 	old := indexKeyOf(t, be, p)
 	be.Objs[old][50] ^= 1
@@ -246,7 +246,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := distinctDisk(90, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
 	w := newVault(lc, v.Config(), v.Keys())
@@ -267,7 +267,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	if mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker still trusts the pack repair found missing")
 	}
-	r2 := backup(t, w, disk, BackupOptions{})
+	r2 := backupDisk(t, w, disk, BackupOptions{})
 	if r2.Stats.NewBlocks == 0 {
 		t.Fatal("the lost blocks were not stored again")
 	}
@@ -281,7 +281,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(95, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(95, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	// only its first 2 blocks: after the first point expires, the packs
 	// holding those 2 blocks are mostly garbage.
 	a := distinctDisk(5, 24)
-	ra := backup(t, v, a, BackupOptions{})
+	ra := backupDisk(t, v, a, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(ra))
 	b := distinctDisk(6, 24)
 	copy(b[:2*testBlock], a[:2*testBlock])
-	rb := backup(t, v, b, BackupOptions{})
+	rb := backupDisk(t, v, b, BackupOptions{})
 	saveRP(t, v, "b", 2, diskRec(rb))
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, sv, rp.Disks[0].Root, int64(len(disk))); string(got) != string(disk) {
+	if got := restoreDisk(t, sv, rp.Disks[0].Root, int64(len(disk))); string(got) != string(disk) {
 		t.Fatal("restore from the secondary differs")
 	}
 	if _, err := Open(ctx, dst, []byte(testSecret)); err != nil {

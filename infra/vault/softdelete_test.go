@@ -98,7 +98,7 @@ func TestSoftDeleteAndUndelete(t *testing.T) {
 	if err != nil || string(got.Metadata) != `{"name":"vm1"}` {
 		t.Fatalf("load undeleted: %+v %v", got, err)
 	}
-	if b := restore(t, v, got.Disks[0].Root, got.Disks[0].SizeBytes); string(b) != string(disk) {
+	if b := restoreDisk(t, v, got.Disks[0].Root, got.Disks[0].SizeBytes); string(b) != string(disk) {
 		t.Fatal("undeleted point restores other data")
 	}
 	if _, err := v.UndeleteRecoveryPoint(ctx, "vm1/b", now); err == nil || !strings.Contains(err.Error(), "is not deleted") {

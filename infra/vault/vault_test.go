@@ -42,7 +42,7 @@ func testVault(t *testing.T) (*Vault, *memBackend) {
 // size that is not a multiple of the block size.
 func mixedDisk(seed uint64, size int) memDisk { return vaulttest.MixedDisk(seed, size) }
 
-func restore(t *testing.T, v *Vault, root ID, size int64) []byte {
+func restoreDisk(t *testing.T, v *Vault, root ID, size int64) []byte {
 	t.Helper()
 	w := &memWriter{b: make([]byte, size)}
 	if _, err := v.RestoreDisk(context.Background(), root, w, RestoreOptions{Disk: "d"}); err != nil {
@@ -59,7 +59,7 @@ func TestBackupRestoreIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r1.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("full backup does not restore bit-exact")
 	}
 	if r1.Stats.ZeroBlocks < 20 || r1.Stats.NewBlocks == 0 {
@@ -77,10 +77,10 @@ func TestBackupRestoreIncremental(t *testing.T) {
 	if r2.Stats.NewBlocks != 3 || r2.Stats.ChangedBytes != 3*testBlock {
 		t.Fatalf("incremental stats: %+v, want 3 new blocks", r2.Stats)
 	}
-	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("incremental does not restore bit-exact")
 	}
-	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, snap1) {
+	if got := restoreDisk(t, v, r1.Root, disk.Size()); !bytes.Equal(got, snap1) {
 		t.Fatal("first recovery point changed after the second backup")
 	}
 }
@@ -104,7 +104,7 @@ func TestZeroBlocksNotStored(t *testing.T) {
 	if packBytes > 4096 {
 		t.Fatalf("zero disk took %d bytes of packs", packBytes)
 	}
-	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("zero disk does not restore")
 	}
 }
@@ -122,7 +122,7 @@ func TestHolesAreNotRead(t *testing.T) {
 		t.Fatalf("scanned %d bytes, want %d", r.Stats.ScannedBytes, 4*testBlock)
 	}
 	want := append(disk[:4*testBlock:4*testBlock], make([]byte, 28*testBlock)...)
-	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, want) {
+	if got := restoreDisk(t, v, r.Root, disk.Size()); !bytes.Equal(got, want) {
 		t.Fatal("restore of sparse backup differs")
 	}
 }
@@ -143,7 +143,7 @@ func TestCBTReadsOnlyChanged(t *testing.T) {
 	if r2.Method != "cbt" || r2.Stats.ScannedBytes != testBlock || r2.Stats.NewBlocks != 1 {
 		t.Fatalf("cbt backup: method %s stats %+v", r2.Method, r2.Stats)
 	}
-	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("cbt backup does not restore bit-exact")
 	}
 }
@@ -233,7 +233,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if s := mustIndex(t, v2).Stats(); s.Duplicates != 0 {
 		t.Fatalf("%d blobs uploaded twice", s.Duplicates)
 	}
-	if got := restore(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
+	if got := restoreDisk(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
 		t.Fatal("resumed backup does not restore bit-exact")
 	}
 }
@@ -264,7 +264,7 @@ func TestCompressions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+			if got := restoreDisk(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 				t.Fatal("does not restore bit-exact")
 			}
 			compressed := r.Stats.StoredBytes < r.Stats.NewBytes*3/4

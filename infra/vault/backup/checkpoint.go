@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"context"
@@ -9,31 +9,21 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-// Checkpoint is the durable part of an interrupted disk backup, small and of
-// constant size whatever the disk's size, so that it fits in a heartbeat:
-// the first NextBlock/LeafEntries leaves of the disk's tree are listed in
-// the sealed object Ref (under checkpoints/), and they and every blob they
-// reference are stored and indexed. A retried backup starts at NextBlock.
-type Checkpoint struct {
-	NextBlock int64            `json:"next_block"`
-	Ref       string           `json:"ref"`
-	Stats     format.DiskStats `json:"stats"`
-}
-
 // saveCheckpoint writes the object at key listing leaves and returns the
 // checkpoint naming it: it is durable when returned.
-func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay format.Layout, leaves []ID, stats format.DiskStats) (*Checkpoint, error) {
-	o := format.CheckpointObject{Disk: disk, Size: lay.Size, BlockSize: lay.BS, LeafEntries: lay.LE, Leaves: make([]byte, 0, len(leaves)*len(ID{}))}
+func (v *archiver) saveCheckpoint(ctx context.Context, key, disk string, lay format.Layout, leaves []format.ID, stats format.DiskStats) (*repo.Checkpoint, error) {
+	o := format.CheckpointObject{Disk: disk, Size: lay.Size, BlockSize: lay.BS, LeafEntries: lay.LE, Leaves: make([]byte, 0, len(leaves)*len(format.ID{}))}
 	for _, id := range leaves {
 		o.Leaves = append(o.Leaves, id[:]...)
 	}
 	if err := v.PutSealed(ctx, key, o); err != nil {
 		return nil, fmt.Errorf("disk %s: checkpoint: %w", disk, err)
 	}
-	return &Checkpoint{NextBlock: min(int64(len(leaves))*lay.LE, lay.Blocks), Ref: key, Stats: stats}, nil
+	return &repo.Checkpoint{NextBlock: min(int64(len(leaves))*lay.LE, lay.Blocks), Ref: key, Stats: stats}, nil
 }
 
 // resumeLeaves returns the leaves a backup of disk laid out as lay can
@@ -41,7 +31,7 @@ func (v *Vault) saveCheckpoint(ctx context.Context, key, disk string, lay format
 // inside the disk, its object must be of this disk and list at least that
 // many leaves, and the index must hold every one of them (so everything they
 // reference is stored too). Only a storage error other than not found fails.
-func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Index, disk string, lay format.Layout) ([]ID, error) {
+func (v *archiver) resumeLeaves(ctx context.Context, cp *repo.Checkpoint, idx *index.Index, disk string, lay format.Layout) ([]format.ID, error) {
 	if cp == nil || cp.NextBlock <= 0 || cp.NextBlock > lay.Blocks || cp.NextBlock%lay.LE != 0 && cp.NextBlock != lay.Blocks ||
 		!format.IsCheckpointKey(cp.Ref) {
 		return nil, nil
@@ -62,7 +52,7 @@ func (v *Vault) resumeLeaves(ctx context.Context, cp *Checkpoint, idx *index.Ind
 }
 
 // trustedLeaves returns the leaves up to block next if the index holds them all.
-func trustedLeaves(leaves []ID, next int64, idx *index.Index, lay format.Layout) []ID {
+func trustedLeaves(leaves []format.ID, next int64, idx *index.Index, lay format.Layout) []format.ID {
 	n := (next + lay.LE - 1) / lay.LE
 	if next <= 0 || next > lay.Blocks || int64(len(leaves)) < n || min(n*lay.LE, lay.Blocks) != next {
 		return nil
@@ -86,7 +76,7 @@ type checkpointer struct {
 	lay format.Layout
 	// leaves are all finished leaves, in order; the first durable of them
 	// are durable, and stats counts those.
-	leaves  []ID
+	leaves  []format.ID
 	durable int64
 	stats   format.DiskStats
 	// waiting are the finished leaves that are not durable yet, in order.
@@ -104,8 +94,8 @@ type waitingLeaf struct {
 
 // newCheckpointer starts after the resumed leaves (durable by
 // construction), or at the beginning if there are none.
-func newCheckpointer(lay format.Layout, resumed []ID, stats format.DiskStats) *checkpointer {
-	c := &checkpointer{lay: lay, leaves: make([]ID, 0, lay.NLeaves)}
+func newCheckpointer(lay format.Layout, resumed []format.ID, stats format.DiskStats) *checkpointer {
+	c := &checkpointer{lay: lay, leaves: make([]format.ID, 0, lay.NLeaves)}
 	if len(resumed) > 0 {
 		c.leaves = append(c.leaves, resumed...)
 		c.durable = int64(len(resumed))
@@ -118,7 +108,7 @@ func newCheckpointer(lay format.Layout, resumed []ID, stats format.DiskStats) *c
 
 // finished records the next leaf in order: its id, the newest pack holding
 // it or a blob it names, and its stats.
-func (c *checkpointer) finished(id ID, pack int, stats format.DiskStats) {
+func (c *checkpointer) finished(id format.ID, pack int, stats format.DiskStats) {
 	c.leaves = append(c.leaves, id)
 	c.waiting = append(c.waiting, waitingLeaf{pack: pack, stats: stats})
 }
@@ -158,7 +148,7 @@ func (c *checkpointer) due(now time.Time) bool {
 
 // save writes the checkpoint object at key for the durable leaves and
 // returns the checkpoint naming it.
-func (c *checkpointer) save(ctx context.Context, v *Vault, key, disk string) (*Checkpoint, error) {
+func (c *checkpointer) save(ctx context.Context, v *archiver, key, disk string) (*repo.Checkpoint, error) {
 	cp, err := v.saveCheckpoint(ctx, key, disk, c.lay, c.leaves[:c.durable], c.stats)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // results in any order, assembles the tree's leaves in order, hands new
 // blobs to the packer, and writes the root once every leaf is done.
 type collector struct {
-	v      *Vault
+	v      *archiver
 	idx    *index.Index
 	pk     *repo.Packer
 	lay    format.Layout
@@ -31,19 +31,19 @@ type collector struct {
 
 	// cpKey is this attempt's checkpoint object.
 	cpKey          string
-	progress       func(Progress)
+	progress       func(repo.Progress)
 	began, lastRep time.Time
 	resumedScanned int64 // scanned before a resumed attempt
 }
 
 type openLeaf struct {
-	ids   []ID
+	ids   []format.ID
 	count int64 // blocks received
 	stats format.DiskStats
 }
 
 // newCollector starts after the resumed leaves, whose stats are resumedStats.
-func newCollector(v *Vault, idx *index.Index, pk *repo.Packer, lay format.Layout, parent *format.Root, resumed []ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
+func newCollector(v *archiver, idx *index.Index, pk *repo.Packer, lay format.Layout, parent *format.Root, resumed []format.ID, resumedStats format.DiskStats, opt BackupOptions) *collector {
 	c := &collector{v: v, idx: idx, pk: pk, lay: lay, disk: opt.Disk, parent: parent,
 		open: make(map[int64]*openLeaf), cp: newCheckpointer(lay, resumed, resumedStats),
 		cpKey: format.NewCheckpointKey(), progress: opt.Progress, began: time.Now()}
@@ -55,30 +55,30 @@ func newCollector(v *Vault, idx *index.Index, pk *repo.Packer, lay format.Layout
 
 // run collects results until the channel closes, then writes the root and
 // waits for the packer: the returned root is durable.
-func (c *collector) run(ctx context.Context, results <-chan blockResult) (ID, error) {
+func (c *collector) run(ctx context.Context, results <-chan blockResult) (format.ID, error) {
 	for r := range results {
 		if err := c.add(r); err != nil {
-			return ID{}, err
+			return format.ID{}, err
 		}
 		if err := c.finishLeaves(ctx); err != nil {
-			return ID{}, err
+			return format.ID{}, err
 		}
 		c.report(ctx, false)
 	}
 	if err := context.Cause(ctx); err != nil {
-		return ID{}, err // a stage stopped early
+		return format.ID{}, err // a stage stopped early
 	}
 	if n := int64(len(c.cp.leaves)); n != c.lay.NLeaves {
-		return ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.NLeaves)
+		return format.ID{}, fmt.Errorf("disk %s: internal error: %d of %d leaves", c.disk, n, c.lay.NLeaves)
 	}
 	root := format.Root{Size: c.lay.Size, BlockSize: int(c.lay.BS), LeafEntries: int(c.lay.LE), Leaves: c.cp.leaves}
 	id, stored, err := c.store(format.EncodeRoot(root))
 	if err != nil {
-		return ID{}, err
+		return format.ID{}, err
 	}
 	c.stats.StoredBytes += stored
 	if err := c.pk.Finish(); err != nil {
-		return ID{}, fmt.Errorf("disk %s: %w", c.disk, err)
+		return format.ID{}, fmt.Errorf("disk %s: %w", c.disk, err)
 	}
 	c.stats.Packs = c.pk.Uploaded()
 	c.report(ctx, true)
@@ -90,7 +90,7 @@ func (c *collector) add(r blockResult) error {
 	l := r.n / c.lay.LE
 	ls := c.open[l]
 	if ls == nil {
-		ls = &openLeaf{ids: make([]ID, c.lay.LeafLen(l))}
+		ls = &openLeaf{ids: make([]format.ID, c.lay.LeafLen(l))}
 		c.open[l] = ls
 	}
 	ls.ids[r.n%c.lay.LE] = r.id
@@ -138,8 +138,8 @@ func (c *collector) finishLeaves(ctx context.Context) error {
 
 // changedBytes counts the data of leaf l that differs from the parent's leaf
 // at the same place (all of it without a parent, or if that leaf is unreadable).
-func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
-	var prev []ID
+func (c *collector) changedBytes(ctx context.Context, l int64, ids []format.ID) int64 {
+	var prev []format.ID
 	if c.parent != nil && l < int64(len(c.parent.Leaves)) {
 		prev, _ = c.parentLeaf.Load(ctx, c.v.Repo, c.parent, l)
 	}
@@ -154,7 +154,7 @@ func (c *collector) changedBytes(ctx context.Context, l int64, ids []ID) int64 {
 
 // store queues a tree node unless the vault has it, and returns its id and
 // the bytes it adds to the vault.
-func (c *collector) store(plain []byte) (ID, int64, error) {
+func (c *collector) store(plain []byte) (format.ID, int64, error) {
 	id := c.v.Keys().Hash(plain)
 	if c.pk.Has(c.idx, id) {
 		return id, 0, nil
@@ -175,7 +175,7 @@ func (c *collector) report(ctx context.Context, force bool) {
 		return // nobody to hand a checkpoint to
 	}
 	c.cp.advance(c.pk.DurableSeq())
-	var cp *Checkpoint
+	var cp *repo.Checkpoint
 	if c.cp.due(time.Now()) {
 		cp, _ = c.cp.save(ctx, c.v, c.cpKey, c.disk)
 	}
@@ -191,5 +191,5 @@ func (c *collector) report(ctx context.Context, force bool) {
 	}
 	st.Packs = c.pk.Uploaded()
 	rate := float64(st.ScannedBytes-c.resumedScanned) / max(time.Since(c.began).Seconds(), 0.001)
-	c.progress(Progress{Disk: c.disk, SizeBytes: c.lay.Size, DoneBytes: min(done, c.lay.Size), Stats: st, BytesPerS: rate, Checkpoint: cp})
+	c.progress(repo.Progress{Disk: c.disk, SizeBytes: c.lay.Size, DoneBytes: min(done, c.lay.Size), Stats: st, BytesPerS: rate, Checkpoint: cp})
 }

@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"context"
@@ -14,13 +14,13 @@ type blockJob struct {
 	n      int64 // block number
 	hole   bool  // known zero: not read
 	reuse  bool  // unchanged since parent (CBT): id taken from the parent
-	parent ID
+	parent format.ID
 }
 
 // feeder is the first stage of a disk backup: it walks the blocks in order
 // and marks those that need not be read.
 type feeder struct {
-	v    *Vault
+	v    *archiver
 	disk string
 	lay  format.Layout
 	// data are the normalized extents that may hold data; nil means all.

@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // The checkpoint names a leaf only once every pack up to the leaf's newest
@@ -17,7 +18,7 @@ import (
 func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 	lay := format.Layout{Size: 35 * testBlock, BS: testBlock, LE: 8, Blocks: 35, NLeaves: 5}
 	c := newCheckpointer(lay, nil, format.DiskStats{})
-	ids := []ID{{1}, {2}, {3}, {4}, {5}}
+	ids := []format.ID{{1}, {2}, {3}, {4}, {5}}
 	packs := []int{1, 1, 2, 4, 4}
 	for i, id := range ids {
 		c.finished(id, packs[i], format.DiskStats{DataBytes: int64(i + 1)})
@@ -45,20 +46,20 @@ func TestCheckpointerAdvancesOnlyOverDurablePacks(t *testing.T) {
 func TestTrustedCheckpoint(t *testing.T) {
 	lay := format.Layout{Size: 20 * testBlock, BS: testBlock, LE: 8, Blocks: 20, NLeaves: 3}
 	idx := index.New(t.TempDir())
-	idx.AddPack(format.PackIndex{Pack: ID{0xaa}, Entries: []format.IndexEntry{{ID: ID{1}}, {ID: ID{2}}, {ID: ID{4}}}})
+	idx.AddPack(format.PackIndex{Pack: format.ID{0xaa}, Entries: []format.IndexEntry{{ID: format.ID{1}}, {ID: format.ID{2}}, {ID: format.ID{4}}}})
 	for _, tc := range []struct {
 		name   string
-		leaves []ID
+		leaves []format.ID
 		next   int64
 		ok     bool
 	}{
-		{"two leaves", []ID{{1}, {2}}, 16, true},
-		{"object lists more leaves than used", []ID{{1}, {2}, {3}}, 16, true},
-		{"whole disk", []ID{{1}, {2}, {4}}, 20, true},
-		{"leaf not indexed", []ID{{1}, {3}}, 16, false},
-		{"not on a leaf boundary", []ID{{1}}, 12, false},
-		{"too few leaves", []ID{{1}}, 16, false},
-		{"beyond the disk", []ID{{1}, {2}, {2}}, 24, false},
+		{"two leaves", []format.ID{{1}, {2}}, 16, true},
+		{"object lists more leaves than used", []format.ID{{1}, {2}, {3}}, 16, true},
+		{"whole disk", []format.ID{{1}, {2}, {4}}, 20, true},
+		{"leaf not indexed", []format.ID{{1}, {3}}, 16, false},
+		{"not on a leaf boundary", []format.ID{{1}}, 12, false},
+		{"too few leaves", []format.ID{{1}}, 16, false},
+		{"beyond the disk", []format.ID{{1}, {2}, {2}}, 24, false},
 		{"at the start", nil, 0, false},
 	} {
 		if got := trustedLeaves(tc.leaves, tc.next, idx, lay); (got != nil) != tc.ok || got != nil && int64(len(got)) != (tc.next+7)/8 {
@@ -107,15 +108,16 @@ func (f *failingBackend) Put(ctx context.Context, k string, d []byte) error {
 func TestBackupReturnsFirstError(t *testing.T) {
 	ctx := context.Background()
 	mem := newMem()
-	if _, err := Init(ctx, mem, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1}); err != nil {
+	if _, err := repo.Init(ctx, mem, []byte(testSecret), repo.InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
 	be := &failingBackend{memBackend: mem, n: 2, err: boom}
-	v, err := Open(ctx, be, []byte(testSecret))
+	r, err := repo.Open(ctx, be, []byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
+	v := &archiver{r}
 	_, err = v.BackupDisk(ctx, mixedDisk(13, 100*testBlock), BackupOptions{Disk: "d"})
 	if !errors.Is(err, boom) {
 		t.Fatalf("backup with failing storage: %v", err)

@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 // blockResult is a block read, hashed and, if the vault lacks it, sealed.
 type blockResult struct {
 	n       int64
-	id      ID // ZeroID for a zero block or a hole
+	id      format.ID // ZeroID for a zero block or a hole
 	size    int
 	scanned bool   // read from the disk
 	sealed  []byte // nil when nothing to upload
@@ -27,7 +27,7 @@ type blockResult struct {
 // its workers read and hash blocks, and seal those the vault lacks, in any
 // order.
 type readHasher struct {
-	v     *Vault
+	v     *archiver
 	idx   *index.Index
 	src   Source
 	disk  string

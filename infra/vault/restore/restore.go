@@ -1,4 +1,4 @@
-package vault
+package restore
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -17,7 +18,7 @@ import (
 // RestoreOptions describe one disk restore.
 type RestoreOptions struct {
 	Disk     string
-	Progress func(Progress)
+	Progress func(repo.Progress)
 	// Workers fetch and verify pack ranges in parallel; 0 means 4.
 	Workers int
 	// StartLeaf resumes an interrupted restore: the leaves before it are
@@ -45,7 +46,7 @@ const (
 // RestoreDisk writes the disk with tree root id to w, which must read as
 // zero where nothing is written (a new sparse file): zero blocks are skipped.
 // Every block is verified; a bad one fails the restore naming disk and offset.
-func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt RestoreOptions) (RestoreResult, error) {
+func (v *restorer) RestoreDisk(ctx context.Context, id format.ID, w io.WriterAt, opt RestoreOptions) (RestoreResult, error) {
 	root, err := v.LoadRoot(ctx, id)
 	if err != nil {
 		return RestoreResult{}, fmt.Errorf("disk %s: %w", opt.Disk, err)
@@ -112,7 +113,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 		}
 		if opt.Progress != nil {
 			done := min((int64(li)+1)*le*bs, root.Size)
-			opt.Progress(Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done, NextLeaf: li + 1,
+			opt.Progress(repo.Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done, NextLeaf: li + 1,
 				Stats:     format.DiskStats{DataBytes: res.WrittenBytes},
 				BytesPerS: float64(done) / max(time.Since(began).Seconds(), 0.001)})
 		}
@@ -123,7 +124,7 @@ func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt Resto
 // restoreBlock is a block to restore: its offset on the disk, id and location.
 type Block struct {
 	Off int64
-	ID  ID
+	ID  format.ID
 	Loc index.Location
 }
 
@@ -156,7 +157,7 @@ func RangeRuns(wants []Block) [][]Block {
 
 // restoreRun fetches one range of a pack, verifies its blocks and writes
 // them, and returns the bytes written.
-func (v *Vault) restoreRun(ctx context.Context, root format.Root, r []Block, w io.WriterAt, disk string) (int64, error) {
+func (v *restorer) restoreRun(ctx context.Context, root format.Root, r []Block, w io.WriterAt, disk string) (int64, error) {
 	bs := int64(root.BlockSize)
 	first, last := r[0].Loc, r[len(r)-1].Loc
 	start := int64(first.Offset)

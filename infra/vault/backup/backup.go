@@ -1,4 +1,4 @@
-package vault
+package backup
 
 import (
 	"context"
@@ -19,18 +19,6 @@ type Source interface {
 	Size() int64
 }
 
-// Progress is reported while a disk is backed up or restored.
-type Progress struct {
-	Disk       string           `json:"disk"`
-	SizeBytes  int64            `json:"size_bytes"`
-	DoneBytes  int64            `json:"done_bytes"` // logical offset reached
-	Stats      format.DiskStats `json:"stats"`
-	BytesPerS  float64          `json:"bytes_per_s"`
-	Checkpoint *Checkpoint
-	// NextLeaf is, for a restore, the first leaf not yet written.
-	NextLeaf int `json:"next_leaf,omitempty"`
-}
-
 // BackupOptions describe one disk backup.
 type BackupOptions struct {
 	Disk string
@@ -38,16 +26,16 @@ type BackupOptions struct {
 	// them are zero and not read.
 	Extents []extent.Extent
 	// Parent is the disk's tree root in the previous recovery point, if any.
-	Parent *ID
+	Parent *format.ID
 	// Changed, when non-nil and Parent is set, lists the only extents that
 	// changed since the parent (CBT): other blocks are taken from the parent.
 	Changed []extent.Extent
 	// Resume continues an interrupted backup from a checkpoint it reported
 	// (Progress.Checkpoint); one that does not fit the disk or names data
 	// the index lacks is ignored.
-	Resume *Checkpoint
+	Resume *repo.Checkpoint
 	// Progress is called now and then, and with every new checkpoint.
-	Progress func(Progress)
+	Progress func(repo.Progress)
 	// Workers read, hash and seal blocks in parallel; 0 means GOMAXPROCS.
 	Workers int
 	// ReadLimit caps the disk read rate in bytes per second (0: no cap), to
@@ -57,7 +45,7 @@ type BackupOptions struct {
 
 // DiskResult is a finished disk backup.
 type DiskResult struct {
-	Root   ID               `json:"root"`
+	Root   format.ID        `json:"root"`
 	Size   int64            `json:"size"`
 	Stats  format.DiskStats `json:"stats"`
 	Method format.Method    `json:"method"`
@@ -73,7 +61,7 @@ type DiskResult struct {
 // progress and checkpoints (checkpoint.go). Memory stays bounded by the
 // number of workers and packs in flight. The first stage to fail stops the
 // others, and its error is returned.
-func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
+func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
 	idx, err := v.Index(ctx)
 	if err != nil {
 		return DiskResult{}, err
