@@ -109,7 +109,7 @@ func (a *app) vaultStats(ctx context.Context) error {
 	if list, err = a.withBilling(ctx, v, list); err != nil {
 		return err
 	}
-	lastGC, err := v.LastGC(ctx)
+	lastGC, err := v.Maint().LastGC(ctx)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ func (c *gcClock) add(d time.Duration) { c.t = c.t.Add(d) }
 
 func gcMark(t *testing.T, v *Vault, c *gcClock) GCMarkReport {
 	t.Helper()
-	rep, err := v.GCMark(context.Background(), c.opt())
+	rep, err := v.Maint().GCMark(context.Background(), c.opt())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func gcMark(t *testing.T, v *Vault, c *gcClock) GCMarkReport {
 
 func gcSweep(t *testing.T, v *Vault, c *gcClock) GCSweepReport {
 	t.Helper()
-	rep, err := v.GCSweep(context.Background(), c.opt())
+	rep, err := v.Maint().GCSweep(context.Background(), c.opt())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK || len(rep.UnindexedPacks) != 0 {
 		t.Fatalf("check after GC: %+v", rep)
 	}
-	last, err := v.LastGC(ctx)
+	last, err := v.Maint().LastGC(ctx)
 	if err != nil || last == nil || last.FreedBytes != s.FreedBytes {
 		t.Fatalf("gc/last: %+v %v", last, err)
 	}
@@ -164,7 +164,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	if err := v.PutSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.GCMark(ctx, c.opt()); !errors.Is(err, format.ErrCorrupt) {
+	if _, err := v.Maint().GCMark(ctx, c.opt()); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("unreadable tombstone: %v", err)
 	}
 }
@@ -202,7 +202,7 @@ func TestGCBackupBetweenMarkAndSweep(t *testing.T) {
 		t.Fatalf("sweep: %+v (mark %+v)", s, m)
 	}
 	assertRestores(t, v, r2, disk)
-	if _, cands, _ := v.GCCandidates(ctx); len(cands) != 0 {
+	if _, cands, _ := v.Maint().GCCandidates(ctx); len(cands) != 0 {
 		t.Fatalf("referenced candidates still excluded: %d", len(cands))
 	}
 }
@@ -334,7 +334,7 @@ func TestGCDryRun(t *testing.T) {
 	_ = be.Delete(ctx, format.RecoveryPointKey("vm1", "a"))
 	o := c.opt()
 	o.DryRun = true
-	m, err := v.GCMark(ctx, o)
+	m, err := v.Maint().GCMark(ctx, o)
 	if err != nil || m.Candidates == 0 {
 		t.Fatalf("dry mark: %+v %v", m, err)
 	}

@@ -197,23 +197,6 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	assertRestores(t, w, r2, distinctDisk(70, 20))
 }
 
-// Two sweeps never share a deletion log: the second takes the next seq.
-func TestDeletionLogSeq(t *testing.T) {
-	ctx := context.Background()
-	v, _ := testVault(t)
-	now := time.Now()
-	for want := uint64(1); want <= 3; want++ {
-		seq, err := v.logDeletions(ctx, []ID{{byte(want)}}, now)
-		if err != nil || seq != want {
-			t.Fatalf("log %d: seq %d, %v", want, seq, err)
-		}
-	}
-	seq, gone, err := index.ReadDeletionLogs(ctx, v.Storage(), v.Keys(), 1)
-	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
-		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
-	}
-}
-
 // Repair replaces an unreadable index object and removes the old one, so
 // the index reports no problem afterwards.
 func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
@@ -225,7 +208,7 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	old := indexKeyOf(t, be, p)
 	be.Objs[old][50] ^= 1
 	time.Sleep(2 * time.Millisecond) // the new index object gets another name
-	rr, err := reopen(v).Repair(ctx)
+	rr, err := reopen(v).Maint().Repair(ctx)
 	if err != nil || len(rr.Reindexed) != 1 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
@@ -254,7 +237,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 		t.Fatal("worker does not know the pack")
 	}
 	delete(be.Objs, format.PackKey(lost))
-	if _, err := reopen(v).Repair(ctx); err != nil {
+	if _, err := reopen(v).Maint().Repair(ctx); err != nil {
 		t.Fatal(err)
 	}
 	lc.take()

@@ -32,11 +32,11 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	dry := opt
 	dry.DryRun = true
 	packsBefore := len(be.Keys("packs/"))
-	d, err := v.GCMark(ctx, dry)
+	d, err := v.Maint().GCMark(ctx, dry)
 	if err != nil || len(d.Repack.Packs) == 0 || d.Repack.NewPacks != 0 || len(be.Keys("packs/")) != packsBefore {
 		t.Fatalf("dry run: %+v %v (packs %d -> %d)", d.Repack, err, packsBefore, len(be.Keys("packs/")))
 	}
-	m, err := v.GCMark(ctx, opt)
+	m, err := v.Maint().GCMark(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 		t.Fatalf("no repack of the shared packs: %+v", m.Repack)
 	}
 	for _, p := range m.Repack.Packs {
-		for _, cand := range m.candidatePacks(t, v) {
+		for _, cand := range candidatePacks(t, v) {
 			if cand == p {
 				t.Fatalf("repacked pack %s is a candidate in the same mark", p.Short())
 			}
@@ -52,9 +52,9 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	}
 	// The old packs now hold only duplicates: the next GC frees them.
 	c.add(time.Hour)
-	m2 := gcMark(t, v, c)
+	gcMark(t, v, c)
 	found := 0
-	for _, cand := range m2.candidatePacks(t, v) {
+	for _, cand := range candidatePacks(t, v) {
 		for _, p := range m.Repack.Packs {
 			if cand == p {
 				found++
@@ -75,9 +75,9 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 }
 
 // candidatePacks lists the packs of the vault's gc/candidates.
-func (GCMarkReport) candidatePacks(t *testing.T, v *Vault) []ID {
+func candidatePacks(t *testing.T, v *Vault) []ID {
 	t.Helper()
-	_, cands, err := v.GCCandidates(context.Background())
+	_, cands, err := v.Maint().GCCandidates(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func saveRP(t *testing.T, v *Vault, id string, i int, disks ...format.DiskRecord
 
 func check(t *testing.T, v *Vault, opt CheckOptions) CheckReport {
 	t.Helper()
-	rep, err := v.Check(context.Background(), opt)
+	rep, err := v.Maint().Check(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.In
 		t.Fatal("new backup does not restore")
 	}
 
-	rr, err := v.Repair(ctx)
+	rr, err := v.Maint().Repair(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if rep.OK || len(rep.UnindexedPacks) != 1 || rep.UnindexedPacks[0] != p {
 		t.Fatalf("check without the index object: %+v", rep)
 	}
-	rr, err := v2.Repair(ctx)
+	rr, err := v2.Maint().Repair(ctx)
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
@@ -253,7 +253,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if rep := check(t, v2, CheckOptions{ReadData: true}); !rep.OK {
 		t.Fatalf("check after repair: %+v", rep)
 	}
-	if rr, err := v2.Repair(ctx); err != nil || len(rr.Reindexed)+len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
+	if rr, err := v2.Maint().Repair(ctx); err != nil || len(rr.Reindexed)+len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("second repair: %+v %v", rr, err)
 	}
 }

@@ -83,7 +83,7 @@ func TestSoftDeleteAndUndelete(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 	// Nothing expires before the period ends.
-	if purged, err := v.PurgeDeleted(ctx, now.Add(14*day-time.Second), 14*day); err != nil || len(purged) != 0 {
+	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(14*day-time.Second), 14*day); err != nil || len(purged) != 0 {
 		t.Fatalf("early purge: %v %v", purged, err)
 	}
 
@@ -128,11 +128,11 @@ func TestPurgeDeleted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	due, err := v.DueForPurge(ctx, t0.Add(14*day), 14*day)
+	due, err := v.Maint().DueForPurge(ctx, t0.Add(14*day), 14*day)
 	if err != nil || !reflect.DeepEqual(deletedRefs(due), []string{"vm1/a"}) {
 		t.Fatalf("due: %v %v", deletedRefs(due), err)
 	}
-	purged, err := v.PurgeDeleted(ctx, t0.Add(14*day), 14*day)
+	purged, err := v.Maint().PurgeDeleted(ctx, t0.Add(14*day), 14*day)
 	if err != nil || !reflect.DeepEqual(purged, []string{"vm1/a"}) {
 		t.Fatalf("purge: %v %v", purged, err)
 	}
@@ -146,7 +146,7 @@ func TestPurgeDeleted(t *testing.T) {
 		t.Fatalf("undelete purged: %v", err)
 	}
 	// A shorter keepFor than the one of the delete purges earlier.
-	purged, err = v.PurgeDeleted(ctx, t0.Add(1*day+time.Hour), time.Hour)
+	purged, err = v.Maint().PurgeDeleted(ctx, t0.Add(1*day+time.Hour), time.Hour)
 	if err != nil || !reflect.DeepEqual(purged, []string{"vm1/b"}) {
 		t.Fatalf("purge with a short period: %v %v", purged, err)
 	}
@@ -183,7 +183,7 @@ func TestInterruptedDelete(t *testing.T) {
 		t.Fatal("leftover manifest not removed")
 	}
 	be.Objs["recoverypoints/vm1/c"] = manifest
-	if purged, err := v.PurgeDeleted(ctx, now.Add(15*day), 14*day); err != nil || len(purged) != 1 {
+	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(15*day), 14*day); err != nil || len(purged) != 1 {
 		t.Fatalf("purge: %v %v", purged, err)
 	}
 	if _, ok := be.Objs["recoverypoints/vm1/c"]; ok {
@@ -205,7 +205,7 @@ func TestCorruptTombstone(t *testing.T) {
 	if !errors.Is(err, format.ErrCorrupt) || !reflect.DeepEqual(deletedRefs(del), []string{"vm1/b"}) {
 		t.Fatalf("list with a corrupt tombstone: %v %v", deletedRefs(del), err)
 	}
-	purged, err := v.PurgeDeleted(ctx, now.Add(30*day), 14*day)
+	purged, err := v.Maint().PurgeDeleted(ctx, now.Add(30*day), 14*day)
 	if !errors.Is(err, format.ErrCorrupt) || !reflect.DeepEqual(purged, []string{"vm1/b"}) {
 		t.Fatalf("purge with a corrupt tombstone: %v %v", purged, err)
 	}

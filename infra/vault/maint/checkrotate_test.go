@@ -1,16 +1,20 @@
-package vault
+package maint
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
+)
 
 // Consecutive seeds read consecutive shares: with 10%, seeds 0..9 read
 // every pack exactly once (and 30% covers everything within 4 checks).
 func TestCheckSubsetRotationCoversVault(t *testing.T) {
 	for _, pct := range []int{10, 30} {
 		runs := (100 + pct - 1) / pct
-		seen := map[ID]int{}
-		packs := make([]ID, 2000)
+		seen := map[format.ID]int{}
+		packs := make([]format.ID, 2000)
 		for i := range packs {
-			packs[i] = ID{byte(i), byte(i >> 8), byte(i * 7), byte(i * 13), 1}
+			packs[i] = format.ID{byte(i), byte(i >> 8), byte(i * 7), byte(i * 13), 1}
 		}
 		for seed := range runs {
 			c := &checker{opt: CheckOptions{ReadDataPercent: pct, Seed: uint64(1000*runs + seed)}}

@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -113,7 +113,7 @@ func (r *GCSweepReport) noteLocked(until time.Time) {
 type gcPack struct {
 	size, indexSize int64
 	indexKeys       []string // its index objects, oldest first (one, normally)
-	blobs           []ID
+	blobs           []format.ID
 	problem         string // non-empty: contents unknown
 }
 
@@ -128,13 +128,13 @@ func (p *gcPack) newestIndexKey() string {
 // gcState is what a mark or sweep reads: every pack with its blobs, where
 // the tree nodes are, and the blobs referenced.
 type gcState struct {
-	packs map[ID]*gcPack
+	packs map[format.ID]*gcPack
 	// indexKeys are the index objects listed, by pack (also of packs not stored).
-	indexKeys map[ID][]string
-	trees     map[ID][]index.Location
-	refs      map[ID]struct{}
+	indexKeys map[format.ID][]string
+	trees     map[format.ID][]index.Location
+	refs      map[format.ID]struct{}
 	// holders are the packs holding each referenced blob.
-	holders map[ID][]ID
+	holders map[format.ID][]format.ID
 	// checkpoints are the checkpoint objects read.
 	checkpoints          []string
 	rps, softDeleted, cp int
@@ -146,7 +146,7 @@ type gcState struct {
 // them out of every dedup view loaded from then on (restores may still read
 // them). A candidate keeps the time it was first seen across marks; one
 // that is referenced again stops being a candidate.
-func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
+func (v *maintainer) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error) {
 	rep := GCMarkReport{DryRun: opt.DryRun}
 	prev, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	if err != nil && !errors.Is(err, format.ErrCorrupt) {
@@ -159,7 +159,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
 	rep.RecoveryPoints, rep.SoftDeleted, rep.Checkpoints, rep.ReferencedBlobs = st.rps, st.softDeleted, st.cp, len(st.refs)
-	firstSeen := map[ID]time.Time{}
+	firstSeen := map[format.ID]time.Time{}
 	for _, c := range prev.Packs {
 		firstSeen[c.Pack] = c.FirstSeen
 	}
@@ -172,7 +172,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 	// the grace period is counted from here.
 	now := opt.now()
 	out := format.GCCandidates{MarkedAt: now}
-	var readable []ID
+	var readable []format.ID
 	for _, id := range sortedPacks(st.packs) {
 		p := st.packs[id]
 		rep.Packs++
@@ -184,7 +184,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 		readable = append(readable, id)
 	}
 	dropped := st.droppable(readable)
-	var kept []ID
+	var kept []format.ID
 	for _, id := range readable {
 		if !dropped[id] {
 			kept = append(kept, id)
@@ -238,7 +238,7 @@ func (v *Vault) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, error)
 // objects first seen Grace ago belong to jobs that have ended and are
 // deleted too (their leaves were still counted as references this time).
 // The report is kept in gc/last.
-func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
+func (v *maintainer) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, error) {
 	rep := GCSweepReport{DryRun: opt.DryRun}
 	cands, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	if err != nil {
@@ -250,7 +250,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		return rep, fmt.Errorf("gc sweep: %w", err)
 	}
 	now, grace := opt.now(), opt.grace()
-	var due []ID
+	var due []format.ID
 	for _, c := range cands.Packs {
 		if p, ok := st.packs[c.Pack]; ok && p.problem == "" && now.Sub(c.FirstSeen) >= grace {
 			due = append(due, c.Pack)
@@ -258,8 +258,8 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 	}
 	dropped := st.droppable(due)
 	rest := format.GCCandidates{MarkedAt: cands.MarkedAt, DeletedThrough: cands.DeletedThrough}
-	var doomed []ID      // packs to delete, with their index objects
-	var orphans []string // index objects of packs already gone
+	var doomed []format.ID // packs to delete, with their index objects
+	var orphans []string   // index objects of packs already gone
 	for _, c := range cands.Packs {
 		p, stored := st.packs[c.Pack]
 		switch {
@@ -270,7 +270,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 		case p.problem != "":
 			rep.Unreadable = append(rep.Unreadable, PackProblem{Pack: c.Pack, Key: format.PackKey(c.Pack), Reason: p.problem})
 		case now.Sub(c.FirstSeen) < grace:
-			if !st.droppable([]ID{c.Pack})[c.Pack] {
+			if !st.droppable([]format.ID{c.Pack})[c.Pack] {
 				rep.Referenced++ // back in dedup
 				break
 			}
@@ -335,7 +335,7 @@ func (v *Vault) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport, erro
 
 // deletePacks logs packs (gc_log.go), then deletes each pack and its index
 // object, and the orphaned index objects; rest learns the log's seq.
-func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphans []string, now time.Time, rest *format.GCCandidates) error {
+func (v *maintainer) deletePacks(ctx context.Context, st *gcState, packs []format.ID, orphans []string, now time.Time, rest *format.GCCandidates) error {
 	if len(packs) > 0 {
 		seq, err := v.logDeletions(ctx, packs, now)
 		if err != nil {
@@ -358,13 +358,13 @@ func (v *Vault) deletePacks(ctx context.Context, st *gcState, packs []ID, orphan
 
 // GCCandidates returns the current candidates and when they were marked
 // (none if GC never ran).
-func (v *Vault) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
+func (v *maintainer) GCCandidates(ctx context.Context) (time.Time, []format.GCCandidate, error) {
 	c, err := index.ReadGCCandidates(ctx, v.Storage(), v.Keys())
 	return c.MarkedAt, c.Packs, err
 }
 
 // LastGC returns the report of the last sweep, or nil if none ran.
-func (v *Vault) LastGC(ctx context.Context) (*GCSweepReport, error) {
+func (v *maintainer) LastGC(ctx context.Context) (*GCSweepReport, error) {
 	var rep GCSweepReport
 	err := v.GetSealed(ctx, format.GCLastKey, &rep)
 	if errors.Is(err, storage.ErrNotFound) {

@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type RepairReport struct {
 	Packs int `json:"packs"`
 	// Reindexed are the packs that had no valid index object and were given
 	// one, rebuilt from their verified header.
-	Reindexed []ID `json:"reindexed,omitempty"`
+	Reindexed []format.ID `json:"reindexed,omitempty"`
 	// RemovedIndex are the index objects deleted because their pack is missing.
 	RemovedIndex []string `json:"removed_index,omitempty"`
 	// BadPacks failed verification. They are left alone: a pack is the only
@@ -31,9 +31,9 @@ type RepairReport struct {
 
 // PackProblem is a pack that failed verification, and why.
 type PackProblem struct {
-	Pack   ID     `json:"pack"`
-	Key    string `json:"key"`
-	Reason string `json:"reason"`
+	Pack   format.ID `json:"pack"`
+	Key    string    `json:"key"`
+	Reason string    `json:"reason"`
 }
 
 // Repair makes the index objects agree with the packs. Every pack without a
@@ -47,7 +47,7 @@ type PackProblem struct {
 // trust lost data. Repair is idempotent, and safe next to running backups:
 // index objects are listed before packs, and a backup writes a pack before
 // its index object, so a pack is never taken for missing.
-func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
+func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	var indexKeys []string
 	if err := v.Storage().List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
@@ -66,8 +66,8 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 
 	// valid are the packs whose index object is readable and of their size.
 	var mu sync.Mutex
-	valid := map[ID]bool{}
-	stale := map[ID][]string{} // unreadable or of another size: replaced by a re-index
+	valid := map[format.ID]bool{}
+	stale := map[format.ID][]string{} // unreadable or of another size: replaced by a re-index
 	var remove []string
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -102,7 +102,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 	if len(remove) > 0 {
 		// Every worker's next refresh forgets these packs through the
 		// deletion log, as it does GC's deletions.
-		var gone []ID
+		var gone []format.ID
 		for _, key := range remove {
 			id, _, _ := format.ParseIndexKey(key)
 			gone = append(gone, id)
@@ -118,7 +118,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 		rep.RemovedIndex = append(rep.RemovedIndex, key)
 	}
 
-	var todo []ID
+	var todo []format.ID
 	for id := range packs {
 		if !valid[id] {
 			todo = append(todo, id)
@@ -167,7 +167,7 @@ func (v *Vault) Repair(ctx context.Context) (RepairReport, error) {
 // verifyPack reads a whole pack and returns its index if the pack is sound:
 // its header authenticates, it hashes to its name, and every blob opens and
 // hashes to its id. Damage is reported wrapping ErrCorrupt.
-func (v *Vault) verifyPack(ctx context.Context, id ID) (format.PackIndex, error) {
+func (v *maintainer) verifyPack(ctx context.Context, id format.ID) (format.PackIndex, error) {
 	key := format.PackKey(id)
 	data, err := v.Storage().Get(ctx, key)
 	if err != nil {

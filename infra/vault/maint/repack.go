@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -16,11 +16,11 @@ const DefaultRepackBelow = 0.5
 // RepackReport is what GC's repack step did during a mark.
 type RepackReport struct {
 	// Packs were mostly garbage; their live blobs were copied into NewPacks.
-	Packs        []ID  `json:"packs,omitempty"`
-	LiveBlobs    int   `json:"live_blobs"`
-	LiveBytes    int64 `json:"live_bytes"`
-	GarbageBytes int64 `json:"garbage_bytes"`
-	NewPacks     int   `json:"new_packs"`
+	Packs        []format.ID `json:"packs,omitempty"`
+	LiveBlobs    int         `json:"live_blobs"`
+	LiveBytes    int64       `json:"live_bytes"`
+	GarbageBytes int64       `json:"garbage_bytes"`
+	NewPacks     int         `json:"new_packs"`
 }
 
 // repack copies the referenced blobs of every pack in ids whose referenced
@@ -30,7 +30,7 @@ type RepackReport struct {
 // duplicates: the next mark makes them candidates, and a sweep a grace
 // period later removes them, so a restore or backup reading them meanwhile
 // is safe. With dryRun nothing is written.
-func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64, dryRun bool) (RepackReport, error) {
+func (v *maintainer) repack(ctx context.Context, st *gcState, ids []format.ID, below float64, dryRun bool) (RepackReport, error) {
 	var rep RepackReport
 	if below <= 0 {
 		return rep, nil
@@ -79,7 +79,7 @@ func (v *Vault) repack(ctx context.Context, st *gcState, ids []ID, below float64
 }
 
 // copyBlobs verifies the given blobs of one pack and adds them to pk.
-func (v *Vault) copyBlobs(ctx context.Context, pk *repo.Packer, pack ID, blobs []format.IndexEntry) error {
+func (v *maintainer) copyBlobs(ctx context.Context, pk *repo.Packer, pack format.ID, blobs []format.IndexEntry) error {
 	data, err := v.Storage().Get(ctx, format.PackKey(pack))
 	if err != nil {
 		return fmt.Errorf("repack %s: %w", format.PackKey(pack), err)

@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // it must see.
 
 // logDeletions writes the next deletion log naming packs and returns its seq.
-func (v *Vault) logDeletions(ctx context.Context, packs []ID, now time.Time) (uint64, error) {
+func (v *maintainer) logDeletions(ctx context.Context, packs []format.ID, now time.Time) (uint64, error) {
 	for range 100 {
 		last, err := index.LastDeletionLog(ctx, v.Storage())
 		if err != nil {

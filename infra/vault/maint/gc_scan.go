@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -28,12 +28,12 @@ import (
 // candidate, or copied by a repack) can too. Packs with more referenced
 // blobs are decided first, so the fuller copy is the one kept; of two
 // with as many, the one with less garbage.
-func (st *gcState) droppable(cands []ID) map[ID]bool {
-	in := make(map[ID]bool, len(cands))
+func (st *gcState) droppable(cands []format.ID) map[format.ID]bool {
+	in := make(map[format.ID]bool, len(cands))
 	for _, id := range cands {
 		in[id] = true
 	}
-	live := make(map[ID]int, len(cands))
+	live := make(map[format.ID]int, len(cands))
 	for _, id := range cands {
 		for _, b := range st.packs[id].blobs {
 			if _, ok := st.refs[b]; ok {
@@ -44,7 +44,7 @@ func (st *gcState) droppable(cands []ID) map[ID]bool {
 	// Ties (a repack's new pack holds exactly the old one's live blobs) go
 	// to the pack with less garbage, so the compact copy stays and the
 	// mostly-garbage one goes; then by id, so the choice is stable.
-	order := append([]ID(nil), cands...)
+	order := append([]format.ID(nil), cands...)
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
 		if live[a] != live[b] {
@@ -57,9 +57,9 @@ func (st *gcState) droppable(cands []ID) map[ID]bool {
 	})
 	// kept[h]: pack h stays, so a blob in it has a copy. Packs outside
 	// cands stay; a candidate stays once it is found needed.
-	kept := func(h ID) bool { return !in[h] }
-	keptCand := map[ID]bool{}
-	dropped := map[ID]bool{}
+	kept := func(h format.ID) bool { return !in[h] }
+	keptCand := map[format.ID]bool{}
+	dropped := map[format.ID]bool{}
 	for _, id := range order {
 		drop := true
 		for _, b := range st.packs[id].blobs {
@@ -87,8 +87,8 @@ func (st *gcState) droppable(cands []ID) map[ID]bool {
 	return dropped
 }
 
-func sortedPacks(m map[ID]*gcPack) []ID {
-	ids := make([]ID, 0, len(m))
+func sortedPacks(m map[format.ID]*gcPack) []format.ID {
+	ids := make([]format.ID, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)
 	}
@@ -103,12 +103,12 @@ func sortedPacks(m map[ID]*gcPack) []ID {
 // old, so a point moving between recoverypoints/ and deleted/ is seen in
 // one of the three listings. Any tree node that cannot be read fails the
 // scan: what it references would be unknown.
-func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
-	st := &gcState{refs: map[ID]struct{}{}}
+func (v *maintainer) gcScan(ctx context.Context) (*gcState, error) {
+	st := &gcState{refs: map[format.ID]struct{}{}}
 	if err := v.gcPacks(ctx, st); err != nil {
 		return nil, err
 	}
-	w := &treeWalker{v: v, st: st, leaves: map[ID]bool{}}
+	w := &treeWalker{v: v, st: st, leaves: map[format.ID]bool{}}
 	if err := v.Storage().List(ctx, format.KindCheckpoint.Prefix(), func(key string, _ int64) error {
 		if format.IsCheckpointKey(key) {
 			st.checkpoints = append(st.checkpoints, key)
@@ -171,7 +171,7 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 			}
 		}
 	}
-	st.holders = map[ID][]ID{}
+	st.holders = map[format.ID][]format.ID{}
 	for _, id := range sortedPacks(st.packs) {
 		for _, b := range st.packs[id].blobs {
 			if _, ok := st.refs[b]; ok {
@@ -187,7 +187,7 @@ func (v *Vault) gcScan(ctx context.Context) (*gcState, error) {
 // owns their format): a sealed JSON object holding the manifest under
 // "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
 // One whose disks cannot be found fails GC: its references would be unknown.
-func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoint, error) {
+func (v *maintainer) gcManifest(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	if !strings.HasPrefix(key, format.KindTombstone.Prefix()) {
 		rp, err := v.GetRecoveryPoint(ctx, key)
 		if errors.Is(err, format.ErrCorrupt) {
@@ -220,9 +220,9 @@ func (v *Vault) gcManifest(ctx context.Context, key string) (format.RecoveryPoin
 // gcPacks lists index objects, then packs (a pack is written before its
 // index object), and learns each pack's blobs from its index object or, if
 // that is missing or invalid, from the pack's own header.
-func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
-	indexSizes := map[ID]int64{}
-	st.indexKeys = map[ID][]string{}
+func (v *maintainer) gcPacks(ctx context.Context, st *gcState) error {
+	indexSizes := map[format.ID]int64{}
+	st.indexKeys = map[format.ID][]string{}
 	if err := v.Storage().List(ctx, format.KindIndex.Prefix(), func(key string, size int64) error {
 		if id, _, ok := format.ParseIndexKey(key); ok {
 			indexSizes[id] += size
@@ -236,8 +236,8 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 	if err != nil {
 		return err
 	}
-	st.packs = make(map[ID]*gcPack, len(sizes))
-	st.trees = map[ID][]index.Location{}
+	st.packs = make(map[format.ID]*gcPack, len(sizes))
+	st.trees = map[format.ID][]index.Location{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -255,7 +255,7 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 			if err != nil {
 				return err
 			}
-			p.blobs = make([]ID, len(entries))
+			p.blobs = make([]format.ID, len(entries))
 			mu.Lock()
 			defer mu.Unlock()
 			for i, e := range entries {
@@ -273,12 +273,12 @@ func (v *Vault) gcPacks(ctx context.Context, st *gcState) error {
 // treeWalker adds the blobs of trees to the references, reading each
 // distinct leaf once.
 type treeWalker struct {
-	v      *Vault
+	v      *maintainer
 	st     *gcState
-	leaves map[ID]bool
+	leaves map[format.ID]bool
 }
 
-func (w *treeWalker) root(ctx context.Context, id ID) error {
+func (w *treeWalker) root(ctx context.Context, id format.ID) error {
 	if _, ok := w.st.refs[id]; ok {
 		return nil // an unchanged disk: its tree was walked already
 	}
@@ -299,7 +299,7 @@ func (w *treeWalker) root(ctx context.Context, id ID) error {
 	return nil
 }
 
-func (w *treeWalker) leaf(ctx context.Context, id ID) error {
+func (w *treeWalker) leaf(ctx context.Context, id format.ID) error {
 	if w.leaves[id] {
 		return nil
 	}
@@ -322,7 +322,7 @@ func (w *treeWalker) leaf(ctx context.Context, id ID) error {
 }
 
 // read reads a tree node from any pack that holds it.
-func (w *treeWalker) read(ctx context.Context, id ID) ([]byte, error) {
+func (w *treeWalker) read(ctx context.Context, id format.ID) ([]byte, error) {
 	locs := w.st.trees[id]
 	if len(locs) == 0 {
 		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), format.ErrMissing)

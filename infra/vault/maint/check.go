@@ -1,4 +1,4 @@
-package vault
+package maint
 
 import (
 	"context"
@@ -59,11 +59,11 @@ type Damage struct {
 	RecoveryPoint string     `json:"recovery_point"`
 	Disk          string     `json:"disk"`
 	// Offset is the byte offset on the disk where the damage starts.
-	Offset int64 `json:"offset"`
-	Blob   ID    `json:"blob"`
+	Offset int64     `json:"offset"`
+	Blob   format.ID `json:"blob"`
 	// Pack is where the blob is (or was) stored, if known.
-	Pack   *ID    `json:"pack,omitempty"`
-	Reason string `json:"reason"`
+	Pack   *format.ID `json:"pack,omitempty"`
+	Reason string     `json:"reason"`
 }
 
 // CheckReport is what Check found. OK is true when nothing is damaged.
@@ -82,7 +82,7 @@ type CheckReport struct {
 	IndexProblems []format.IndexProblem `json:"index_problems,omitempty"`
 	// UnindexedPacks have no readable index object: leftovers of interrupted
 	// backups, or packs whose index was lost (Repair re-indexes them).
-	UnindexedPacks   []ID                   `json:"unindexed_packs,omitempty"`
+	UnindexedPacks   []format.ID            `json:"unindexed_packs,omitempty"`
 	CorruptManifests []repo.ManifestProblem `json:"corrupt_manifests,omitempty"`
 	// Damaged are the damaged recovery points, "<vm>/<id>", sorted.
 	Damaged       []string `json:"damaged,omitempty"`
@@ -96,8 +96,8 @@ type CheckReport struct {
 // ReadData, opens and hashes to its id. Damage is reported per item; an
 // error means Check could not finish (storage unreachable). Check never
 // writes, and builds its own index: the vault's one is untouched.
-func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: index.New(v.IndexStore().Options().Dir), lost: map[ID]lostBlob{}, leaves: map[ID]*leafOutcome{}, damaged: map[string]bool{}}
+func (v *maintainer) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
+	c := &checker{v: v, opt: opt, idx: index.New(v.IndexStore().Options().Dir), lost: map[format.ID]lostBlob{}, leaves: map[format.ID]*leafOutcome{}, damaged: map[string]bool{}}
 	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
@@ -156,19 +156,19 @@ func (v *Vault) Check(ctx context.Context, opt CheckOptions) (CheckReport, error
 // checker is one run of Check. Leaves are checked once however many disks
 // and recovery points share them: an unchanged leaf costs nothing more.
 type checker struct {
-	v        *Vault
+	v        *maintainer
 	opt      CheckOptions
 	readData bool
 	idx      *index.Index
 	// lost are the blobs of index objects left out, with why.
-	lost    map[ID]lostBlob
-	leaves  map[ID]*leafOutcome
+	lost    map[format.ID]lostBlob
+	leaves  map[format.ID]*leafOutcome
 	damaged map[string]bool
 	rep     CheckReport
 }
 
 type lostBlob struct {
-	pack   ID
+	pack   format.ID
 	reason string
 }
 
@@ -182,8 +182,8 @@ type leafOutcome struct {
 // badBlock is a damaged blob: at position pos of its leaf, if a block.
 type badBlock struct {
 	pos    int
-	id     ID
-	pack   *ID
+	id     format.ID
+	pack   *format.ID
 	reason string
 }
 
@@ -245,7 +245,7 @@ func (c *checker) checkDisk(ctx context.Context, rp format.RecoveryPoint, d form
 
 // readTree reads a tree node through the check's index. Damage is returned
 // as a badBlock; the error is for failures that say nothing about the data.
-func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error) {
+func (c *checker) readTree(ctx context.Context, id format.ID) ([]byte, *badBlock, error) {
 	loc, ok := c.idx.Lookup(id)
 	if !ok {
 		b := c.missing(id)
@@ -268,7 +268,7 @@ func (c *checker) readTree(ctx context.Context, id ID) ([]byte, *badBlock, error
 }
 
 // missing says why a blob is not in the index.
-func (c *checker) missing(id ID) badBlock {
+func (c *checker) missing(id format.ID) badBlock {
 	if l, ok := c.lost[id]; ok {
 		return badBlock{id: id, pack: &l.pack, reason: fmt.Sprintf("%v: %s", format.ErrMissing, l.reason)}
 	}
@@ -276,7 +276,7 @@ func (c *checker) missing(id ID) badBlock {
 }
 
 // selected reports whether ReadData reads the blocks in pack.
-func (c *checker) selected(pack ID) bool {
+func (c *checker) selected(pack format.ID) bool {
 	if c.opt.ReadDataPercent >= 100 {
 		return true
 	}
@@ -288,7 +288,7 @@ func (c *checker) selected(pack ID) bool {
 }
 
 // checkLeaf reads a leaf and checks the blocks it lists.
-func (c *checker) checkLeaf(ctx context.Context, lid ID) (*leafOutcome, error) {
+func (c *checker) checkLeaf(ctx context.Context, lid format.ID) (*leafOutcome, error) {
 	plain, bad, err := c.readTree(ctx, lid)
 	if err != nil || bad != nil {
 		return &leafOutcome{err: bad}, err
