@@ -1,4 +1,4 @@
-package vault
+package replicate
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -25,20 +26,20 @@ type VMLag struct {
 	Oldest time.Time `json:"oldest,omitempty"`
 }
 
-// ReplicationStatus compares the vault with its secondary.
-type ReplicationStatus struct {
+// Status compares the vault with its secondary.
+type Status struct {
 	Secondary string  `json:"secondary"`
 	VMs       []VMLag `json:"vms"`
 	// MissingObjects (and bytes) are on the primary, not on the secondary.
-	MissingObjects int              `json:"missing_objects"`
-	MissingBytes   int64            `json:"missing_bytes"`
-	Last           *ReplicateReport `json:"last,omitempty"`
+	MissingObjects int     `json:"missing_objects"`
+	MissingBytes   int64   `json:"missing_bytes"`
+	Last           *Report `json:"last,omitempty"`
 }
 
-// ReplicationStatus says, per VM, which recovery points and how many bytes
-// are not on the secondary dst yet.
-func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (ReplicationStatus, error) {
-	st := ReplicationStatus{Secondary: dst.Location()}
+// StatusOf says, for the vault v and per VM, which recovery points and how
+// many bytes are not on the secondary dst yet.
+func StatusOf(ctx context.Context, v *repo.Repo, dst storage.Backend) (Status, error) {
+	st := Status{Secondary: dst.Location()}
 	rps, err := v.ListRecoveryPoints(ctx, "")
 	if err != nil && rps == nil {
 		return st, err
@@ -82,7 +83,7 @@ func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (Rep
 	}
 	sort.Slice(st.VMs, func(i, j int) bool { return st.VMs[i].VM < st.VMs[j].VM })
 	if data, err := dst.Get(ctx, format.ReplicationLast); err == nil {
-		var last ReplicateReport
+		var last Report
 		if json.Unmarshal(data, &last) == nil {
 			st.Last = &last
 		}

@@ -1,4 +1,4 @@
-package vault
+package replicate
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 )
 
 // replicateDeletes deletes from dst what the primary has lacked for at
-// least after (see Replicate), and records when the rest was first seen
+// least after (see Run), and records when the rest was first seen
 // missing. src is what the primary held (all objects, plus the manifests
 // and tombstones listed before them).
-func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst storage.Backend, now time.Time, after time.Duration, rep *ReplicateReport) error {
+func replicateDeletes(ctx context.Context, all, meta, have map[string]int64, dst storage.Backend, now time.Time, after time.Duration, rep *Report) error {
 	missing := map[string]time.Time{}
 	if data, err := dst.Get(ctx, format.ReplicationMissing); err == nil {
 		if err := json.Unmarshal(data, &missing); err != nil {

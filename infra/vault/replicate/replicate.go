@@ -1,4 +1,4 @@
-package vault
+package replicate
 
 import (
 	"bytes"
@@ -45,8 +45,8 @@ import (
 // whole period. A tombstone whose point is back on the primary (undelete)
 // is removed at once: that deletes no data.
 
-// ReplicateOptions tune a replication.
-type ReplicateOptions struct {
+// Options tune a replication.
+type Options struct {
 	// Now is when the replication runs (default time.Now).
 	Now time.Time
 	// DeleteAfter is how long an object must have been missing from the
@@ -56,7 +56,7 @@ type ReplicateOptions struct {
 	Workers int
 	// Progress is called after each copied object (from several goroutines,
 	// serialized).
-	Progress func(ReplicateProgress)
+	Progress func(Progress)
 	// Retention, when set, locks the copies it returns a retention for.
 	Retention func(key string) *storage.Retention
 	// Limit caps the copy rate in bytes per second (0: no cap), to spare
@@ -64,8 +64,8 @@ type ReplicateOptions struct {
 	Limit int64
 }
 
-// ReplicateProgress is where a replication is.
-type ReplicateProgress struct {
+// Progress is where a replication is.
+type Progress struct {
 	Phase        string `json:"phase"`
 	ToCopy       int    `json:"to_copy"`
 	ToCopyBytes  int64  `json:"to_copy_bytes"`
@@ -75,8 +75,8 @@ type ReplicateProgress struct {
 	SkippedExist int    `json:"skipped"`
 }
 
-// ReplicateReport is what a replication did.
-type ReplicateReport struct {
+// Report is what a replication did.
+type Report struct {
 	Source string    `json:"source"`
 	Target string    `json:"target"`
 	At     time.Time `json:"at"`
@@ -114,16 +114,16 @@ func mutable(key string) bool { return format.KindOf(key).Props().Mutable }
 // manifests.
 func replicaStage(key string) format.Stage { return format.KindOf(key).Props().Stage }
 
-// Replicate copies what src has and dst lacks, see above. It refuses a
+// Run copies what src has and dst lacks, see above. It refuses a
 // source without a vault config (a primary that is gone must not look
 // like an empty vault) and a target holding another vault.
-func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptions) (ReplicateReport, error) {
+func Run(ctx context.Context, src, dst storage.Backend, opt Options) (Report, error) {
 	now := opt.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	rep := ReplicateReport{Source: src.Location(), Target: dst.Location(), StartedAt: now.UTC()}
-	fail := func(err error) (ReplicateReport, error) {
+	rep := Report{Source: src.Location(), Target: dst.Location(), StartedAt: now.UTC()}
+	fail := func(err error) (Report, error) {
 		return rep, fmt.Errorf("replicate %s to %s: %w", src.Location(), dst.Location(), err)
 	}
 	copied, err := replicateConfig(ctx, src, dst)
@@ -145,7 +145,7 @@ func Replicate(ctx context.Context, src, dst storage.Backend, opt ReplicateOptio
 		return fail(fmt.Errorf("secondary: %w", err))
 	}
 	var todo [format.NumStages][]string
-	prog := ReplicateProgress{Phase: "listing"}
+	prog := Progress{Phase: "listing"}
 	for key, size := range all {
 		if key == format.ConfigKey || !replicated(key) || replicaStage(key) >= format.StageTombstones {
 			continue
@@ -243,10 +243,10 @@ const limitBurst = 1 << 20
 
 type copier struct {
 	src, dst storage.Backend
-	opt      ReplicateOptions
+	opt      Options
 	limit    *rate.Limiter
 	mu       sync.Mutex
-	prog     ReplicateProgress
+	prog     Progress
 	// vanished are packs GC deleted between the listing and their copy.
 	vanished map[string]bool
 }
