@@ -23,6 +23,7 @@ type (
 	Root          = format.Root
 	IndexProblem  = format.IndexProblem
 	IndexOptions  = index.Options
+	Index         = index.Index
 )
 
 const (

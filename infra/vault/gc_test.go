@@ -146,7 +146,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 		RecoveryPoint format.RecoveryPoint `json:"recovery_point"`
 		DeletedAt     time.Time            `json:"deleted_at"`
 	}{rp, c.t}
-	if err := v.PutSealed(ctx, "deleted/vm1/a", tomb); err != nil {
+	if err := v.Repo().PutSealed(ctx, "deleted/vm1/a", tomb); err != nil {
 		t.Fatal(err)
 	}
 	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
@@ -161,7 +161,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	assertRestores(t, v, r, disk)
 
 	// A tombstone GC cannot read stops it rather than guess.
-	if err := v.PutSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
+	if err := v.Repo().PutSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Maint().GCMark(ctx, c.opt()); !errors.Is(err, format.ErrCorrupt) {

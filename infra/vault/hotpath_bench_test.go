@@ -160,7 +160,7 @@ func BenchmarkTreeBlockIDs(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := v.BlockIDs(context.Background(), r.Root); err != nil {
+		if _, err := v.Repo().BlockIDs(context.Background(), r.Root); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -75,8 +75,8 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 		backupDisk(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.Keys())
-	if _, err := w.Index(ctx); err != nil {
+	w := newVault(lc, v.Config(), v.Repo().Keys())
+	if _, err := w.Repo().Index(ctx); err != nil {
 		t.Fatal(err)
 	}
 	first := lc.take()
@@ -103,7 +103,7 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 
 	// Index objects named more than the skew margin before the newest one
 	// seen are not listed again.
-	w.IndexStore().MoveCursor(2*index.Skew, time.Time{})
+	w.Repo().IndexStore().MoveCursor(2*index.Skew, time.Time{})
 	lc.take()
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestLookupMissReconciles(t *testing.T) {
 	backupDisk(t, v, distinctDisk(60, 10), BackupOptions{})
 	w := reopen(v)
 	mustIndex(t, w)
-	w.IndexStore().MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
+	w.Repo().IndexStore().MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
 	disk := distinctDisk(61, 10)
 	r := backupDisk(t, v, disk, BackupOptions{})
 	if _, err := w.RefreshIndex(ctx); err != nil {
@@ -150,7 +150,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.Keys())
+	w := newVault(lc, v.Config(), v.Repo().Keys())
 	idx := mustIndex(t, w)
 	packs := idx.PackSizes()
 	if len(packs) == 0 {
@@ -232,7 +232,7 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	r := backupDisk(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.Keys())
+	w := newVault(lc, v.Config(), v.Repo().Keys())
 	if !mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
@@ -270,7 +270,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := newVault(lc, v.Config(), v.Keys())
+	w := newVault(lc, v.Config(), v.Repo().Keys())
 	idx := mustIndex(t, w)
 	gcMark(t, v, c)
 	c.add(26 * time.Hour)

@@ -101,7 +101,7 @@ func buildScaleVault(dir string, n int) error {
 					pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 				}
 				key := format.IndexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
-				if err := writeScaleFile(root, key, v.Keys().Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
+				if err := writeScaleFile(root, key, v.Repo().Keys().Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
 					return err
 				}
 				pk := filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack)))
@@ -151,14 +151,14 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
+	v.Repo().SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	row := func(what, took, listed, note string) {
 		fmt.Printf("| %s | %s | %s | %s MiB | %s |\n", what, took, listed, rss(), note)
 	}
 	fmt.Println("| step | time | keys listed | peak RSS | notes |")
 	fmt.Println("|---|---|---|---|---|")
 	began := time.Now()
-	idx, err := v.Index(ctx)
+	idx, err := v.Repo().Index(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
+	w.Repo().SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var fresh []ID
 	for range 40 {
@@ -190,7 +190,7 @@ func measureIndexScale(t *testing.T, dir string) {
 		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack))), scalePackSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.PutPackIndex(ctx, pi); err != nil {
+		if err := w.Repo().PutPackIndex(ctx, pi); err != nil {
 			t.Fatal(err)
 		}
 	}

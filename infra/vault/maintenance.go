@@ -5,7 +5,7 @@ import "github.com/vmvault/vmvault/infra/vault/maint"
 // Maint is the vault's maintenance: GC, Check, Repair and the purge of
 // soft-deleted points (package maint). One entry point keeps the Vault
 // small and every maintenance call where a reader looks for it.
-func (v *Vault) Maint() *maint.Maintainer { return maint.New(v.Repo) }
+func (v *Vault) Maint() *maint.Maintainer { return maint.New(v.r) }
 
 // The maintenance vocabulary under the names callers use.
 type (

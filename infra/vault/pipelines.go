@@ -23,10 +23,10 @@ type (
 // BackupDisk stores src in the vault and returns its tree root (package
 // backup: the feed, read-and-hash, collect and checkpoint stages).
 func (v *Vault) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
-	return backup.Disk(ctx, v.Repo, src, opt)
+	return backup.Disk(ctx, v.r, src, opt)
 }
 
 // RestoreDisk writes the disk whose tree root is id to w (package restore).
 func (v *Vault) RestoreDisk(ctx context.Context, id ID, w io.WriterAt, opt RestoreOptions) (RestoreResult, error) {
-	return restore.Disk(ctx, v.Repo, id, w, opt)
+	return restore.Disk(ctx, v.r, id, w, opt)
 }

@@ -32,5 +32,5 @@ func Compare(ctx context.Context, a, b storage.Backend) (Comparison, error) {
 // ReplicationStatus says, per VM, which recovery points and how many bytes
 // are not on the secondary dst yet.
 func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (ReplicationStatus, error) {
-	return replicate.StatusOf(ctx, v.Repo, dst)
+	return replicate.StatusOf(ctx, v.r, dst)
 }

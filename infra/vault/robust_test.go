@@ -18,12 +18,12 @@ import (
 
 // reopen is the vault as a new process sees it: same storage and keys, no
 // index loaded yet.
-func reopen(v *Vault) *Vault { return newVault(v.Storage(), v.Config(), v.Keys()) }
+func reopen(v *Vault) *Vault { return newVault(v.Storage(), v.Config(), v.Repo().Keys()) }
 
 // packOf returns the pack holding block n of the disk with tree root.
 func packOf(t *testing.T, v *Vault, root ID, n int) ID {
 	t.Helper()
-	ids, err := v.BlockIDs(context.Background(), root)
+	ids, err := v.Repo().BlockIDs(context.Background(), root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	be.Objs[indexKeyOf(t, be, bad)][40] ^= 1
 
 	v2 := reopen(v)
-	idx, err := v2.Index(ctx)
+	idx, err := v2.Repo().Index(ctx)
 	if err != nil {
 		t.Fatalf("index with one corrupt object: %v", err)
 	}
@@ -106,11 +106,11 @@ func TestIndexLoadFailureIsRetried(t *testing.T) {
 	r := backupDisk(t, v, mixedDisk(22, 16*testBlock), BackupOptions{})
 	fb := &flakyBackend{memBackend: be}
 	fb.failGets.Store(1)
-	v2 := newVault(fb, v.Config(), v.Keys())
-	if _, err := v2.Index(ctx); err == nil {
+	v2 := newVault(fb, v.Config(), v.Repo().Keys())
+	if _, err := v2.Repo().Index(ctx); err == nil {
 		t.Fatal("index load survived a storage error")
 	}
-	idx, err := v2.Index(ctx)
+	idx, err := v2.Repo().Index(ctx)
 	if err != nil || !idx.Has(r.Root) {
 		t.Fatalf("second load: %v", err)
 	}
@@ -177,7 +177,7 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.In
 
 	// The worker's index (loaded before the damage) forgets the pack when
 	// it reconciles with a full listing (hourly, or on a lookup miss).
-	if _, err := v.ReconcileIndex(ctx); err != nil {
+	if _, err := v.Repo().ReconcileIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if mustIndex(t, v).HasPack(lost) {
@@ -223,7 +223,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := index.GetPackIndex(ctx, v.Storage(), v.Keys(), indexKeyOf(t, be, p))
+	want, err := index.GetPackIndex(ctx, v.Storage(), v.Repo().Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := index.GetPackIndex(ctx, v2.Storage(), v2.Keys(), indexKeyOf(t, be, p))
+	got, err := index.GetPackIndex(ctx, v2.Storage(), v2.Repo().Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestCheckReadData(t *testing.T) {
 	disk := mixedDisk(25, 16*testBlock)
 	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
-	ids, _ := v.BlockIDs(ctx, r.Root)
+	ids, _ := v.Repo().BlockIDs(ctx, r.Root)
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
 	be.Objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
 	puts := len(be.Puts)
@@ -375,4 +375,4 @@ func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 
 // indexProblems are the index objects the loaded index left out since its
 // last full load.
-func indexProblems(v *Vault) []format.IndexProblem { return v.IndexStore().Problems() }
+func indexProblems(v *Vault) []format.IndexProblem { return v.Repo().IndexStore().Problems() }

@@ -172,11 +172,11 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Flip a byte inside the blob of block 0.
-	leaf, err := v.LoadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
+	leaf, err := v.Repo().LoadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, _ := v.Index(ctx)
+	idx, _ := v.Repo().Index(ctx)
 	loc, _ := idx.Lookup(leaf[0])
 	key := format.PackKey(loc.Pack)
 	be.Objs[key][loc.Offset+20] ^= 0x01
@@ -189,7 +189,7 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 
 func mustRoot(t *testing.T, v *Vault, id ID) format.Root {
 	t.Helper()
-	r, err := v.LoadRoot(context.Background(), id)
+	r, err := v.Repo().LoadRoot(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 }
 
 func mustIndex(t *testing.T, v *Vault) *index.Index {
-	idx, err := v.Index(context.Background())
+	idx, err := v.Repo().Index(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
