@@ -6,7 +6,7 @@
 // run down this list, never up):
 //   - storage: the object store a vault lives on (Backend, Object Lock).
 //   - format: the layout table of every object kind and its keys and
-//     properties (layout.go), ids, keys and sealing, the KDF and config,
+//     properties (format/layout.go), ids, keys and sealing, the KDF and config,
 //     and the encodings of trees, pack headers, index objects, manifests,
 //     tombstones, checkpoints and GC's objects.
 //   - index: the disk-backed Index, its loads and refreshes (Store), and

@@ -57,7 +57,7 @@ type DiskResult struct {
 // stages joined by channels: a feeder walks the blocks in order (feed.go),
 // workers read, hash and seal them on all cores (readhash.go), and a collector
 // assembles the tree in order and hands blobs to the packer, which uploads
-// packs in the background (collect.go, pack.go); the collector also reports
+// packs in the background (collect.go, repo/pack.go); the collector also reports
 // progress and checkpoints (checkpoint.go). Memory stays bounded by the
 // number of workers and packs in flight. The first stage to fail stops the
 // others, and its error is returned.

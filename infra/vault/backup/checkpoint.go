@@ -60,7 +60,7 @@ func trustedLeaves(leaves []format.ID, next int64, idx *index.Index, lay format.
 	leaves = leaves[:n]
 	for _, id := range leaves {
 		// A leaf in a GC candidate pack is not trusted: the backup stores it
-		// again rather than reference a pack a sweep may delete (gc.go).
+		// again rather than reference a pack a sweep may delete (maint/gc.go).
 		if !idx.DedupHas(id) {
 			return nil
 		}

@@ -50,7 +50,7 @@ type Config struct {
 	Compression string    `json:"compression"`
 	KDF         KDFParams `json:"kdf"`
 	WrappedKey  []byte    `json:"wrapped_key"`
-	// Immutable is set once by SetImmutable and never unset (immutable.go).
+	// Immutable is set once by SetImmutable and never unset (repo/immutable.go).
 	Immutable *Immutability `json:"immutable,omitempty"`
 	MAC       []byte        `json:"mac"`
 }

@@ -26,7 +26,7 @@ type GCSeen struct {
 type GCCandidates struct {
 	MarkedAt time.Time `json:"marked_at"`
 	// DeletedThrough is the newest GC deletion log when this was written
-	// (gc_log.go): a refresh must have read it before trusting these.
+	// (maint/gc_log.go): a refresh must have read it before trusting these.
 	DeletedThrough uint64        `json:"deleted_through,omitempty"`
 	Packs          []GCCandidate `json:"packs"`
 	Checkpoints    []GCSeen      `json:"checkpoints,omitempty"`

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Index objects: one per pack, listing its blobs (index.go holds the
+// Index objects: one per pack, listing its blobs (package index holds the
 // in-memory index built from them).
 
 // IndexEntry is one blob of a pack, as written in index objects.

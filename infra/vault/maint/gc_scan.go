@@ -183,7 +183,7 @@ func (v *maintainer) gcScan(ctx context.Context) (*gcState, error) {
 }
 
 // gcManifest reads a recovery point manifest, or a soft-deleted point's
-// tombstone. Tombstones are read defensively (infra/vault/softdelete.go
+// tombstone. Tombstones are read defensively (format/manifest.go
 // owns their format): a sealed JSON object holding the manifest under
 // "recovery_point" (or "RecoveryPoint", "manifest"), or the manifest itself.
 // One whose disks cannot be found fails GC: its references would be unknown.
