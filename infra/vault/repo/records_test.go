@@ -1,4 +1,4 @@
-package vault
+package repo_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/internal/vaulttest"
 )
 
 type testRecord struct {
@@ -17,7 +18,7 @@ type testRecord struct {
 
 func TestRecordsRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	v, be := testVault(t)
+	v, be := vaulttest.NewRepo(t)
 	want := testRecord{VM: "web01", Policy: "gold", Tags: []string{"a", "b"}}
 	if err := v.PutRecord(ctx, "protection", "web01", want); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 
 func TestRecordMissing(t *testing.T) {
 	ctx := context.Background()
-	v, _ := testVault(t)
+	v, _ := vaulttest.NewRepo(t)
 	var got testRecord
 	err := v.GetRecord(ctx, "policies", "nope", &got)
 	if !errors.Is(err, format.ErrNoRecord) || !strings.Contains(err.Error(), "policies/nope") {
@@ -85,7 +86,7 @@ func TestRecordMissing(t *testing.T) {
 
 func TestRecordBadNames(t *testing.T) {
 	ctx := context.Background()
-	v, be := testVault(t)
+	v, be := vaulttest.NewRepo(t)
 	before := len(be.Objs)
 	for _, c := range []struct{ kind, name string }{
 		{"policies", ""}, {"policies", "a/b"}, {"policies", "../config"}, {"policies", ".."}, {"policies", ".hidden"},
