@@ -37,6 +37,7 @@ func DecodeCheckpointObject(data []byte) (CheckpointObject, error) {
 	return o, nil
 }
 
+// LeafIDs are the leaves the object lists.
 func (o CheckpointObject) LeafIDs() []ID {
 	ids := make([]ID, len(o.Leaves)/len(ID{}))
 	for i := range ids {

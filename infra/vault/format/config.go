@@ -55,7 +55,7 @@ type Config struct {
 	MAC       []byte        `json:"mac"`
 }
 
-// validate checks the parameters a vault is used with.
+// Validate checks the parameters a vault is used with.
 func (c Config) Validate() error {
 	if _, err := uuid.Parse(c.ID); err != nil {
 		return fmt.Errorf("vault id %q: %v", c.ID, err)
@@ -118,7 +118,7 @@ func ParseConfig(location string, data []byte) (Config, error) {
 	return cfg, nil
 }
 
-// wrap sets a new salt and KDF parameters, wraps master under secret and
+// Wrap sets a new salt and KDF parameters, wraps master under secret and
 // recomputes the MAC.
 func (c *Config) Wrap(master, secret []byte, kdf KDFParams) error {
 	kdf.Salt = make([]byte, kdfSaltLen)
@@ -143,7 +143,7 @@ func (c *Config) Wrap(master, secret []byte, kdf KDFParams) error {
 	return nil
 }
 
-// unwrap returns the master key if secret opens the config and the config
+// Unwrap returns the master key if secret opens the config and the config
 // is the one the master key authenticated.
 func (c Config) Unwrap(secret []byte) ([]byte, error) {
 	kek, err := c.KDF.derive(secret)

@@ -99,6 +99,7 @@ func (p *hasherPool) sum(dst []byte, data []byte) {
 	p.pool.Put(h)
 }
 
+// CompressionFlag is the blob flag of a compression name.
 func CompressionFlag(name string) (byte, error) {
 	switch name {
 	case CompressionZstd:
@@ -111,6 +112,8 @@ func CompressionFlag(name string) (byte, error) {
 	return 0, fmt.Errorf("compression %q: want %s, %s or %s", name, CompressionZstd, CompressionS2, CompressionNone)
 }
 
+// NewKeys derives the vault's keys from its master key; new blobs are
+// compressed with compression.
 func NewKeys(master []byte, compression string) (*Keys, error) {
 	flag, err := CompressionFlag(compression)
 	if err != nil {
@@ -145,7 +148,7 @@ func (k *Keys) aead(salt []byte) cipher.AEAD {
 	return aead
 }
 
-// seal appends salt || ciphertext || tag of plaintext to dst[:0], binding ad.
+// Seal appends salt || ciphertext || tag of plaintext to dst[:0], binding ad.
 func (k *Keys) Seal(dst, plaintext, ad []byte) []byte {
 	dst = growTo(dst, saltLen)
 	if _, err := rand.Read(dst[:saltLen]); err != nil {
@@ -154,6 +157,8 @@ func (k *Keys) Seal(dst, plaintext, ad []byte) []byte {
 	return k.aead(dst[:saltLen]).Seal(dst, zeroNonce, plaintext, ad)
 }
 
+// Open opens a sealed object bound to ad (ErrCorrupt if it does not
+// authenticate).
 func (k *Keys) Open(dst, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("%w: sealed data too short (%d bytes)", ErrCorrupt, len(sealed))

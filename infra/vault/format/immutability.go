@@ -22,6 +22,7 @@ type Immutability struct {
 	ObjectLock string `json:"object_lock,omitempty"`
 }
 
+// Check refuses a setting out of bounds.
 func (im Immutability) Check() error {
 	if im.Days < 1 || im.Days > 36500 {
 		return fmt.Errorf("immutability: %d days: want 1 to 36500", im.Days)
@@ -34,6 +35,7 @@ func (im Immutability) Check() error {
 	return nil
 }
 
+// Period is how long every recovery point is kept.
 func (im Immutability) Period() time.Duration { return time.Duration(im.Days) * 24 * time.Hour }
 
 // ExpiresAt is when rp may be deleted from a vault with this setting.
@@ -54,6 +56,7 @@ func (im Immutability) String() string {
 	return s
 }
 
+// PluralDays is n days in words ("1 day", "2 days").
 func PluralDays(n int) string {
 	if n == 1 {
 		return "1 day"

@@ -66,6 +66,8 @@ func (rp RecoveryPoint) Totals() DiskStats {
 // Ref is "<vm>/<id>", the name operators use for a recovery point.
 func (rp RecoveryPoint) Ref() string { return rp.VM + "/" + rp.ID }
 
+// CheckName refuses a VM or recovery point name that is empty, has a
+// slash or is a dot name.
 func CheckName(kind, s string) error {
 	if s == "" || strings.ContainsAny(s, "/\\") || s == "." || s == ".." {
 		return fmt.Errorf("invalid %s name %q", kind, s)
@@ -164,6 +166,7 @@ func (e DeletedError) Is(target error) bool {
 	return target == ErrSoftDeleted || target == ErrNoRecoveryPoint
 }
 
+// Point is the soft-deleted point the tombstone holds.
 func (ts Tombstone) Point() DeletedPoint {
 	return DeletedPoint{RecoveryPoint: ts.RecoveryPoint, DeletedAt: ts.DeletedAt, PurgeAfter: ts.PurgeAfter}
 }

@@ -82,6 +82,8 @@ func NewKDFParams(opt KeyOptions) (KDFParams, error) {
 // Check bounds the parameters: called before deriving, on the stored config too.
 func (p KDFParams) Check() error { return p.CheckMin(minKDFMemoryKiB) }
 
+// CheckMin checks the parameters against the bounds, with minMemoryKiB the
+// least memory.
 func (p KDFParams) CheckMin(minMemoryKiB uint32) error {
 	if p.Algorithm != KDFArgon2id {
 		return fmt.Errorf("unsupported key derivation %q, want %q", p.Algorithm, KDFArgon2id)

@@ -19,8 +19,10 @@ type Root struct {
 	Leaves      []ID
 }
 
+// Blocks is the number of blocks of the disk.
 func (r Root) Blocks() int64 { return (r.Size + int64(r.BlockSize) - 1) / int64(r.BlockSize) }
 
+// EncodeRoot is the plaintext of a tree root blob.
 func EncodeRoot(r Root) []byte {
 	b := make([]byte, 0, 4+8+4+4+4+len(r.Leaves)*32)
 	b = append(b, rootMagic[:]...)
@@ -34,6 +36,7 @@ func EncodeRoot(r Root) []byte {
 	return b
 }
 
+// DecodeRoot decodes a tree root blob's plaintext (ErrCorrupt if it is not one).
 func DecodeRoot(b []byte) (Root, error) {
 	var r Root
 	if len(b) < 24 || [4]byte(b[:4]) != rootMagic {
@@ -58,6 +61,7 @@ func DecodeRoot(b []byte) (Root, error) {
 	return r, nil
 }
 
+// EncodeLeaf is the plaintext of a tree leaf blob listing ids.
 func EncodeLeaf(ids []ID) []byte {
 	b := make([]byte, 0, 4+len(ids)*32)
 	b = append(b, leafMagic[:]...)
@@ -67,6 +71,7 @@ func EncodeLeaf(ids []ID) []byte {
 	return b
 }
 
+// DecodeLeaf decodes a tree leaf blob's plaintext (ErrCorrupt if it is not one).
 func DecodeLeaf(b []byte) ([]ID, error) {
 	if len(b) < 4 || [4]byte(b[:4]) != leafMagic || (len(b)-4)%32 != 0 {
 		return nil, fmt.Errorf("%w: not a tree leaf", ErrCorrupt)

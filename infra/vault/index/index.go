@@ -156,7 +156,7 @@ func (x *Index) Lookup(id format.ID) (Location, bool) {
 	return Location{}, false
 }
 
-// dedupHas reports whether a backup may reference the stored blob instead
+// DedupHas reports whether a backup may reference the stored blob instead
 // of storing it: it is in a pack that is not a GC candidate.
 func (x *Index) DedupHas(id format.ID) bool {
 	x.mu.RLock()
@@ -185,6 +185,7 @@ func (x *Index) known(id format.ID) (uint32, bool) {
 	return o, ok && !x.packs[o].removed
 }
 
+// HasPack says whether the index holds the pack id (not removed).
 func (x *Index) HasPack(id format.ID) bool {
 	x.mu.RLock()
 	_, ok := x.known(id)
@@ -192,7 +193,7 @@ func (x *Index) HasPack(id format.ID) bool {
 	return ok
 }
 
-// packSizes returns the known packs and their sizes.
+// PackSizes returns the known packs and their sizes.
 func (x *Index) PackSizes() map[format.ID]int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -205,7 +206,7 @@ func (x *Index) PackSizes() map[format.ID]int64 {
 	return sizes
 }
 
-// addPack adds the blobs of a pack; a pack already known is ignored.
+// AddPack adds the blobs of a pack; a pack already known is ignored.
 func (x *Index) AddPack(pi format.PackIndex) {
 	x.mu.Lock()
 	if _, ok := x.known(pi.Pack); ok {

@@ -177,9 +177,9 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 // indexLoad is what a load found besides the packs it added.
 type Load struct {
 	Problems []format.IndexProblem
-	// packs are the stored packs and their sizes (full loads only).
+	// Packs are the stored packs and their sizes (full loads only).
 	Packs map[format.ID]int64
-	// rejected are the decodable index objects left out (their pack is
+	// Rejected are the decodable index objects left out (their pack is
 	// missing or has another size), for Check to name the pack of a blob.
 	Rejected []format.PackIndex
 	// unreadable are the packs whose index object could not be read.
@@ -388,7 +388,7 @@ func ListPacks(ctx context.Context, be storage.Backend) (map[format.ID]int64, er
 	return packs, nil
 }
 
-// rejectedPack says whether id's index object was decodable but left out.
+// RejectedPack says whether id's index object was decodable but left out.
 func (l Load) RejectedPack(id format.ID) bool {
 	if l.unreadable[id] {
 		return false // unindexed: its index object is no use

@@ -270,7 +270,7 @@ func (h *mergeHeap) pop() {
 	h.down(0)
 }
 
-// settle waits until no merge is under way, for tests and benchmarks.
+// Settle waits until no merge is under way, for tests and benchmarks.
 func (x *Index) Settle() {
 	x.mu.Lock()
 	for x.merging > 0 {

@@ -135,7 +135,7 @@ func (v *Repo) CheckDeletable(ctx context.Context, rps []format.RecoveryPoint, n
 	return first
 }
 
-// putObject writes a vault object, locked when the vault says so.
+// PutObject writes a vault object, locked when the vault says so.
 func (v *Repo) PutObject(ctx context.Context, key string, data []byte) error {
 	if im := v.Config().Immutable; im != nil && im.ObjectLock != "" && format.Lockable(key) {
 		if r, ok := v.be.(storage.Retainer); ok {
@@ -145,7 +145,7 @@ func (v *Repo) PutObject(ctx context.Context, key string, data []byte) error {
 	return v.be.Put(ctx, key, data)
 }
 
-// lockedUntil is the end of key's object lock, if it is still locked at now
+// LockedUntil is the end of key's object lock, if it is still locked at now
 // (only looked up when the vault uses object lock).
 func (v *Repo) LockedUntil(ctx context.Context, key string, now time.Time) (time.Time, bool, error) {
 	im := v.Config().Immutable

@@ -46,7 +46,7 @@ func (v *Repo) refreshIndex(ctx context.Context, full bool) (*index.Index, error
 	return v.idx.Refresh(ctx, full)
 }
 
-// locate is idx.Lookup that, on a miss, reloads the index fully once
+// Locate is idx.Lookup that, on a miss, reloads the index fully once
 // (at most every missReload) and looks again: the blob may be in an index
 // object a refresh could not see.
 func (v *Repo) Locate(ctx context.Context, idx *index.Index, id format.ID) (index.Location, bool, error) {
@@ -64,7 +64,7 @@ func (v *Repo) Locate(ctx context.Context, idx *index.Index, id format.ID) (inde
 	return loc, ok, nil
 }
 
-// putPackIndex writes pi's index object, named by the time now.
+// PutPackIndex writes pi's index object, named by the time now.
 func (v *Repo) PutPackIndex(ctx context.Context, pi format.PackIndex) error {
 	key := format.IndexKeyAt(pi.Pack, time.Now())
 	if err := v.PutObject(ctx, key, v.keys.Seal(nil, format.EncodePackIndex(pi), []byte(key))); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
-// packer collects sealed blobs into packs and uploads them in the
+// Packer collects sealed blobs into packs and uploads them in the
 // background, at most maxUploads at a time. addBlob and flush are called from
 // one goroutine; a pack's index object is written after the pack itself, so
 // an index never names a pack that is not durable.
@@ -36,11 +36,12 @@ type Packer struct {
 
 const maxUploads = 4
 
+// NewPacker returns a pack writer for the vault v.
 func NewPacker(ctx context.Context, v *Repo) *Packer {
 	return &Packer{v: v, ctx: ctx, seq: 1, pending: make(map[format.ID]struct{}), sem: make(chan struct{}, maxUploads), done: make(map[int]bool)}
 }
 
-// has reports whether id is stored or queued in this packer.
+// Has reports whether id is stored or queued in this packer.
 func (p *Packer) Has(idx *index.Index, id format.ID) bool {
 	// A blob leaves pending only after it is in the index, so one of the two has it.
 	p.pendingMu.Lock()
@@ -49,7 +50,7 @@ func (p *Packer) Has(idx *index.Index, id format.ID) bool {
 	return ok || idx.DedupHas(id)
 }
 
-// addBlob appends a sealed blob and returns the sequence number of its pack.
+// AddBlob appends a sealed blob and returns the sequence number of its pack.
 func (p *Packer) AddBlob(id format.ID, typ format.BlobType, sealed []byte) (int, error) {
 	if err := p.Failed(); err != nil {
 		return 0, err
@@ -69,7 +70,7 @@ func (p *Packer) AddBlob(id format.ID, typ format.BlobType, sealed []byte) (int,
 	return seq, nil
 }
 
-// flush starts uploading the open pack, if it holds anything.
+// Flush starts uploading the open pack, if it holds anything.
 func (p *Packer) Flush() {
 	if len(p.entries) == 0 {
 		return
@@ -105,7 +106,7 @@ func (p *Packer) Flush() {
 	}()
 }
 
-// packHeader returns the blobs a whole pack lists in its header.
+// PackHeader returns the blobs a whole pack lists in its header.
 func (v *Repo) PackHeader(pack []byte) (body []byte, entries []format.IndexEntry, err error) {
 	body, sealed, err := format.SplitPack(pack)
 	if err != nil {
@@ -152,20 +153,21 @@ func (p *Packer) fail(err error) {
 	p.mu.Unlock()
 }
 
+// Failed is the first upload's error, if any.
 func (p *Packer) Failed() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
 }
 
-// uploaded returns how many packs are stored.
+// Uploaded returns how many packs are stored.
 func (p *Packer) Uploaded() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.packs
 }
 
-// lastSeq is the sequence number of the newest pack that holds anything
+// LastSeq is the sequence number of the newest pack that holds anything
 // added so far: the open pack if it has entries, else the last flushed one.
 func (p *Packer) LastSeq() int {
 	if len(p.entries) > 0 {
@@ -174,21 +176,21 @@ func (p *Packer) LastSeq() int {
 	return p.seq - 1
 }
 
-// durableSeq returns the highest seq such that it and all before it are durable.
+// DurableSeq returns the highest seq such that it and all before it are durable.
 func (p *Packer) DurableSeq() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.durable
 }
 
-// finish flushes the open pack and waits for every upload.
+// Finish flushes the open pack and waits for every upload.
 func (p *Packer) Finish() error {
 	p.Flush()
 	p.wg.Wait()
 	return p.Failed()
 }
 
-// abort waits for uploads in flight without starting new ones.
+// Abort waits for uploads in flight without starting new ones.
 func (p *Packer) Abort() {
 	p.wg.Wait()
 }

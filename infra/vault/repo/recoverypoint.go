@@ -57,7 +57,7 @@ func (v *Repo) LoadRecoveryPoint(ctx context.Context, ref string) (format.Recove
 	return rp, err
 }
 
-// getRecoveryPoint reads and decodes the manifest at key.
+// GetRecoveryPoint reads and decodes the manifest at key.
 func (v *Repo) GetRecoveryPoint(ctx context.Context, key string) (format.RecoveryPoint, error) {
 	var raw json.RawMessage
 	if err := v.GetSealed(ctx, key, &raw); err != nil {
@@ -111,7 +111,7 @@ type ManifestProblem struct {
 	err    error
 }
 
-// loadRecoveryPoints reads the manifests under prefix, oldest first; those
+// LoadRecoveryPoints reads the manifests under prefix, oldest first; those
 // that fail to authenticate or decode are returned apart.
 func (v *Repo) LoadRecoveryPoints(ctx context.Context, prefix string) ([]format.RecoveryPoint, []ManifestProblem, error) {
 	var keys []string

@@ -44,6 +44,8 @@ type Repo struct {
 	idx   *index.Store // the index, loaded on first use
 }
 
+// New is the vault on be with config cfg, opened with keys (Init, Open and
+// OnStorage build it; tests build one on a second backend).
 func New(be storage.Backend, cfg format.Config, keys *format.Keys) *Repo {
 	return &Repo{be: be, cfg: cfg, keys: keys, idx: index.NewStore(be, keys)}
 }
@@ -211,7 +213,7 @@ func (v *Repo) IndexStore() *index.Store { return v.idx }
 // Location names the vault's storage, e.g. "s3://bucket/prefix".
 func (v *Repo) Location() string { return v.be.Location() }
 
-// putSealed writes a sealed JSON object (index, manifest).
+// PutSealed writes a sealed JSON object (index, manifest).
 func (v *Repo) PutSealed(ctx context.Context, key string, obj any) error {
 	sealed, err := format.SealJSON(v.keys, key, obj)
 	if err != nil {
@@ -223,27 +225,7 @@ func (v *Repo) PutSealed(ctx context.Context, key string, obj any) error {
 	return nil
 }
 
+// GetSealed reads the sealed JSON object at key into obj.
 func (v *Repo) GetSealed(ctx context.Context, key string, obj any) error {
 	return format.GetSealed(ctx, v.be, v.keys, key, obj)
-}
-
-// OnStorage opens the copy of this vault on another storage (its
-// secondary) with the keys already unlocked: the copy's config must be
-// this vault's, authenticated by its master key.
-func (v *Repo) OnStorage(ctx context.Context, be storage.Backend) (*Repo, error) {
-	data, err := be.Get(ctx, format.ConfigKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, fmt.Errorf("open vault at %s: %w (not replicated yet: run 'vmvault vault replicate')", be.Location(), format.ErrNoVault)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	cfg, err := format.ParseConfig(be.Location(), data)
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(cfg.MAC, cfg.ComputeMAC(v.Keys().Master)) {
-		return nil, fmt.Errorf("open vault at %s: %w: it holds vault %s, not a copy of %s", be.Location(), format.ErrCorrupt, cfg.ID, v.Config().ID)
-	}
-	return New(be, cfg, v.Keys()), nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -130,7 +129,7 @@ func (v *Repo) ListDeleted(ctx context.Context, vm string) ([]format.DeletedPoin
 	return list, errors.Join(errs...)
 }
 
-// deletedSet returns the "<vm>/<id>" of every tombstone under prefix.
+// DeletedSet returns the "<vm>/<id>" of every tombstone under prefix.
 func (v *Repo) DeletedSet(ctx context.Context, prefix string) (map[string]bool, error) {
 	keys, err := v.ListKeys(ctx, prefix)
 	if err != nil {
@@ -143,6 +142,7 @@ func (v *Repo) DeletedSet(ctx context.Context, prefix string) (map[string]bool, 
 	return set, nil
 }
 
+// LoadTombstone reads the tombstone of vm's point id.
 func (v *Repo) LoadTombstone(ctx context.Context, vm, id string) (format.DeletedPoint, error) {
 	return v.readTombstone(ctx, format.TombstoneKey(vm, id))
 }
@@ -159,54 +159,4 @@ func (v *Repo) readTombstone(ctx context.Context, key string) (format.DeletedPoi
 		return format.DeletedPoint{}, fmt.Errorf("%s in %s: %w: tombstone names %q/%q", key, v.be.Location(), format.ErrCorrupt, rp.VM, rp.ID)
 	}
 	return ts.Point(), nil
-}
-
-// resolveRef turns "<vm>/<id>" or an id into the VM and id, finding the VM
-// of a bare id among live and soft-deleted points.
-func (v *Repo) ResolveRef(ctx context.Context, ref string) (vm, id string, err error) {
-	vm, id, ok := strings.Cut(ref, "/")
-	if !ok {
-		id = ref
-		vms := map[string]bool{}
-		for _, prefix := range []string{format.KindRecoveryPoint.Prefix(), format.KindTombstone.Prefix()} {
-			if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
-				if path.Base(key) == id {
-					vms[path.Base(path.Dir(key))] = true
-				}
-				return nil
-			}); err != nil {
-				return "", "", fmt.Errorf("find recovery point %s in %s: %w", ref, v.be.Location(), err)
-			}
-		}
-		if len(vms) != 1 {
-			return "", "", fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
-		}
-		for vm = range vms {
-		}
-	}
-	if format.CheckName("vm", vm) != nil || format.CheckName("recovery point", id) != nil {
-		return "", "", fmt.Errorf("recovery point %q: %w", ref, format.ErrNoRecoveryPoint)
-	}
-	return vm, id, nil
-}
-
-func (v *Repo) ListKeys(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	if err := v.be.List(ctx, prefix, func(key string, _ int64) error {
-		if !strings.HasPrefix(path.Base(key), ".") { // the fs backend's temp files
-			keys = append(keys, key)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list %s in %s: %w", prefix, v.be.Location(), err)
-	}
-	sort.Strings(keys)
-	return keys, nil
-}
-
-func (v *Repo) DeleteKey(ctx context.Context, key string) error {
-	if err := v.be.Delete(ctx, key); err != nil {
-		return fmt.Errorf("delete %s: %w", key, err)
-	}
-	return nil
 }

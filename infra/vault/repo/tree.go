@@ -7,7 +7,7 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
-// readBlob fetches, verifies and returns a blob's plaintext.
+// ReadBlob fetches, verifies and returns a blob's plaintext.
 func (v *Repo) ReadBlob(ctx context.Context, id format.ID) ([]byte, error) {
 	idx, err := v.Index(ctx)
 	if err != nil {
@@ -40,6 +40,7 @@ func (v *Repo) LoadRoot(ctx context.Context, id format.ID) (format.Root, error) 
 	return format.DecodeRoot(b)
 }
 
+// LoadLeaf reads and decodes the tree leaf id.
 func (v *Repo) LoadLeaf(ctx context.Context, id format.ID) ([]format.ID, error) {
 	b, err := v.ReadBlob(ctx, id)
 	if err != nil {
@@ -66,14 +67,14 @@ func (v *Repo) BlockIDs(ctx context.Context, id format.ID) ([]format.ID, error) 
 	return ids, nil
 }
 
-// leafCache holds the last leaf read from a parent tree: the backup stages
+// LeafCache holds the last leaf read from a parent tree: the backup stages
 // walk a parent leaf by leaf, so one is all they need.
 type LeafCache struct {
 	n   int64 // leaf number in ids, valid when ids != nil
 	ids []format.ID
 }
 
-// load returns leaf n of root.
+// Load returns leaf n of root.
 func (c *LeafCache) Load(ctx context.Context, v *Repo, root *format.Root, n int64) ([]format.ID, error) {
 	if c.ids != nil && c.n == n {
 		return c.ids, nil

@@ -128,7 +128,7 @@ type Block struct {
 	Loc index.Location
 }
 
-// rangeRuns groups blocks into range requests: by pack, by offset, merging
+// RangeRuns groups blocks into range requests: by pack, by offset, merging
 // near neighbours.
 func RangeRuns(wants []Block) [][]Block {
 	sort.Slice(wants, func(i, j int) bool {

@@ -24,6 +24,7 @@ type Mem struct {
 	Puts map[string]int    // puts of each key
 }
 
+// NewMem is an empty Mem.
 func NewMem() *Mem {
 	return &Mem{Objs: map[string][]byte{}, Puts: map[string]int{}}
 }
