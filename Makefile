@@ -115,7 +115,7 @@ lint: $(WORKFLOWCHECK)
 bench: tools build guest-image
 	$(GO) build -o bin/bench ./testsuite/cmd/bench
 	bin/bench
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./infra/vault/ ./testsuite/bench/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./infra/vault/ ./infra/vault/format/ ./infra/vault/index/ ./testsuite/bench/
 
 # A worker's index on a synthetic vault of INDEX_SCALE stored blocks (built
 # once, cached; 100000000 takes about 4 GB of index objects and as much for

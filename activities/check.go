@@ -43,7 +43,7 @@ func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (v
 		}
 		v = sv
 	}
-	rep, err := v.Check(ctx, vault.CheckOptions{
+	rep, err := v.Maint().Check(ctx, vault.CheckOptions{
 		ReadData: in.ReadData, ReadDataPercent: in.ReadDataPercent, Seed: in.Seed, MaxDamage: maxReportedDamage,
 		Progress: func(p vault.CheckProgress) { activity.RecordHeartbeat(ctx, p) },
 	})
@@ -61,7 +61,7 @@ type RepairVaultInput struct {
 func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (vault.RepairReport, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
-	rep, err := a.Vault.Repair(ctx)
+	rep, err := a.Vault.Maint().Repair(ctx)
 	if err != nil {
 		return rep, classify(err)
 	}

@@ -36,7 +36,7 @@ type GCMarkResult struct {
 func (a *VaultActivities) GCMark(ctx context.Context, in GCInput) (GCMarkResult, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
-	rep, err := a.Vault.GCMark(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun, RepackBelow: in.repackBelow()})
+	rep, err := a.Vault.Maint().GCMark(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun, RepackBelow: in.repackBelow()})
 	return GCMarkResult{GCMarkReport: rep, Vault: pinOf(a.Vault)}, classify(err)
 }
 
@@ -61,7 +61,7 @@ func (a *VaultActivities) GCSweep(ctx context.Context, in GCInput) (vault.GCSwee
 	}
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
-	rep, err := a.Vault.GCSweep(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
+	rep, err := a.Vault.Maint().GCSweep(ctx, vault.GCOptions{Grace: in.Grace, DryRun: in.DryRun})
 	return rep, classify(err)
 }
 

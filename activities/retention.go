@@ -191,12 +191,12 @@ func (a *VaultActivities) PurgeDeleted(ctx context.Context, in PurgeInput) (Purg
 	var err error
 	if in.DryRun {
 		var due []vault.DeletedPoint
-		due, err = a.Vault.DueForPurge(ctx, in.Now, in.KeepDeletedFor)
+		due, err = a.Vault.Maint().DueForPurge(ctx, in.Now, in.KeepDeletedFor)
 		for _, dp := range due {
 			res.Purged = append(res.Purged, dp.Ref())
 		}
 	} else {
-		res.Purged, err = a.Vault.PurgeDeleted(ctx, in.Now, in.KeepDeletedFor)
+		res.Purged, err = a.Vault.Maint().PurgeDeleted(ctx, in.Now, in.KeepDeletedFor)
 	}
 	if errors.Is(err, vault.ErrCorrupt) {
 		res.Unreadable, err = err.Error(), nil // the others were purged; a check reports the rest

@@ -102,7 +102,7 @@ func (a *app) vaultStats(ctx context.Context) error {
 		return err
 	}
 	list := billing.With(billing.ByVM(rps), protected, dps)
-	lastGC, err := v.LastGC(ctx)
+	lastGC, err := v.Maint().LastGC(ctx)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // FuzzOpenConfig feeds arbitrary bytes to Open as the stored config: it
@@ -19,27 +21,27 @@ func FuzzOpenConfig(f *testing.F) {
 	if _, err := Init(context.Background(), be, []byte(testSecret), cheapInit()); err != nil {
 		f.Fatal(err)
 	}
-	valid := be.objs[configKey]
+	valid := be.Objs[format.ConfigKey]
 	f.Add(valid)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Costs within the caps are legal but would make a run take up to a
 		// GiB and seconds; costs above them must be refused, so they run.
-		var c Config
-		if json.Unmarshal(data, &c) == nil && c.KDF.check() == nil && uint64(c.KDF.MemoryKiB)*uint64(c.KDF.Time) > 1<<10 {
+		var c format.Config
+		if json.Unmarshal(data, &c) == nil && c.KDF.Check() == nil && uint64(c.KDF.MemoryKiB)*uint64(c.KDF.Time) > 1<<10 {
 			t.Skip("costly but legal KDF parameters")
 		}
 		be := newMem()
-		be.objs[configKey] = data
+		be.Objs[format.ConfigKey] = data
 		v, err := Open(context.Background(), be, []byte(testSecret))
 		switch {
 		case err == nil && v == nil:
 			t.Fatal("Open returned neither a vault nor an error")
 		case err == nil:
 			// Only a config that the secret's master key authenticates opens.
-			if got := v.Config(); !json.Valid(data) || got.Version != formatVersion {
+			if got := v.Config(); !json.Valid(data) || got.Version != format.FormatVersion {
 				t.Fatalf("opened config %+v", got)
 			}
-		case !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) && !errors.Is(err, ErrFormatVersion):
+		case !errors.Is(err, format.ErrCorrupt) && !errors.Is(err, format.ErrWrongKey) && !errors.Is(err, format.ErrFormatVersion):
 			t.Fatalf("Open: %v", err)
 		}
 	})

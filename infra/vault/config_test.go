@@ -10,13 +10,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
 // editConfig rewrites the stored config's JSON with edit.
 func editConfig(t *testing.T, be *memBackend, edit func(map[string]any)) {
 	t.Helper()
-	data, err := be.Get(context.Background(), configKey)
+	data, err := be.Get(context.Background(), format.ConfigKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func editConfig(t *testing.T, be *memBackend, edit func(map[string]any)) {
 	if data, err = json.Marshal(m); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Put(context.Background(), configKey, data); err != nil {
+	if err := be.Put(context.Background(), format.ConfigKey, data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,14 +44,14 @@ func TestConfigAltered(t *testing.T) {
 		{"block_size", func(m map[string]any) { m["block_size"] = 2 * testBlock }},
 		{"pack_size", func(m map[string]any) { m["pack_size"] = 512 << 10 }},
 		{"leaf_entries", func(m map[string]any) { m["leaf_entries"] = 16 }},
-		{"compression", func(m map[string]any) { m["compression"] = CompressionZstd }},
+		{"compression", func(m map[string]any) { m["compression"] = format.CompressionZstd }},
 		{"mac", func(m map[string]any) { m["mac"] = strings.Repeat("A", 43) + "=" }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			_, be := testVault(t)
 			editConfig(t, be, tc.edit)
 			_, err := Open(context.Background(), be, []byte(testSecret))
-			if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "config was altered") {
+			if !errors.Is(err, format.ErrCorrupt) || errors.Is(err, format.ErrWrongKey) || !strings.Contains(err.Error(), "config was altered") {
 				t.Fatalf("open after editing %s: %v", tc.field, err)
 			}
 		})
@@ -68,7 +69,7 @@ func TestConfigAltered(t *testing.T) {
 		t.Run(tc.field, func(t *testing.T) {
 			_, be := testVault(t)
 			editConfig(t, be, func(m map[string]any) { tc.edit(m["kdf"].(map[string]any)) })
-			if _, err := Open(context.Background(), be, []byte(testSecret)); !errors.Is(err, ErrWrongKey) {
+			if _, err := Open(context.Background(), be, []byte(testSecret)); !errors.Is(err, format.ErrWrongKey) {
 				t.Fatalf("open after editing %s: %v", tc.field, err)
 			}
 		})
@@ -93,7 +94,7 @@ func TestInitRace(t *testing.T) {
 			t.Fatalf("inits %d and %d both won", winner, i)
 		case err == nil:
 			winner = i
-		case !errors.Is(err, ErrVaultExists):
+		case !errors.Is(err, format.ErrVaultExists):
 			t.Fatalf("losing init %d: %v", i, err)
 		}
 	}
@@ -116,7 +117,7 @@ func (racyBackend) Stat(context.Context, string) (int64, error) { return 0, stor
 
 func TestInitExistsAtPut(t *testing.T) {
 	_, be := testVault(t)
-	if _, err := Init(context.Background(), racyBackend{be}, []byte("another secret, long enough"), cheapInit()); !errors.Is(err, ErrVaultExists) {
+	if _, err := Init(context.Background(), racyBackend{be}, []byte("another secret, long enough"), cheapInit()); !errors.Is(err, format.ErrVaultExists) {
 		t.Fatalf("init over a vault written after Stat: %v", err)
 	}
 	if _, err := Open(context.Background(), be, []byte(testSecret)); err != nil {
@@ -136,33 +137,33 @@ func TestChangeKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cheap := KeyOptions{KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1}
+	cheap := format.KeyOptions{KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1}
 	newSecret := []byte("the new vault secret")
-	if err := v.ChangeKey(ctx, []byte("not the secret!!"), newSecret, cheap); !errors.Is(err, ErrWrongKey) {
+	if err := v.ChangeKey(ctx, []byte("not the secret!!"), newSecret, cheap); !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("change key with a wrong old secret: %v", err)
 	}
 	if err := v.ChangeKey(ctx, []byte(testSecret), []byte("short"), cheap); err == nil || !strings.Contains(err.Error(), "at least 12") {
 		t.Fatalf("change to a short secret: %v", err)
 	}
-	before, _ := be.Get(ctx, configKey)
-	if err := v.ChangeKey(ctx, []byte(testSecret), newSecret, KeyOptions{KDFMemoryKiB: 2 * testKDFMemoryKiB, KDFTime: 2, KDFThreads: 1}); err != nil {
+	before, _ := be.Get(ctx, format.ConfigKey)
+	if err := v.ChangeKey(ctx, []byte(testSecret), newSecret, format.KeyOptions{KDFMemoryKiB: 2 * testKDFMemoryKiB, KDFTime: 2, KDFThreads: 1}); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := be.Get(ctx, configKey)
+	after, _ := be.Get(ctx, format.ConfigKey)
 	if bytes.Equal(before, after) {
 		t.Fatal("config unchanged")
 	}
 	if c := v.Config(); c.KDF.Time != 2 || c.KDF.MemoryKiB != 2*testKDFMemoryKiB {
 		t.Fatalf("open vault's config has kdf %+v", c.KDF)
 	}
-	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, ErrWrongKey) {
+	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("old secret after change: %v", err)
 	}
 	v2, err := Open(ctx, be, newSecret)
 	if err != nil {
 		t.Fatalf("new secret: %v", err)
 	}
-	if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("backup from before the key change does not restore")
 	}
 	// The vault still writes with the same keys: a backup after the change
@@ -175,11 +176,11 @@ func TestChangeKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, v3, r2.Root, disk.Size()); !bytes.Equal(got, mixedDisk(6, 20*testBlock)) {
+	if got := restoreDisk(t, v3, r2.Root, disk.Size()); !bytes.Equal(got, mixedDisk(6, 20*testBlock)) {
 		t.Fatal("backup from after the key change does not restore")
 	}
 	// v still holds the config it had: its old secret no longer opens storage.
-	if err := v.ChangeKey(ctx, []byte(testSecret), []byte("a third secret value"), cheap); !errors.Is(err, ErrWrongKey) {
+	if err := v.ChangeKey(ctx, []byte(testSecret), []byte("a third secret value"), cheap); !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("change key with the replaced secret: %v", err)
 	}
 }
@@ -197,7 +198,7 @@ func TestFormatVersion(t *testing.T) {
 		_, be := testVault(t)
 		editConfig(t, be, func(m map[string]any) { m["version"] = tc.version })
 		_, err := Open(context.Background(), be, []byte(testSecret))
-		if !errors.Is(err, ErrFormatVersion) {
+		if !errors.Is(err, format.ErrFormatVersion) {
 			t.Fatalf("version %d: %v", tc.version, err)
 		}
 		for _, w := range tc.want {
@@ -220,23 +221,23 @@ func TestSecretLength(t *testing.T) {
 }
 
 func TestKDFBounds(t *testing.T) {
-	p, err := newKDFParams(KeyOptions{})
-	if err != nil || p.Time != DefaultKDFTime || p.MemoryKiB != DefaultKDFMemoryKiB || p.Threads != DefaultKDFThreads {
+	p, err := format.NewKDFParams(format.KeyOptions{})
+	if err != nil || p.Time != format.DefaultKDFTime || p.MemoryKiB != format.DefaultKDFMemoryKiB || p.Threads != format.DefaultKDFThreads {
 		t.Fatalf("defaults: %+v %v", p, err)
 	}
 	// Outside the package's tests the floor is 8 MiB.
-	weak := kdfParams{Algorithm: kdfArgon2id, Time: 1, MemoryKiB: MinKDFMemoryKiB - 1, Threads: 1}
-	if err := weak.checkMin(MinKDFMemoryKiB); err == nil {
+	weak := format.KDFParams{Algorithm: format.KDFArgon2id, Time: 1, MemoryKiB: format.MinKDFMemoryKiB - 1, Threads: 1}
+	if err := weak.CheckMin(format.MinKDFMemoryKiB); err == nil {
 		t.Fatal("KDF memory below 8 MiB accepted")
 	}
-	for _, opt := range []KeyOptions{
-		{KDFMemoryKiB: maxKDFMemoryKiB + 1},
-		{KDFTime: maxKDFTime + 1},
-		{KDFThreads: maxKDFThreads + 1},
+	for _, opt := range []format.KeyOptions{
+		{KDFMemoryKiB: format.MaxKDFMemoryKiB + 1},
+		{KDFTime: format.MaxKDFTime + 1},
+		{KDFThreads: format.MaxKDFThreads + 1},
 		{KDFThreads: 300}, // would wrap in a uint8
 		{KDFTime: -1},
 	} {
-		if _, err := newKDFParams(opt); err == nil {
+		if _, err := format.NewKDFParams(opt); err == nil {
 			t.Fatalf("%+v accepted", opt)
 		}
 	}
@@ -256,7 +257,7 @@ func TestOpenHugeKDF(t *testing.T) {
 	} {
 		_, be := testVault(t)
 		editConfig(t, be, func(m map[string]any) { edit(m["kdf"].(map[string]any)) })
-		if _, err := Open(context.Background(), be, []byte(testSecret)); !errors.Is(err, ErrCorrupt) {
+		if _, err := Open(context.Background(), be, []byte(testSecret)); !errors.Is(err, format.ErrCorrupt) {
 			t.Fatalf("hostile kdf: %v", err)
 		}
 	}

@@ -1,5 +1,26 @@
 // Package vault is vmvault's repository format: where recovery points and
-// the disk data they reference live, on any storage.Backend.
+// the disk data they reference live, on any storage.Backend. This comment
+// is the format's specification; Vault is the facade callers use.
+//
+// Where each part lives (each package's doc.go says what it owns; imports
+// run down this list, never up):
+//   - storage: the object store a vault lives on (Backend, Object Lock).
+//   - format: the layout table of every object kind and its keys and
+//     properties (format/layout.go), ids, keys and sealing, the KDF and config,
+//     and the encodings of trees, pack headers, index objects, manifests,
+//     tombstones, checkpoints and GC's objects.
+//   - index: the disk-backed Index, its loads and refreshes (Store), and
+//     the reads of index objects, pack headers and GC's log it is built from.
+//   - repo: the repository core: an open vault's storage, config, keys and
+//     index, sealed objects, blob and tree reads, the pack writer,
+//     recovery points, soft delete, records, immutability.
+//   - backup (feed, read and hash, collect, checkpoints) and restore: the
+//     disk pipelines.
+//   - maint: garbage collection, repacking, Check, Repair, the purge of
+//     soft-deleted points (Vault.Maint).
+//   - replicate: copying a vault to a secondary, its status, Compare.
+//   - vault (this package): Vault, which composes them for callers, and the
+//     names of their types callers use.
 //
 // Concepts:
 //   - Block: a fixed-size piece of a disk (BlockSize, a power of two fixed per
@@ -57,7 +78,8 @@
 // blocks, about twice XChaCha20-Poly1305's (BenchmarkSealOpen).
 //
 // Keys and config: the 64-byte random master key is encKey || idKey (idKey
-// keys the block ids). The object "config", the vault's one mutable object,
+// keys the block ids). The object "config", overwritten only by ChangeKey and
+// SetImmutable (the layout table says which other kinds are mutable),
 // holds the format version, id, creation time, block size, pack size, leaf
 // entries, compression, the argon2id parameters (salt, time, memory_kib,
 // threads; Open refuses costs above 16 passes, 1 GiB or 64 threads before
@@ -75,7 +97,7 @@
 // all, after checking its pack's size (a full load lists packs/, a refresh
 // reads the size of each new pack); an index object that does not
 // open or decode, or whose pack is missing or of another size, is left out
-// and reported (IndexProblems), so dedup stops trusting that pack and the
+// and reported (Check's IndexProblems), so dedup stops trusting that pack and the
 // next backup stores its blocks again. Repair rebuilds the index object of
 // every pack without a valid one from the pack's own header (blobs, sealed
 // header of type, id, offset and length per blob, header length as 4 bytes
@@ -94,7 +116,7 @@
 // of backups that never finished are garbage for GC to remove (nothing else
 // is kept under checkpoints/, and no recovery point refers to one).
 //
-// Garbage collection (gc.go) runs in two phases with a grace period, as
+// Garbage collection (maint/gc.go) runs in two phases with a grace period, as
 // Proxmox Backup Server does. The mark reads every tree of every recovery
 // point, soft-deleted point (the manifest in its tombstone under deleted/)
 // and checkpoint object, and writes the packs none of whose referenced
@@ -121,7 +143,9 @@
 // Records: small settings that must travel with the vault (policies/<name>,
 // protection/<vm>) are sealed JSON objects under <kind>/<name>, bound to
 // their key like every sealed object, and overwritten in place (atomic
-// Puts). Kinds are lower-case words other than the vault's own prefixes;
+// Puts). Kinds are lower-case words other than the top-level names of the
+// layout table's kinds (format.ReservedKind: config, packs, index,
+// recoverypoints, deleted, checkpoints, gc, replication);
 // names have no slash and do not start with a dot. A missing record is
 // ErrNoRecord. GC and Check ignore them: they reference no data.
 package vault

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // gcClock is a GC clock the tests move by hand.
@@ -18,7 +20,7 @@ func (c *gcClock) add(d time.Duration) { c.t = c.t.Add(d) }
 
 func gcMark(t *testing.T, v *Vault, c *gcClock) GCMarkReport {
 	t.Helper()
-	rep, err := v.GCMark(context.Background(), c.opt())
+	rep, err := v.Maint().GCMark(context.Background(), c.opt())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,14 +29,16 @@ func gcMark(t *testing.T, v *Vault, c *gcClock) GCMarkReport {
 
 func gcSweep(t *testing.T, v *Vault, c *gcClock) GCSweepReport {
 	t.Helper()
-	rep, err := v.GCSweep(context.Background(), c.opt())
+	rep, err := v.Maint().GCSweep(context.Background(), c.opt())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rep
 }
 
-func diskRec(r DiskResult) DiskRecord { return DiskRecord{Name: "d", SizeBytes: r.Size, Root: r.Root} }
+func diskRec(r DiskResult) format.DiskRecord {
+	return format.DiskRecord{Name: "d", SizeBytes: r.Size, Root: r.Root}
+}
 
 // storedBytes is what packs and index objects take.
 func storedBytes(t *testing.T, v *Vault) int64 {
@@ -62,7 +66,7 @@ func distinctDisk(seed uint64, blocks int) memDisk {
 
 func assertRestores(t *testing.T, v *Vault, r DiskResult, want memDisk) {
 	t.Helper()
-	if got := restore(t, reopen(v), r.Root, want.Size()); !bytes.Equal(got, want) {
+	if got := restoreDisk(t, reopen(v), r.Root, want.Size()); !bytes.Equal(got, want) {
 		t.Fatal("recovery point does not restore bit-exact after GC")
 	}
 }
@@ -74,10 +78,10 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	diskA, diskB := distinctDisk(1, 24), distinctDisk(2, 24)
-	ra := backup(t, v, diskA, BackupOptions{})
+	ra := backupDisk(t, v, diskA, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(ra))
 	before := storedBytes(t, v)
-	rb := backup(t, v, diskB, BackupOptions{})
+	rb := backupDisk(t, v, diskB, BackupOptions{})
 	saveRP(t, v, "b", 2, diskRec(rb))
 	withB := storedBytes(t, v)
 
@@ -86,7 +90,7 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 		t.Fatalf("mark with every point live: %+v", m)
 	}
 	// b expires (its manifest goes, as a purge does).
-	if err := be.Delete(ctx, rpKey("vm1", "b")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "b")); err != nil {
 		t.Fatal(err)
 	}
 	m := gcMark(t, v, c)
@@ -113,7 +117,7 @@ func TestGCFreesOnlyUnreferencedPacks(t *testing.T) {
 	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK || len(rep.UnindexedPacks) != 0 {
 		t.Fatalf("check after GC: %+v", rep)
 	}
-	last, err := v.LastGC(ctx)
+	last, err := v.Maint().LastGC(ctx)
 	if err != nil || last == nil || last.FreedBytes != s.FreedBytes {
 		t.Fatalf("gc/last: %+v %v", last, err)
 	}
@@ -131,7 +135,7 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(3, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(r))
 	rp, err := v.LoadRecoveryPoint(ctx, "vm1/a")
 	if err != nil {
@@ -139,13 +143,13 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	}
 	// The tombstone format assumed until softdelete.go lands.
 	tomb := struct {
-		RecoveryPoint RecoveryPoint `json:"recovery_point"`
-		DeletedAt     time.Time     `json:"deleted_at"`
+		RecoveryPoint format.RecoveryPoint `json:"recovery_point"`
+		DeletedAt     time.Time            `json:"deleted_at"`
 	}{rp, c.t}
-	if err := v.putSealed(ctx, "deleted/vm1/a", tomb); err != nil {
+	if err := v.Repo().PutSealed(ctx, "deleted/vm1/a", tomb); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Delete(ctx, rpKey("vm1", "a")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
 		t.Fatal(err)
 	}
 	m := gcMark(t, v, c)
@@ -157,10 +161,10 @@ func TestGCKeepsSoftDeletedData(t *testing.T) {
 	assertRestores(t, v, r, disk)
 
 	// A tombstone GC cannot read stops it rather than guess.
-	if err := v.putSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
+	if err := v.Repo().PutSealed(ctx, "deleted/vm1/x", map[string]string{"what": "unknown"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.GCMark(ctx, c.opt()); !errors.Is(err, ErrCorrupt) {
+	if _, err := v.Maint().GCMark(ctx, c.opt()); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("unreadable tombstone: %v", err)
 	}
 }
@@ -173,9 +177,9 @@ func TestGCBackupBetweenMarkAndSweep(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(4, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	early := reopen(v) // a worker whose backup loaded its index now
@@ -198,7 +202,7 @@ func TestGCBackupBetweenMarkAndSweep(t *testing.T) {
 		t.Fatalf("sweep: %+v (mark %+v)", s, m)
 	}
 	assertRestores(t, v, r2, disk)
-	if _, cands, _ := v.GCCandidates(ctx); len(cands) != 0 {
+	if _, cands, _ := v.Maint().GCCandidates(ctx); len(cands) != 0 {
 		t.Fatalf("referenced candidates still excluded: %d", len(cands))
 	}
 }
@@ -211,9 +215,9 @@ func TestGCBackupAfterMarkReuploads(t *testing.T) {
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	disk := distinctDisk(5, 20)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	worker := reopen(v) // a long-lived worker: knows the packs before the mark
@@ -240,7 +244,7 @@ func TestGCBackupAfterMarkReuploads(t *testing.T) {
 	if _, err := worker.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, worker, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, worker, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("long-lived worker cannot restore after GC")
 	}
 	assertRestores(t, v, r2, disk)
@@ -325,12 +329,12 @@ func TestGCDryRun(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(8, 8), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(8, 8), BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(r))
-	_ = be.Delete(ctx, rpKey("vm1", "a"))
+	_ = be.Delete(ctx, format.RecoveryPointKey("vm1", "a"))
 	o := c.opt()
 	o.DryRun = true
-	m, err := v.GCMark(ctx, o)
+	m, err := v.Maint().GCMark(ctx, o)
 	if err != nil || m.Candidates == 0 {
 		t.Fatalf("dry mark: %+v %v", m, err)
 	}

@@ -2,11 +2,15 @@ package vault
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // The data path's hot spots one at a time, on one 1 MiB block of mixed
@@ -18,9 +22,9 @@ const hotBlock = 1 << 20
 
 func hotData() []byte { return mixedDisk(21, hotBlock) }
 
-func hotKeys(b *testing.B, compression string) *keys {
+func hotKeys(b *testing.B, compression string) *format.Keys {
 	b.Helper()
-	k, err := newKeys(make([]byte, masterKeyLen), compression)
+	k, err := format.NewKeys(make([]byte, format.MasterKeyLen), compression)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,60 +33,60 @@ func hotKeys(b *testing.B, compression string) *keys {
 
 // BenchmarkHash is the keyed blake3 hash that names every block.
 func BenchmarkHash(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
+	k, data := hotKeys(b, format.CompressionS2), hotData()
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		k.hash(data)
+		k.Hash(data)
 	}
 }
 
 func benchCompress(b *testing.B, name string) {
-	flag, err := compressionFlag(name)
+	flag, err := format.CompressionFlag(name)
 	if err != nil {
 		b.Fatal(err)
 	}
 	data, dst := hotData(), []byte(nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		dst = compress(flag, dst[:0], data)
+		dst = format.Compress(flag, dst[:0], data)
 	}
 	b.ReportMetric(float64(len(dst))/hotBlock, "ratio")
 }
 
-func BenchmarkCompressS2(b *testing.B)   { benchCompress(b, CompressionS2) }
-func BenchmarkCompressZstd(b *testing.B) { benchCompress(b, CompressionZstd) }
+func BenchmarkCompressS2(b *testing.B)   { benchCompress(b, format.CompressionS2) }
+func BenchmarkCompressZstd(b *testing.B) { benchCompress(b, format.CompressionZstd) }
 
 // BenchmarkSealBlob is compress (when it pays) + AES-256-GCM of one block.
 func BenchmarkSealBlob(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
-	id, scratch := k.hash(data), []byte(nil)
+	k, data := hotKeys(b, format.CompressionS2), hotData()
+	id, scratch := k.Hash(data), []byte(nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		_, scratch = k.sealBlob(id, data, scratch)
+		_, scratch = k.SealBlob(id, data, scratch)
 	}
 }
 
 // BenchmarkOpenBlob is decrypt + decompress + verify of one block.
 func BenchmarkOpenBlob(b *testing.B) {
-	k, data := hotKeys(b, CompressionS2), hotData()
-	id := k.hash(data)
-	sealed, _ := k.sealBlob(id, data, nil)
+	k, data := hotKeys(b, format.CompressionS2), hotData()
+	id := k.Hash(data)
+	sealed, _ := k.SealBlob(id, data, nil)
 	b.SetBytes(hotBlock)
 	for i := 0; i < b.N; i++ {
-		if _, err := k.openBlob(id, sealed); err != nil {
+		if _, err := k.OpenBlob(id, sealed); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 // benchPacks makes packs of perPack random blobs.
-func benchPacks(seed uint64, packs, perPack int) []packIndex {
+func benchPacks(seed uint64, packs, perPack int) []format.PackIndex {
 	r := rand.New(rand.NewPCG(seed, 2))
-	pis := make([]packIndex, packs)
+	pis := make([]format.PackIndex, packs)
 	for p := range pis {
-		pis[p] = packIndex{Pack: randID(r), Size: 16 << 20, Entries: make([]indexEntry, perPack)}
+		pis[p] = format.PackIndex{Pack: hotID(r), Size: 16 << 20, Entries: make([]format.IndexEntry, perPack)}
 		for e := range pis[p].Entries {
-			pis[p].Entries[e] = indexEntry{ID: randID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: BlobData}
+			pis[p].Entries[e] = format.IndexEntry{ID: hotID(r), Offset: uint32(e) << 14, Length: 1 << 14, Type: format.BlobData}
 		}
 	}
 	return pis
@@ -99,11 +103,11 @@ func BenchmarkIndexAdd(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		x := newIndex(b.TempDir())
+		x := index.New(b.TempDir())
 		for _, p := range packs {
-			x.addPack(p)
+			x.AddPack(p)
 		}
-		x.settle()
+		x.Settle()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(packs)*perPack), "B/entry")
@@ -117,21 +121,19 @@ func BenchmarkIndexAdd(b *testing.B) {
 // on an index of 2M blobs in several runs: hit (an incremental backup) and
 // miss (a new block, most of a first backup).
 func BenchmarkIndexLookup(b *testing.B) {
-	x := newIndex(b.TempDir())
+	x := index.New(b.TempDir())
 	defer x.Close()
 	packs := benchPacks(3, 2000, 1000)
 	for _, p := range packs {
-		x.addPack(p)
+		x.AddPack(p)
 	}
-	x.settle()
-	x.mu.RLock()
-	runs := len(x.runs)
-	x.mu.RUnlock()
+	x.Settle()
+	runs := x.Runs()
 	r := rand.New(rand.NewPCG(4, 4))
 	b.Run("hit", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			p := packs[r.IntN(len(packs))]
-			if !x.dedupHas(p.Entries[r.IntN(len(p.Entries))].ID) {
+			if !x.DedupHas(p.Entries[r.IntN(len(p.Entries))].ID) {
 				b.Fatal("missing")
 			}
 		}
@@ -139,7 +141,7 @@ func BenchmarkIndexLookup(b *testing.B) {
 	})
 	b.Run("miss", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			if x.dedupHas(randID(r)) {
+			if x.DedupHas(hotID(r)) {
 				b.Fatal("found")
 			}
 		}
@@ -158,7 +160,7 @@ func BenchmarkTreeBlockIDs(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := v.BlockIDs(context.Background(), r.Root); err != nil {
+		if _, err := v.Repo().BlockIDs(context.Background(), r.Root); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -188,4 +190,12 @@ func BenchmarkRestoreDisk(b *testing.B) {
 		}
 		f.Close()
 	}
+}
+
+// hotID is a random id (as the index tests' randID).
+func hotID(r *rand.Rand) (id ID) {
+	for i := 0; i < len(id); i += 8 {
+		binary.LittleEndian.PutUint64(id[i:], r.Uint64())
+	}
+	return id
 }

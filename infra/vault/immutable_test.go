@@ -2,9 +2,11 @@ package vault
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -12,6 +14,7 @@ import (
 // Object Lock.
 type lockMem struct {
 	*memBackend
+	mu    sync.Mutex // guards until
 	until map[string]time.Time
 }
 
@@ -37,7 +40,7 @@ func TestObjectLockedPacksSurviveGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 1, ObjectLock: storage.RetentionGovernance}); err != nil {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 1, ObjectLock: storage.RetentionGovernance}); err != nil {
 		t.Fatal(err)
 	}
 	// A backup that never made a recovery point: its packs are garbage.
@@ -54,10 +57,10 @@ func TestObjectLockedPacksSurviveGC(t *testing.T) {
 		t.Fatal("no pack or index object was written locked")
 	}
 	later := time.Now().Add(2 * time.Hour)
-	if _, err := v.GCMark(ctx, GCOptions{Grace: time.Hour}); err != nil {
+	if _, err := v.Maint().GCMark(ctx, GCOptions{Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := v.GCSweep(ctx, GCOptions{Grace: time.Hour, Now: func() time.Time { return later }})
+	rep, err := v.Maint().GCSweep(ctx, GCOptions{Grace: time.Hour, Now: func() time.Time { return later }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +69,7 @@ func TestObjectLockedPacksSurviveGC(t *testing.T) {
 	}
 	// After the lock ends, the next sweep deletes them.
 	after := time.Now().Add(25 * time.Hour)
-	rep, err = v.GCSweep(ctx, GCOptions{Grace: time.Hour, Now: func() time.Time { return after }})
+	rep, err = v.Maint().GCSweep(ctx, GCOptions{Grace: time.Hour, Now: func() time.Time { return after }})
 	if err != nil || rep.Locked != 0 || rep.DeletedPacks == 0 {
 		t.Fatalf("sweep after the lock: %+v %v", rep, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -70,18 +72,18 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	for i := range 5 {
-		backup(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
+		backupDisk(t, v, distinctDisk(uint64(40+i), 20), BackupOptions{})
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
-	if _, err := w.Index(ctx); err != nil {
+	w := newVault(lc, v.Config(), v.Repo().Keys())
+	if _, err := w.Repo().Index(ctx); err != nil {
 		t.Fatal(err)
 	}
 	first := lc.take()
 	if first["packs/"] == 0 || first["index/"] < 5 {
 		t.Fatalf("first load listed %v: want every pack and index object", first)
 	}
-	r := backup(t, v, distinctDisk(50, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(50, 20), BackupOptions{})
 	idx, err := w.RefreshIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -95,15 +97,13 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 	if !idx.Has(r.Root) {
 		t.Fatal("refresh missed the new backup's index object")
 	}
-	if got := restore(t, w, r.Root, 20*testBlock); !bytes.Equal(got, distinctDisk(50, 20)) {
+	if got := restoreDisk(t, w, r.Root, 20*testBlock); !bytes.Equal(got, distinctDisk(50, 20)) {
 		t.Fatal("new backup does not restore through the refreshed worker")
 	}
 
 	// Index objects named more than the skew margin before the newest one
 	// seen are not listed again.
-	w.idxMu.Lock()
-	w.idxCur.ms += (2 * indexSkew).Milliseconds()
-	w.idxMu.Unlock()
+	w.Repo().IndexStore().MoveCursor(2*index.Skew, time.Time{})
 	lc.take()
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
@@ -119,22 +119,19 @@ func TestRefreshListsOnlyWhatIsNew(t *testing.T) {
 func TestLookupMissReconciles(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
-	backup(t, v, distinctDisk(60, 10), BackupOptions{})
+	backupDisk(t, v, distinctDisk(60, 10), BackupOptions{})
 	w := reopen(v)
 	mustIndex(t, w)
-	w.idxMu.Lock()
-	w.idxCur.ms += time.Hour.Milliseconds() // as if a writer's clock ran an hour ahead
-	w.idxCur.fullAt = time.Now().Add(-time.Minute)
-	w.idxMu.Unlock()
+	w.Repo().IndexStore().MoveCursor(time.Hour, time.Now().Add(-time.Minute)) // as if a writer's clock ran an hour ahead
 	disk := distinctDisk(61, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	if _, err := w.RefreshIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if mustIndex(t, w).Has(r.Root) {
 		t.Fatal("the test shows nothing: the refresh saw the index object")
 	}
-	if got := restore(t, w, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, w, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("restore after a lookup miss")
 	}
 	_ = be
@@ -147,15 +144,15 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(70, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(70, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.Repo().Keys())
 	idx := mustIndex(t, w)
-	packs := idx.packSizes()
+	packs := idx.PackSizes()
 	if len(packs) == 0 {
 		t.Fatal("no packs")
 	}
@@ -167,12 +164,12 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 	}
 
 	// A listing that lags behind: the log is not visible yet.
-	lc.hide = func(key string) bool { return strings.HasPrefix(key, deletionLogPrefix) }
+	lc.hide = func(key string) bool { return strings.HasPrefix(key, format.KindDeletionLog.Prefix()) }
 	if _, err := w.RefreshIndex(ctx); err == nil || !strings.Contains(err.Error(), "deletion log 1 is not listed yet") {
 		t.Fatalf("refresh without the deletion log: %v", err)
 	}
 	for p := range packs {
-		if !idx.hasPack(p) {
+		if !idx.HasPack(p) {
 			t.Fatal("a failed refresh changed the index")
 		}
 	}
@@ -185,7 +182,7 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatalf("refresh listed %d packs", got["packs/"])
 	}
 	for p := range packs {
-		if idx.hasPack(p) {
+		if idx.HasPack(p) {
 			t.Fatalf("pack %s deleted by GC is still in the index", p.Short())
 		}
 	}
@@ -193,28 +190,11 @@ func TestRefreshLearnsGCDeletions(t *testing.T) {
 		t.Fatal("blobs of deleted packs are still found")
 	}
 	// The next backup stores the blocks again.
-	r2 := backup(t, w, distinctDisk(70, 20), BackupOptions{})
+	r2 := backupDisk(t, w, distinctDisk(70, 20), BackupOptions{})
 	if r2.Stats.NewBlocks != 20 {
 		t.Fatalf("backup after GC stored %d of 20 blocks", r2.Stats.NewBlocks)
 	}
 	assertRestores(t, w, r2, distinctDisk(70, 20))
-}
-
-// Two sweeps never share a deletion log: the second takes the next seq.
-func TestDeletionLogSeq(t *testing.T) {
-	ctx := context.Background()
-	v, _ := testVault(t)
-	now := time.Now()
-	for want := uint64(1); want <= 3; want++ {
-		seq, err := v.logDeletions(ctx, []ID{{byte(want)}}, now)
-		if err != nil || seq != want {
-			t.Fatalf("log %d: seq %d, %v", want, seq, err)
-		}
-	}
-	seq, gone, err := v.readDeletionLogs(ctx, 1)
-	if err != nil || seq != 3 || len(gone) != 2 || !gone[ID{2}] || !gone[ID{3}] || gone[ID{1}] {
-		t.Fatalf("logs after 1: %d %v %v", seq, gone, err)
-	}
 }
 
 // Repair replaces an unreadable index object and removes the old one, so
@@ -223,21 +203,21 @@ func TestRepairReplacesUnreadableIndexObject(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := distinctDisk(80, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	p := packOf(t, v, r.Root, 0)
 	old := indexKeyOf(t, be, p)
-	be.objs[old][50] ^= 1
+	be.Objs[old][50] ^= 1
 	time.Sleep(2 * time.Millisecond) // the new index object gets another name
-	rr, err := reopen(v).Repair(ctx)
+	rr, err := reopen(v).Maint().Repair(ctx)
 	if err != nil || len(rr.Reindexed) != 1 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	if _, ok := be.objs[old]; ok {
+	if _, ok := be.Objs[old]; ok {
 		t.Fatal("the unreadable index object is still there")
 	}
 	w := reopen(v)
 	mustIndex(t, w)
-	if probs := w.IndexProblems(); len(probs) != 0 {
+	if probs := indexProblems(w); len(probs) != 0 {
 		t.Fatalf("problems after repair: %v", probs)
 	}
 	assertRestores(t, w, r, disk)
@@ -249,15 +229,15 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := distinctDisk(90, 10)
-	r := backup(t, v, disk, BackupOptions{})
+	r := backupDisk(t, v, disk, BackupOptions{})
 	lost := packOf(t, v, r.Root, 0)
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
-	if !mustIndex(t, w).hasPack(lost) {
+	w := newVault(lc, v.Config(), v.Repo().Keys())
+	if !mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker does not know the pack")
 	}
-	delete(be.objs, packKey(lost))
-	if _, err := reopen(v).Repair(ctx); err != nil {
+	delete(be.Objs, format.PackKey(lost))
+	if _, err := reopen(v).Maint().Repair(ctx); err != nil {
 		t.Fatal(err)
 	}
 	lc.take()
@@ -267,10 +247,10 @@ func TestRepairLogsMissingPacks(t *testing.T) {
 	if got := lc.take(); got["packs/"] != 0 {
 		t.Fatalf("refresh listed %d packs", got["packs/"])
 	}
-	if mustIndex(t, w).hasPack(lost) {
+	if mustIndex(t, w).HasPack(lost) {
 		t.Fatal("worker still trusts the pack repair found missing")
 	}
-	r2 := backup(t, w, disk, BackupOptions{})
+	r2 := backupDisk(t, w, disk, BackupOptions{})
 	if r2.Stats.NewBlocks == 0 {
 		t.Fatal("the lost blocks were not stored again")
 	}
@@ -284,13 +264,13 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	r := backup(t, v, distinctDisk(95, 20), BackupOptions{})
+	r := backupDisk(t, v, distinctDisk(95, 20), BackupOptions{})
 	saveRP(t, v, "old", 1, diskRec(r))
-	if err := be.Delete(ctx, rpKey("vm1", "old")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "old")); err != nil {
 		t.Fatal(err)
 	}
 	lc := &listCounter{Backend: be}
-	w := &Vault{be: lc, cfg: v.Config(), keys: v.keys}
+	w := newVault(lc, v.Config(), v.Repo().Keys())
 	idx := mustIndex(t, w)
 	gcMark(t, v, c)
 	c.add(26 * time.Hour)
@@ -298,7 +278,7 @@ func TestFailedRefreshRereadsDeletionLog(t *testing.T) {
 		t.Fatal("nothing deleted: the test shows nothing")
 	}
 	lc.fail = func(prefix string) error {
-		if prefix == indexPrefix {
+		if prefix == format.KindIndex.Prefix() {
 			return errors.New("storage unreachable")
 		}
 		return nil

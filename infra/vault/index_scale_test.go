@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
 )
 
@@ -94,16 +96,16 @@ func buildScaleVault(dir string, n int) error {
 		g.Go(func() error {
 			r := rand.New(rand.NewPCG(uint64(c), 7))
 			for p := c; p < min(c+chunk, packs); p++ {
-				pi := packIndex{Pack: scaleID(r), Size: scalePackSize}
+				pi := format.PackIndex{Pack: scaleID(r), Size: scalePackSize}
 				for e := 0; e < min(scaleBlobsPerPack, n-p*scaleBlobsPerPack); e++ {
-					pi.Entries = append(pi.Entries, indexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: BlobData})
+					pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 				}
-				key := indexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
-				if err := writeScaleFile(root, key, v.keys.seal(nil, encodePackIndex(pi), []byte(key)), &mkdir); err != nil {
+				key := format.IndexKeyAt(pi.Pack, time.UnixMilli(t0+int64(p)*step))
+				if err := writeScaleFile(root, key, v.Repo().Keys().Seal(nil, format.EncodePackIndex(pi), []byte(key)), &mkdir); err != nil {
 					return err
 				}
-				pk := filepath.Join(root, filepath.FromSlash(packKey(pi.Pack)))
-				if err := writeScaleFile(root, packKey(pi.Pack), nil, &mkdir); err != nil {
+				pk := filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack)))
+				if err := writeScaleFile(root, format.PackKey(pi.Pack), nil, &mkdir); err != nil {
 					return err
 				}
 				if err := os.Truncate(pk, scalePackSize); err != nil { // sparse
@@ -149,14 +151,14 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.SetIndexOptions(IndexOptions{Dir: filepath.Join(dir, "runs")})
+	v.Repo().SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	row := func(what, took, listed, note string) {
 		fmt.Printf("| %s | %s | %s | %s MiB | %s |\n", what, took, listed, rss(), note)
 	}
 	fmt.Println("| step | time | keys listed | peak RSS | notes |")
 	fmt.Println("|---|---|---|---|---|")
 	began := time.Now()
-	idx, err := v.Index(ctx)
+	idx, err := v.Repo().Index(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,23 +174,23 @@ func measureIndexScale(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetIndexOptions(IndexOptions{Dir: filepath.Join(dir, "runs")})
+	w.Repo().SetIndexOptions(index.Options{Dir: filepath.Join(dir, "runs")})
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	var fresh []ID
 	for range 40 {
-		pi := packIndex{Pack: scaleID(r), Size: scalePackSize}
+		pi := format.PackIndex{Pack: scaleID(r), Size: scalePackSize}
 		for e := range scaleBlobsPerPack {
-			pi.Entries = append(pi.Entries, indexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: BlobData})
+			pi.Entries = append(pi.Entries, format.IndexEntry{ID: scaleID(r), Offset: uint32(e * scaleBlob), Length: scaleBlob, Type: format.BlobData})
 			fresh = append(fresh, pi.Entries[e].ID)
 		}
 		root := filepath.Join(dir, "vault")
-		if err := writeScaleFile(root, packKey(pi.Pack), nil, &sync.Map{}); err != nil {
+		if err := writeScaleFile(root, format.PackKey(pi.Pack), nil, &sync.Map{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(packKey(pi.Pack))), scalePackSize); err != nil {
+		if err := os.Truncate(filepath.Join(root, filepath.FromSlash(format.PackKey(pi.Pack))), scalePackSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.putPackIndex(ctx, pi); err != nil {
+		if err := w.Repo().PutPackIndex(ctx, pi); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,7 +200,7 @@ func measureIndexScale(t *testing.T, dir string) {
 	}
 	row("refresh after a backup of 40 packs", time.Since(began).Round(time.Millisecond).String(), strconv.Itoa(lc.total()), "lists index objects of the last 10 minutes and the GC log only")
 	for _, id := range fresh[:100] {
-		if !idx.dedupHas(id) {
+		if !idx.DedupHas(id) {
 			t.Fatal("refresh missed a new blob")
 		}
 	}
@@ -216,7 +218,7 @@ func measureIndexScale(t *testing.T, dir string) {
 		if i%2 == 0 {
 			id = fresh[i%len(fresh)]
 		}
-		if idx.dedupHas(id) {
+		if idx.DedupHas(id) {
 			hits++
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
 // A pack that is mostly garbage is repacked: its live blobs (verified) go to
@@ -16,25 +18,25 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	// only its first 2 blocks: after the first point expires, the packs
 	// holding those 2 blocks are mostly garbage.
 	a := distinctDisk(5, 24)
-	ra := backup(t, v, a, BackupOptions{})
+	ra := backupDisk(t, v, a, BackupOptions{})
 	saveRP(t, v, "a", 1, diskRec(ra))
 	b := distinctDisk(6, 24)
 	copy(b[:2*testBlock], a[:2*testBlock])
-	rb := backup(t, v, b, BackupOptions{})
+	rb := backupDisk(t, v, b, BackupOptions{})
 	saveRP(t, v, "b", 2, diskRec(rb))
-	if err := be.Delete(ctx, rpKey("vm1", "a")); err != nil {
+	if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil {
 		t.Fatal(err)
 	}
 	opt := c.opt()
 	opt.RepackBelow = 0.5
 	dry := opt
 	dry.DryRun = true
-	packsBefore := len(be.keys("packs/"))
-	d, err := v.GCMark(ctx, dry)
-	if err != nil || len(d.Repack.Packs) == 0 || d.Repack.NewPacks != 0 || len(be.keys("packs/")) != packsBefore {
-		t.Fatalf("dry run: %+v %v (packs %d -> %d)", d.Repack, err, packsBefore, len(be.keys("packs/")))
+	packsBefore := len(be.Keys("packs/"))
+	d, err := v.Maint().GCMark(ctx, dry)
+	if err != nil || len(d.Repack.Packs) == 0 || d.Repack.NewPacks != 0 || len(be.Keys("packs/")) != packsBefore {
+		t.Fatalf("dry run: %+v %v (packs %d -> %d)", d.Repack, err, packsBefore, len(be.Keys("packs/")))
 	}
-	m, err := v.GCMark(ctx, opt)
+	m, err := v.Maint().GCMark(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 		t.Fatalf("no repack of the shared packs: %+v", m.Repack)
 	}
 	for _, p := range m.Repack.Packs {
-		for _, cand := range m.candidatePacks(t, v) {
+		for _, cand := range candidatePacks(t, v) {
 			if cand == p {
 				t.Fatalf("repacked pack %s is a candidate in the same mark", p.Short())
 			}
@@ -50,9 +52,9 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 	}
 	// The old packs now hold only duplicates: the next GC frees them.
 	c.add(time.Hour)
-	m2 := gcMark(t, v, c)
+	gcMark(t, v, c)
 	found := 0
-	for _, cand := range m2.candidatePacks(t, v) {
+	for _, cand := range candidatePacks(t, v) {
 		for _, p := range m.Repack.Packs {
 			if cand == p {
 				found++
@@ -73,9 +75,9 @@ func TestGCRepacksMostlyGarbagePacks(t *testing.T) {
 }
 
 // candidatePacks lists the packs of the vault's gc/candidates.
-func (GCMarkReport) candidatePacks(t *testing.T, v *Vault) []ID {
+func candidatePacks(t *testing.T, v *Vault) []ID {
 	t.Helper()
-	_, cands, err := v.GCCandidates(context.Background())
+	_, cands, err := v.Maint().GCCandidates(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +85,5 @@ func (GCMarkReport) candidatePacks(t *testing.T, v *Vault) []ID {
 	for i, c := range cands {
 		out[i] = c.Pack
 	}
-	return out
-}
-
-// keys lists the stored keys under prefix.
-func (m *memBackend) keys(prefix string) []string {
-	var out []string
-	_ = m.List(context.Background(), prefix, func(k string, _ int64) error { out = append(out, k); return nil })
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
@@ -22,8 +23,8 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 		t.Fatalf("first replication: %+v", rep)
 	}
 	// Again: nothing to copy, nothing PUT twice.
-	puts := len(dst.puts)
-	for k, n := range dst.puts {
+	puts := len(dst.Puts)
+	for k, n := range dst.Puts {
 		if n != 1 && !strings.HasPrefix(k, "replication/") {
 			t.Fatalf("%s put %d times", k, n)
 		}
@@ -32,7 +33,7 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 	if err != nil || rep.Copied != 0 {
 		t.Fatalf("second replication copied %d: %v", rep.Copied, err)
 	}
-	if len(dst.puts) != puts {
+	if len(dst.Puts) != puts {
 		t.Fatal("second replication wrote new keys")
 	}
 	if c, err := Compare(ctx, src, dst); err != nil || !c.Same() {
@@ -47,7 +48,7 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, sv, rp.Disks[0].Root, int64(len(disk))); string(got) != string(disk) {
+	if got := restoreDisk(t, sv, rp.Disks[0].Root, int64(len(disk))); string(got) != string(disk) {
 		t.Fatal("restore from the secondary differs")
 	}
 	if _, err := Open(ctx, dst, []byte(testSecret)); err != nil {
@@ -67,12 +68,12 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 	if err != nil || rep.Deleted != 1 || rep.PendingDeletes != 0 {
 		t.Fatalf("delete not replicated after the period: %+v %v", rep, err)
 	}
-	if _, ok := dst.objs["recoverypoints/vm1/a"]; ok {
+	if _, ok := dst.Objs["recoverypoints/vm1/a"]; ok {
 		t.Fatal("manifest still on the secondary")
 	}
 	// A primary without config is refused, not mirrored as empty.
-	delete(src.objs, "config")
-	if _, err := Replicate(ctx, src, dst, ReplicateOptions{}); !errors.Is(err, ErrNoVault) {
+	delete(src.Objs, "config")
+	if _, err := Replicate(ctx, src, dst, ReplicateOptions{}); !errors.Is(err, format.ErrNoVault) {
 		t.Fatalf("replicating a vanished primary: %v", err)
 	}
 }
@@ -80,19 +81,19 @@ func TestReplicateResumeDeletesAndRestore(t *testing.T) {
 func TestImmutableRefusesEarlyDelete(t *testing.T) {
 	ctx := context.Background()
 	v, be, _ := softDeleteVault(t)
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 7, Since: time.Now()}); err != nil {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 7, Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.SetImmutable(ctx, Immutability{Days: 1}); !errors.Is(err, ErrImmutable) {
+	if _, err := v.SetImmutable(ctx, format.Immutability{Days: 1}); !errors.Is(err, format.ErrImmutable) {
 		t.Fatalf("shortened immutability: %v", err)
 	}
 	// Points a, b, c were made at Unix 0..2: long expired. A new one is not.
-	rp := RecoveryPoint{ID: "d", VM: "vm1", StartedAt: time.Now(), CompletedAt: time.Now(), Metadata: []byte(`{}`)}
+	rp := format.RecoveryPoint{ID: "d", VM: "vm1", StartedAt: time.Now(), CompletedAt: time.Now(), Metadata: []byte(`{}`)}
 	if err := v.SaveRecoveryPoint(ctx, rp); err != nil {
 		t.Fatal(err)
 	}
 	_, err := v.DeleteRecoveryPoint(ctx, "vm1/d", time.Now(), time.Hour)
-	if !errors.Is(err, ErrImmutable) || !strings.Contains(err.Error(), "vm1/d is protected until") {
+	if !errors.Is(err, format.ErrImmutable) || !strings.Contains(err.Error(), "vm1/d is protected until") {
 		t.Fatalf("early delete: %v", err)
 	}
 	if _, err := v.DeleteRecoveryPoint(ctx, "vm1/a", time.Now(), time.Hour); err != nil {
@@ -104,8 +105,8 @@ func TestImmutableRefusesEarlyDelete(t *testing.T) {
 	if err != nil || v2.Config().Immutable == nil || v2.Config().Immutable.Days != 7 {
 		t.Fatalf("reopen: %+v %v", v2.Config().Immutable, err)
 	}
-	be.objs["config"] = []byte(strings.Replace(string(be.objs["config"]), `"days": 7`, `"days": 1`, 1))
-	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, ErrCorrupt) {
+	be.Objs["config"] = []byte(strings.Replace(string(be.Objs["config"]), `"days": 7`, `"days": 1`, 1))
+	if _, err := Open(ctx, be, []byte(testSecret)); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("edited immutability opened: %v", err)
 	}
 }
@@ -117,10 +118,10 @@ type downAfter struct {
 }
 
 func (d *downAfter) Put(ctx context.Context, k string, b []byte) error {
-	d.mu.Lock()
+	d.Mu.Lock()
 	down := d.n <= 0
 	d.n--
-	d.mu.Unlock()
+	d.Mu.Unlock()
 	if down {
 		return errors.New("connection refused")
 	}
@@ -136,7 +137,7 @@ func TestReplicateCatchesUpAfterOutage(t *testing.T) {
 	if _, err := Replicate(ctx, src, dst, ReplicateOptions{Workers: 1}); err == nil {
 		t.Fatal("replication to an unreachable secondary succeeded")
 	}
-	for k := range dst.objs {
+	for k := range dst.Objs {
 		if strings.HasPrefix(k, "recoverypoints/") {
 			t.Fatalf("%s replicated before all data", k)
 		}
@@ -146,7 +147,7 @@ func TestReplicateCatchesUpAfterOutage(t *testing.T) {
 	if err != nil || rep.NewRecoveryPoints != 3 {
 		t.Fatalf("catch-up: %+v %v", rep, err)
 	}
-	for k, n := range dst.puts {
+	for k, n := range dst.Puts {
 		if n != 1 && !strings.HasPrefix(k, "replication/") {
 			t.Fatalf("%s put %d times", k, n)
 		}
@@ -174,7 +175,7 @@ func TestReplicateSkipsIndexOfVanishedPack(t *testing.T) {
 	ctx := context.Background()
 	_, src, _ := softDeleteVault(t)
 	var pack string
-	for k := range src.objs {
+	for k := range src.Objs {
 		if strings.HasPrefix(k, "packs/") {
 			pack = k
 			break
@@ -185,12 +186,12 @@ func TestReplicateSkipsIndexOfVanishedPack(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := pack[strings.LastIndex(pack, "/")+1:]
-	for k := range dst.objs {
+	for k := range dst.Objs {
 		if strings.HasPrefix(k, "index/") && strings.HasSuffix(k, h) {
 			t.Fatalf("index of vanished pack %s replicated", pack)
 		}
 	}
-	if _, ok := dst.objs[pack]; ok {
+	if _, ok := dst.Objs[pack]; ok {
 		t.Fatal("vanished pack replicated")
 	}
 }

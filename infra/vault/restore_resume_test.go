@@ -49,3 +49,6 @@ func TestRestoreResumesAtLeaf(t *testing.T) {
 		t.Fatal("restore from the start is not bit-exact")
 	}
 }
+
+// isZero says whether b is all zero bytes (a zero block is not stored).
+func isZero(b []byte) bool { return bytes.Count(b, []byte{0}) == len(b) }

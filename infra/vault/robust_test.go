@@ -11,27 +11,30 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 )
 
 // reopen is the vault as a new process sees it: same storage and keys, no
 // index loaded yet.
-func reopen(v *Vault) *Vault { return &Vault{be: v.be, cfg: v.Config(), keys: v.keys} }
+func reopen(v *Vault) *Vault { return newVault(v.Storage(), v.Config(), v.Repo().Keys()) }
 
 // packOf returns the pack holding block n of the disk with tree root.
 func packOf(t *testing.T, v *Vault, root ID, n int) ID {
 	t.Helper()
-	ids, err := v.BlockIDs(context.Background(), root)
+	ids, err := v.Repo().BlockIDs(context.Background(), root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	loc, ok := mustIndex(t, v).Lookup(ids[n])
-	if !ok || loc.Type != BlobData {
+	if !ok || loc.Type != format.BlobData {
 		t.Fatalf("block %d not indexed as data", n)
 	}
 	return loc.Pack
 }
 
-func backup(t *testing.T, v *Vault, disk memDisk, opt BackupOptions) DiskResult {
+func backupDisk(t *testing.T, v *Vault, disk memDisk, opt BackupOptions) DiskResult {
 	t.Helper()
 	if opt.Disk == "" {
 		opt.Disk = "d"
@@ -43,9 +46,9 @@ func backup(t *testing.T, v *Vault, disk memDisk, opt BackupOptions) DiskResult 
 	return r
 }
 
-func saveRP(t *testing.T, v *Vault, id string, i int, disks ...DiskRecord) {
+func saveRP(t *testing.T, v *Vault, id string, i int, disks ...format.DiskRecord) {
 	t.Helper()
-	rp := RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: disks}
+	rp := format.RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: disks}
 	if err := v.SaveRecoveryPoint(context.Background(), rp); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +56,7 @@ func saveRP(t *testing.T, v *Vault, id string, i int, disks ...DiskRecord) {
 
 func check(t *testing.T, v *Vault, opt CheckOptions) CheckReport {
 	t.Helper()
-	rep, err := v.Check(context.Background(), opt)
+	rep, err := v.Maint().Check(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,31 +70,31 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	a, b := mixedDisk(20, 16*testBlock), mixedDisk(21, 16*testBlock)
-	ra := backup(t, v, a, BackupOptions{})
-	rb := backup(t, v, b, BackupOptions{})
+	ra := backupDisk(t, v, a, BackupOptions{})
+	rb := backupDisk(t, v, b, BackupOptions{})
 	bad := packOf(t, v, rb.Root, 0)
-	be.objs[indexKeyOf(t, be, bad)][40] ^= 1
+	be.Objs[indexKeyOf(t, be, bad)][40] ^= 1
 
 	v2 := reopen(v)
-	idx, err := v2.Index(ctx)
+	idx, err := v2.Repo().Index(ctx)
 	if err != nil {
 		t.Fatalf("index with one corrupt object: %v", err)
 	}
-	probs := v2.IndexProblems()
-	if len(probs) != 1 || probs[0].Kind != ProblemUnreadableIndex || probs[0].Pack != bad {
+	probs := indexProblems(v2)
+	if len(probs) != 1 || probs[0].Kind != format.ProblemUnreadableIndex || probs[0].Pack != bad {
 		t.Fatalf("problems: %+v", probs)
 	}
-	if idx.hasPack(bad) {
+	if idx.HasPack(bad) {
 		t.Fatal("corrupt index object was added")
 	}
-	if got := restore(t, v2, ra.Root, a.Size()); !bytes.Equal(got, a) {
+	if got := restoreDisk(t, v2, ra.Root, a.Size()); !bytes.Equal(got, a) {
 		t.Fatal("disk in other packs does not restore")
 	}
-	rb2 := backup(t, v2, b, BackupOptions{})
+	rb2 := backupDisk(t, v2, b, BackupOptions{})
 	if rb2.Stats.NewBlocks == 0 {
 		t.Fatal("blocks of the unindexed pack were not stored again")
 	}
-	if got := restore(t, v2, rb2.Root, b.Size()); !bytes.Equal(got, b) {
+	if got := restoreDisk(t, v2, rb2.Root, b.Size()); !bytes.Equal(got, b) {
 		t.Fatal("new backup of the disk does not restore")
 	}
 }
@@ -100,14 +103,14 @@ func TestCorruptIndexObjectIsSkipped(t *testing.T) {
 func TestIndexLoadFailureIsRetried(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
-	r := backup(t, v, mixedDisk(22, 16*testBlock), BackupOptions{})
+	r := backupDisk(t, v, mixedDisk(22, 16*testBlock), BackupOptions{})
 	fb := &flakyBackend{memBackend: be}
 	fb.failGets.Store(1)
-	v2 := &Vault{be: fb, cfg: v.Config(), keys: v.keys}
-	if _, err := v2.Index(ctx); err == nil {
+	v2 := newVault(fb, v.Config(), v.Repo().Keys())
+	if _, err := v2.Repo().Index(ctx); err == nil {
 		t.Fatal("index load survived a storage error")
 	}
-	idx, err := v2.Index(ctx)
+	idx, err := v2.Repo().Index(ctx)
 	if err != nil || !idx.Has(r.Root) {
 		t.Fatalf("second load: %v", err)
 	}
@@ -129,27 +132,27 @@ func (f *flakyBackend) Get(ctx context.Context, k string) ([]byte, error) {
 // it hits, the index stops trusting it so the next backup stores its blocks
 // again, and after Repair the new recovery point checks clean.
 func TestDeletedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { delete(be.objs, key) }, ProblemMissingPack)
+	testLostPack(t, func(be *memBackend, key string) { delete(be.Objs, key) }, format.ProblemMissingPack)
 }
 
 func TestTruncatedPack(t *testing.T) {
-	testLostPack(t, func(be *memBackend, key string) { be.objs[key] = be.objs[key][:len(be.objs[key])/2] }, ProblemPackSize)
+	testLostPack(t, func(be *memBackend, key string) { be.Objs[key] = be.Objs[key][:len(be.Objs[key])/2] }, format.ProblemPackSize)
 }
 
-func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProblemKind) {
+func testLostPack(t *testing.T, damage func(*memBackend, string), kind format.IndexProblemKind) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := mixedDisk(23, 24*testBlock)
-	r1 := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
-	r2 := backup(t, v, disk, BackupOptions{Parent: &r1.Root})
-	saveRP(t, v, "rp2", 2, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
+	r1 := backupDisk(t, v, disk, BackupOptions{})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
+	r2 := backupDisk(t, v, disk, BackupOptions{Parent: &r1.Root})
+	saveRP(t, v, "rp2", 2, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
 	if rep := check(t, v, CheckOptions{ReadData: true}); !rep.OK {
 		t.Fatalf("check before damage: %+v", rep)
 	}
 	lost := packOf(t, v, r1.Root, 0)
 	lostKey := indexKeyOf(t, be, lost)
-	damage(be, packKey(lost))
+	damage(be, format.PackKey(lost))
 
 	rep := check(t, reopen(v), CheckOptions{})
 	if rep.OK || strings.Join(rep.Damaged, ",") != "vm1/rp1,vm1/rp2" {
@@ -174,25 +177,25 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 
 	// The worker's index (loaded before the damage) forgets the pack when
 	// it reconciles with a full listing (hourly, or on a lookup miss).
-	if _, err := v.ReconcileIndex(ctx); err != nil {
+	if _, err := v.Repo().ReconcileIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if mustIndex(t, v).hasPack(lost) {
+	if mustIndex(t, v).HasPack(lost) {
 		t.Fatal("refreshed index still trusts the lost pack")
 	}
-	r3 := backup(t, v, disk, BackupOptions{Parent: &r2.Root})
+	r3 := backupDisk(t, v, disk, BackupOptions{Parent: &r2.Root})
 	if r3.Stats.NewBlocks == 0 {
 		t.Fatal("blocks of the lost pack were not stored again")
 	}
-	if got := restore(t, v, r3.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r3.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("new backup does not restore")
 	}
 
-	rr, err := v.Repair(ctx)
+	rr, err := v.Maint().Repair(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	saveRP(t, v, "rp3", 3, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r3.Root})
+	saveRP(t, v, "rp3", 3, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r3.Root})
 	rep = check(t, reopen(v), CheckOptions{ReadData: true})
 	// The blocks stored again heal the older recovery points too: ids are
 	// content hashes, so their trees find the new copies.
@@ -200,12 +203,12 @@ func testLostPack(t *testing.T, damage func(*memBackend, string), kind IndexProb
 		t.Fatalf("after repair and a backup, damaged: %v", rep.Damaged)
 	}
 	switch kind {
-	case ProblemMissingPack: // its index object is gone: nothing left to report
+	case format.ProblemMissingPack: // its index object is gone: nothing left to report
 		if len(rr.RemovedIndex) != 1 || rr.RemovedIndex[0] != lostKey || !rep.OK {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
-	case ProblemPackSize: // the damaged pack is reported and left alone
-		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.objs[packKey(lost)] == nil || len(rep.IndexProblems) != 1 {
+	case format.ProblemPackSize: // the damaged pack is reported and left alone
+		if len(rr.BadPacks) != 1 || rr.BadPacks[0].Pack != lost || be.Objs[format.PackKey(lost)] == nil || len(rep.IndexProblems) != 1 {
 			t.Fatalf("repair %+v, then %+v", rr, rep)
 		}
 	}
@@ -217,25 +220,25 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := mixedDisk(24, 16*testBlock)
-	r := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
+	r := backupDisk(t, v, disk, BackupOptions{})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
 	p := packOf(t, v, r.Root, 0)
-	want, err := v.getPackIndex(ctx, indexKeyOf(t, be, p))
+	want, err := index.GetPackIndex(ctx, v.Storage(), v.Repo().Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(be.objs, indexKeyOf(t, be, p))
+	delete(be.Objs, indexKeyOf(t, be, p))
 
 	v2 := reopen(v)
 	rep := check(t, v2, CheckOptions{})
 	if rep.OK || len(rep.UnindexedPacks) != 1 || rep.UnindexedPacks[0] != p {
 		t.Fatalf("check without the index object: %+v", rep)
 	}
-	rr, err := v2.Repair(ctx)
+	rr, err := v2.Maint().Repair(ctx)
 	if err != nil || len(rr.Reindexed) != 1 || rr.Reindexed[0] != p || len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("repair: %+v %v", rr, err)
 	}
-	got, err := v2.getPackIndex(ctx, indexKeyOf(t, be, p))
+	got, err := index.GetPackIndex(ctx, v2.Storage(), v2.Repo().Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +247,13 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 	if !bytes.Equal(wj, gj) {
 		t.Fatalf("rebuilt index object differs:\n%s\n%s", gj, wj)
 	}
-	if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("does not restore after repair")
 	}
 	if rep := check(t, v2, CheckOptions{ReadData: true}); !rep.OK {
 		t.Fatalf("check after repair: %+v", rep)
 	}
-	if rr, err := v2.Repair(ctx); err != nil || len(rr.Reindexed)+len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
+	if rr, err := v2.Maint().Repair(ctx); err != nil || len(rr.Reindexed)+len(rr.BadPacks)+len(rr.RemovedIndex) != 0 {
 		t.Fatalf("second repair: %+v %v", rr, err)
 	}
 }
@@ -261,12 +264,12 @@ func TestCheckReadData(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
 	disk := mixedDisk(25, 16*testBlock)
-	r := backup(t, v, disk, BackupOptions{})
-	saveRP(t, v, "rp1", 1, DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
-	ids, _ := v.BlockIDs(ctx, r.Root)
+	r := backupDisk(t, v, disk, BackupOptions{})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r.Root})
+	ids, _ := v.Repo().BlockIDs(ctx, r.Root)
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
-	be.objs[packKey(loc.Pack)][loc.Offset+30] ^= 1
-	puts := len(be.puts)
+	be.Objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
+	puts := len(be.Puts)
 	if rep := check(t, v, CheckOptions{}); !rep.OK {
 		t.Fatalf("metadata check read data: %+v", rep)
 	}
@@ -280,7 +283,7 @@ func TestCheckReadData(t *testing.T) {
 	if a.BlobsRead != b.BlobsRead || a.BlobsRead > rep.BlobsRead {
 		t.Fatalf("subset read %d then %d blobs, all %d", a.BlobsRead, b.BlobsRead, rep.BlobsRead)
 	}
-	if len(be.puts) != puts {
+	if len(be.Puts) != puts {
 		t.Fatal("check wrote to the vault")
 	}
 }
@@ -288,10 +291,10 @@ func TestCheckReadData(t *testing.T) {
 // A corrupt manifest is reported by Check next to the good ones.
 func TestCheckReportsCorruptManifest(t *testing.T) {
 	v, be := testVault(t)
-	r := backup(t, v, mixedDisk(26, 8*testBlock), BackupOptions{})
-	saveRP(t, v, "a", 1, DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
-	saveRP(t, v, "b", 2, DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
-	be.objs["recoverypoints/vm1/b"][20] ^= 1
+	r := backupDisk(t, v, mixedDisk(26, 8*testBlock), BackupOptions{})
+	saveRP(t, v, "a", 1, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
+	saveRP(t, v, "b", 2, format.DiskRecord{Name: "sda", SizeBytes: 8 * testBlock, Root: r.Root})
+	be.Objs["recoverypoints/vm1/b"][20] ^= 1
 	rep := check(t, v, CheckOptions{})
 	if rep.OK || rep.RecoveryPoints != 1 || len(rep.CorruptManifests) != 1 || rep.CorruptManifests[0].Key != "recoverypoints/vm1/b" {
 		t.Fatalf("%+v", rep)
@@ -320,58 +323,6 @@ func TestShortReadFailsBackup(t *testing.T) {
 	}
 }
 
-// A checkpoint is as small for a 4 TiB disk as for a tiny one: the leaves
-// are in a sealed object it names, which a resume reads back.
-func TestCheckpointSizeIsConstant(t *testing.T) {
-	ctx := context.Background()
-	v, be := testVault(t)
-	encode := func(size int64, le int) (int, int) {
-		cfg := Config{BlockSize: 1 << 20, LeafEntries: le}
-		lay := newLayout(size, cfg)
-		c := newCheckpointer(lay, nil, DiskStats{})
-		var leaves []ID
-		for i := range lay.nLeaves {
-			id := ID{byte(i), byte(i >> 8), byte(i >> 16), 1}
-			leaves = append(leaves, id)
-			c.finished(id, 1, DiskStats{DataBytes: 1 << 30, ScannedBytes: 1 << 30})
-		}
-		c.advance(1)
-		key := newCheckpointKey()
-		cp, err := c.save(ctx, v, key, "sda")
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, _ := json.Marshal(cp)
-		// It resumes when the index holds the leaves.
-		idx := newIndex(t.TempDir())
-		pi := packIndex{Pack: ID{0xee}}
-		for _, id := range leaves {
-			pi.Entries = append(pi.Entries, indexEntry{ID: id})
-		}
-		idx.addPack(pi)
-		var back Checkpoint
-		if err := json.Unmarshal(js, &back); err != nil {
-			t.Fatal(err)
-		}
-		got, err := v.resumeLeaves(ctx, &back, idx, "sda", lay)
-		if err != nil || int64(len(got)) != lay.nLeaves {
-			t.Fatalf("resume %d of %d leaves: %v", len(got), lay.nLeaves, err)
-		}
-		if got, _ := v.resumeLeaves(ctx, &back, idx, "sdb", lay); got != nil {
-			t.Fatal("checkpoint of another disk resumed")
-		}
-		return len(js), len(be.objs[key])
-	}
-	tiny, _ := encode(3<<20, 1024)
-	big, obj := encode(4<<40, 1024)
-	small, objSmall := encode(4<<40, 64)
-	t.Logf("checkpoint JSON: tiny disk %d bytes, 4 TiB %d bytes (object %d), 4 TiB with 64-entry leaves %d bytes (object %d)", tiny, big, obj, small, objSmall)
-	// They differ only by the digits of NextBlock and the stats.
-	if big >= 1024 || small >= 1024 || big-tiny > 32 || small-tiny > 32 {
-		t.Fatalf("checkpoint JSON of %d, %d and %d bytes", tiny, big, small)
-	}
-}
-
 // A successful backup deletes its checkpoint objects; one naming something
 // else than a checkpoint is ignored.
 func TestCheckpointObjectsDeleted(t *testing.T) {
@@ -379,7 +330,7 @@ func TestCheckpointObjectsDeleted(t *testing.T) {
 	v, be := testVault(t)
 	disk := mixedDisk(28, 64*testBlock)
 	var last *Checkpoint
-	r := backup(t, v, disk, BackupOptions{Progress: func(p Progress) {
+	r := backupDisk(t, v, disk, BackupOptions{Progress: func(p Progress) {
 		if p.Checkpoint != nil {
 			last = p.Checkpoint
 		}
@@ -391,16 +342,16 @@ func TestCheckpointObjectsDeleted(t *testing.T) {
 		t.Fatalf("%d checkpoint objects left", n)
 	}
 	r2, err := v.BackupDisk(ctx, disk, BackupOptions{Disk: "d", Resume: &Checkpoint{NextBlock: 8, Ref: "config"}})
-	if err != nil || r2.ResumedAt != 0 || r2.Root != r.Root || be.objs["config"] == nil {
+	if err != nil || r2.ResumedAt != 0 || r2.Root != r.Root || be.Objs["config"] == nil {
 		t.Fatalf("foreign ref: %+v %v", r2, err)
 	}
 }
 
 func objects(be *memBackend, prefix string) []string {
-	be.mu.Lock()
-	defer be.mu.Unlock()
+	be.Mu.Lock()
+	defer be.Mu.Unlock()
 	var keys []string
-	for k := range be.objs {
+	for k := range be.Objs {
 		if strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
 		}
@@ -411,13 +362,17 @@ func objects(be *memBackend, prefix string) []string {
 // indexKeyOf returns the key of pack's index object in be.
 func indexKeyOf(t *testing.T, be *memBackend, pack ID) string {
 	t.Helper()
-	be.mu.Lock()
-	defer be.mu.Unlock()
-	for k := range be.objs {
-		if id, _, ok := parseIndexKey(k); ok && id == pack {
+	be.Mu.Lock()
+	defer be.Mu.Unlock()
+	for k := range be.Objs {
+		if id, _, ok := format.ParseIndexKey(k); ok && id == pack {
 			return k
 		}
 	}
 	t.Fatalf("no index object of pack %s", pack.Short())
 	return ""
 }
+
+// indexProblems are the index objects the loaded index left out since its
+// last full load.
+func indexProblems(v *Vault) []format.IndexProblem { return v.Repo().IndexStore().Problems() }

@@ -1,248 +1,97 @@
 package vault
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
 
-const (
-	DefaultBlockSize   = 64 << 10 // chosen by make bench: see BENCHMARKS.md
-	DefaultPackSize    = 16 << 20
-	DefaultLeafEntries = 1024
-	MinBlockSize       = 64 << 10
-	MaxBlockSize       = 8 << 20
-)
-
 // InitOptions tune a new vault; zero values take defaults.
-type InitOptions struct {
-	BlockSize   int
-	PackSize    int
-	LeafEntries int
-	// Compression is CompressionS2 (default), CompressionZstd or CompressionNone.
-	Compression string
-	// KDFTime, KDFMemoryKiB and KDFThreads set the argon2id cost (see KeyOptions).
-	KDFTime      int
-	KDFMemoryKiB int
-	KDFThreads   int
-}
+type InitOptions = repo.InitOptions
 
-func (o InitOptions) keyOptions() KeyOptions {
-	return KeyOptions{KDFTime: o.KDFTime, KDFMemoryKiB: o.KDFMemoryKiB, KDFThreads: o.KDFThreads}
-}
+// Usage is what a vault's objects take.
+type Usage = repo.Usage
 
-// Vault is an open vault: its config, keys and storage.
+// Vault is an open vault as callers see it: its config, recovery points
+// and records, the backup and restore of disks, and one entry each to
+// maintenance (Maint) and to the repository below (Repo). It composes the
+// layers: repo (storage, keys, index, objects), backup, restore, maint and
+// replicate.
 type Vault struct {
-	be    storage.Backend
-	cfgMu sync.Mutex // guards cfg's key fields, which ChangeKey rewrites
-	cfg   Config
-	keys  *keys
-	// idx is loaded on first use; idxMu guards loading it, idxOpt and idxCur.
-	idxMu  sync.Mutex
-	idx    *Index
-	idxOpt IndexOptions
-	idxCur indexCursor
+	r *repo.Repo
+}
+
+func newVault(be storage.Backend, cfg format.Config, keys *format.Keys) *Vault {
+	return &Vault{repo.New(be, cfg, keys)}
 }
 
 // Init creates a vault on be, protected by secret. Of concurrent Inits on
 // one storage exactly one succeeds; the others return ErrVaultExists.
 func Init(ctx context.Context, be storage.Backend, secret []byte, opt InitOptions) (*Vault, error) {
-	fail := func(err error) (*Vault, error) {
-		return nil, fmt.Errorf("init vault at %s: %w", be.Location(), err)
-	}
-	if err := checkNewSecret(secret); err != nil {
-		return fail(err)
-	}
-	// A cheap early answer; PutIfAbsent below is what makes init atomic.
-	if _, err := be.Stat(ctx, configKey); err == nil {
-		return fail(ErrVaultExists)
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return fail(err)
-	}
-	cfg := Config{
-		Version: formatVersion, ID: uuid.NewString(), CreatedAt: time.Now().UTC(),
-		BlockSize: opt.BlockSize, PackSize: opt.PackSize, LeafEntries: opt.LeafEntries, Compression: opt.Compression,
-	}
-	if cfg.BlockSize == 0 {
-		cfg.BlockSize = DefaultBlockSize
-	}
-	if cfg.PackSize == 0 {
-		cfg.PackSize = DefaultPackSize
-	}
-	if cfg.LeafEntries == 0 {
-		cfg.LeafEntries = DefaultLeafEntries
-	}
-	if cfg.Compression == "" {
-		cfg.Compression = CompressionS2
-	}
-	kdf, err := newKDFParams(opt.keyOptions())
+	r, err := repo.Init(ctx, be, secret, opt)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	cfg.KDF = kdf
-	if err := cfg.validate(); err != nil {
-		return fail(err)
-	}
-	master := make([]byte, masterKeyLen)
-	if _, err := rand.Read(master); err != nil {
-		return fail(err)
-	}
-	if err := cfg.wrap(master, secret, kdf); err != nil {
-		return fail(err)
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return fail(err)
-	}
-	if err := be.PutIfAbsent(ctx, configKey, data); errors.Is(err, storage.ErrExists) {
-		return fail(ErrVaultExists)
-	} else if err != nil {
-		return fail(fmt.Errorf("write config: %w", err))
-	}
-	k, err := newKeys(master, cfg.Compression)
-	if err != nil {
-		return fail(err)
-	}
-	return &Vault{be: be, cfg: cfg, keys: k}, nil
+	return &Vault{r}, nil
 }
 
 // Open opens the vault on be with secret.
 func Open(ctx context.Context, be storage.Backend, secret []byte) (*Vault, error) {
-	cfg, master, err := readConfig(ctx, be, secret)
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	k, err := newKeys(master, cfg.Compression)
-	if err != nil {
-		return nil, fmt.Errorf("open vault at %s: %w", be.Location(), err)
-	}
-	return &Vault{be: be, cfg: cfg, keys: k}, nil
-}
-
-// readConfig reads the stored config and unwraps its master key with secret.
-func readConfig(ctx context.Context, be storage.Backend, secret []byte) (Config, []byte, error) {
-	data, err := be.Get(ctx, configKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return Config{}, nil, fmt.Errorf("%w (run 'vmvault vault init' first)", ErrNoVault)
-	}
-	if err != nil {
-		return Config{}, nil, err
-	}
-	cfg, err := parseConfig(be.Location(), data)
-	if err != nil {
-		return Config{}, nil, err
-	}
-	master, err := cfg.unwrap(secret)
-	if err != nil {
-		return Config{}, nil, err
-	}
-	return cfg, master, nil
-}
-
-// ChangeKey rewraps the vault's master key under newSecret, with a new salt
-// and opt's KDF cost (defaults for zero values). No data is rewritten: every
-// recovery point opens with newSecret, and oldSecret stops working. It
-// refuses unless oldSecret opens the stored config of this vault.
-//
-// The config is overwritten in place (storage Puts are atomic, so a crash
-// leaves the old or the new config). Two ChangeKeys racing on one vault:
-// the last write wins; both secrets were valid, so either result is usable.
-func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt KeyOptions) error {
-	fail := func(err error) error {
-		return fmt.Errorf("change key of vault at %s: %w", v.be.Location(), err)
-	}
-	if err := checkNewSecret(newSecret); err != nil {
-		return fail(err)
-	}
-	kdf, err := newKDFParams(opt)
-	if err != nil {
-		return fail(err)
-	}
-	cfg, master, err := readConfig(ctx, v.be, oldSecret)
-	if err != nil {
-		return fail(err)
-	}
-	if cfg.ID != v.Config().ID || !hmac.Equal(master, v.keys.master) {
-		return fail(fmt.Errorf("%w: the stored config belongs to vault %s, not %s", ErrCorrupt, cfg.ID, v.Config().ID))
-	}
-	if err := cfg.wrap(master, newSecret, kdf); err != nil {
-		return fail(err)
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return fail(err)
-	}
-	if err := v.be.Put(ctx, configKey, data); err != nil {
-		return fail(fmt.Errorf("write config: %w", err))
-	}
-	// Read back what storage holds: the one copy of the wrapped master key.
-	if back, err := v.be.Get(ctx, configKey); err != nil {
-		return fail(fmt.Errorf("read back config: %w", err))
-	} else if !bytes.Equal(back, data) {
-		return fail(fmt.Errorf("read back config: %w: stored config differs from the one written", ErrCorrupt))
-	}
-	// Only the key fields change: other code reads v.cfg's parameters unlocked.
-	v.cfgMu.Lock()
-	v.cfg.KDF, v.cfg.WrappedKey, v.cfg.MAC = cfg.KDF, cfg.WrappedKey, cfg.MAC
-	v.cfgMu.Unlock()
-	return nil
-}
-
-// Config returns the vault's config (without secrets being usable from it).
-func (v *Vault) Config() Config {
-	v.cfgMu.Lock()
-	defer v.cfgMu.Unlock()
-	return v.cfg
-}
-
-// Storage is the backend the vault lives on (replication copies it raw).
-func (v *Vault) Storage() storage.Backend { return v.be }
-
-// Location names the vault's storage, e.g. "s3://bucket/prefix".
-func (v *Vault) Location() string { return v.be.Location() }
-
-// putSealed writes a sealed JSON object (index, manifest).
-func (v *Vault) putSealed(ctx context.Context, key string, obj any) error {
-	sealed, err := sealJSON(v.keys, key, obj)
-	if err != nil {
-		return err
-	}
-	if err := v.putObject(ctx, key, sealed); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	return nil
-}
-
-func (v *Vault) getSealed(ctx context.Context, key string, obj any) error {
-	sealed, err := v.be.Get(ctx, key)
-	if err != nil {
-		return fmt.Errorf("get %s: %w", key, err)
-	}
-	data, err := v.keys.open(nil, sealed, []byte(key))
-	if err != nil {
-		return fmt.Errorf("%s in %s: %w", key, v.be.Location(), err)
-	}
-	if err := json.Unmarshal(data, obj); err != nil {
-		return fmt.Errorf("%s in %s: %w: %v", key, v.be.Location(), ErrCorrupt, err)
-	}
-	return nil
-}
-
-// sealJSON is obj as the sealed object at key.
-func sealJSON(k *keys, key string, obj any) ([]byte, error) {
-	data, err := json.Marshal(obj)
+	r, err := repo.Open(ctx, be, secret)
 	if err != nil {
 		return nil, err
 	}
-	return k.seal(nil, data, []byte(key)), nil
+	return &Vault{r}, nil
 }
+
+// Repo is the repository under the vault (objects, index, trees), for
+// the few callers that need more than the Vault offers.
+func (v *Vault) Repo() *repo.Repo { return v.r }
+
+// OnStorage is the same vault on another storage (a replica), checked to
+// hold this vault's config.
+func (v *Vault) OnStorage(ctx context.Context, be storage.Backend) (*Vault, error) {
+	r, err := v.r.OnStorage(ctx, be)
+	if err != nil {
+		return nil, err
+	}
+	return &Vault{r}, nil
+}
+
+// Config returns the vault's config (without secrets being usable from it).
+func (v *Vault) Config() Config { return v.r.Config() }
+
+// Location names the vault's storage, e.g. "s3://bucket/prefix".
+func (v *Vault) Location() string { return v.r.Location() }
+
+// Storage is the backend the vault lives on (replication copies it raw).
+func (v *Vault) Storage() storage.Backend { return v.r.Storage() }
+
+// ChangeKey rewraps the vault's master key under newSecret (repo.ChangeKey).
+func (v *Vault) ChangeKey(ctx context.Context, oldSecret, newSecret []byte, opt KeyOptions) error {
+	return v.r.ChangeKey(ctx, oldSecret, newSecret, opt)
+}
+
+// ReloadConfig rereads the stored config (immutability set since Open).
+func (v *Vault) ReloadConfig(ctx context.Context) error { return v.r.ReloadConfig(ctx) }
+
+// SetImmutable makes the vault immutable for good (repo.SetImmutable).
+func (v *Vault) SetImmutable(ctx context.Context, im Immutability) (Immutability, error) {
+	return v.r.SetImmutable(ctx, im)
+}
+
+// CheckDeletable refuses, on an immutable vault, to delete recovery points
+// before they expire.
+func (v *Vault) CheckDeletable(ctx context.Context, rps []RecoveryPoint, now time.Time) error {
+	return v.r.CheckDeletable(ctx, rps, now)
+}
+
+// RefreshIndex brings the vault's index up to date with what other
+// processes wrote (repo.RefreshIndex).
+func (v *Vault) RefreshIndex(ctx context.Context) (*Index, error) { return v.r.RefreshIndex(ctx) }
+
+// Usage lists the vault's objects and adds up their sizes.
+func (v *Vault) Usage(ctx context.Context) (Usage, error) { return v.r.Usage(ctx) }

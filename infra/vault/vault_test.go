@@ -5,116 +5,33 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vmvault/vmvault/infra/extent"
-	"github.com/vmvault/vmvault/infra/vault/storage"
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/internal/vaulttest"
 )
 
 // memBackend is an in-memory storage.Backend that counts puts.
-type memBackend struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-	puts map[string]int
-}
+type memBackend = vaulttest.Mem
 
-func newMem() *memBackend {
-	return &memBackend{objs: map[string][]byte{}, puts: map[string]int{}}
-}
+func newMem() *memBackend { return vaulttest.NewMem() }
 
-func (m *memBackend) Location() string { return "mem://" }
-func (m *memBackend) Put(_ context.Context, k string, d []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.objs[k] = append([]byte(nil), d...)
-	m.puts[k]++
-	return nil
-}
-func (m *memBackend) PutIfAbsent(_ context.Context, k string, d []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.objs[k]; ok {
-		return fmt.Errorf("put %s: %w", k, storage.ErrExists)
-	}
-	m.objs[k] = append([]byte(nil), d...)
-	m.puts[k]++
-	return nil
-}
-func (m *memBackend) Get(_ context.Context, k string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d, ok := m.objs[k]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", k, storage.ErrNotFound)
-	}
-	return append([]byte(nil), d...), nil
-}
-func (m *memBackend) GetRange(ctx context.Context, k string, off, n int64) ([]byte, error) {
-	d, err := m.Get(ctx, k)
-	if err != nil {
-		return nil, err
-	}
-	if off+n > int64(len(d)) {
-		return nil, fmt.Errorf("range beyond end of %s", k)
-	}
-	return d[off : off+n], nil
-}
-func (m *memBackend) Stat(ctx context.Context, k string) (int64, error) {
-	d, err := m.Get(ctx, k)
-	return int64(len(d)), err
-}
-func (m *memBackend) Delete(_ context.Context, k string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.objs, k)
-	return nil
-}
-func (m *memBackend) List(ctx context.Context, p string, fn func(string, int64) error) error {
-	return m.ListAfter(ctx, p, "", fn)
-}
-func (m *memBackend) ListAfter(_ context.Context, p, after string, fn func(string, int64) error) error {
-	m.mu.Lock()
-	var keys []string
-	for k := range m.objs {
-		if strings.HasPrefix(k, p) && k > after {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	sizes := map[string]int64{}
-	for _, k := range keys {
-		sizes[k] = int64(len(m.objs[k]))
-	}
-	m.mu.Unlock()
-	for _, k := range keys {
-		if err := fn(k, sizes[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-type memDisk []byte
-
-func (d memDisk) ReadAt(p []byte, off int64) (int, error) { return copy(p, d[off:]), nil }
-func (d memDisk) Size() int64                             { return int64(len(d)) }
+type memDisk = vaulttest.Disk
 
 type memWriter struct{ b []byte }
 
 func (w *memWriter) WriteAt(p []byte, off int64) (int, error) { return copy(w.b[off:], p), nil }
 
-const testBlock = 64 << 10
+const testBlock = vaulttest.Block
 
 func testVault(t *testing.T) (*Vault, *memBackend) {
 	t.Helper()
 	be := newMem()
-	v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1})
+	v, err := Init(context.Background(), be, []byte(testSecret), vaulttest.InitOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,29 +40,9 @@ func testVault(t *testing.T) (*Vault, *memBackend) {
 
 // mixedDisk has random blocks, compressible blocks and zero blocks, and a
 // size that is not a multiple of the block size.
-func mixedDisk(seed uint64, size int) memDisk {
-	r := rand.New(rand.NewPCG(seed, 1))
-	d := make(memDisk, size)
-	for off := 0; off < size; off += testBlock {
-		end := min(off+testBlock, size)
-		switch (off / testBlock) % 4 {
-		case 0:
-			for i := off; i < end; i++ {
-				d[i] = byte(r.Uint32())
-			}
-		case 1:
-			copy(d[off:end], bytes.Repeat([]byte("vmvault "), testBlock/8))
-		case 2: // zero
-		case 3:
-			for i := off; i < end; i += 7 {
-				d[i] = byte(r.Uint32())
-			}
-		}
-	}
-	return d
-}
+func mixedDisk(seed uint64, size int) memDisk { return vaulttest.MixedDisk(seed, size) }
 
-func restore(t *testing.T, v *Vault, root ID, size int64) []byte {
+func restoreDisk(t *testing.T, v *Vault, root ID, size int64) []byte {
 	t.Helper()
 	w := &memWriter{b: make([]byte, size)}
 	if _, err := v.RestoreDisk(context.Background(), root, w, RestoreOptions{Disk: "d"}); err != nil {
@@ -162,7 +59,7 @@ func TestBackupRestoreIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r1.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("full backup does not restore bit-exact")
 	}
 	if r1.Stats.ZeroBlocks < 20 || r1.Stats.NewBlocks == 0 {
@@ -180,10 +77,10 @@ func TestBackupRestoreIncremental(t *testing.T) {
 	if r2.Stats.NewBlocks != 3 || r2.Stats.ChangedBytes != 3*testBlock {
 		t.Fatalf("incremental stats: %+v, want 3 new blocks", r2.Stats)
 	}
-	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("incremental does not restore bit-exact")
 	}
-	if got := restore(t, v, r1.Root, disk.Size()); !bytes.Equal(got, snap1) {
+	if got := restoreDisk(t, v, r1.Root, disk.Size()); !bytes.Equal(got, snap1) {
 		t.Fatal("first recovery point changed after the second backup")
 	}
 }
@@ -199,7 +96,7 @@ func TestZeroBlocksNotStored(t *testing.T) {
 		t.Fatalf("zero disk stored data: %+v", r.Stats)
 	}
 	var packBytes int
-	for k, d := range be.objs {
+	for k, d := range be.Objs {
 		if strings.HasPrefix(k, "packs/") {
 			packBytes += len(d)
 		}
@@ -207,7 +104,7 @@ func TestZeroBlocksNotStored(t *testing.T) {
 	if packBytes > 4096 {
 		t.Fatalf("zero disk took %d bytes of packs", packBytes)
 	}
-	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("zero disk does not restore")
 	}
 }
@@ -225,7 +122,7 @@ func TestHolesAreNotRead(t *testing.T) {
 		t.Fatalf("scanned %d bytes, want %d", r.Stats.ScannedBytes, 4*testBlock)
 	}
 	want := append(disk[:4*testBlock:4*testBlock], make([]byte, 28*testBlock)...)
-	if got := restore(t, v, r.Root, disk.Size()); !bytes.Equal(got, want) {
+	if got := restoreDisk(t, v, r.Root, disk.Size()); !bytes.Equal(got, want) {
 		t.Fatal("restore of sparse backup differs")
 	}
 }
@@ -246,7 +143,7 @@ func TestCBTReadsOnlyChanged(t *testing.T) {
 	if r2.Method != "cbt" || r2.Stats.ScannedBytes != testBlock || r2.Stats.NewBlocks != 1 {
 		t.Fatalf("cbt backup: method %s stats %+v", r2.Method, r2.Stats)
 	}
-	if got := restore(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+	if got := restoreDisk(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
 		t.Fatal("cbt backup does not restore bit-exact")
 	}
 }
@@ -255,13 +152,13 @@ func TestWrongKey(t *testing.T) {
 	v, be := testVault(t)
 	_ = v
 	_, err := Open(context.Background(), be, []byte("not the secret"))
-	if !errors.Is(err, ErrWrongKey) {
+	if !errors.Is(err, format.ErrWrongKey) {
 		t.Fatalf("open with wrong key: %v", err)
 	}
 	if _, err := Open(context.Background(), be, []byte(testSecret)); err != nil {
 		t.Fatalf("open with right key: %v", err)
 	}
-	if _, err := Open(context.Background(), newMem(), []byte(testSecret)); !errors.Is(err, ErrNoVault) {
+	if _, err := Open(context.Background(), newMem(), []byte(testSecret)); !errors.Is(err, format.ErrNoVault) {
 		t.Fatalf("open empty storage: %v", err)
 	}
 }
@@ -275,24 +172,24 @@ func TestCorruptPackNamesDiskAndOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Flip a byte inside the blob of block 0.
-	leaf, err := v.loadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
+	leaf, err := v.Repo().LoadLeaf(ctx, mustRoot(t, v, r.Root).Leaves[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, _ := v.Index(ctx)
+	idx, _ := v.Repo().Index(ctx)
 	loc, _ := idx.Lookup(leaf[0])
-	key := packKey(loc.Pack)
-	be.objs[key][loc.Offset+20] ^= 0x01
+	key := format.PackKey(loc.Pack)
+	be.Objs[key][loc.Offset+20] ^= 0x01
 	w := &memWriter{b: make([]byte, disk.Size())}
 	_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "data0"})
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
+	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "disk data0 offset 0:") {
 		t.Fatalf("restore of corrupt block: %v", err)
 	}
 }
 
-func mustRoot(t *testing.T, v *Vault, id ID) Root {
+func mustRoot(t *testing.T, v *Vault, id ID) format.Root {
 	t.Helper()
-	r, err := v.LoadRoot(context.Background(), id)
+	r, err := v.Repo().LoadRoot(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,13 +233,13 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if s := mustIndex(t, v2).Stats(); s.Duplicates != 0 {
 		t.Fatalf("%d blobs uploaded twice", s.Duplicates)
 	}
-	if got := restore(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
+	if got := restoreDisk(t, v2, r.Root, disk.Size()); sha256.Sum256(got) != sha256.Sum256(disk) {
 		t.Fatal("resumed backup does not restore bit-exact")
 	}
 }
 
-func mustIndex(t *testing.T, v *Vault) *Index {
-	idx, err := v.Index(context.Background())
+func mustIndex(t *testing.T, v *Vault) *index.Index {
+	idx, err := v.Repo().Index(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +247,7 @@ func mustIndex(t *testing.T, v *Vault) *Index {
 }
 
 func TestCompressions(t *testing.T) {
-	for _, c := range []string{CompressionZstd, CompressionS2, CompressionNone} {
+	for _, c := range []string{format.CompressionZstd, format.CompressionS2, format.CompressionNone} {
 		t.Run(c, func(t *testing.T) {
 			be := newMem()
 			v, err := Init(context.Background(), be, []byte(testSecret), InitOptions{BlockSize: testBlock, PackSize: 256 << 10, LeafEntries: 8, KDFMemoryKiB: testKDFMemoryKiB, KDFTime: 1, KDFThreads: 1, Compression: c})
@@ -367,11 +264,11 @@ func TestCompressions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := restore(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+			if got := restoreDisk(t, v2, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 				t.Fatal("does not restore bit-exact")
 			}
 			compressed := r.Stats.StoredBytes < r.Stats.NewBytes*3/4
-			if compressed != (c != CompressionNone) {
+			if compressed != (c != format.CompressionNone) {
 				t.Fatalf("stored %d of %d new bytes with %s", r.Stats.StoredBytes, r.Stats.NewBytes, c)
 			}
 		})
@@ -402,20 +299,20 @@ func TestCorruptManifestDoesNotHideOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, id := range []string{"a", "b", "c"} {
-		rp := RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: []DiskRecord{{Name: "d", Root: r.Root}}}
+		rp := format.RecoveryPoint{ID: id, VM: "vm1", StartedAt: time.Unix(int64(i), 0), Disks: []format.DiskRecord{{Name: "d", Root: r.Root}}}
 		if err := v.SaveRecoveryPoint(ctx, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
-	be.objs["recoverypoints/vm1/b"][30] ^= 1
+	be.Objs["recoverypoints/vm1/b"][30] ^= 1
 	rps, err := v.ListRecoveryPoints(ctx, "vm1")
-	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
+	if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "recoverypoints/vm1/b") {
 		t.Fatalf("corrupt manifest not reported: %v", err)
 	}
 	if len(rps) != 2 || rps[0].ID != "a" || rps[1].ID != "c" {
 		t.Fatalf("good recovery points: %+v", rps)
 	}
-	if _, err := v.LoadRecoveryPoint(ctx, "vm1/b"); !errors.Is(err, ErrCorrupt) {
+	if _, err := v.LoadRecoveryPoint(ctx, "vm1/b"); !errors.Is(err, format.ErrCorrupt) {
 		t.Fatalf("load corrupt manifest: %v", err)
 	}
 }

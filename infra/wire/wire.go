@@ -81,7 +81,7 @@ func openVault(ctx context.Context, c config.Config, be storage.Backend, secret 
 	if err != nil {
 		return nil, err
 	}
-	v.SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
+	v.Repo().SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
 	return v, nil
 }
 
@@ -101,7 +101,7 @@ func InitVault(ctx context.Context, c config.Config, opt vault.InitOptions) (*va
 	if err != nil {
 		return nil, err
 	}
-	v.SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
+	v.Repo().SetIndexOptions(vault.IndexOptions{Dir: c.IndexDir, Reconcile: c.IndexReconcile})
 	return v, nil
 }
 

@@ -243,7 +243,7 @@ func TestWorkerKilledDuringTransfer(t *testing.T) {
 	// No blob is stored twice: packs that were durable before the crash were
 	// not uploaded again. Only a pack in flight at the kill may be orphaned.
 	v := e.openVault()
-	idx, err := v.Index(context.Background())
+	idx, err := v.Repo().Index(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestCorruptPack(t *testing.T) {
 		}
 		for _, d := range p.Disks {
 			if d.Name == "data0" {
-				b, err := v.BlockIDs(ctx, d.Root)
+				b, err := v.Repo().BlockIDs(ctx, d.Root)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -318,7 +318,7 @@ func TestCorruptPack(t *testing.T) {
 	if block < 0 {
 		t.Fatal("no changed block")
 	}
-	idx, _ := v.Index(ctx)
+	idx, _ := v.Repo().Index(ctx)
 	loc, ok := idx.Lookup(cur[block])
 	if !ok {
 		t.Fatal("changed block not indexed")

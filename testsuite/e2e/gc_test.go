@@ -42,7 +42,7 @@ func TestGCWhileBackupsRun(t *testing.T) {
 	if _, err := v.DeleteRecoveryPoint(ctx, gone, now, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if purged, err := v.PurgeDeleted(ctx, now.Add(2*time.Hour), time.Hour); err != nil || len(purged) != 1 {
+	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(2*time.Hour), time.Hour); err != nil || len(purged) != 1 {
 		t.Fatalf("purge: %v %v", purged, err)
 	}
 	delete(want, gone)

@@ -31,7 +31,7 @@ func (e *env) corruptBlockOf(base, rp string) int64 {
 		}
 		for _, d := range p.Disks {
 			if d.Name == "data0" {
-				b, err := v.BlockIDs(ctx, d.Root)
+				b, err := v.Repo().BlockIDs(ctx, d.Root)
 				if err != nil {
 					e.t.Fatal(err)
 				}
@@ -46,7 +46,7 @@ func (e *env) corruptBlockOf(base, rp string) int64 {
 		if cur[i] == old[i] || cur[i].IsZero() {
 			continue
 		}
-		idx, err := v.Index(ctx)
+		idx, err := v.Repo().Index(ctx)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -340,10 +340,10 @@ func TestVaultCheckAndRepair(t *testing.T) {
 	var ids []vault.ID
 	for _, d := range p.Disks {
 		if d.Name == "data0" {
-			ids, _ = v.BlockIDs(ctx, d.Root)
+			ids, _ = v.Repo().BlockIDs(ctx, d.Root)
 		}
 	}
-	idx, _ := v.Index(ctx)
+	idx, _ := v.Repo().Index(ctx)
 	var off int64 = -1
 	var pack vault.ID
 	for i, id := range ids {

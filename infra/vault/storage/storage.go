@@ -1,5 +1,5 @@
 // Package storage is the object store under a vault: a flat namespace of
-// immutable objects addressed by slash-separated keys. Backends (a local
+// objects addressed by slash-separated keys. Backends (a local
 // directory, any S3 API) implement Backend; the vault never sees which.
 package storage
 
@@ -17,8 +17,10 @@ var ErrExists = errors.New("object already exists")
 
 // Backend stores whole objects. Put is atomic: a reader sees either no
 // object or the complete one, never a torn write, and a successful Put is
-// durable. Objects are written once; the vault never overwrites a key with
-// different content except the vault config.
+// durable. Most objects are written once; the vault overwrites in place
+// only its mutable kinds (the config, records, checkpoints, GC state and
+// replication state: the layout table in package format says which), and
+// relies on Put's atomicity for them.
 type Backend interface {
 	// Location describes the backend for messages, e.g. "s3://bucket/prefix".
 	Location() string

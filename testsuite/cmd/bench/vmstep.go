@@ -204,7 +204,7 @@ func restoreStep(ctx context.Context, v *vault.Vault, req stepReq, resp *stepRes
 	if err != nil {
 		return err
 	}
-	root, err := v.LoadRoot(ctx, id)
+	root, err := v.Repo().LoadRoot(ctx, id)
 	if err != nil {
 		return err
 	}

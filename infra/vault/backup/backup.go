@@ -1,0 +1,134 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/repo"
+)
+
+// Source is a disk to back up.
+type Source interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// BackupOptions describe one disk backup.
+type BackupOptions struct {
+	Disk string
+	// Extents that may hold data; nil means the whole disk. Blocks outside
+	// them are zero and not read.
+	Extents []extent.Extent
+	// Parent is the disk's tree root in the previous recovery point, if any.
+	Parent *format.ID
+	// Changed, when non-nil and Parent is set, lists the only extents that
+	// changed since the parent (CBT): other blocks are taken from the parent.
+	Changed []extent.Extent
+	// Resume continues an interrupted backup from a checkpoint it reported
+	// (Progress.Checkpoint); one that does not fit the disk or names data
+	// the index lacks is ignored.
+	Resume *repo.Checkpoint
+	// Progress is called now and then, and with every new checkpoint.
+	Progress func(repo.Progress)
+	// Workers read, hash and seal blocks in parallel; 0 means GOMAXPROCS.
+	Workers int
+	// ReadLimit caps the disk read rate in bytes per second (0: no cap), to
+	// spare the storage the VMs run on.
+	ReadLimit int64
+}
+
+// DiskResult is a finished disk backup.
+type DiskResult struct {
+	Root   format.ID        `json:"root"`
+	Size   int64            `json:"size"`
+	Stats  format.DiskStats `json:"stats"`
+	Method format.Method    `json:"method"`
+	// ResumedAt is the block a retried backup started from (0 if not resumed).
+	ResumedAt int64 `json:"resumed_at"`
+}
+
+// BackupDisk stores src in the vault and returns its tree root. It runs as
+// stages joined by channels: a feeder walks the blocks in order (feed.go),
+// workers read, hash and seal them on all cores (readhash.go), and a collector
+// assembles the tree in order and hands blobs to the packer, which uploads
+// packs in the background (collect.go, repo/pack.go); the collector also reports
+// progress and checkpoints (checkpoint.go). Memory stays bounded by the
+// number of workers and packs in flight. The first stage to fail stops the
+// others, and its error is returned.
+func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
+	idx, err := v.Index(ctx)
+	if err != nil {
+		return DiskResult{}, err
+	}
+	lay := format.NewLayout(src.Size(), v.Config())
+	res := DiskResult{Size: lay.Size, Method: format.MethodChecksum}
+	var parent *format.Root
+	if opt.Parent != nil {
+		r, err := v.LoadRoot(ctx, *opt.Parent)
+		if err != nil {
+			return res, fmt.Errorf("disk %s: parent: %w", opt.Disk, err)
+		}
+		if int64(r.BlockSize) == lay.BS && int64(r.LeafEntries) == lay.LE {
+			parent = &r
+		}
+	}
+	useCBT := parent != nil && opt.Changed != nil && parent.Size == lay.Size
+	if useCBT {
+		res.Method = format.MethodCBT
+	}
+	resumed, err := v.resumeLeaves(ctx, opt.Resume, idx, opt.Disk, lay)
+	if err != nil {
+		return res, err
+	}
+	var resumedStats format.DiskStats
+	if resumed != nil {
+		res.ResumedAt, resumedStats = opt.Resume.NextBlock, opt.Resume.Stats
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	pk := repo.NewPacker(gctx, v.Repo)
+	defer pk.Abort()
+	jobs := make(chan blockJob, workers*2)
+	results := make(chan blockResult, workers*2)
+	f := &feeder{v: v, disk: opt.Disk, lay: lay, data: extent.Normalize(opt.Extents)}
+	if useCBT {
+		f.parent, f.changed = parent, extent.Normalize(opt.Changed)
+	}
+	g.Go(func() error {
+		defer close(jobs)
+		return f.run(gctx, res.ResumedAt, jobs)
+	})
+	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.BS)}
+	g.Go(func() error {
+		defer close(results)
+		return s.run(gctx, workers, jobs, results)
+	})
+	c := newCollector(v, idx, pk, lay, parent, resumed, resumedStats, opt)
+	g.Go(func() error {
+		var err error
+		res.Root, err = c.run(gctx, results)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	res.Stats = c.stats
+	// Checkpoints are garbage once the root is durable. Best effort: GC
+	// removes what is left (this one if the DELETE fails, and those of
+	// attempts that were never resumed).
+	_ = v.Storage().Delete(ctx, c.cpKey)
+	if opt.Resume != nil && format.IsCheckpointKey(opt.Resume.Ref) {
+		_ = v.Storage().Delete(ctx, opt.Resume.Ref)
+	}
+	return res, nil
+}
