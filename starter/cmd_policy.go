@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmvault/vmvault/infra/policy"
+	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
@@ -142,12 +143,7 @@ func (a *app) policyCreate(ctx context.Context, p policy.Policy) error {
 	if err != nil {
 		return err
 	}
-	if _, err := getPolicy(ctx, v, p.Name); err == nil {
-		return fmt.Errorf("policy %s already exists in %s: change it with 'vmvault policy update %s'", p.Name, v.Location(), p.Name)
-	} else if !errors.Is(err, vault.ErrNoRecord) {
-		return err
-	}
-	if err := v.PutRecord(ctx, policy.RecordPolicies, p.Name, p); err != nil {
+	if err := policystore.New(v).CreatePolicy(ctx, p); err != nil {
 		return err
 	}
 	if a.json {
@@ -177,11 +173,12 @@ type policyRow struct {
 }
 
 func (a *app) policyRows(ctx context.Context, v *vault.Vault) ([]policyRow, error) {
-	ps, err := listPolicies(ctx, v)
+	st := policystore.New(v)
+	ps, err := st.Policies(ctx)
 	if err != nil {
 		return nil, err
 	}
-	prots, err := listProtections(ctx, v)
+	prots, err := st.Protections(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +235,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 					return a.printPolicy(r)
 				}
 			}
-			return noPolicy(v, args[0])
+			return policystore.New(v).NoPolicy(args[0])
 		}),
 	})
 }
@@ -282,18 +279,12 @@ command says which, and 'vmvault protect VM --policy NAME' retries it.
 			if err != nil {
 				return err
 			}
-			p, err := getPolicy(ctx, v, args[0])
-			if errors.Is(err, vault.ErrNoRecord) {
-				return noPolicy(v, args[0])
-			} else if err != nil {
+			p, err := policystore.New(v).Policy(ctx, args[0])
+			if err != nil {
 				return err
 			}
-			old := p.Retention
 			if !f.apply(cmd, &p) {
 				return usagef(cmd, "policy update: give at least one field to change")
-			}
-			if err := refuseShorterRetention(ctx, v, p.Name, old, p.Retention); err != nil {
-				return err
 			}
 			return a.policyUpdate(ctx, v, p)
 		}),
@@ -303,13 +294,11 @@ command says which, and 'vmvault protect VM --policy NAME' retries it.
 }
 
 func (a *app) policyUpdate(ctx context.Context, v *vault.Vault, p policy.Policy) error {
-	if err := p.Validate(); err != nil {
+	st := policystore.New(v)
+	if err := st.UpdatePolicy(ctx, p); err != nil {
 		return err
 	}
-	if err := v.PutRecord(ctx, policy.RecordPolicies, p.Name, p); err != nil {
-		return err
-	}
-	prots, err := listProtections(ctx, v)
+	prots, err := st.Protections(ctx)
 	if err != nil {
 		return err
 	}
@@ -357,29 +346,14 @@ policy cannot be deleted (change it with 'policy update default').`,
 }
 
 func (a *app) policyDelete(ctx context.Context, name string) error {
-	if name == policy.DefaultName {
-		return fmt.Errorf("the default policy cannot be deleted: change it with 'vmvault policy update default'")
+	if err := policy.Deletable(name); err != nil { // before the vault is opened
+		return err
 	}
 	v, err := openVault(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
-	prots, err := listProtections(ctx, v)
-	if err != nil {
-		return err
-	}
-	var users []string
-	for _, pr := range prots {
-		if pr.Policy == name {
-			users = append(users, pr.VM)
-		}
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("policy %s is in use by %d vms: %s (protect them with another policy or unprotect them first)", name, len(users), strings.Join(users, ", "))
-	}
-	if err := v.DeleteRecord(ctx, policy.RecordPolicies, name); errors.Is(err, vault.ErrNoRecord) {
-		return noPolicy(v, name)
-	} else if err != nil {
+	if err := policystore.New(v).DeletePolicy(ctx, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "deleted policy %s\n", name)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/policy"
+	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -51,48 +52,21 @@ func (a *app) protect(ctx context.Context, vm, name, host string, hostGiven bool
 	if err != nil {
 		return err
 	}
-	p, err := getPolicy(ctx, v, name)
-	if errors.Is(err, vault.ErrNoRecord) {
-		return noPolicy(v, name)
-	} else if err != nil {
+	st0 := policystore.New(v)
+	p, err := st0.Policy(ctx, name)
+	if err != nil {
 		return err
 	}
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	pr := policy.Protection{VM: vm, Host: a.cfg.Host, Policy: p.Name, Since: time.Now().UTC()}
-	var old policy.Protection
-	isNew := false
-	switch err := v.GetRecord(ctx, policy.RecordProtection, vm, &old); {
-	case err == nil:
-		pr.Host, pr.Since = old.Host, old.Since
-	case errors.Is(err, vault.ErrNoRecord):
-		isNew = true
-		if err := a.underLimit(ctx, v, vm, 0); err != nil {
-			return err
-		}
-	default:
+	if !hostGiven {
+		host = a.cfg.Host
+	}
+	pr, err := st0.Protect(ctx, policystore.ProtectRequest{VM: vm, Policy: p.Name, Host: host, HostGiven: hostGiven,
+		Since: time.Now().UTC(), Max: a.cfg.MaxProtectedVMs})
+	if err != nil {
 		return err
-	}
-	if hostGiven {
-		pr.Host = host
-	}
-	// The record first: it is the truth, and a schedule that failed to be
-	// written is recreated by running protect again.
-	if err := v.PutRecord(ctx, policy.RecordProtection, vm, pr); err != nil {
-		return err
-	}
-	// Two protects at once can both pass the check above: count again
-	// with our record written, and step back if that is one too many. A
-	// protect that lists after another's write sees it, so the limit holds
-	// (at worst both step back, and one is run again).
-	if isNew {
-		if err := a.underLimit(ctx, v, vm, 1); err != nil {
-			if derr := v.DeleteRecord(ctx, policy.RecordProtection, vm); derr != nil {
-				return fmt.Errorf("%w; and removing its record failed: %v", err, derr)
-			}
-			return err
-		}
 	}
 	st, err := a.reconcileSchedule(ctx, p, pr)
 	if err != nil {
@@ -104,25 +78,6 @@ func (a *app) protect(ctx context.Context, vm, name, host string, hostGiven bool
 	fmt.Fprintf(a.out, "protected vm %s (host %s) with policy %s: schedule %s, %s %s, next run %s\n",
 		vm, pr.Host, p.Name, st.Schedule, st.Calendar, p.Schedule.TimeZone, fmtTime(st.NextRun))
 	return nil
-}
-
-// underLimit fails when the vault protects more than the limit allows,
-// counting ours (0: not written yet, 1: written).
-func (a *app) underLimit(ctx context.Context, v *vault.Vault, vm string, ours int) error {
-	names, err := v.ListRecords(ctx, policy.RecordProtection)
-	if err != nil {
-		return err
-	}
-	max := a.cfg.MaxProtectedVMs
-	if len(names)-ours < max {
-		return nil
-	}
-	if ours == 1 && len(names)-ours == max {
-		return fmt.Errorf("vault %s reached the limit of %d protected vms (VMVAULT_MAX_PROTECTED_VMS) while another protect ran at the same moment: vm %s is not protected; run protect again",
-			v.Location(), max, vm)
-	}
-	return fmt.Errorf("vault %s already protects %d vms, the limit (VMVAULT_MAX_PROTECTED_VMS=%d): vm %s is not protected; unprotect another first or use another vault",
-		v.Location(), len(names)-ours, max, vm)
 }
 
 // scheduleState is a protected VM's schedule as written.
@@ -300,7 +255,7 @@ func (a *app) protected(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	prots, err := listProtections(ctx, v)
+	prots, err := policystore.New(v).Protections(ctx)
 	if err != nil {
 		return err
 	}
