@@ -45,6 +45,7 @@ var NonRetryable = []string{
 	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
 	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
 	ErrTypeImmutable, ErrTypeNoSecondary,
+	ErrTypePolicyNotFound, ErrTypeInvalidPolicy, ErrTypeNotProtected,
 }
 
 var classes = []struct {

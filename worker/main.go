@@ -79,7 +79,12 @@ func run() error {
 		w.RegisterWorkflow(workflows.RepairVault)
 		w.RegisterWorkflow(workflows.CollectGarbage)
 		w.RegisterWorkflow(workflows.ReplicateVault)
+		w.RegisterWorkflow(workflows.Protect)
+		w.RegisterWorkflow(workflows.Unprotect)
+		w.RegisterWorkflow(workflows.UpdatePolicy)
+		w.RegisterWorkflow(workflows.SyncSchedule)
 		w.RegisterActivity(&activities.VaultActivities{Vault: v, Secondary: sec, Starter: c})
+		w.RegisterActivity(&activities.ProtectionActivities{Vault: v, Schedules: c.ScheduleClient()})
 		workers = append(workers, w)
 	}
 	if serveHost {

@@ -16,6 +16,7 @@ import (
 // when that is one too many; those refused have no record and no schedule.
 func TestProtectLimitUnderRace(t *testing.T) {
 	e := newEnv(t, envOpts{})
+	e.startWorker(nil) // protect runs as a workflow
 	const limit, tries = 3, 8
 	results := make([]result, tries)
 	var wg sync.WaitGroup

@@ -29,6 +29,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(workflows.RepairVault)
 			r.RegisterWorkflow(workflows.CollectGarbage)
 			r.RegisterWorkflow(workflows.ReplicateVault)
+			r.RegisterWorkflow(workflows.Protect)
+			r.RegisterWorkflow(workflows.Unprotect)
+			r.RegisterWorkflow(workflows.UpdatePolicy)
+			r.RegisterWorkflow(workflows.SyncSchedule)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}
