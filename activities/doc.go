@@ -10,6 +10,10 @@
 //     staged disk restores and their commit or abort.
 //   - VaultActivities run on the central queue: work on the vault alone
 //     (parents, recovery points).
+//   - ProtectionActivities run on the central queue: policy and protection
+//     records (through infra/policystore) and the Temporal Schedules derived
+//     from them, through the worker's schedule client (protection.go,
+//     schedules.go).
 //
 // Every activity that touches the vault carries the id of the vault its job
 // is pinned to (VaultPin) and refuses, non-retryably, to work on another:

@@ -172,14 +172,10 @@ func (a *ProtectionActivities) ReleaseRecoveryPoints(ctx context.Context, in Rel
 // SavePolicy replaces an existing policy (policystore.UpdatePolicy: an
 // immutable vault refuses shorter retention, non-retryably).
 func (a *ProtectionActivities) SavePolicy(ctx context.Context, p policy.Policy) error {
-	err := a.store().UpdatePolicy(ctx, p)
-	if err != nil && errors.Is(err, vault.ErrNoRecord) {
-		return nonRetryable(err.Error(), ErrTypePolicyNotFound)
+	if err := p.Validate(); err != nil {
+		return nonRetryable(err.Error(), ErrTypeInvalidPolicy)
 	}
-	if verr := p.Validate(); verr != nil {
-		return nonRetryable(verr.Error(), ErrTypeInvalidPolicy)
-	}
-	return classify(err)
+	return classifyPolicy(a.store().UpdatePolicy(ctx, p))
 }
 
 // ListProtectedBy lists the protections of the VMs the policy protects,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -44,8 +45,28 @@ func (a *app) runChange(ctx context.Context, opts client.StartWorkflowOptions, w
 		if started != nil {
 			started(run)
 		}
-		return changeError(run.Get(ctx, out))
+		return changeError(waitRun(ctx, run, out))
 	}
+}
+
+// waitRun waits for the run's result; a busy server failing the wait
+// itself (not the job) is waited through again.
+func waitRun(ctx context.Context, run client.WorkflowRun, out any) error {
+	for tries := 1; ; tries++ {
+		err := run.Get(ctx, out)
+		if err == nil || tries == 10 || ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		time.Sleep(time.Duration(tries) * time.Second)
+	}
+}
+
+// transient: the server was briefly unable to answer.
+func transient(err error) bool {
+	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	var exhausted *serviceerror.ResourceExhausted
+	return errors.As(err, &unavailable) || errors.As(err, &deadline) || errors.As(err, &exhausted) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // changeError turns a change's failure back into the one-line error the

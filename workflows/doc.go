@@ -8,6 +8,9 @@
 //   - inventory.go: Inventory, a host's VM directory answering 'vm list'.
 //   - ids.go: workflow ids, start options and search attributes, built in one
 //     place for the CLI and (later) schedules.
+//   - protect.go, policyupdate.go, schedulesync.go: Protect, Unprotect,
+//     UpdatePolicy and SyncSchedule, the control plane of protection: records
+//     first, then the Temporal Schedules derived from them.
 //   - progress.go, states.go: the progress query and the typed states.
 //   - options.go, fanout.go, errors.go: activity options, the per-disk
 //     fan-out, and error helpers.
