@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -45,8 +46,31 @@ func (a *app) runChange(ctx context.Context, opts client.StartWorkflowOptions, w
 		if started != nil {
 			started(run)
 		}
-		return changeError(waitRun(ctx, run, out))
+		stop := a.hintWithoutWorker(ctx, c, opts.TaskQueue)
+		err = waitRun(ctx, run, out)
+		stop()
+		return changeError(err)
 	}
+}
+
+// hintWithoutWorker says, once, when a change is still waiting after a
+// few seconds and no worker polls its task queue: the change runs when
+// one starts. The returned func stops the check.
+func (a *app) hintWithoutWorker(ctx context.Context, c client.Client, queue string) func() {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-stop:
+			return
+		case <-time.After(5 * time.Second):
+		}
+		d, err := c.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err == nil && len(d.GetPollers()) == 0 {
+			fmt.Fprintf(a.errOut, "waiting for a worker: none polls task queue %s (start vmvault-worker); the change runs when one does\n", queue)
+		}
+	}()
+	return func() { close(stop); <-stopped }
 }
 
 // waitRun waits for the run's result; a busy server failing the wait
