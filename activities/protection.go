@@ -44,6 +44,8 @@ func classifyPolicy(err error) error {
 		return nil
 	case errors.Is(err, policystore.ErrLimit):
 		return nonRetryable(err.Error(), ErrTypeLimitExceeded)
+	case errors.Is(err, policystore.ErrBadName):
+		return badRequest(err.Error())
 	case errors.Is(err, vault.ErrNoRecord):
 		return nonRetryable(err.Error(), ErrTypePolicyNotFound)
 	}
@@ -108,7 +110,7 @@ func (a *ProtectionActivities) PrepareUnprotect(ctx context.Context, in PrepareU
 	case err == nil:
 		res.Protected = true
 	case !errors.Is(err, vault.ErrNoRecord):
-		return res, classify(err)
+		return res, classifyPolicy(err)
 	}
 	if in.DeleteData {
 		rps, _ := a.Vault.ListRecoveryPoints(ctx, in.VM)
@@ -121,7 +123,7 @@ func (a *ProtectionActivities) PrepareUnprotect(ctx context.Context, in PrepareU
 
 // DeleteProtection deletes the VM's protection record (gone already is fine).
 func (a *ProtectionActivities) DeleteProtection(ctx context.Context, vm string) error {
-	return classify(a.store().Unprotect(ctx, vm))
+	return classifyPolicy(a.store().Unprotect(ctx, vm))
 }
 
 // ReleaseRecoveryPointsInput: what happens to an unprotected VM's points.

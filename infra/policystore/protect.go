@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vmvault/vmvault/infra/policy"
@@ -12,6 +13,27 @@ import (
 
 // ErrLimit is the protected-VM limit refusing a new protection.
 var ErrLimit = errors.New("protected vm limit reached")
+
+// ErrBadName is a name no record can have.
+var ErrBadName = errors.New("invalid record name")
+
+// checkName refuses, before any I/O, the names the vault refuses as record
+// names (vault.PutRecord's rule: no slashes, no dot names, no spaces or
+// control characters, at most 255 bytes), so the refusal can be told
+// apart from a storage failure and is not retried.
+func checkName(kind, name string) error {
+	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\\x00\n\r\t ") || len(name) > 255 {
+		return nameError{fmt.Sprintf("invalid %s record name %q", kind, name)}
+	}
+	return nil
+}
+
+func checkVM(vm string) error { return checkName(policy.RecordProtection, vm) }
+
+type nameError struct{ msg string }
+
+func (e nameError) Error() string        { return e.msg }
+func (e nameError) Is(target error) bool { return target == ErrBadName }
 
 type limitError struct{ msg string }
 
@@ -42,6 +64,9 @@ type ProtectRequest struct {
 // and one is run again. A refusal wraps ErrLimit.
 func (s *Store) Protect(ctx context.Context, req ProtectRequest) (policy.Protection, error) {
 	pr := policy.Protection{VM: req.VM, Host: req.Host, Policy: req.Policy, Since: req.Since.UTC()}
+	if err := checkVM(req.VM); err != nil {
+		return pr, err
+	}
 	var old policy.Protection
 	isNew := false
 	switch err := s.v.GetRecord(ctx, policy.RecordProtection, req.VM, &old); {

@@ -41,6 +41,9 @@ func (s *Store) NoPolicy(name string) error {
 // NoPolicy (errors.Is vault.ErrNoRecord).
 func (s *Store) Policy(ctx context.Context, name string) (policy.Policy, error) {
 	var rec policy.Policy
+	if err := checkName(policy.RecordPolicies, name); err != nil {
+		return rec, err
+	}
 	err := s.v.GetRecord(ctx, policy.RecordPolicies, name, &rec)
 	found := err == nil
 	if err != nil && !errors.Is(err, vault.ErrNoRecord) {
@@ -179,12 +182,18 @@ func (s *Store) ProtectedBy(ctx context.Context, name string) ([]policy.Protecti
 // vault.ErrNoRecord.
 func (s *Store) Protection(ctx context.Context, vm string) (policy.Protection, error) {
 	var pr policy.Protection
+	if err := checkVM(vm); err != nil {
+		return pr, err
+	}
 	err := s.v.GetRecord(ctx, policy.RecordProtection, vm, &pr)
 	return pr, err
 }
 
 // Unprotect deletes vm's protection record; one already gone is fine.
 func (s *Store) Unprotect(ctx context.Context, vm string) error {
+	if err := checkVM(vm); err != nil {
+		return err
+	}
 	if err := s.v.DeleteRecord(ctx, policy.RecordProtection, vm); err != nil && !errors.Is(err, vault.ErrNoRecord) {
 		return err
 	}

@@ -290,3 +290,15 @@ func TestProtectRaceLimitHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestBadVMNameRefusedBeforeIO(t *testing.T) {
+	s := New(newMem())
+	for _, vm := range []string{"", ".hidden", "a/b", "a b", strings.Repeat("x", 256)} {
+		if _, err := s.Protect(ctx, protectReq(vm, 5)); !errors.Is(err, ErrBadName) {
+			t.Errorf("protect %q: %v", vm, err)
+		}
+		if _, err := s.Protection(ctx, vm); !errors.Is(err, ErrBadName) {
+			t.Errorf("protection %q: %v", vm, err)
+		}
+	}
+}
