@@ -31,6 +31,11 @@ type ScheduleRequest struct {
 	WorkflowExecutionTimeout time.Duration     `json:"workflow_execution_timeout,omitempty"`
 	SearchAttributes         map[string]string `json:"search_attributes,omitempty"`
 	Summary                  string            `json:"summary,omitempty"`
+	// Existing: the schedule most likely exists (a policy update), so it is
+	// updated first and created only if missing. NoNextRun skips reading
+	// the next run time back. Both save calls to the server.
+	Existing  bool `json:"existing,omitempty"`
+	NoNextRun bool `json:"no_next_run,omitempty"`
 }
 
 // options turns the request into the SDK's schedule options.
@@ -67,30 +72,49 @@ type ScheduleResult struct {
 func (a *ProtectionActivities) UpsertSchedule(ctx context.Context, r ScheduleRequest) (ScheduleResult, error) {
 	res := ScheduleResult{ID: r.ID}
 	opts := r.options()
-	h, err := a.Schedules.Create(ctx, opts)
-	res.Created = err == nil
-	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		h = a.Schedules.GetHandle(ctx, opts.ID)
-		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-			s := u.Description.Schedule
-			s.Spec, s.Action = &opts.Spec, opts.Action
-			if s.Policy == nil {
-				s.Policy = &client.SchedulePolicies{}
-			}
-			s.Policy.Overlap = opts.Overlap
-			if opts.CatchupWindow > 0 {
-				s.Policy.CatchupWindow = opts.CatchupWindow
-			}
-			return &client.ScheduleUpdate{Schedule: &s}, nil
-		}})
+	h := a.Schedules.GetHandle(ctx, opts.ID)
+	var err error
+	var nf *serviceerror.NotFound
+	if r.Existing {
+		if err = updateSchedule(ctx, h, opts); errors.As(err, &nf) {
+			h, err = a.Schedules.Create(ctx, opts)
+			res.Created = err == nil
+		}
+	} else {
+		if h, err = a.Schedules.Create(ctx, opts); errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+			h = a.Schedules.GetHandle(ctx, opts.ID)
+			err = updateSchedule(ctx, h, opts)
+		} else {
+			res.Created = err == nil
+		}
 	}
 	if err != nil {
 		return res, fmt.Errorf("write schedule %s: %w", opts.ID, err)
+	}
+	if r.NoNextRun {
+		return res, nil
 	}
 	if d, err := h.Describe(ctx); err == nil && len(d.Info.NextActionTimes) > 0 {
 		res.NextRun = d.Info.NextActionTimes[0]
 	}
 	return res, nil
+}
+
+// updateSchedule sets the schedule's spec, action, overlap and catch-up
+// window in place; its state (paused or not) stays.
+func updateSchedule(ctx context.Context, h client.ScheduleHandle, opts client.ScheduleOptions) error {
+	return h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+		s := u.Description.Schedule
+		s.Spec, s.Action = &opts.Spec, opts.Action
+		if s.Policy == nil {
+			s.Policy = &client.SchedulePolicies{}
+		}
+		s.Policy.Overlap = opts.Overlap
+		if opts.CatchupWindow > 0 {
+			s.Policy.CatchupWindow = opts.CatchupWindow
+		}
+		return &client.ScheduleUpdate{Schedule: &s}, nil
+	}})
 }
 
 // DeleteScheduleResult says whether there was a schedule to delete.

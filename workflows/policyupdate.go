@@ -125,6 +125,7 @@ func rescheduleBatch(ctx workflow.Context, in *UpdatePolicyInput, prs []policy.P
 			errs[i] = err
 			continue
 		}
+		req.Existing, req.NoNextRun = true, true // protected VMs have their schedules
 		futures[i] = workflow.ExecuteActivity(scheduleOptions(ctx, "schedule "+req.ID), protAct.UpsertSchedule, req)
 	}
 	for i, pr := range prs {

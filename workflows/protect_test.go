@@ -134,6 +134,9 @@ func TestUpdatePolicyContinuesAsNew(t *testing.T) {
 	var reqs recorder[string]
 	env.OnActivity(protAct.UpsertSchedule, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, r activities.ScheduleRequest) (activities.ScheduleResult, error) {
+			if !r.Existing || !r.NoNextRun {
+				return activities.ScheduleResult{}, errors.New("a policy update updates schedules in place, without reading them back")
+			}
 			reqs.add(r.ID)
 			return activities.ScheduleResult{ID: r.ID}, nil
 		})
