@@ -65,8 +65,8 @@ type ProtectResult struct {
 // after retries fails the job with ScheduleNotWritten, the record kept.
 func Protect(ctx workflow.Context, in ProtectInput) (ProtectResult, error) {
 	var res ProtectResult
-	if in.VM == "" {
-		return res, badRequest("protect: no vm named")
+	if in.VM == "" || in.MaxProtectedVMs <= 0 {
+		return res, badRequest("protect: want a vm and a limit of protected vms, got vm %q, limit %d", in.VM, in.MaxProtectedVMs)
 	}
 	var w activities.WriteProtectionResult
 	err := workflow.ExecuteActivity(withSummary(centralOptions(ctx), "record of vm "+in.VM), protAct.WriteProtection,

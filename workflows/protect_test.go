@@ -88,7 +88,7 @@ func TestProtectScheduleNotWritten(t *testing.T) {
 	env.OnActivity(protAct.WriteProtection, mock.Anything, mock.Anything).Return(
 		activities.WriteProtectionResult{Policy: goldPolicy(), Protection: policy.Protection{VM: testVM, Host: testHost, Policy: "gold"}}, nil)
 	env.OnActivity(protAct.UpsertSchedule, mock.Anything, mock.Anything).Return(activities.ScheduleResult{}, errors.New("temporal unavailable"))
-	env.ExecuteWorkflow(Protect, ProtectInput{VM: testVM, Policy: "gold"})
+	env.ExecuteWorkflow(Protect, ProtectInput{VM: testVM, Policy: "gold", MaxProtectedVMs: 1000})
 	app := requireAppErrType(t, env.GetWorkflowError(), ErrTypeScheduleNotWritten)
 	require.Contains(t, app.Message(), "vm web1 is protected by policy gold in the vault, but its schedule is not written (run protect again): temporal unavailable")
 	env.AssertActivityNumberOfCalls(t, "UpsertSchedule", 6) // retried
