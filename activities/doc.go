@@ -12,6 +12,10 @@
 //     (parents, recovery points), and GC's look at the running backups
 //     (gcrule.go: LongestBackupLimit and CheckGCGrace, the rule that GC's
 //     grace period must be longer than every running backup's limit).
+//   - ProtectionActivities run on the central queue: policy and protection
+//     records (through infra/policystore) and the Temporal Schedules derived
+//     from them, through the worker's schedule client (protection.go,
+//     schedules.go).
 //
 // Every activity that touches the vault carries the id of the vault its job
 // is pinned to (VaultPin) and refuses, non-retryably, to work on another:

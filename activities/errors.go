@@ -48,6 +48,7 @@ var NonRetryable = []string{
 	ErrTypeRecoveryPointNotFound, ErrTypeLimitExceeded, ErrTypeBadRequest,
 	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
 	ErrTypeImmutable, ErrTypeNoSecondary, ErrTypeGCGraceTooShort,
+	ErrTypePolicyNotFound, ErrTypeInvalidPolicy, ErrTypeNotProtected,
 }
 
 var classes = []struct {

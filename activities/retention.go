@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/policy"
+	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
 )
 
@@ -67,10 +68,9 @@ func (a *VaultActivities) ListRetentionTargets(ctx context.Context, in Retention
 		}
 		p, ok := policies[prot.Policy]
 		if !ok {
-			err := a.Vault.GetRecord(ctx, policy.RecordPolicies, prot.Policy, &p)
+			var err error
+			p, err = policystore.New(a.Vault).Policy(ctx, prot.Policy)
 			switch {
-			case errors.Is(err, vault.ErrNoRecord) && prot.Policy == policy.DefaultName:
-				p = policy.Default() // stored only once changed
 			case errors.Is(err, vault.ErrNoRecord):
 				res.Targets = append(res.Targets, RetentionTarget{VM: vm, Policy: prot.Policy,
 					Problem: fmt.Sprintf("vm %s is protected by policy %q, which does not exist: nothing expired", vm, prot.Policy)})

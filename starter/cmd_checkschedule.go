@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/workflows"
 )
 
@@ -32,13 +30,13 @@ whole vault is re-read every 100/N days. The schedule shows in the Temporal UI
   vmvault vault check-schedule --off`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
-			c, err := a.dial()
-			if err != nil {
-				return err
-			}
 			if off {
-				if err := c.ScheduleClient().GetHandle(ctx, workflows.CheckScheduleID).Delete(ctx); err != nil {
-					return fmt.Errorf("delete schedule %s: %w", workflows.CheckScheduleID, err)
+				res, err := a.syncSchedule(ctx, workflows.SyncScheduleInput{Delete: workflows.CheckScheduleID})
+				if err == nil && res.Missing {
+					err = fmt.Errorf("delete schedule %s: there is no such schedule", workflows.CheckScheduleID)
+				}
+				if err != nil {
+					return err
 				}
 				fmt.Fprintf(a.out, "deleted schedule %s\n", workflows.CheckScheduleID)
 				return nil
@@ -58,7 +56,11 @@ whole vault is re-read every 100/N days. The schedule shows in the Temporal UI
 				}
 				in.ReadData, in.ReadDataPercent = true, n
 			}
-			return a.upsertSchedule(ctx, c, workflows.CheckScheduleFor(a.cfg.TaskQueue, t.Hour(), t.Minute(), tz, in))
+			req, err := workflows.CheckScheduleRequest(a.cfg.TaskQueue, t.Hour(), t.Minute(), tz, in)
+			if err != nil {
+				return err
+			}
+			return a.writeSchedule(ctx, req)
 		}),
 	}
 	f := cmd.Flags()
@@ -70,25 +72,20 @@ whole vault is re-read every 100/N days. The schedule shows in the Temporal UI
 	return cmd
 }
 
-// upsertSchedule creates the schedule, or updates its spec and action.
-func (a *app) upsertSchedule(ctx context.Context, c client.Client, opts client.ScheduleOptions) error {
-	sc := c.ScheduleClient()
-	_, err := sc.Create(ctx, opts)
-	verb := "created"
-	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		verb = "updated"
-		err = sc.GetHandle(ctx, opts.ID).Update(ctx, client.ScheduleUpdateOptions{
-			DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-				s := u.Description.Schedule
-				s.Spec, s.Action = &opts.Spec, opts.Action
-				s.Policy.Overlap = opts.Overlap
-				return &client.ScheduleUpdate{Schedule: &s}, nil
-			},
-		})
-	}
+// writeSchedule creates or updates a vault-level schedule through the
+// SyncSchedule workflow (schedule-ID) and says which.
+func (a *app) writeSchedule(ctx context.Context, req activities.ScheduleRequest) error {
+	res, err := a.syncSchedule(ctx, workflows.SyncScheduleInput{Schedule: &req})
 	if err != nil {
-		return fmt.Errorf("schedule %s: %w", opts.ID, err)
+		return fmt.Errorf("schedule %s: %w", req.ID, err)
 	}
-	fmt.Fprintf(a.out, "%s schedule %s: %s\n", verb, opts.ID, opts.Spec.Calendars[0].Comment)
+	fmt.Fprintf(a.out, "%s schedule %s: %s\n", res.Verb, res.ID, res.Comment)
 	return nil
+}
+
+func (a *app) syncSchedule(ctx context.Context, in workflows.SyncScheduleInput) (workflows.SyncScheduleResult, error) {
+	in.RequestedBy = whoAsked()
+	var res workflows.SyncScheduleResult
+	err := a.runChange(ctx, workflows.SyncScheduleStartOptions(a.cfg.TaskQueue, in), workflows.SyncSchedule, in, &res, nil)
+	return res, err
 }

@@ -8,9 +8,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/vmvault/vmvault/infra/policy"
+	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
+	"github.com/vmvault/vmvault/workflows"
 )
 
 func (a *app) policyCmd() *cobra.Command {
@@ -142,12 +145,7 @@ func (a *app) policyCreate(ctx context.Context, p policy.Policy) error {
 	if err != nil {
 		return err
 	}
-	if _, err := getPolicy(ctx, v, p.Name); err == nil {
-		return fmt.Errorf("policy %s already exists in %s: change it with 'vmvault policy update %s'", p.Name, v.Location(), p.Name)
-	} else if !errors.Is(err, vault.ErrNoRecord) {
-		return err
-	}
-	if err := v.PutRecord(ctx, policy.RecordPolicies, p.Name, p); err != nil {
+	if err := policystore.New(v).CreatePolicy(ctx, p); err != nil {
 		return err
 	}
 	if a.json {
@@ -177,11 +175,12 @@ type policyRow struct {
 }
 
 func (a *app) policyRows(ctx context.Context, v *vault.Vault) ([]policyRow, error) {
-	ps, err := listPolicies(ctx, v)
+	st := policystore.New(v)
+	ps, err := st.Policies(ctx)
 	if err != nil {
 		return nil, err
 	}
-	prots, err := listProtections(ctx, v)
+	prots, err := st.Protections(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +237,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 					return a.printPolicy(r)
 				}
 			}
-			return noPolicy(v, args[0])
+			return policystore.New(v).NoPolicy(args[0])
 		}),
 	})
 }
@@ -265,10 +264,14 @@ func (a *app) policyUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update NAME",
 		Short: "Change a backup policy and the schedules of the VMs it protects",
-		Long: `Change the fields given and reschedule every VM the policy protects (their
-Temporal Schedules are updated in place; a paused schedule stays paused).
-The policy in the vault is the truth: if a schedule cannot be updated, the
-command says which, and 'vmvault protect VM --policy NAME' retries it.
+		Long: `Change the fields given and reschedule every VM the policy protects. The
+worker runs it as the workflow policy-<name> (visible in the Temporal UI with
+who asked and, by its "progress" query, how many schedules are done): it
+writes the policy, then updates the VMs' Temporal Schedules in place (a
+paused schedule stays paused), in batches, each retried; it finishes by
+itself if the worker or this command dies halfway. The policy in the vault
+is the truth: if a schedule still cannot be updated, the command says
+which, and 'vmvault protect VM --policy NAME' retries it.
 
 ` + policyFieldsHelp,
 		Example: `  # move the default policy's backups to 02:00 New York time
@@ -282,18 +285,12 @@ command says which, and 'vmvault protect VM --policy NAME' retries it.
 			if err != nil {
 				return err
 			}
-			p, err := getPolicy(ctx, v, args[0])
-			if errors.Is(err, vault.ErrNoRecord) {
-				return noPolicy(v, args[0])
-			} else if err != nil {
+			p, err := policystore.New(v).Policy(ctx, args[0])
+			if err != nil {
 				return err
 			}
-			old := p.Retention
 			if !f.apply(cmd, &p) {
 				return usagef(cmd, "policy update: give at least one field to change")
-			}
-			if err := refuseShorterRetention(ctx, v, p.Name, old, p.Retention); err != nil {
-				return err
 			}
 			return a.policyUpdate(ctx, v, p)
 		}),
@@ -302,40 +299,42 @@ command says which, and 'vmvault protect VM --policy NAME' retries it.
 	return a.jsonFlag(cmd)
 }
 
+// policyUpdate runs the UpdatePolicy workflow (policy-NAME): it writes the
+// policy and reschedules every VM the policy protects, and finishes by
+// itself if this command or the worker dies halfway.
 func (a *app) policyUpdate(ctx context.Context, v *vault.Vault, p policy.Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if err := v.PutRecord(ctx, policy.RecordPolicies, p.Name, p); err != nil {
-		return err
-	}
-	prots, err := listProtections(ctx, v)
+	prots, err := policystore.New(v).ProtectedBy(ctx, p.Name)
 	if err != nil {
 		return err
 	}
-	var vms []string
-	var errs []error
-	for _, pr := range prots {
-		if pr.Policy != p.Name {
-			continue
-		}
-		if _, err := a.reconcileSchedule(ctx, p, pr); err != nil {
-			errs = append(errs, fmt.Errorf("vm %s: %w", pr.VM, err))
-			continue
-		}
-		vms = append(vms, pr.VM)
+	in := workflows.UpdatePolicyInput{Policy: p, RequestedBy: whoAsked(), TaskQueue: a.cfg.TaskQueue,
+		BackupTimeout: a.cfg.BackupTimeout, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
+	started := func(run client.WorkflowRun) {
+		fmt.Fprintf(a.errOut, "started job %s (run %s): updating %d schedules\n", run.GetID(), run.GetRunID(), len(prots))
 	}
+	var res workflows.UpdatePolicyResult
+	if err := a.runChange(ctx, workflows.UpdatePolicyStartOptions(a.cfg.TaskQueue, in), workflows.UpdatePolicy, in, &res, started); err != nil {
+		return err
+	}
+	vms := res.Rescheduled
 	if a.json {
-		if err := a.printJSON(map[string]any{"policy": p, "rescheduled": vms}); err != nil {
+		if err := a.printJSON(map[string]any{"policy": res.Policy, "rescheduled": vms}); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(a.out, "updated policy %s: %s\n", p.Name, describePolicy(p))
+		fmt.Fprintf(a.out, "updated policy %s: %s\n", p.Name, describePolicy(res.Policy))
 		if len(vms) > 0 {
 			fmt.Fprintf(a.out, "rescheduled %d vms: %s\n", len(vms), strings.Join(vms, ", "))
 		}
 	}
-	if len(errs) > 0 {
+	if len(res.Failed) > 0 {
+		errs := make([]error, len(res.Failed))
+		for i, f := range res.Failed {
+			errs[i] = fmt.Errorf("vm %s: %s", f.VM, f.Error)
+		}
 		return fmt.Errorf("policy %s is updated, but %d schedules are not (retry with 'vmvault protect VM --policy %s'): %w", p.Name, len(errs), p.Name, errors.Join(errs...))
 	}
 	return nil
@@ -357,29 +356,14 @@ policy cannot be deleted (change it with 'policy update default').`,
 }
 
 func (a *app) policyDelete(ctx context.Context, name string) error {
-	if name == policy.DefaultName {
-		return fmt.Errorf("the default policy cannot be deleted: change it with 'vmvault policy update default'")
+	if err := policy.Deletable(name); err != nil { // before the vault is opened
+		return err
 	}
 	v, err := openVault(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
-	prots, err := listProtections(ctx, v)
-	if err != nil {
-		return err
-	}
-	var users []string
-	for _, pr := range prots {
-		if pr.Policy == name {
-			users = append(users, pr.VM)
-		}
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("policy %s is in use by %d vms: %s (protect them with another policy or unprotect them first)", name, len(users), strings.Join(users, ", "))
-	}
-	if err := v.DeleteRecord(ctx, policy.RecordPolicies, name); errors.Is(err, vault.ErrNoRecord) {
-		return noPolicy(v, name)
-	} else if err != nil {
+	if err := policystore.New(v).DeletePolicy(ctx, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "deleted policy %s\n", name)

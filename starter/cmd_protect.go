@@ -10,11 +10,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/vmvault/vmvault/infra/policy"
-	"github.com/vmvault/vmvault/infra/vault"
+	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/workflows"
 )
 
@@ -23,14 +22,16 @@ func (a *app) protectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "protect VM",
 		Short: "Back up a VM on a schedule, by a policy",
-		Long: `Protect a VM with a policy: write its protection record into the vault and
-create (or update) its Temporal Schedule protect-<vm>, which backs it up at
-the policy's times plus the VM's own offset (so a policy's VMs are spread
-over its window). The schedule is visible, pausable and triggerable in the
-Temporal UI and with 'temporal schedule'. A scheduled run that finds a
-backup of the VM running is skipped and says so. Protecting a protected VM
-again changes its policy or host, or recreates a lost schedule. A vault
-protects at most VMVAULT_MAX_PROTECTED_VMS VMs (1000).`,
+		Long: `Protect a VM with a policy. The worker runs it as the workflow
+protection-<vm> (visible in the Temporal UI with who asked): it writes the
+VM's protection record into the vault and creates (or updates) its Temporal
+Schedule protect-<vm>, which backs it up at the policy's times plus the VM's
+own offset (so a policy's VMs are spread over its window). The schedule is
+visible, pausable and triggerable in the Temporal UI and with 'temporal
+schedule'. A scheduled run that finds a backup of the VM running is skipped
+and says so. Protecting a protected VM again changes its policy or host, or
+recreates a lost schedule; a second change of the same VM waits for the
+first. A vault protects at most VMVAULT_MAX_PROTECTED_VMS VMs (1000).`,
 		Example: `  vmvault protect web01
   vmvault protect db1 --policy gold --host hv02
 
@@ -47,133 +48,22 @@ protects at most VMVAULT_MAX_PROTECTED_VMS VMs (1000).`,
 }
 
 func (a *app) protect(ctx context.Context, vm, name, host string, hostGiven bool) error {
-	v, err := openVault(ctx, a.cfg)
-	if err != nil {
+	if !hostGiven {
+		host = a.cfg.Host
+	}
+	in := workflows.ProtectInput{VM: vm, Policy: name, Host: host, HostGiven: hostGiven, MaxProtectedVMs: a.cfg.MaxProtectedVMs,
+		TaskQueue: a.cfg.TaskQueue, BackupTimeout: a.cfg.BackupTimeout, HeartbeatTimeout: a.cfg.HeartbeatTimeout, RequestedBy: whoAsked()}
+	var res workflows.ProtectResult
+	if err := a.runChange(ctx, workflows.ProtectStartOptions(a.cfg.TaskQueue, in), workflows.Protect, in, &res, nil); err != nil {
 		return err
 	}
-	p, err := getPolicy(ctx, v, name)
-	if errors.Is(err, vault.ErrNoRecord) {
-		return noPolicy(v, name)
-	} else if err != nil {
-		return err
-	}
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	pr := policy.Protection{VM: vm, Host: a.cfg.Host, Policy: p.Name, Since: time.Now().UTC()}
-	var old policy.Protection
-	isNew := false
-	switch err := v.GetRecord(ctx, policy.RecordProtection, vm, &old); {
-	case err == nil:
-		pr.Host, pr.Since = old.Host, old.Since
-	case errors.Is(err, vault.ErrNoRecord):
-		isNew = true
-		if err := a.underLimit(ctx, v, vm, 0); err != nil {
-			return err
-		}
-	default:
-		return err
-	}
-	if hostGiven {
-		pr.Host = host
-	}
-	// The record first: it is the truth, and a schedule that failed to be
-	// written is recreated by running protect again.
-	if err := v.PutRecord(ctx, policy.RecordProtection, vm, pr); err != nil {
-		return err
-	}
-	// Two protects at once can both pass the check above: count again
-	// with our record written, and step back if that is one too many. A
-	// protect that lists after another's write sees it, so the limit holds
-	// (at worst both step back, and one is run again).
-	if isNew {
-		if err := a.underLimit(ctx, v, vm, 1); err != nil {
-			if derr := v.DeleteRecord(ctx, policy.RecordProtection, vm); derr != nil {
-				return fmt.Errorf("%w; and removing its record failed: %v", err, derr)
-			}
-			return err
-		}
-	}
-	st, err := a.reconcileSchedule(ctx, p, pr)
-	if err != nil {
-		return fmt.Errorf("vm %s is protected by policy %s in the vault, but its schedule is not written (run protect again): %w", vm, p.Name, err)
-	}
+	st := res.Schedule
 	if a.json {
 		return a.printJSON(st)
 	}
 	fmt.Fprintf(a.out, "protected vm %s (host %s) with policy %s: schedule %s, %s %s, next run %s\n",
-		vm, pr.Host, p.Name, st.Schedule, st.Calendar, p.Schedule.TimeZone, fmtTime(st.NextRun))
+		vm, st.Host, st.Policy, st.Schedule, st.Calendar, res.TimeZone, fmtTime(st.NextRun))
 	return nil
-}
-
-// underLimit fails when the vault protects more than the limit allows,
-// counting ours (0: not written yet, 1: written).
-func (a *app) underLimit(ctx context.Context, v *vault.Vault, vm string, ours int) error {
-	names, err := v.ListRecords(ctx, policy.RecordProtection)
-	if err != nil {
-		return err
-	}
-	max := a.cfg.MaxProtectedVMs
-	if len(names)-ours < max {
-		return nil
-	}
-	if ours == 1 && len(names)-ours == max {
-		return fmt.Errorf("vault %s reached the limit of %d protected vms (VMVAULT_MAX_PROTECTED_VMS) while another protect ran at the same moment: vm %s is not protected; run protect again",
-			v.Location(), max, vm)
-	}
-	return fmt.Errorf("vault %s already protects %d vms, the limit (VMVAULT_MAX_PROTECTED_VMS=%d): vm %s is not protected; unprotect another first or use another vault",
-		v.Location(), len(names)-ours, max, vm)
-}
-
-// scheduleState is a protected VM's schedule as written.
-type scheduleState struct {
-	VM       string    `json:"vm"`
-	Host     string    `json:"host"`
-	Policy   string    `json:"policy"`
-	Schedule string    `json:"schedule"`
-	Calendar string    `json:"calendar"`
-	NextRun  time.Time `json:"next_run,omitzero"`
-}
-
-// reconcileSchedule creates the VM's schedule from its protection and
-// policy, or updates it in place (a paused schedule stays paused).
-func (a *app) reconcileSchedule(ctx context.Context, p policy.Policy, pr policy.Protection) (scheduleState, error) {
-	st := scheduleState{VM: pr.VM, Host: pr.Host, Policy: p.Name, Schedule: workflows.ProtectScheduleID(pr.VM)}
-	c, err := a.dial()
-	if err != nil {
-		return st, err
-	}
-	cal, err := p.CalendarFor(pr.VM)
-	if err != nil {
-		return st, err
-	}
-	st.Calendar = cal.String()
-	in := workflows.ScheduledBackupInput{VM: pr.VM, Host: pr.Host, BackupTimeout: a.cfg.BackupTimeout, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
-	opts, err := workflows.ScheduleFor(p, in, a.cfg.TaskQueue)
-	if err != nil {
-		return st, err
-	}
-	sc := c.ScheduleClient()
-	h, err := sc.Create(ctx, opts)
-	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		h = sc.GetHandle(ctx, opts.ID)
-		err = h.Update(ctx, client.ScheduleUpdateOptions{DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-			s := u.Description.Schedule
-			s.Spec, s.Action = &opts.Spec, opts.Action
-			if s.Policy == nil {
-				s.Policy = &client.SchedulePolicies{}
-			}
-			s.Policy.Overlap, s.Policy.CatchupWindow = opts.Overlap, opts.CatchupWindow
-			return &client.ScheduleUpdate{Schedule: &s}, nil
-		}})
-	}
-	if err != nil {
-		return st, fmt.Errorf("write schedule %s: %w", opts.ID, err)
-	}
-	if d, err := h.Describe(ctx); err == nil && len(d.Info.NextActionTimes) > 0 {
-		st.NextRun = d.Info.NextActionTimes[0]
-	}
-	return st, nil
 }
 
 func (a *app) unprotectCmd() *cobra.Command {
@@ -181,10 +71,10 @@ func (a *app) unprotectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unprotect VM --retain-data | --delete-data",
 		Short: "Stop backing up a VM on a schedule",
-		Long: `Stop protecting a VM: delete its Temporal Schedule and its protection record.
---retain-data keeps its recovery points (restore and 'rp list' still work);
---delete-data also deletes them, through soft delete. A backup already
-running finishes.`,
+		Long: `Stop protecting a VM: the worker's workflow protection-<vm> deletes its
+Temporal Schedule and its protection record. --retain-data keeps its
+recovery points (restore and 'rp list' still work); --delete-data also
+deletes them, through soft delete. A backup already running finishes.`,
 		Example: `  vmvault unprotect web01 --retain-data
   vmvault unprotect old-vm --delete-data`,
 		Args: oneArg("one VM name"),
@@ -201,65 +91,20 @@ running finishes.`,
 }
 
 func (a *app) unprotect(ctx context.Context, vm string, deleteData bool) error {
-	v, err := openVault(ctx, a.cfg)
-	if err != nil {
+	in := workflows.UnprotectInput{VM: vm, DeleteData: deleteData, KeepDeletedFor: a.cfg.SoftDeletePeriod(), RequestedBy: whoAsked()}
+	var res workflows.UnprotectResult
+	if err := a.runChange(ctx, workflows.UnprotectStartOptions(a.cfg.TaskQueue, in), workflows.Unprotect, in, &res, nil); err != nil {
 		return err
 	}
-	var pr policy.Protection
-	recErr := v.GetRecord(ctx, policy.RecordProtection, vm, &pr)
-	if recErr != nil && !errors.Is(recErr, vault.ErrNoRecord) {
-		return recErr
+	for _, w := range res.Warnings {
+		fmt.Fprintln(a.errOut, "warning:", w)
 	}
-	if deleteData { // an immutable vault refuses before anything changes
-		rps, _ := v.ListRecoveryPoints(ctx, vm)
-		if err := v.CheckDeletable(ctx, rps, time.Now()); err != nil {
-			return fmt.Errorf("unprotect %s --delete-data refused, nothing was changed: %w", vm, err)
-		}
-	}
-	c, err := a.dial()
-	if err != nil {
-		return err
-	}
-	id := workflows.ProtectScheduleID(vm)
-	// The schedule first: a record without a schedule still shows in
-	// 'protected', a schedule without a record would back up unseen.
-	schedErr := c.ScheduleClient().GetHandle(ctx, id).Delete(ctx)
-	var nf *serviceerror.NotFound
-	switch {
-	case schedErr == nil:
-	case errors.As(schedErr, &nf):
-		if recErr != nil {
-			return fmt.Errorf("vm %s is not protected in %s (see 'vmvault protected')", vm, v.Location())
-		}
-	default:
-		return fmt.Errorf("delete schedule %s: %w", id, schedErr)
-	}
-	if recErr == nil {
-		if err := v.DeleteRecord(ctx, policy.RecordProtection, vm); err != nil {
-			return err
-		}
-	}
-	rps, err := v.ListRecoveryPoints(ctx, vm)
-	if err = a.warnCorrupt(err); err != nil {
-		return err
-	}
-	if !deleteData {
-		fmt.Fprintf(a.out, "unprotected vm %s: schedule %s deleted; its %d recovery points are kept\n", vm, id, len(rps))
+	if !res.SoftDeleted {
+		fmt.Fprintf(a.out, "unprotected vm %s: schedule %s deleted; its %d recovery points are kept\n", vm, res.Schedule, res.RecoveryPoints)
 		return nil
 	}
-	// Through soft delete: 'vmvault rp undelete' brings each back until
-	// the soft-delete period ends; GC frees the space only after that.
-	now := time.Now()
-	var until time.Time
-	for _, rp := range rps {
-		dp, err := v.DeleteRecoveryPoint(ctx, rp.Ref(), now, a.cfg.SoftDeletePeriod())
-		if err != nil {
-			return fmt.Errorf("vm %s is unprotected, but deleting its recovery points stopped at %s (run unprotect --delete-data again): %w", vm, rp.Ref(), err)
-		}
-		until = dp.PurgeAfter
-	}
 	fmt.Fprintf(a.out, "unprotected vm %s: schedule %s deleted; its %d recovery points are soft-deleted (undelete with 'vmvault rp undelete' until %s)\n",
-		vm, id, len(rps), fmtTime(until))
+		vm, res.Schedule, res.RecoveryPoints, fmtTime(res.PurgeAfter))
 	return nil
 }
 
@@ -300,7 +145,7 @@ func (a *app) protected(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	prots, err := listProtections(ctx, v)
+	prots, err := policystore.New(v).Protections(ctx)
 	if err != nil {
 		return err
 	}

@@ -9,9 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -185,7 +184,11 @@ previous one still going is skipped.`,
 				return usagef(cmd, "--time-zone %q: %v", tz, err)
 			}
 			in := workflows.ApplyRetentionInput{KeepDeletedFor: a.cfg.SoftDeletePeriod()}
-			return a.retentionEnable(ctx, workflows.RetentionScheduleFor(a.cfg.TaskQueue, h, m, tz, in))
+			req, err := workflows.RetentionScheduleRequest(a.cfg.TaskQueue, h, m, tz, in)
+			if err != nil {
+				return err
+			}
+			return a.retentionEnable(ctx, req)
 		}),
 	}
 	cmd.Flags().StringVar(&at, "at", "", "time of day, HH:MM (required)")
@@ -194,29 +197,12 @@ previous one still going is skipped.`,
 	return cmd
 }
 
-func (a *app) retentionEnable(ctx context.Context, opts client.ScheduleOptions) error {
-	c, err := a.dial()
-	if err != nil {
-		return err
-	}
-	sc := c.ScheduleClient()
-	_, err = sc.Create(ctx, opts)
-	verb := "created"
-	if errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		verb = "updated"
-		err = sc.GetHandle(ctx, opts.ID).Update(ctx, client.ScheduleUpdateOptions{
-			DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
-				s := u.Description.Schedule
-				s.Spec, s.Action = &opts.Spec, opts.Action
-				s.Policy.Overlap, s.Policy.CatchupWindow = opts.Overlap, opts.CatchupWindow
-				return &client.ScheduleUpdate{Schedule: &s}, nil
-			},
-		})
-	}
+func (a *app) retentionEnable(ctx context.Context, req activities.ScheduleRequest) error {
+	res, err := a.syncSchedule(ctx, workflows.SyncScheduleInput{Schedule: &req})
 	if err != nil {
 		return fmt.Errorf("retention schedule: %w", err)
 	}
-	fmt.Fprintf(a.out, "%s schedule %s: %s\n", verb, opts.ID, opts.Spec.Calendars[0].Comment)
+	fmt.Fprintf(a.out, "%s schedule %s: %s\n", res.Verb, res.ID, res.Comment)
 	return nil
 }
 
@@ -227,16 +213,12 @@ func (a *app) retentionDisableCmd() *cobra.Command {
 		Example: `  vmvault retention disable`,
 		Args:    noArgs,
 		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
-			c, err := a.dial()
+			res, err := a.syncSchedule(ctx, workflows.SyncScheduleInput{Delete: workflows.RetentionScheduleID})
 			if err != nil {
-				return err
-			}
-			if err := c.ScheduleClient().GetHandle(ctx, workflows.RetentionScheduleID).Delete(ctx); err != nil {
-				var nf *serviceerror.NotFound
-				if errors.As(err, &nf) {
-					return fmt.Errorf("retention is not enabled (no schedule %s)", workflows.RetentionScheduleID)
-				}
 				return fmt.Errorf("delete retention schedule: %w", err)
+			}
+			if res.Missing {
+				return fmt.Errorf("retention is not enabled (no schedule %s)", workflows.RetentionScheduleID)
 			}
 			fmt.Fprintf(a.out, "deleted schedule %s\n", workflows.RetentionScheduleID)
 			return nil

@@ -70,7 +70,8 @@ func run() error {
 	var workers []worker.Worker
 	if serveCentral {
 		w := worker.New(c, cfg.TaskQueue, worker.Options{})
-		workflows.RegisterCentral(w, &activities.VaultActivities{Vault: v, Secondary: sec, Starter: c, Jobs: c})
+		workflows.RegisterCentral(w, &activities.VaultActivities{Vault: v, Secondary: sec, Starter: c, Jobs: c},
+			&activities.ProtectionActivities{Vault: v, Schedules: c.ScheduleClient()})
 		workers = append(workers, w)
 	}
 	if serveHost {

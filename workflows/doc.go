@@ -21,6 +21,9 @@
 //   - ids.go: workflow ids, start options and search attributes, built in one
 //     place for the CLI and schedules.
 //   - limit.go: a job's time limit, enforced inside the workflow.
+//   - protect.go, policyupdate.go, schedulesync.go: Protect, Unprotect,
+//     UpdatePolicy and SyncSchedule, the control plane of protection: records
+//     first, then the Temporal Schedules derived from them.
 //   - progress.go, states.go: the progress query and the typed states.
 //   - options.go, fanout.go, errors.go: activity options, the per-disk
 //     fan-out, and error helpers.

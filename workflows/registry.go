@@ -28,6 +28,10 @@ func All() []any {
 		RepairVault,
 		CollectGarbage,
 		ReplicateVault,
+		Protect,
+		Unprotect,
+		UpdatePolicy,
+		SyncSchedule,
 	}
 }
 
@@ -38,14 +42,16 @@ func RegisterWorkflows(r WorkflowRegistry) {
 	}
 }
 
-// RegisterCentral registers what the central queue serves: every workflow
-// and the vault activities.
+// RegisterCentral registers what the central queue serves: every workflow,
+// the vault activities and the protection activities (records and
+// schedules).
 func RegisterCentral[R interface {
 	WorkflowRegistry
 	ActivityRegistry
-}](r R, vault *activities.VaultActivities) {
+}](r R, vault *activities.VaultActivities, prot *activities.ProtectionActivities) {
 	RegisterWorkflows(r)
 	r.RegisterActivity(vault)
+	r.RegisterActivity(prot)
 }
 
 // RegisterHost registers what a host's queue serves: the host activities

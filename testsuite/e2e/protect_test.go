@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,10 @@ func TestProtect(t *testing.T) {
 	out := e.mustCLI("protect", "web", "--policy", "gold")
 	if !strings.Contains(out, "protected vm web (host local) with policy gold: schedule protect-web") {
 		t.Fatalf("protect: %q", out)
+	}
+	record := os.Getenv("VMVAULT_RECORD_HISTORIES") // histories for testsuite/replay
+	if record != "" {
+		e.recordHistory(record, "protect.json", workflows.ProtectionWorkflowID("web"))
 	}
 	d, err := sc.GetHandle(ctx, "protect-web").Describe(ctx)
 	if err != nil {
@@ -112,6 +117,9 @@ func TestProtect(t *testing.T) {
 	if !strings.Contains(out, "rescheduled 1 vms: web") {
 		t.Fatalf("policy update: %q", out)
 	}
+	if record != "" {
+		e.recordHistory(record, "update-policy.json", workflows.PolicyWorkflowID("gold"))
+	}
 	d, err = sc.GetHandle(ctx, "protect-web").Describe(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +132,9 @@ func TestProtect(t *testing.T) {
 	out = e.mustCLI("unprotect", "web", "--retain-data")
 	if !strings.Contains(out, "its 2 recovery points are kept") {
 		t.Fatalf("unprotect: %q", out)
+	}
+	if record != "" {
+		e.recordHistory(record, "unprotect.json", workflows.ProtectionWorkflowID("web"))
 	}
 	var nf *serviceerror.NotFound
 	if _, err := sc.GetHandle(ctx, "protect-web").Describe(ctx); !errors.As(err, &nf) {
