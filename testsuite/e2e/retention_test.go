@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -179,6 +180,9 @@ func TestRetention(t *testing.T) {
 	// The schedule: created, then updated, then removed.
 	if out := e.mustCLI("retention", "enable", "--at", "03:30", "--time-zone", "Europe/Berlin"); !strings.Contains(out, "created schedule retention: retention daily at 03:30 Europe/Berlin") {
 		t.Fatalf("retention enable said %q", out)
+	}
+	if record := os.Getenv("VMVAULT_RECORD_HISTORIES"); record != "" { // histories for testsuite/replay
+		e.recordHistory(record, "sync-schedule.json", workflows.SyncScheduleWorkflowID(workflows.RetentionScheduleID))
 	}
 	if out := e.mustCLI("retention", "enable", "--at", "04:15"); !strings.Contains(out, "updated schedule retention: retention daily at 04:15 UTC") {
 		t.Fatalf("retention enable (update) said %q", out)
