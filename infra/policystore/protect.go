@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/vmvault/vmvault/infra/policy"
@@ -14,26 +13,16 @@ import (
 // ErrLimit is the protected-VM limit refusing a new protection.
 var ErrLimit = errors.New("protected vm limit reached")
 
-// ErrBadName is a name no record can have.
-var ErrBadName = errors.New("invalid record name")
+// ErrBadName is a name no record can have (the vault's rule,
+// vault.CheckRecordName).
+var ErrBadName = vault.ErrBadRecordName
 
 // checkName refuses, before any I/O, the names the vault refuses as record
-// names (vault.PutRecord's rule: no slashes, no dot names, no spaces or
-// control characters, at most 255 bytes), so the refusal can be told
-// apart from a storage failure and is not retried.
-func checkName(kind, name string) error {
-	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\\x00\n\r\t ") || len(name) > 255 {
-		return nameError{fmt.Sprintf("invalid %s record name %q", kind, name)}
-	}
-	return nil
-}
+// names, so the refusal can be told apart from a storage failure and is
+// not retried.
+func checkName(kind, name string) error { return vault.CheckRecordName(kind, name) }
 
 func checkVM(vm string) error { return checkName(policy.RecordProtection, vm) }
-
-type nameError struct{ msg string }
-
-func (e nameError) Error() string        { return e.msg }
-func (e nameError) Is(target error) bool { return target == ErrBadName }
 
 type limitError struct{ msg string }
 

@@ -53,6 +53,7 @@ var (
 	ErrNoRecord        = format.ErrNoRecord
 	ErrSoftDeleted     = format.ErrSoftDeleted
 	ErrImmutable       = format.ErrImmutable
+	ErrBadRecordName   = format.ErrBadRecordName
 )
 
 // ZeroID stands for an all-zero block, which is never stored.
@@ -60,6 +61,10 @@ var ZeroID = format.ZeroID
 
 // ParseID parses an id's hex form.
 func ParseID(s string) (ID, error) { return format.ParseID(s) }
+
+// CheckRecordName refuses, without I/O, a record kind or name the vault
+// would refuse (wrapping ErrBadRecordName).
+func CheckRecordName(kind, name string) error { return format.CheckRecordName(kind, name) }
 
 // Lockable keys are what object lock protects (format.Props.Locked).
 func Lockable(key string) bool { return format.Lockable(key) }

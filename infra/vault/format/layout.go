@@ -3,6 +3,7 @@ package format
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -271,15 +272,32 @@ func ReservedKind(kind string) bool {
 	return false
 }
 
-// RecordKey is the key of the record kind/name.
-func RecordKey(kind, name string) (string, error) {
+// ErrBadRecordName is a record kind or name no record can have.
+var ErrBadRecordName = errors.New("invalid record name")
+
+type recordNameError struct{ msg string }
+
+func (e recordNameError) Error() string        { return e.msg }
+func (e recordNameError) Is(target error) bool { return target == ErrBadRecordName }
+
+// CheckRecordName refuses, without any I/O, a kind or name no record can
+// have (the error wraps ErrBadRecordName).
+func CheckRecordName(kind, name string) error {
 	if !recordKind.MatchString(kind) || ReservedKind(kind) {
-		return "", fmt.Errorf("invalid record kind %q", kind)
+		return recordNameError{fmt.Sprintf("invalid record kind %q", kind)}
 	}
 	// No slashes (one level below the kind), no dot names (the fs backend's
 	// temp files), nothing a terminal or a listing would mangle.
 	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, "/\\\x00\n\r\t ") || len(name) > 255 {
-		return "", fmt.Errorf("invalid %s record name %q", kind, name)
+		return recordNameError{fmt.Sprintf("invalid %s record name %q", kind, name)}
+	}
+	return nil
+}
+
+// RecordKey is the key of the record kind/name.
+func RecordKey(kind, name string) (string, error) {
+	if err := CheckRecordName(kind, name); err != nil {
+		return "", err
 	}
 	return Handle{KindRecord, kind + "/" + name}.Key(), nil
 }
