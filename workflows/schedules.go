@@ -8,7 +8,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/policy"
 )
 
@@ -36,8 +35,8 @@ func ScheduleFor(p policy.Policy, in ScheduledBackupInput, taskQueue string) (cl
 		return client.ScheduleOptions{}, err
 	}
 	in.Policy = p.Name
-	if in.Consistency, err = platform.ParseConsistency(string(p.Consistency)); err != nil {
-		return client.ScheduleOptions{}, fmt.Errorf("policy %s: %w", p.Name, err)
+	if in.Consistency, err = p.Consistency.Platform(); err != nil {
+		return client.ScheduleOptions{}, fmt.Errorf("policy %s: consistency %w", p.Name, err)
 	}
 	return client.ScheduleOptions{
 		ID:            ProtectScheduleID(in.VM),

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vmvault/vmvault/infra/platform"
 )
 
 // Tier is a policy's tier: what its schedule and instant restore may do.
@@ -28,7 +30,8 @@ const (
 )
 
 // Consistency is the strongest consistency a policy's backups ask for; the
-// backup falls back (app, file, crash) and says why.
+// backup falls back (app, file, crash) and says why. A policy record holds
+// the level word of a platform.Consistency ("app" for app-consistent).
 type Consistency string
 
 const (
@@ -36,6 +39,17 @@ const (
 	ConsistencyFile  Consistency = "file"
 	ConsistencyCrash Consistency = "crash"
 )
+
+// Platform is the consistency c asks for, in its one spelling; a policy
+// takes only the level word, never the long name.
+func (c Consistency) Platform() (platform.Consistency, error) {
+	for _, k := range platform.Consistencies {
+		if string(c) == k.Level() {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("%q: want app, file or crash", string(c))
+}
 
 // Policy is how a protected VM is backed up and how long its backups live.
 type Policy struct {
@@ -121,10 +135,8 @@ func (p Policy) Validate() error {
 	default:
 		bad("tier", "%q: want standard or enhanced", p.Tier)
 	}
-	switch p.Consistency {
-	case ConsistencyApp, ConsistencyFile, ConsistencyCrash:
-	default:
-		bad("consistency", "%q: want app, file or crash", p.Consistency)
+	if _, err := p.Consistency.Platform(); err != nil {
+		bad("consistency", "%v", err)
 	}
 	maxIR := 5
 	if enhanced {
