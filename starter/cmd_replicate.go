@@ -22,10 +22,14 @@ func (a *app) vaultReplicateCmd() *cobra.Command {
 ask the running one for another pass: it copies, as stored, every object
 the secondary (VMVAULT_SECONDARY_VAULT on the workers) lacks: the config,
 then packs and index objects, recovery point manifests last, so the
-secondary never holds a point whose data is missing. Every backup asks for
+secondary never holds a point whose data is missing. Nothing on the
+secondary is overwritten: an object it holds differently is a conflict,
+reported with which copy verified as intact, and an object of the primary
+that fails verification is not copied. Every backup asks for
 a pass by itself; run this after the secondary was unreachable, or to wait
-until it is in sync. Objects deleted on the primary are deleted on the
-secondary only after the soft-delete period (VMVAULT_SOFT_DELETE_DAYS).`,
+until it is in sync. Objects deleted on the primary (by GC or soft delete)
+are deleted on the secondary only after the soft-delete period
+(VMVAULT_SOFT_DELETE_DAYS); objects the primary merely lost are kept.`,
 		Example: `  vmvault vault replicate --wait
   vmvault vault stats    # replication lag per VM`,
 		Args: noArgs,
