@@ -334,3 +334,39 @@ func swappedConfig(t *testing.T, data []byte) []byte {
 	}
 	return out
 }
+
+// A manifest deleted on the primary behind the vault's back (no tombstone)
+// is damage there: the secondary keeps the point, and while it does, the
+// packs GC then deletes on the primary (logged, on purpose) stay on the
+// secondary, which still restores the point bit-exact.
+func TestReplicateKeepsDataOfPointLostOnPrimary(t *testing.T) {
+	ctx := context.Background()
+	diskA, diskB := distinctDisk(13, 24), distinctDisk(14, 24)
+	v, src, dst, _ := replicaPair(t, diskA)
+	rb := backupDisk(t, v, diskB, BackupOptions{})
+	saveRP(t, v, "b", 2, diskRec(rb))
+	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opt := func() ReplicateOptions {
+		return ReplicateOptions{Now: c.t, DeleteAfter: time.Hour, Keys: v.Repo().Keys()}
+	}
+	mustReplicate(t, src, dst, opt())
+	if err := src.Delete(ctx, format.RecoveryPointKey("vm1", "b")); err != nil {
+		t.Fatal(err)
+	}
+	mustReplicate(t, src, dst, opt())
+	if m := gcMark(t, v, c); m.Candidates == 0 {
+		t.Fatalf("mark: %+v", m)
+	}
+	c.add(26 * time.Hour)
+	if s := gcSweep(t, v, c); s.DeletedPacks == 0 {
+		t.Fatalf("sweep: %+v", s)
+	}
+	mustReplicate(t, src, dst, opt())
+	c.add(2 * time.Hour)
+	rep := mustReplicate(t, src, dst, opt())
+	if rep.Deleted != 0 || rep.DeletesHeld == "" || rep.LostOnPrimary != 1 || rep.LostOnPrimaryKeys[0] != format.RecoveryPointKey("vm1", "b") {
+		t.Fatalf("after the delay: %+v", rep)
+	}
+	restoresFromSecondary(t, v, dst, "b", diskB)
+	restoresFromSecondary(t, v, dst, "a", diskA)
+}
