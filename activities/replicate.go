@@ -125,8 +125,11 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 		// emptied behind the vault's back does not empty the secondary.
 		deleteAfter = max(deleteAfter, time.Duration(im.Days)*24*time.Hour)
 	}
+	// The keys let the pass authenticate the config it copies (read once,
+	// there), verify what it copies and both sides of a conflict, and read
+	// GC's deletion log: the only deletions of data it replicates.
 	opt := vault.ReplicateOptions{DeleteAfter: deleteAfter, Workers: in.Workers, Limit: sec.Limit,
-		Retention: a.secondaryRetention(ctx, sec.Storage),
+		Keys: a.Vault.Repo().Keys(), Retention: a.secondaryRetention(ctx, sec.Storage),
 		Progress: func(p vault.ReplicateProgress) {
 			mu.Lock()
 			hb.ReplicateProgress = p
@@ -139,7 +142,11 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 		return res, classify(err)
 	}
 	activity.GetLogger(ctx).Info("replicated", "secondary", rep.Target, "copied", rep.Copied, "bytes", rep.CopiedBytes,
-		"seconds", rep.Duration, "deleted", rep.Deleted, "pending_deletes", rep.PendingDeletes)
+		"seconds", rep.Duration, "deleted", rep.Deleted, "pending_deletes", rep.PendingDeletes,
+		"conflicts", rep.ConflictCount, "refused", rep.RefusedCount, "lost_on_primary", rep.LostOnPrimary)
+	for _, c := range rep.Conflicts {
+		activity.GetLogger(ctx).Warn("replication conflict: the secondary's copy is kept", "conflict", c.String())
+	}
 	return res, nil
 }
 

@@ -22,10 +22,14 @@ func (a *app) vaultReplicateCmd() *cobra.Command {
 ask the running one for another pass: it copies, as stored, every object
 the secondary (VMVAULT_SECONDARY_VAULT on the workers) lacks: the config,
 then packs and index objects, recovery point manifests last, so the
-secondary never holds a point whose data is missing. Every backup asks for
+secondary never holds a point whose data is missing. Nothing on the
+secondary is overwritten: an object it holds differently is a conflict,
+reported with which copy verified as intact, and an object of the primary
+that fails verification is not copied. Every backup asks for
 a pass by itself; run this after the secondary was unreachable, or to wait
-until it is in sync. Objects deleted on the primary are deleted on the
-secondary only after the soft-delete period (VMVAULT_SOFT_DELETE_DAYS).`,
+until it is in sync. Objects deleted on the primary (by GC or soft delete)
+are deleted on the secondary only after the soft-delete period
+(VMVAULT_SOFT_DELETE_DAYS); objects the primary merely lost are kept.`,
 		Example: `  vmvault vault replicate --wait
   vmvault vault stats    # replication lag per VM`,
 		Args: noArgs,
@@ -77,7 +81,40 @@ func (a *app) vaultReplicate(ctx context.Context, wait bool) error {
 	if r.Attempts > 1 {
 		fmt.Fprintf(a.out, "resumed: attempt %d copied %d objects after earlier attempts copied %d\n", r.Attempts, r.Copied, r.CopiedBefore)
 	}
+	a.printDamage(r.ReplicateReport)
 	return nil
+}
+
+// printDamage says what a pass found damaged and left alone: conflicts
+// (the secondary's copy kept), objects of the primary that failed
+// verification (not copied), objects the primary lost (kept on the
+// secondary), and why no data was deleted.
+func (a *app) printDamage(r vault.ReplicateReport) {
+	if r.ConflictCount > 0 {
+		fmt.Fprintf(a.out, "%d conflicts: the secondary holds these objects differently; its copies are kept, never overwritten:\n", r.ConflictCount)
+		for _, c := range r.Conflicts {
+			fmt.Fprintf(a.out, "  %s\n", c)
+		}
+		if more := r.ConflictCount - len(r.Conflicts); more > 0 {
+			fmt.Fprintf(a.out, "  ... and %d more\n", more)
+		}
+	}
+	if r.RefusedCount > 0 {
+		fmt.Fprintf(a.out, "%d objects of the primary failed verification and were not copied (run 'vmvault vault check'):\n", r.RefusedCount)
+		for _, f := range r.Refused {
+			fmt.Fprintf(a.out, "  %s\n", f)
+		}
+		if more := r.RefusedCount - len(r.Refused); more > 0 {
+			fmt.Fprintf(a.out, "  ... and %d more\n", more)
+		}
+	}
+	if r.LostOnPrimary > 0 {
+		fmt.Fprintf(a.out, "%d objects are gone from the primary without being deleted (damage there); the secondary keeps them: %s\n",
+			r.LostOnPrimary, strings.Join(r.LostOnPrimaryKeys, " "))
+	}
+	if r.DeletesHeld != "" {
+		fmt.Fprintf(a.out, "no data deleted from the secondary: %s\n", r.DeletesHeld)
+	}
 }
 
 // replicationStatus is the replication lag per VM for vault stats; an
@@ -112,8 +149,12 @@ func (a *app) printReplication(st *vault.ReplicationStatus) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", l.VM, l.RecoveryPoints, l.Missing, size(l.MissingBytes), oldest)
 	}
 	tw.Flush()
+	if st.Conflicts > 0 {
+		fmt.Fprintf(a.out, "%d objects differ between primary and secondary (conflicts: the secondary's copies are kept)\n", st.Conflicts)
+	}
 	if l := st.Last; l != nil {
 		fmt.Fprintf(a.out, "last replication: %s: copied %d objects (%s) in %.1fs\n", l.At.UTC().Format(time.RFC3339), l.Copied, size(l.CopiedBytes), l.Duration)
+		a.printDamage(*l)
 	}
 }
 

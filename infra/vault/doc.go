@@ -140,6 +140,15 @@
 // it: what it references would be unknown. Packs whose contents cannot be
 // read (no valid index object, no readable header) are never collected.
 //
+// Replication (replicate/) copies the vault's objects as stored to a
+// secondary storage, data before what references it, and never spreads
+// damage there: an immutable object the secondary holds is never
+// overwritten (a copy of another size is a conflict, both sides verified
+// with the vault's keys and reported), an object of the primary that fails
+// verification is not copied, the config copied is the one whose MAC was
+// checked, and only deletions are replicated (packs named by GC's deletion
+// log, manifests with a tombstone), never what vanished from the primary.
+//
 // Records: small settings that must travel with the vault (policies/<name>,
 // protection/<vm>) are sealed JSON objects under <kind>/<name>, bound to
 // their key like every sealed object, and overwritten in place (atomic

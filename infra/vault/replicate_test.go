@@ -118,14 +118,28 @@ type downAfter struct {
 }
 
 func (d *downAfter) Put(ctx context.Context, k string, b []byte) error {
-	d.Mu.Lock()
-	down := d.n <= 0
-	d.n--
-	d.Mu.Unlock()
-	if down {
-		return errors.New("connection refused")
+	if err := d.down(); err != nil {
+		return err
 	}
 	return d.memBackend.Put(ctx, k, b)
+}
+
+// PutIfAbsent goes down with Put: replication writes immutable keys with it.
+func (d *downAfter) PutIfAbsent(ctx context.Context, k string, b []byte) error {
+	if err := d.down(); err != nil {
+		return err
+	}
+	return d.memBackend.PutIfAbsent(ctx, k, b)
+}
+
+func (d *downAfter) down() error {
+	d.Mu.Lock()
+	defer d.Mu.Unlock()
+	d.n--
+	if d.n < 0 {
+		return errors.New("connection refused")
+	}
+	return nil
 }
 
 // A secondary that was unreachable midway catches up, and nothing it got

@@ -4,6 +4,26 @@
 // the secondary (delete.go); StatusOf and Compare say how far a secondary
 // is behind or how two copies differ.
 //
+// Damage on the primary is never spread to the secondary:
+//   - An immutable object (the layout table's Mutable property) is never
+//     overwritten on the secondary: it is written only if absent. One the
+//     secondary holds at another size is a conflict; with the vault's keys
+//     both copies are verified (verify.go) and the report says which is
+//     intact. The secondary's copy stays either way.
+//   - With the keys, every object read from the primary is verified before
+//     those very bytes are copied (a pack hashes to its name, its header
+//     opens, every blob opens to its id; an index object opens and gives
+//     its pack's size; other sealed objects open under their key). One
+//     that fails is refused and reported, with a refused pack's index
+//     object; the pass copies the rest.
+//   - Only deletions are replicated (delete.go): a pack or index object is
+//     deleted from the secondary only if GC's deletion log on the primary
+//     names its pack, a manifest only if its point has a tombstone; what
+//     merely vanished from the primary is reported as lost there and kept.
+//   - The config is read once (config.go): the bytes authenticated by its
+//     MAC are the bytes copied, and a secondary config of another vault, or
+//     one that does not parse, is never replaced.
+//
 // replicate imports repo (StatusOf lists the primary's recovery points),
-// format and storage.
+// index (GC's deletion log), format and storage.
 package replicate

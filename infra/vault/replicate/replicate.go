@@ -22,12 +22,20 @@ import (
 // second storage (the secondary), which then holds a complete vault with
 // the same id, keys and config: it opens with the same secret.
 //
-// Packs, index objects, manifests and tombstones are immutable and named by
-// their content or id, so an object already on the secondary with the same
-// size is skipped: a replication that died resumes where it stopped, and
-// one after the secondary was unreachable catches up, without copying
-// anything twice. The config and the records (policies, protection), which
-// are overwritten in place, are compared byte for byte.
+// Packs, index objects, manifests and tombstones are immutable (the layout
+// table's Mutable property) and named by their content or id, so an object
+// already on the secondary with the same size is skipped: a replication
+// that died resumes where it stopped, and one after the secondary was
+// unreachable catches up, without copying anything twice. An immutable
+// object never replaces the secondary's copy (it is written only if
+// absent): one the secondary holds at another size is a conflict, whose
+// two copies are verified with the vault's keys and reported (a truncated
+// or rewritten pack on the primary does not destroy the secondary's good
+// one). With the keys every object is verified before it is copied, and one
+// that fails is refused (not copied) and reported. The config and the
+// records (policies, protection), which are overwritten in place, are
+// compared byte for byte; the config is read once, authenticated, and
+// those bytes copied (config.go).
 //
 // Order: the config first; then the manifests and tombstones are listed,
 // before the data, and copied last, after every pack and index object: a
@@ -38,7 +46,9 @@ import (
 // Deletions are delayed: an object on the secondary that the primary no
 // longer has is recorded in replication/missing with the time it was first
 // seen missing, and deleted only DeleteAfter (the soft-delete period)
-// later, manifests before data. A point deleted on the primary is purged
+// later, manifests before data. Only deletions are replicated, not damage
+// (delete.go): a pack or index object goes only if GC's deletion log names
+// its pack, a manifest only if its point has a tombstone. A point deleted on the primary is purged
 // there after the soft-delete period and its data collected after that, so
 // the secondary follows one period behind; a primary wiped by mistake or by
 // an attacker (bypassing soft delete) leaves the secondary intact for a
@@ -62,6 +72,13 @@ type Options struct {
 	// Limit caps the copy rate in bytes per second (0: no cap), to spare
 	// the link between the sites.
 	Limit int64
+	// Keys are the vault's keys (nil: the copy runs without them). With
+	// them, the config is authenticated before it is copied, every object
+	// is verified before it is copied, both copies of a conflict are
+	// verified, and GC's deletion log says which packs to delete from the
+	// secondary; without them no config replaces the secondary's and no
+	// pack or index object is deleted there.
+	Keys *format.Keys
 }
 
 // Progress is where a replication is.
@@ -96,6 +113,23 @@ type Report struct {
 	Duration       float64   `json:"duration_s"`
 	ConfigCopied   bool      `json:"config_copied,omitempty"`
 	StartedAt      time.Time `json:"started_at"`
+	// Conflicts are immutable objects the secondary holds differently
+	// (another size); none is overwritten. ConflictCount counts them all,
+	// Conflicts names the first few.
+	ConflictCount int        `json:"conflict_count,omitempty"`
+	Conflicts     []Conflict `json:"conflicts,omitempty"`
+	// Refused are objects of the primary that failed verification and
+	// were not copied (RefusedCount counts them all).
+	RefusedCount int       `json:"refused_count,omitempty"`
+	Refused      []Refused `json:"refused,omitempty"`
+	// LostOnPrimary are objects the secondary holds and the primary lost
+	// without deleting them (a pack or index object no GC deletion log
+	// names, a manifest without a tombstone): damage there, kept here.
+	LostOnPrimary     int      `json:"lost_on_primary,omitempty"`
+	LostOnPrimaryKeys []string `json:"lost_on_primary_keys,omitempty"`
+	// DeletesHeld says why no pack or index object was deleted from the
+	// secondary this pass, if none could be.
+	DeletesHeld string `json:"deletes_held,omitempty"`
 }
 
 // replicated says whether key is part of what replication copies (see
@@ -126,7 +160,7 @@ func Run(ctx context.Context, src, dst storage.Backend, opt Options) (Report, er
 	fail := func(err error) (Report, error) {
 		return rep, fmt.Errorf("replicate %s to %s: %w", src.Location(), dst.Location(), err)
 	}
-	copied, err := replicateConfig(ctx, src, dst)
+	copied, err := replicateConfig(ctx, src, dst, opt.Keys, &rep)
 	if err != nil {
 		return fail(err)
 	}
@@ -144,37 +178,14 @@ func Run(ctx context.Context, src, dst storage.Backend, opt Options) (Report, er
 	if err != nil {
 		return fail(fmt.Errorf("secondary: %w", err))
 	}
-	var todo [format.NumStages][]string
-	prog := Progress{Phase: "listing"}
-	for key, size := range all {
-		if key == format.ConfigKey || !replicated(key) || replicaStage(key) >= format.StageTombstones {
-			continue
-		}
-		rep.Objects++
-		rep.Bytes += size
-		if n, ok := have[key]; ok && n == size && !mutable(key) {
-			continue
-		}
-		todo[replicaStage(key)] = append(todo[replicaStage(key)], key)
-		prog.ToCopy++
-		prog.ToCopyBytes += size
-	}
-	for key, size := range meta {
-		rep.Objects++
-		rep.Bytes += size
-		if format.KindOf(key) == format.KindRecoveryPoint {
-			rep.RecoveryPoints++
-		}
-		if n, ok := have[key]; ok && n == size {
-			continue
-		}
-		todo[replicaStage(key)] = append(todo[replicaStage(key)], key)
-		prog.ToCopy++
-		prog.ToCopyBytes += size
-	}
-	c := &copier{src: src, dst: dst, opt: opt, prog: prog, limit: rate.NewLimiter(rate.Inf, 0), vanished: map[string]bool{}}
+	c := &copier{src: src, dst: dst, opt: opt, rep: &rep, limit: rate.NewLimiter(rate.Inf, 0), vanished: map[string]bool{},
+		srcSizes: all, dstSizes: have}
 	if opt.Limit > 0 {
 		c.limit = rate.NewLimiter(rate.Limit(opt.Limit), limitBurst)
+	}
+	todo, conflicts := c.plan(all, meta, have)
+	if err := c.conflicts(ctx, conflicts); err != nil {
+		return fail(err)
 	}
 	for stage, keys := range todo {
 		if format.Stage(stage) == format.StageIndex {
@@ -193,7 +204,9 @@ func Run(ctx context.Context, src, dst storage.Backend, opt Options) (Report, er
 		}
 	}
 	rep.Copied, rep.CopiedBytes = c.prog.Copied, c.prog.CopiedBytes
-	if err := replicateDeletes(ctx, all, meta, have, dst, now, opt.DeleteAfter, &rep); err != nil {
+	gcDeleted, gcErr := deletedByGC(ctx, src, opt.Keys)
+	in := deleteInput{all: all, meta: meta, have: have, gcDeleted: gcDeleted, gcErr: gcErr}
+	if err := replicateDeletes(ctx, in, dst, now, opt.DeleteAfter, &rep); err != nil {
 		return fail(err)
 	}
 	rep.At = time.Now().UTC()
@@ -206,36 +219,53 @@ func Run(ctx context.Context, src, dst storage.Backend, opt Options) (Report, er
 	return rep, nil
 }
 
-// replicateConfig copies the config when it differs, after checking that
-// both sides are the same vault.
-func replicateConfig(ctx context.Context, src, dst storage.Backend) (bool, error) {
-	data, err := src.Get(ctx, format.ConfigKey)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, fmt.Errorf("the primary has no vault config: %w (refusing to replicate: a primary that is gone must not look empty)", format.ErrNoVault)
+// plan sorts the primary's objects into what to copy, by stage, and the
+// conflicts: immutable objects the secondary holds at another size, which
+// are never copied over. An immutable object the secondary holds at the
+// same size is skipped unread.
+func (c *copier) plan(all, meta, have map[string]int64) (todo [format.NumStages][]string, conflicts []string) {
+	add := func(key string, size int64) {
+		c.rep.Objects++
+		c.rep.Bytes += size
+		n, ok := have[key]
+		switch {
+		case ok && !mutable(key) && n == size:
+			return
+		case ok && !mutable(key):
+			conflicts = append(conflicts, key)
+			return
+		}
+		todo[replicaStage(key)] = append(todo[replicaStage(key)], key)
+		c.prog.ToCopy++
+		c.prog.ToCopyBytes += size
 	}
-	if err != nil {
-		return false, err
+	for key, size := range all {
+		if key == format.ConfigKey || !replicated(key) || replicaStage(key) >= format.StageTombstones {
+			continue
+		}
+		add(key, size)
 	}
-	cfg, err := format.ParseConfig(src.Location(), data)
-	if err != nil {
-		return false, err
+	for key, size := range meta {
+		if format.KindOf(key) == format.KindRecoveryPoint {
+			c.rep.RecoveryPoints++
+		}
+		add(key, size)
 	}
-	old, err := dst.Get(ctx, format.ConfigKey)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-	case err != nil:
-		return false, fmt.Errorf("secondary: %w", err)
-	case bytes.Equal(old, data):
-		return false, nil
-	default:
-		if ocfg, perr := format.ParseConfig(dst.Location(), old); perr == nil && ocfg.ID != cfg.ID {
-			return false, fmt.Errorf("the secondary holds another vault (%s), not %s: %w", ocfg.ID, cfg.ID, format.ErrVaultExists)
+	sort.Strings(conflicts)
+	return todo, conflicts
+}
+
+// conflicts verifies both copies of each conflicting key and reports them.
+func (c *copier) conflicts(ctx context.Context, keys []string) error {
+	for _, key := range keys {
+		size := c.srcSizes[key]
+		if n, ok := c.dstSizes[key]; ok {
+			if err := c.conflict(ctx, key, size, n); err != nil {
+				return err
+			}
 		}
 	}
-	if err := dst.Put(ctx, format.ConfigKey, data); err != nil {
-		return false, fmt.Errorf("secondary: %w", err)
-	}
-	return true, nil
+	return nil
 }
 
 // limitBurst is the step in which a rate-limited copy waits for tokens.
@@ -247,8 +277,12 @@ type copier struct {
 	limit    *rate.Limiter
 	mu       sync.Mutex
 	prog     Progress
-	// vanished are packs GC deleted between the listing and their copy.
+	rep      *Report
+	// vanished are packs GC deleted between the listing and their copy,
+	// and packs that failed verification: their index objects are not copied.
 	vanished map[string]bool
+	// srcSizes and dstSizes are the listings of both sides.
+	srcSizes, dstSizes map[string]int64
 }
 
 // withoutVanishedPacks drops the index objects of packs that vanished
@@ -278,21 +312,22 @@ func (c *copier) copyAll(ctx context.Context, keys []string) (int, error) {
 			if err := gctx.Err(); err != nil {
 				return context.Cause(gctx)
 			}
-			size, err := c.copyOne(gctx, key)
+			size, res, err := c.copyOne(gctx, key)
 			if err != nil {
 				return err
 			}
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if size >= 0 {
+			switch res {
+			case copied:
 				n++
 				c.prog.Copied++
 				c.prog.CopiedBytes += size
-			} else {
+			case vanished:
+				c.vanished[key] = true
+				fallthrough
+			default:
 				c.prog.SkippedExist++
-				if c.vanished != nil {
-					c.vanished[key] = true
-				}
 			}
 			c.prog.LastKey = key
 			if c.opt.Progress != nil {
@@ -304,40 +339,64 @@ func (c *copier) copyAll(ctx context.Context, keys []string) (int, error) {
 	return n, g.Wait()
 }
 
-// copyOne copies key as stored; -1 when there was nothing to do (a record
-// already equal, or an object deleted on the primary since the listing).
-func (c *copier) copyOne(ctx context.Context, key string) (int64, error) {
+// outcome is what copyOne did with a key.
+type outcome uint8
+
+const (
+	copied   outcome = iota
+	same             // a mutable object already equal, or an immutable one written there since the listing
+	vanished         // deleted on the primary since the listing
+	refused          // failed verification on the primary (c.refuse)
+)
+
+// copyOne copies key as read from the primary, after verifying those
+// bytes when it has the vault's keys. An immutable key is written only if
+// absent, so not even a race overwrites the secondary's copy.
+func (c *copier) copyOne(ctx context.Context, key string) (int64, outcome, error) {
 	data, err := c.src.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return -1, nil // deleted since the listing: nothing to copy
+		return 0, vanished, nil // deleted since the listing: nothing to copy
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	if c.opt.Keys != nil {
+		if err := verify(c.opt.Keys, key, data, c.packSize(key, c.srcSizes)); err != nil {
+			c.refuse(key, err)
+			return 0, refused, nil
+		}
 	}
 	for n := len(data); n > 0 && c.limit.Limit() != rate.Inf; n -= limitBurst {
 		if err := c.limit.WaitN(ctx, min(n, limitBurst)); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	if mutable(key) {
 		if old, err := c.dst.Get(ctx, key); err == nil && bytes.Equal(old, data) {
-			return -1, nil
+			return 0, same, nil
 		}
 	}
 	if c.opt.Retention != nil {
 		if r := c.opt.Retention(key); r != nil {
 			if l, ok := c.dst.(storage.Retainer); ok {
 				if err := l.PutRetained(ctx, key, data, *r); err != nil {
-					return 0, fmt.Errorf("secondary: %w", err)
+					return 0, 0, fmt.Errorf("secondary: %w", err)
 				}
-				return int64(len(data)), nil
+				return int64(len(data)), copied, nil
 			}
 		}
 	}
-	if err := c.dst.Put(ctx, key, data); err != nil {
-		return 0, fmt.Errorf("secondary: %w", err)
+	put := c.dst.Put
+	if !mutable(key) {
+		put = c.dst.PutIfAbsent
 	}
-	return int64(len(data)), nil
+	switch err := put(ctx, key, data); {
+	case errors.Is(err, storage.ErrExists):
+		return 0, same, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("secondary: %w", err)
+	}
+	return int64(len(data)), copied, nil
 }
 
 func listSizes(ctx context.Context, be storage.Backend, prefixes ...string) (map[string]int64, error) {

@@ -31,9 +31,12 @@ type Status struct {
 	Secondary string  `json:"secondary"`
 	VMs       []VMLag `json:"vms"`
 	// MissingObjects (and bytes) are on the primary, not on the secondary.
-	MissingObjects int     `json:"missing_objects"`
-	MissingBytes   int64   `json:"missing_bytes"`
-	Last           *Report `json:"last,omitempty"`
+	MissingObjects int   `json:"missing_objects"`
+	MissingBytes   int64 `json:"missing_bytes"`
+	// Conflicts are immutable objects both hold at different sizes:
+	// replication keeps the secondary's copy and reports them (Report).
+	Conflicts int     `json:"conflicts,omitempty"`
+	Last      *Report `json:"last,omitempty"`
 }
 
 // StatusOf says, for the vault v and per VM, which recovery points and how
@@ -56,9 +59,12 @@ func StatusOf(ctx context.Context, v *repo.Repo, dst storage.Backend) (Status, e
 		if !replicated(key) {
 			continue
 		}
-		if n, ok := have[key]; !ok || (n != size && !mutable(key)) {
+		switch n, ok := have[key]; {
+		case !ok:
 			st.MissingObjects++
 			st.MissingBytes += size
+		case n != size && !mutable(key):
+			st.Conflicts++
 		}
 	}
 	byVM := map[string]*VMLag{}
