@@ -1,0 +1,87 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
+)
+
+// The documented cure for a lost pack (check, repair, back up again) heals
+// a CBT chain too: a block that CBT says is unchanged, but whose id the
+// index no longer holds, is read from the disk again and stored, so the new
+// point restores bit-exact, and so does the one after it.
+func TestCBTReusesNoLostBlock(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk := mixedDisk(40, 64*testBlock)
+	r1 := backupDisk(t, v, disk, BackupOptions{})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
+	lost := dataPack(t, v, be, r1.Root)
+	delete(be.Objs, format.PackKey(lost))
+
+	if rep := check(t, reopen(v), CheckOptions{}); rep.OK {
+		t.Fatal("check missed the lost pack")
+	}
+	if _, err := v.Maint().Repair(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nothing := []extent.Extent{} // CBT: nothing changed since rp1
+	r2 := backupDisk(t, v, disk, BackupOptions{Parent: &r1.Root, Changed: nothing})
+	if r2.Method != format.MethodCBT {
+		t.Fatalf("method %s, want cbt", r2.Method)
+	}
+	if r2.Stats.NewBlocks == 0 || r2.Stats.ScannedBytes == 0 {
+		t.Fatalf("lost blocks were not read again: %+v", r2.Stats)
+	}
+	if got := restoreDisk(t, v, r2.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("cbt backup after repair does not restore bit-exact")
+	}
+	saveRP(t, v, "rp2", 2, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
+	// The next CBT backup of the healed chain reads nothing.
+	r3 := backupDisk(t, reopen(v), disk, BackupOptions{Parent: &r2.Root, Changed: nothing})
+	if r3.Stats.ScannedBytes != 0 || r3.Stats.NewBlocks != 0 {
+		t.Fatalf("healed chain read or stored blocks: %+v", r3.Stats)
+	}
+	if got := restoreDisk(t, reopen(v), r3.Root, disk.Size()); !bytes.Equal(got, disk) {
+		t.Fatal("next cbt backup does not restore bit-exact")
+	}
+	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); len(rep.Damaged) != 0 {
+		t.Fatalf("after the cure, damaged: %v", rep.Damaged)
+	}
+}
+
+// dataPack returns a pack holding blocks of the disk with tree root and no
+// tree node: losing it loses data, not the tree (a damaged parent tree is
+// another case).
+func dataPack(t *testing.T, v *Vault, be *memBackend, root ID) ID {
+	t.Helper()
+	ids, err := v.Repo().BlockIDs(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, id := range ids {
+		if id.IsZero() {
+			continue
+		}
+		p := packOf(t, v, root, n)
+		pi, err := index.GetPackIndex(context.Background(), v.Storage(), v.Repo().Keys(), indexKeyOf(t, be, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		trees := 0
+		for _, e := range pi.Entries {
+			if e.Type == format.BlobTree {
+				trees++
+			}
+		}
+		if trees == 0 {
+			return p
+		}
+	}
+	t.Fatal("every pack holds a tree node")
+	return ID{}
+}
