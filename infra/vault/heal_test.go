@@ -8,6 +8,7 @@ import (
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
+	"github.com/vmvault/vmvault/infra/vault/repo"
 )
 
 // The documented cure for a lost pack (check, repair, back up again) heals
@@ -20,8 +21,7 @@ func TestCBTReusesNoLostBlock(t *testing.T) {
 	disk := mixedDisk(40, 64*testBlock)
 	r1 := backupDisk(t, v, disk, BackupOptions{})
 	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
-	lost := dataPack(t, v, be, r1.Root)
-	delete(be.Objs, format.PackKey(lost))
+	loseData(t, v, be, r1.Root)
 
 	if rep := check(t, reopen(v), CheckOptions{}); rep.OK {
 		t.Fatal("check missed the lost pack")
@@ -54,34 +54,29 @@ func TestCBTReusesNoLostBlock(t *testing.T) {
 	}
 }
 
-// dataPack returns a pack holding blocks of the disk with tree root and no
-// tree node: losing it loses data, not the tree (a damaged parent tree is
-// another case).
-func dataPack(t *testing.T, v *Vault, be *memBackend, root ID) ID {
+// loseData deletes the pack holding block 0 of the disk with tree root,
+// after copying its tree nodes into a new pack: its blocks are lost, the
+// tree is not (a damaged parent tree is another case).
+func loseData(t *testing.T, v *Vault, be *memBackend, root ID) ID {
 	t.Helper()
-	ids, err := v.Repo().BlockIDs(context.Background(), root)
+	ctx := context.Background()
+	p := packOf(t, v, root, 0)
+	pi, err := index.GetPackIndex(ctx, v.Storage(), v.Repo().Keys(), indexKeyOf(t, be, p))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n, id := range ids {
-		if id.IsZero() {
-			continue
-		}
-		p := packOf(t, v, root, n)
-		pi, err := index.GetPackIndex(context.Background(), v.Storage(), v.Repo().Keys(), indexKeyOf(t, be, p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		trees := 0
-		for _, e := range pi.Entries {
-			if e.Type == format.BlobTree {
-				trees++
+	data := be.Objs[format.PackKey(p)]
+	pk := repo.NewPacker(ctx, v.Repo())
+	for _, e := range pi.Entries {
+		if e.Type == format.BlobTree {
+			if _, err := pk.AddBlob(e.ID, e.Type, append([]byte(nil), data[e.Offset:e.Offset+e.Length]...)); err != nil {
+				t.Fatal(err)
 			}
 		}
-		if trees == 0 {
-			return p
-		}
 	}
-	t.Fatal("every pack holds a tree node")
-	return ID{}
+	if err := pk.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	delete(be.Objs, format.PackKey(p))
+	return p
 }

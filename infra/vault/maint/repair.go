@@ -24,9 +24,16 @@ type RepairReport struct {
 	Reindexed []format.ID `json:"reindexed,omitempty"`
 	// RemovedIndex are the index objects deleted because their pack is missing.
 	RemovedIndex []string `json:"removed_index,omitempty"`
-	// BadPacks failed verification. They are left alone: a pack is the only
-	// copy of what it holds, and what still opens in it may be salvaged.
-	BadPacks []PackProblem `json:"bad_packs,omitempty"`
+	// BadPacks failed verification. They are not deleted (a pack is the
+	// only copy of what it holds) but quarantined: out of dedup, their
+	// sound blobs copied into new packs (Quarantined).
+	BadPacks    []PackProblem      `json:"bad_packs,omitempty"`
+	Quarantined []QuarantineReport `json:"quarantined,omitempty"`
+	// DamagedPoints are the recovery points that name a damaged blob of a
+	// quarantined pack or a lost one, "<vm>/<id>" (looked for only when
+	// this repair quarantined a pack): the next backup of their VMs stores
+	// those blocks again if the disks still hold them.
+	DamagedPoints []string `json:"damaged_points,omitempty"`
 }
 
 // PackProblem is a pack that failed verification, and why.
@@ -41,7 +48,7 @@ type PackProblem struct {
 // and verified: its header authenticates, its content hashes to its name,
 // and every blob opens and hashes to its id; then its index object is
 // written again, as a backup writes it. A pack that fails is reported and
-// left alone. Index objects naming a missing pack are deleted: they are
+// quarantined (quarantine.go), and the points it damages are named. Index objects naming a missing pack are deleted: they are
 // derived data (every pack carries its own header, so a pack that turns up
 // again is re-indexed by the next Repair), and they are what made dedup
 // trust lost data. Repair is idempotent, and safe next to running backups:
@@ -158,10 +165,43 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 	}
 	sort.Slice(rep.Reindexed, func(i, j int) bool { return rep.Reindexed[i].String() < rep.Reindexed[j].String() })
 	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
+	if err := v.quarantineBad(ctx, &rep, stale); err != nil {
+		return rep, err
+	}
 	if _, err := v.RefreshIndex(ctx); err != nil {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
 	return rep, nil
+}
+
+// quarantineBad quarantines the packs that failed verification (their
+// blobs from their header or, truncated, from an index object of theirs in
+// stale) and names the recovery points they damage.
+func (v *maintainer) quarantineBad(ctx context.Context, rep *RepairReport, stale map[format.ID][]string) error {
+	if len(rep.BadPacks) == 0 {
+		return nil
+	}
+	bad := map[format.ID]string{}
+	entries := map[format.ID][]format.IndexEntry{}
+	for _, p := range rep.BadPacks {
+		bad[p.Pack] = p.Reason
+		for _, key := range stale[p.Pack] {
+			if pi, err := index.GetPackIndex(ctx, v.Storage(), v.Keys(), key); err == nil {
+				entries[p.Pack] = pi.Entries
+				break
+			}
+		}
+	}
+	var err error
+	if rep.Quarantined, err = v.quarantineAll(ctx, bad, entries); err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	chk, err := v.Check(ctx, CheckOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	rep.DamagedPoints = chk.Damaged
+	return nil
 }
 
 // verifyPack reads a whole pack and returns its index if the pack is sound:
