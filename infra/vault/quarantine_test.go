@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vmvault/vmvault/infra/extent"
 	"github.com/vmvault/vmvault/infra/vault/format"
@@ -66,6 +67,23 @@ func TestCorruptBlockIsQuarantined(t *testing.T) {
 	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK || len(rep.Quarantined) != 0 {
 		t.Fatalf("check after the heal: %+v", rep)
 	}
+
+	// GC keeps the sound copies, not the quarantined pack: it is swept
+	// (with its note) and both points still restore.
+	clock := &gcClock{t: time.Now()}
+	if m := gcMark(t, v, clock); m.Repack.Packs != nil {
+		t.Fatalf("a quarantined pack was repacked: %+v", m.Repack)
+	}
+	clock.add(26 * time.Hour)
+	gcSweep(t, v, clock)
+	if be.Objs[format.PackKey(loc.Pack)] != nil || be.Objs[format.QuarantineKey(loc.Pack)] != nil {
+		t.Fatal("GC kept the quarantined pack or its note")
+	}
+	for _, root := range []ID{r2.Root, r1.Root} {
+		if got := restoreDisk(t, reopen(v), root, disk.Size()); !bytes.Equal(got, disk) {
+			t.Fatal("does not restore bit-exact after GC")
+		}
+	}
 }
 
 // Repair verifies a pack without a valid index object; one with a flipped
@@ -98,5 +116,13 @@ func TestRepairQuarantinesCorruptPack(t *testing.T) {
 	saveRP(t, w, "rp2", 2, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r2.Root})
 	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); len(rep.Damaged) != 0 {
 		t.Fatalf("check after the heal: %+v", rep)
+	}
+	// The note of a pack that is gone is deleted by the next repair.
+	delete(be.Objs, format.PackKey(loc.Pack))
+	if _, err := reopen(v).Maint().Repair(ctx); err != nil || be.Objs[format.QuarantineKey(loc.Pack)] != nil {
+		t.Fatalf("repair kept the note of a pack that is gone (%v)", err)
+	}
+	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK || rep.QuarantinedPacks != 0 {
+		t.Fatalf("check after the pack left: %+v", rep)
 	}
 }

@@ -100,7 +100,7 @@ var layout = []Props{
 	// A quarantined pack is out of dedup on every worker; the note is
 	// this vault's finding, not copied: the secondary's pack may be sound.
 	{Kind: KindQuarantine, Name: "quarantine note", Prefix: "quarantine/", Sealed: true,
-		DeletedBy: "nobody"},
+		DeletedBy: "gc sweep, after its pack; repair (of a missing pack)"},
 	{Kind: KindRecord, Name: "record", Mutable: true, Sealed: true,
 		Replicated: true, Stage: StageRecords, DeletedBy: "DeleteRecord"},
 }

@@ -346,10 +346,13 @@ func (v *maintainer) deletePacks(ctx context.Context, st *gcState, packs []forma
 		}
 		rest.DeletedThrough = seq
 	}
-	var keys []string // each pack before its index object
+	var keys []string // each pack before its index object and quarantine note
 	for _, id := range packs {
 		keys = append(keys, format.PackKey(id))
 		keys = append(keys, st.packs[id].indexKeys...)
+		if st.packs[id].quarantined {
+			keys = append(keys, format.QuarantineKey(id))
+		}
 	}
 	for _, key := range append(keys, orphans...) {
 		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {

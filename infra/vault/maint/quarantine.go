@@ -146,3 +146,25 @@ func (v *maintainer) readQuarantine(ctx context.Context) (map[format.ID]map[form
 	}
 	return out, nil
 }
+
+// dropStaleNotes deletes the quarantine notes of packs no longer stored
+// (packs is every stored pack): there is nothing left to keep out of dedup.
+func (v *maintainer) dropStaleNotes(ctx context.Context, packs map[format.ID]int64) error {
+	var stale []string
+	if err := v.Storage().List(ctx, format.KindQuarantine.Prefix(), func(key string, _ int64) error {
+		if id, ok := format.ParseQuarantineKey(key); ok {
+			if _, stored := packs[id]; !stored {
+				stale = append(stale, key)
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list %s in %s: %w", format.KindQuarantine.Prefix(), v.Storage().Location(), err)
+	}
+	for _, key := range stale {
+		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("delete %s: %w", key, err)
+		}
+	}
+	return nil
+}

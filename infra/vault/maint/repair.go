@@ -70,6 +70,9 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
 	rep.Packs = len(packs)
+	if err := v.dropStaleNotes(ctx, packs); err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
 
 	// valid are the packs whose index object is readable and of their size.
 	var mu sync.Mutex
