@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +126,35 @@ func TestRepairQuarantinesCorruptPack(t *testing.T) {
 	}
 	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK || rep.QuarantinedPacks != 0 {
 		t.Fatalf("check after the pack left: %+v", rep)
+	}
+}
+
+// garbleOnce returns one range read of a pack with a byte flipped, as a
+// bad network path might.
+type garbleOnce struct {
+	*memBackend
+	done atomic.Bool
+}
+
+func (g *garbleOnce) GetRange(ctx context.Context, k string, off, n int64) ([]byte, error) {
+	b, err := g.memBackend.GetRange(ctx, k, off, n)
+	if err == nil && strings.HasPrefix(k, "packs/") && n > 100 && g.done.CompareAndSwap(false, true) {
+		b = append([]byte(nil), b...)
+		b[50] ^= 1
+	}
+	return b, err
+}
+
+// A block damaged in transit, not in the pack, quarantines nothing: the
+// pack is read whole again first.
+func TestCheckQuarantinesOnlyDamagedPacks(t *testing.T) {
+	v, be := testVault(t)
+	disk := mixedDisk(44, 16*testBlock)
+	r1 := backupDisk(t, v, disk, BackupOptions{})
+	saveRP(t, v, "rp1", 1, format.DiskRecord{Name: "sda", SizeBytes: disk.Size(), Root: r1.Root})
+	g := &garbleOnce{memBackend: be}
+	rep := check(t, newVault(g, v.Config(), v.Repo().Keys()), CheckOptions{ReadData: true})
+	if !g.done.Load() || rep.OK || len(rep.Quarantined) != 0 || len(be.Keys(format.KindQuarantine.Prefix())) != 0 {
+		t.Fatalf("check through a garbling path: %+v", rep)
 	}
 }

@@ -170,7 +170,7 @@ func (v *maintainer) Check(ctx context.Context, opt CheckOptions) (CheckReport, 
 	}
 	sort.Strings(c.rep.Damaged)
 	if len(c.corrupt) > 0 && !opt.ReadOnly {
-		if c.rep.Quarantined, err = v.quarantineAll(ctx, c.corrupt, nil); err != nil {
+		if c.rep.Quarantined, err = v.quarantineAll(ctx, c.corrupt, nil, true); err != nil {
 			return c.rep, fmt.Errorf("check: %w", err)
 		}
 	}

@@ -33,11 +33,17 @@ type QuarantineReport struct {
 	NewPacks int `json:"new_packs"`
 }
 
+// errSound: the pack read whole again verifies blob by blob, so what
+// failed before was the read, not the pack.
+var errSound = errors.New("every blob verifies")
+
 // quarantine notes pack as quarantined and salvages its sound blobs.
 // entries lists its blobs when its header cannot (a truncated pack's index
-// object); nil reads them from its header. It is idempotent: the first
-// note stays, and blobs already salvaged are not copied again.
-func (v *maintainer) quarantine(ctx context.Context, pack format.ID, entries []format.IndexEntry, reason string) (QuarantineReport, error) {
+// object); nil reads them from its header. With onlyDamaged, a pack whose
+// blobs all verify when read whole again is left alone (errSound): Check
+// read a range that came back damaged in transit. It is idempotent: the
+// first note stays, and blobs already salvaged are not copied again.
+func (v *maintainer) quarantine(ctx context.Context, pack format.ID, entries []format.IndexEntry, reason string, onlyDamaged bool) (QuarantineReport, error) {
 	rep := QuarantineReport{Pack: pack, Reason: reason}
 	key := format.PackKey(pack)
 	data, err := v.Storage().Get(ctx, key)
@@ -59,6 +65,9 @@ func (v *maintainer) quarantine(ctx context.Context, pack format.ID, entries []f
 			continue
 		}
 		sound = append(sound, e)
+	}
+	if onlyDamaged && len(entries) > 0 && len(rep.Damaged) == 0 {
+		return rep, errSound
 	}
 	qkey := format.QuarantineKey(pack)
 	note, err := format.SealJSON(v.Keys(), qkey, format.Quarantine{Pack: pack, At: time.Now().UTC(), Reason: reason, Damaged: rep.Damaged})
@@ -92,8 +101,9 @@ func (v *maintainer) quarantine(ctx context.Context, pack format.ID, entries []f
 	return rep, nil
 }
 
-// quarantineAll quarantines each of bad (pack -> why), in order of id.
-func (v *maintainer) quarantineAll(ctx context.Context, bad map[format.ID]string, entries map[format.ID][]format.IndexEntry) ([]QuarantineReport, error) {
+// quarantineAll quarantines each of bad (pack -> why), in order of id
+// (onlyDamaged: see quarantine).
+func (v *maintainer) quarantineAll(ctx context.Context, bad map[format.ID]string, entries map[format.ID][]format.IndexEntry, onlyDamaged bool) ([]QuarantineReport, error) {
 	ids := make([]format.ID, 0, len(bad))
 	for id := range bad {
 		ids = append(ids, id)
@@ -101,9 +111,9 @@ func (v *maintainer) quarantineAll(ctx context.Context, bad map[format.ID]string
 	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 	var out []QuarantineReport
 	for _, id := range ids {
-		q, err := v.quarantine(ctx, id, entries[id], bad[id])
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // deleted since (GC)
+		q, err := v.quarantine(ctx, id, entries[id], bad[id], onlyDamaged)
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, errSound) {
+			continue // deleted since (GC), or sound after all
 		}
 		if err != nil {
 			return out, err

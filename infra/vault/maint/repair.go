@@ -196,7 +196,7 @@ func (v *maintainer) quarantineBad(ctx context.Context, rep *RepairReport, stale
 		}
 	}
 	var err error
-	if rep.Quarantined, err = v.quarantineAll(ctx, bad, entries); err != nil {
+	if rep.Quarantined, err = v.quarantineAll(ctx, bad, entries, false); err != nil {
 		return fmt.Errorf("repair: %w", err)
 	}
 	chk, err := v.Check(ctx, CheckOptions{ReadOnly: true})
