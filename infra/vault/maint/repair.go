@@ -108,6 +108,33 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 	if err := g.Wait(); err != nil {
 		return rep, err
 	}
+	if err := v.removeIndexObjects(ctx, &rep, remove); err != nil {
+		return rep, err
+	}
+
+	var todo []format.ID
+	for id := range packs {
+		if !valid[id] {
+			todo = append(todo, id)
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].String() < todo[j].String() })
+	if err := v.reindex(ctx, &rep, todo, stale); err != nil {
+		return rep, err
+	}
+	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
+	if err := v.quarantineBad(ctx, &rep, stale); err != nil {
+		return rep, err
+	}
+	if _, err := v.RefreshIndex(ctx); err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
+	return rep, nil
+}
+
+// removeIndexObjects deletes the index objects of missing packs, after
+// naming the packs in GC's deletion log.
+func (v *maintainer) removeIndexObjects(ctx context.Context, rep *RepairReport, remove []string) error {
 	sort.Strings(remove)
 	if len(remove) > 0 {
 		// Every worker's next refresh forgets these packs through the
@@ -118,24 +145,24 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 			gone = append(gone, id)
 		}
 		if _, err := v.logDeletions(ctx, gone, time.Now().UTC()); err != nil {
-			return rep, fmt.Errorf("repair: %w", err)
+			return fmt.Errorf("repair: %w", err)
 		}
 	}
 	for _, key := range remove {
 		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return rep, fmt.Errorf("repair: delete %s: %w", key, err)
+			return fmt.Errorf("repair: delete %s: %w", key, err)
 		}
 		rep.RemovedIndex = append(rep.RemovedIndex, key)
 	}
+	return nil
+}
 
-	var todo []format.ID
-	for id := range packs {
-		if !valid[id] {
-			todo = append(todo, id)
-		}
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].String() < todo[j].String() })
-	g, gctx = errgroup.WithContext(ctx)
+// reindex verifies each pack of todo and writes its index object again,
+// deleting its stale ones (unreadable or of another size) after; a pack
+// that fails verification goes to rep.BadPacks.
+func (v *maintainer) reindex(ctx context.Context, rep *RepairReport, todo []format.ID, stale map[format.ID][]string) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // whole packs in memory
 	for _, id := range todo {
 		g.Go(func() error {
@@ -164,17 +191,10 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return rep, err
+		return err
 	}
 	sort.Slice(rep.Reindexed, func(i, j int) bool { return rep.Reindexed[i].String() < rep.Reindexed[j].String() })
-	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
-	if err := v.quarantineBad(ctx, &rep, stale); err != nil {
-		return rep, err
-	}
-	if _, err := v.RefreshIndex(ctx); err != nil {
-		return rep, fmt.Errorf("repair: %w", err)
-	}
-	return rep, nil
+	return nil
 }
 
 // quarantineBad quarantines the packs that failed verification (their
