@@ -107,9 +107,11 @@
 // Check reads every recovery point's trees (and with ReadData its blocks)
 // and reports what is unrestorable by VM, recovery point, disk and offset.
 //
-// Quarantine: a pack in which a blob fails verification (found by Check
-// with ReadData, e.g. a bit flipped in place, which leaves the index object
-// valid; or by Repair) is quarantined: a sealed note quarantine/<pack id>
+// Quarantine: a pack in which a blob fails verification is quarantined,
+// whether Check with ReadData found it (e.g. a bit flipped in place, which
+// leaves the index object valid; Check reads the pack whole again first, so
+// a range damaged in transit quarantines nothing) or Repair did. The note
+// is a sealed object quarantine/<pack id>
 // (format.Quarantine: pack, time, reason, the damaged blob ids), written
 // once with PutIfAbsent, not replicated (the secondary's copy may be sound)
 // and not locked. Every index refresh lists quarantine/ (one listing, empty
