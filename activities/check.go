@@ -31,7 +31,9 @@ type CheckVaultInput struct {
 const maxReportedDamage = 500
 
 // CheckVault checks every recovery point of the vault, heartbeating its
-// progress; it never writes.
+// progress. On the primary it quarantines each pack in which a block fails
+// verification (out of dedup, its sound blobs salvaged); a check of the
+// secondary never writes: replication owns what is there.
 func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (vault.CheckReport, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()
@@ -45,6 +47,7 @@ func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (v
 	}
 	rep, err := v.Maint().Check(ctx, vault.CheckOptions{
 		ReadData: in.ReadData, ReadDataPercent: in.ReadDataPercent, Seed: in.Seed, MaxDamage: maxReportedDamage,
+		ReadOnly: in.Secondary,
 		Progress: func(p vault.CheckProgress) { activity.RecordHeartbeat(ctx, p) },
 	})
 	rep.Vault = v.Location()
@@ -56,8 +59,9 @@ type RepairVaultInput struct {
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
-// RepairVault re-indexes packs from their verified headers and removes the
-// index objects of missing packs.
+// RepairVault re-indexes packs from their verified headers, removes the
+// index objects of missing packs and quarantines packs that fail
+// verification.
 func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (vault.RepairReport, error) {
 	stop := heartbeatEvery(ctx, 5*time.Second)
 	defer stop()

@@ -81,7 +81,11 @@ is complete, every block is indexed in a pack that is stored with the right
 size. --read-data also re-reads, decrypts and re-hashes every block;
 --read-data-subset N% only the blocks in N% of the packs (a different share
 each run). Damage is listed by VM, recovery point, disk and offset; the exit
-code is 1 when anything is damaged. The check never writes.`,
+code is 1 when anything is damaged. The check writes only to quarantine a
+pack in which a block fails verification: no backup deduplicates against it
+from then on, its sound blobs are copied into a new pack, and the next
+backup of each damaged VM stores the damaged blocks again from its disk.
+A check of the secondary never writes.`,
 		Example: `  # metadata and index: fast, run it daily
   vmvault vault check
 
@@ -166,6 +170,12 @@ func (a *app) printCheck(rep vault.CheckReport) {
 	if rep.DamageOmitted > 0 {
 		fmt.Fprintf(a.out, "... and %d more damaged pieces\n", rep.DamageOmitted)
 	}
+	for _, q := range rep.Quarantined {
+		a.printQuarantine(q)
+	}
+	if n := rep.QuarantinedPacks - len(rep.Quarantined); n > 0 {
+		fmt.Fprintf(a.out, "%d packs were already in quarantine\n", n)
+	}
 	if rep.OK {
 		fmt.Fprintln(a.out, "every recovery point can be restored")
 	}
@@ -180,8 +190,10 @@ every pack without a valid index object is read whole, verified (its header
 authenticates, every block hashes to its id) and indexed again; index objects
 of packs that are gone are removed, so the next backup of each VM uploads
 what was lost instead of trusting it. Packs that fail verification are
-reported and left alone. Run 'vmvault vault check' afterwards: recovery
-points that referenced lost data stay damaged, the next backups are whole.`,
+quarantined: no backup deduplicates against them, their sound blobs are
+copied into new packs, and the recovery points they damage are named.
+Run 'vmvault vault check' afterwards: recovery points that referenced lost
+data stay damaged until the next backup of their VM stores it again.`,
 		Example: `  vmvault vault repair
   vmvault vault check && vmvault vault repair --json`,
 		Args: noArgs,
@@ -221,7 +233,19 @@ func (a *app) vaultRepair(ctx context.Context) error {
 	for _, p := range rep.BadPacks {
 		fmt.Fprintf(a.out, "bad pack %s: %s\n", p.Key, p.Reason)
 	}
+	for _, q := range rep.Quarantined {
+		a.printQuarantine(q)
+	}
+	if len(rep.DamagedPoints) > 0 {
+		fmt.Fprintf(a.out, "damaged recovery points: %s (the next backup of their VMs stores the damaged blocks again)\n", strings.Join(rep.DamagedPoints, ", "))
+	}
 	return nil
+}
+
+// printQuarantine says which pack was quarantined and what was saved of it.
+func (a *app) printQuarantine(q vault.QuarantineReport) {
+	fmt.Fprintf(a.out, "quarantined pack %s: %d damaged blocks, %d sound blobs copied into %d new packs; no backup deduplicates against it now\n",
+		q.Pack.Short(), len(q.Damaged), q.Salvaged, q.NewPacks)
 }
 
 // checkJSON is 'vault check --json': the report, and with --secondary the

@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"testing"
+
+	"github.com/vmvault/vmvault/infra/extent"
 )
 
 // The data path in memory, so the benchmarks measure hashing, sealing and
@@ -52,6 +54,29 @@ func BenchmarkBackupDiskUnchanged(b *testing.B) {
 		}
 		if r.Stats.NewBytes != 0 {
 			b.Fatalf("unchanged disk uploaded %d bytes", r.Stats.NewBytes)
+		}
+	}
+}
+
+// BenchmarkBackupDiskCBTUnchanged is a CBT backup that nothing changed
+// since its parent: every block's id comes from the parent (with one index
+// lookup each), none is read.
+func BenchmarkBackupDiskCBTUnchanged(b *testing.B) {
+	disk := mixedDisk(13, benchDiskSize)
+	v := benchVault(b)
+	first, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(benchDiskSize)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := v.BackupDisk(context.Background(), disk, BackupOptions{Disk: "d", Parent: &first.Root, Changed: []extent.Extent{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Stats.ScannedBytes != 0 || r.Stats.NewBytes != 0 {
+			b.Fatalf("unchanged disk read %d bytes, uploaded %d", r.Stats.ScannedBytes, r.Stats.NewBytes)
 		}
 	}
 }

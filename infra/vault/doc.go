@@ -101,11 +101,41 @@
 // next backup stores its blocks again. Repair rebuilds the index object of
 // every pack without a valid one from the pack's own header (blobs, sealed
 // header of type, id, offset and length per blob, header length as 4 bytes
-// little-endian), after verifying the whole pack; a pack that fails is
-// reported and left alone, and index objects of missing packs are deleted.
+// little-endian), after verifying the whole pack, and index objects of
+// missing packs are deleted (and named in GC's deletion log, so every
+// worker's next refresh forgets their packs).
 // Check reads every recovery point's trees (and with ReadData its blocks)
-// and reports what is unrestorable by VM, recovery point, disk and offset;
-// it never writes.
+// and reports what is unrestorable by VM, recovery point, disk and offset.
+//
+// Quarantine: a pack in which a blob fails verification is quarantined,
+// whether Check with ReadData found it (e.g. a bit flipped in place, which
+// leaves the index object valid; Check reads the pack whole again first, so
+// a range damaged in transit quarantines nothing) or Repair did. The note
+// is a sealed object quarantine/<pack id>
+// (format.Quarantine: pack, time, reason, the damaged blob ids), written
+// once with PutIfAbsent, not replicated (the secondary's copy may be sound)
+// and not locked. Every index refresh lists quarantine/ (one listing, empty
+// in a sound vault) and keeps those packs out of dedup as it does GC's
+// candidates, so no backup, on any worker, references them from its next
+// refresh on; lookups prefer another copy, and restores may still read
+// their sound blobs. The sound blobs are then copied, verified, into a new
+// pack (as a repack copies), and the report names the damaged points
+// (Check's Damaged; Repair's DamagedPoints). Check counts a quarantined
+// pack's damaged blobs as damage without reading them. A damaged blob has
+// no sound copy left: the next backup of a disk that still holds that
+// block stores it again, CBT or not (see Reuse), and since ids are content
+// hashes that heals every point naming it. GC never repacks a quarantined
+// pack and does not count its damaged blobs as copies, so it keeps the
+// sound copies and sweeps the quarantined pack, then its note; Repair
+// deletes the notes of packs that are gone. CheckOptions.ReadOnly (used
+// for the secondary) makes Check write nothing.
+//
+// Reuse: a backup takes an id without reading its block only from the
+// parent's tree under CBT, or from a checkpoint's leaves when it resumes;
+// both ask the index first. A CBT-unchanged block whose id dedup does not
+// hold (its pack lost and repaired away, quarantined, or a GC candidate) is
+// read from the disk again and stored, and a checkpoint one of whose
+// leaves names such a block is not resumed from.
 //
 // Checkpoints: a disk backup in progress writes the leaves it has made
 // durable to a sealed object under checkpoints/<random>, rewritten in place
@@ -154,7 +184,7 @@
 // their key like every sealed object, and overwritten in place (atomic
 // Puts). Kinds are lower-case words other than the top-level names of the
 // layout table's kinds (format.ReservedKind: config, packs, index,
-// recoverypoints, deleted, checkpoints, gc, replication);
+// recoverypoints, deleted, checkpoints, gc, replication, quarantine);
 // names have no slash and do not start with a dot. A missing record is
 // ErrNoRecord. GC and Check ignore them: they reference no data.
 package vault

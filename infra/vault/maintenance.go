@@ -20,6 +20,8 @@ type (
 	RepairReport  = maint.RepairReport
 	RepackReport  = maint.RepackReport
 	PackProblem   = maint.PackProblem
+	// QuarantineReport is a pack Check or Repair put in quarantine.
+	QuarantineReport = maint.QuarantineReport
 )
 
 const (

@@ -259,7 +259,8 @@ func TestRepairRebuildsIndexObject(t *testing.T) {
 }
 
 // Only ReadData finds a block whose bytes changed in place; a tree node is
-// always read. Check writes nothing.
+// always read. A ReadOnly check writes nothing (without ReadOnly it would
+// quarantine the pack: TestCorruptBlockIsQuarantined).
 func TestCheckReadData(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
@@ -270,16 +271,16 @@ func TestCheckReadData(t *testing.T) {
 	loc, _ := mustIndex(t, v).Lookup(ids[4]) // random data: found once on the disk
 	be.Objs[format.PackKey(loc.Pack)][loc.Offset+30] ^= 1
 	puts := len(be.Puts)
-	if rep := check(t, v, CheckOptions{}); !rep.OK {
+	if rep := check(t, v, CheckOptions{ReadOnly: true}); !rep.OK {
 		t.Fatalf("metadata check read data: %+v", rep)
 	}
-	rep := check(t, v, CheckOptions{ReadData: true})
+	rep := check(t, v, CheckOptions{ReadData: true, ReadOnly: true})
 	if rep.OK || len(rep.Damage) != 1 || rep.Damage[0].Offset != 4*testBlock || rep.Damage[0].Blob != ids[4] || !strings.Contains(rep.Damage[0].Reason, "corrupt") {
 		t.Fatalf("read-data check: %+v", rep)
 	}
 	// A subset reads fewer blobs, the same ones each time for one seed.
-	a := check(t, v, CheckOptions{ReadDataPercent: 50, Seed: 7})
-	b := check(t, v, CheckOptions{ReadDataPercent: 50, Seed: 7})
+	a := check(t, v, CheckOptions{ReadDataPercent: 50, Seed: 7, ReadOnly: true})
+	b := check(t, v, CheckOptions{ReadDataPercent: 50, Seed: 7, ReadOnly: true})
 	if a.BlobsRead != b.BlobsRead || a.BlobsRead > rep.BlobsRead {
 		t.Fatalf("subset read %d then %d blobs, all %d", a.BlobsRead, b.BlobsRead, rep.BlobsRead)
 	}

@@ -86,6 +86,9 @@ func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions
 	if err != nil {
 		return res, err
 	}
+	if resumed != nil && !v.blocksStored(ctx, resumed, idx) {
+		resumed = nil // start over: read what was lost since
+	}
 	var resumedStats format.DiskStats
 	if resumed != nil {
 		res.ResumedAt, resumedStats = opt.Resume.NextBlock, opt.Resume.Stats

@@ -11,6 +11,7 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/repo"
 	"github.com/vmvault/vmvault/infra/vault/storage"
+	"golang.org/x/sync/errgroup"
 )
 
 // saveCheckpoint writes the object at key listing leaves and returns the
@@ -50,6 +51,33 @@ func (v *archiver) resumeLeaves(ctx context.Context, cp *repo.Checkpoint, idx *i
 	}
 	return trustedLeaves(o.LeafIDs(), cp.NextBlock, idx, lay), nil
 }
+
+// blocksStored says whether dedup holds every block the leaves name: a
+// pack lost or quarantined since the interrupted attempt wrote them makes
+// the backup start over, so it reads those blocks again instead of naming
+// them. It reads the leaves, 8 at a time; one that cannot be read counts
+// as not stored.
+func (v *archiver) blocksStored(ctx context.Context, leaves []format.ID, idx *index.Index) bool {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, l := range leaves {
+		g.Go(func() error {
+			ids, err := v.LoadLeaf(gctx, l)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if !id.IsZero() && !idx.DedupHas(id) {
+					return errNotStored
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait() == nil
+}
+
+var errNotStored = errors.New("block not stored")
 
 // trustedLeaves returns the leaves up to block next if the index holds them all.
 func trustedLeaves(leaves []format.ID, next int64, idx *index.Index, lay format.Layout) []format.ID {

@@ -13,7 +13,7 @@ import (
 type blockJob struct {
 	n      int64 // block number
 	hole   bool  // known zero: not read
-	reuse  bool  // unchanged since parent (CBT): id taken from the parent
+	reuse  bool  // unchanged since parent (CBT): id taken from the parent if dedup has it
 	parent format.ID
 }
 

@@ -57,9 +57,12 @@ func (s *readHasher) run(ctx context.Context, workers int, jobs <-chan blockJob,
 				r := blockResult{n: j.n, size: int(s.lay.BlockLen(j.n))}
 				switch {
 				case j.hole:
-				case j.reuse:
+				case j.reuse && (j.parent.IsZero() || s.idx.DedupHas(j.parent)):
 					r.id = j.parent
 				default:
+					// A reused id the index lacks (its pack lost, or
+					// quarantined, or a GC candidate) is read again, so
+					// the backup stores it instead of naming lost data.
 					var err error
 					if scratch, err = s.read(ctx, &r, scratch); err != nil {
 						return err

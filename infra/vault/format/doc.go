@@ -4,7 +4,7 @@
 //   - the layout table (layout.go): every kind of object a vault stores
 //     (config, packs, index objects, recovery points, tombstones,
 //     checkpoints, GC state, GC's deletion logs, replication state,
-//     records), how its keys are built and parsed, and its properties:
+//     quarantine notes, records), how its keys are built and parsed, and its properties:
 //     mutable or not, sealed or not, replicated and in which stage, locked
 //     under Object Lock, who may delete it. Record kinds that collide with
 //     one of the table's kinds are refused here;
@@ -15,7 +15,8 @@
 //   - the encodings of tree nodes (tree.go), pack headers (pack.go), index
 //     objects and what a load reports about them (indexobj.go), manifests
 //     and tombstones (manifest.go), checkpoint objects (checkpoint.go), GC's
-//     candidates and deletion logs (gc.go), the immutability setting;
+//     candidates and deletion logs (gc.go), quarantine notes
+//     (quarantine.go), the immutability setting;
 //   - the vault's sentinel errors (errors.go).
 //
 // The vault's package doc is the specification of the format; this package

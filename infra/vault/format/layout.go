@@ -30,6 +30,7 @@ const (
 	KindGCState                       // gc/candidates, gc/last
 	KindDeletionLog                   // gc/deleted/<16 hex seq>: packs a sweep deletes
 	KindReplication                   // replication/missing, replication/last (on a secondary)
+	KindQuarantine                    // quarantine/<pack id>: a pack that failed verification
 	KindRecord                        // <kind>/<name>: every key outside the prefixes above
 )
 
@@ -96,6 +97,10 @@ var layout = []Props{
 	{Kind: KindDeletionLog, Name: "gc deletion log", Prefix: "gc/deleted/", Sealed: true, DeletedBy: "nobody"},
 	{Kind: KindReplication, Name: "replication state", Prefix: "replication/", Mutable: true,
 		DeletedBy: "nobody"},
+	// A quarantined pack is out of dedup on every worker; the note is
+	// this vault's finding, not copied: the secondary's pack may be sound.
+	{Kind: KindQuarantine, Name: "quarantine note", Prefix: "quarantine/", Sealed: true,
+		DeletedBy: "gc sweep, after its pack; repair (of a missing pack)"},
 	{Kind: KindRecord, Name: "record", Mutable: true, Sealed: true,
 		Replicated: true, Stage: StageRecords, DeletedBy: "DeleteRecord"},
 }

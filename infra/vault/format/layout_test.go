@@ -24,6 +24,7 @@ func TestParseKeyKinds(t *testing.T) {
 		{DeletionLogKey(7), KindDeletionLog},
 		{ReplicationMissing, KindReplication},
 		{ReplicationLast, KindReplication},
+		{QuarantineKey(pack), KindQuarantine},
 		{"policies/gold", KindRecord},
 		{"configs/x", KindRecord}, // not the config: a record kind that starts like it
 		{"packsx/y", KindRecord},  // prefixes end with a slash
@@ -62,8 +63,8 @@ func TestLayoutProperties(t *testing.T) {
 		}
 	}
 	locked := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true}
-	immutable := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true, KindTombstone: true, KindDeletionLog: true}
-	unreplicated := map[Kind]bool{KindCheckpoint: true, KindGCState: true, KindDeletionLog: true, KindReplication: true}
+	immutable := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true, KindTombstone: true, KindDeletionLog: true, KindQuarantine: true}
+	unreplicated := map[Kind]bool{KindCheckpoint: true, KindGCState: true, KindDeletionLog: true, KindReplication: true, KindQuarantine: true}
 	for _, p := range Kinds() {
 		if p.Locked != locked[p.Kind] {
 			t.Errorf("%v: Locked %v", p.Kind, p.Locked)

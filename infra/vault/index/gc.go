@@ -113,3 +113,20 @@ func PackEntries(ctx context.Context, be storage.Backend, keys *format.Keys, id 
 	}
 	return entries, nil
 }
+
+// ListQuarantined returns the packs named under quarantine/ (Check or
+// Repair found them damaged): dedup must not offer them. Only the names are
+// read, one listing per refresh, and it is empty in a sound vault.
+func ListQuarantined(ctx context.Context, be storage.Backend) (map[format.ID]bool, error) {
+	out := map[format.ID]bool{}
+	err := be.List(ctx, format.KindQuarantine.Prefix(), func(key string, _ int64) error {
+		if id, ok := format.ParseQuarantineKey(key); ok {
+			out[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s in %s: %w", format.KindQuarantine.Prefix(), be.Location(), err)
+	}
+	return out, nil
+}

@@ -54,8 +54,9 @@ type Index struct {
 	// ords gives a pack's latest ordinal: a pack removed and added again
 	// gets a new one, so that its old entries stay removed.
 	ords map[format.ID]uint32
-	// excluded are the packs GC marked as candidates (gc/candidates): their
-	// blobs may still be read, but dedup must not reference them (see GC in the vault).
+	// excluded are the packs GC marked as candidates (gc/candidates) and the
+	// quarantined ones (quarantine/): their blobs may still be read, but
+	// dedup must not reference them (see GC and Damage in the vault).
 	excluded map[format.ID]bool
 	mem      *memtable
 	// frozen are full memtables being written as runs (more than one only
@@ -165,7 +166,12 @@ func (x *Index) DedupHas(id format.ID) bool {
 	return ok
 }
 
-// setExcluded replaces the set of GC candidate packs.
+// SetExcluded replaces the set of packs dedup must not offer (a Refresh
+// sets GC's candidates and the quarantined packs; Check's own index, the
+// quarantined ones, so its lookups prefer a sound copy).
+func (x *Index) SetExcluded(packs map[format.ID]bool) { x.setExcluded(packs) }
+
+// setExcluded replaces the set of GC candidate and quarantined packs.
 func (x *Index) setExcluded(packs map[format.ID]bool) {
 	x.mu.Lock()
 	x.excluded = packs

@@ -146,6 +146,15 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read GC candidates (run 'vmvault vault gc' to rewrite them): %w", err)
 	}
+	// Quarantined packs are out of dedup from this refresh on, whatever
+	// gc/candidates says.
+	excluded, err := ListQuarantined(ctx, s.be)
+	if err != nil {
+		return nil, err
+	}
+	for id := range cands.Excluded() {
+		excluded[id] = true
+	}
 	now := time.Now()
 	full = full || !s.loaded || now.Sub(cur.fullAt) >= s.opt.reconcile()
 	var res Load
@@ -167,7 +176,7 @@ func (s *Store) Refresh(ctx context.Context, full bool) (*Index, error) {
 	for _, p := range res.Problems {
 		cur.skipped[p.Key] = true
 	}
-	idx.setExcluded(cands.Excluded())
+	idx.setExcluded(excluded)
 	idx.removePacks(res.gone)
 	s.problems = append(s.problems, res.Problems...)
 	s.loaded = true

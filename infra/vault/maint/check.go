@@ -33,6 +33,9 @@ type CheckOptions struct {
 	MaxDamage int
 	// Progress is called after each recovery point.
 	Progress func(CheckProgress)
+	// ReadOnly keeps Check from writing anything, even the quarantine of
+	// a pack it finds damaged.
+	ReadOnly bool
 }
 
 // CheckProgress is reported while Check runs.
@@ -88,16 +91,25 @@ type CheckReport struct {
 	Damaged       []string `json:"damaged,omitempty"`
 	Damage        []Damage `json:"damage,omitempty"`
 	DamageOmitted int      `json:"damage_omitted,omitempty"`
+	// Quarantined are the packs this check found damaged and put in
+	// quarantine (unless ReadOnly): out of dedup, their sound blobs copied.
+	Quarantined []QuarantineReport `json:"quarantined,omitempty"`
+	// QuarantinedPacks is how many packs are in quarantine now.
+	QuarantinedPacks int `json:"quarantined_packs,omitempty"`
 }
 
 // Check verifies that every recovery point can be restored: its manifest
 // decodes, every disk's tree root and leaves read and decode, every block
 // is indexed in a pack that is stored with the right size and, with
-// ReadData, opens and hashes to its id. Damage is reported per item; an
-// error means Check could not finish (storage unreachable). Check never
-// writes, and builds its own index: the vault's one is untouched.
+// ReadData, opens and hashes to its id; a block a quarantined pack holds
+// only damaged counts as damaged without reading. Damage is reported per
+// item; an error means Check could not finish (storage unreachable). Check
+// builds its own index (the vault's one is only refreshed), and writes
+// nothing but the quarantine of each pack in which a blob failed to
+// verify, with the salvage of its sound blobs (quarantine.go), unless
+// ReadOnly.
 func (v *maintainer) Check(ctx context.Context, opt CheckOptions) (CheckReport, error) {
-	c := &checker{v: v, opt: opt, idx: index.New(v.IndexStore().Options().Dir), lost: map[format.ID]lostBlob{}, leaves: map[format.ID]*leafOutcome{}, damaged: map[string]bool{}}
+	c := &checker{v: v, opt: opt, idx: index.New(v.IndexStore().Options().Dir), lost: map[format.ID]lostBlob{}, leaves: map[format.ID]*leafOutcome{}, damaged: map[string]bool{}, corrupt: map[format.ID]string{}}
 	defer c.idx.Close()
 	if c.opt.MaxDamage <= 0 {
 		c.opt.MaxDamage = 1000
@@ -112,6 +124,14 @@ func (v *maintainer) Check(ctx context.Context, opt CheckOptions) (CheckReport, 
 	}
 	c.rep.Packs = len(load.Packs)
 	c.rep.IndexProblems = load.Problems
+	if c.quarantined, err = v.readQuarantine(ctx); err != nil {
+		return c.rep, fmt.Errorf("check: %w", err)
+	}
+	excluded := map[format.ID]bool{}
+	for id := range c.quarantined {
+		excluded[id] = true // lookups prefer a sound copy
+	}
+	c.idx.SetExcluded(excluded)
 	for _, pi := range load.Rejected {
 		why := "pack is not in the vault"
 		if size, ok := load.Packs[pi.Pack]; ok {
@@ -149,6 +169,12 @@ func (v *maintainer) Check(ctx context.Context, opt CheckOptions) (CheckReport, 
 		c.rep.Damaged = append(c.rep.Damaged, ref)
 	}
 	sort.Strings(c.rep.Damaged)
+	if len(c.corrupt) > 0 && !opt.ReadOnly {
+		if c.rep.Quarantined, err = v.quarantineAll(ctx, c.corrupt, nil, true); err != nil {
+			return c.rep, fmt.Errorf("check: %w", err)
+		}
+	}
+	c.rep.QuarantinedPacks = len(c.quarantined) + len(c.rep.Quarantined)
 	c.rep.OK = len(c.rep.Damaged) == 0 && len(c.rep.IndexProblems) == 0 && len(c.rep.CorruptManifests) == 0
 	return c.rep, nil
 }
@@ -165,6 +191,10 @@ type checker struct {
 	leaves  map[format.ID]*leafOutcome
 	damaged map[string]bool
 	rep     CheckReport
+	// quarantined are the packs in quarantine and their damaged blobs;
+	// corrupt are the other packs in which a blob failed to verify, and why.
+	quarantined map[format.ID]map[format.ID]bool
+	corrupt     map[format.ID]string
 }
 
 type lostBlob struct {
@@ -185,6 +215,24 @@ type badBlock struct {
 	id     format.ID
 	pack   *format.ID
 	reason string
+	// corrupt: the blob is in its pack, of the right size, and fails to verify.
+	corrupt bool
+}
+
+// noteCorrupt remembers the pack of a blob that failed to verify, for
+// quarantine.
+func (c *checker) noteCorrupt(b badBlock) {
+	if b.corrupt && b.pack != nil && c.quarantined[*b.pack] == nil && c.corrupt[*b.pack] == "" {
+		c.corrupt[*b.pack] = fmt.Sprintf("blob %s: %s", b.id.Short(), b.reason)
+	}
+}
+
+// quarantinedBad says whether loc is a quarantined pack's damaged copy of id.
+func (c *checker) quarantinedBad(id format.ID, loc index.Location, pos int) (badBlock, bool) {
+	if !c.quarantined[loc.Pack][id] {
+		return badBlock{}, false
+	}
+	return badBlock{pos: pos, id: id, pack: &loc.Pack, reason: fmt.Sprintf("%v: failed verification, pack quarantined", format.ErrCorrupt)}, true
 }
 
 func (c *checker) add(d Damage) {
@@ -251,6 +299,9 @@ func (c *checker) readTree(ctx context.Context, id format.ID) ([]byte, *badBlock
 		b := c.missing(id)
 		return nil, &b, nil
 	}
+	if b, bad := c.quarantinedBad(id, loc, 0); bad {
+		return nil, &b, nil
+	}
 	sealed, err := c.v.Storage().GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: "pack is not in the vault"}, nil
@@ -262,7 +313,9 @@ func (c *checker) readTree(ctx context.Context, id format.ID) ([]byte, *badBlock
 	c.rep.BytesRead += int64(len(sealed))
 	plain, err := c.v.Keys().OpenBlob(id, sealed)
 	if err != nil {
-		return nil, &badBlock{id: id, pack: &loc.Pack, reason: err.Error()}, nil
+		b := badBlock{id: id, pack: &loc.Pack, reason: err.Error(), corrupt: true}
+		c.noteCorrupt(b)
+		return nil, &b, nil
 	}
 	return plain, nil, nil
 }
@@ -310,6 +363,9 @@ func (c *checker) checkLeaf(ctx context.Context, lid format.ID) (*leafOutcome, e
 			b := c.missing(bid)
 			b.pos = i
 			out.bad = append(out.bad, b)
+		case c.quarantined[loc.Pack][bid]:
+			b, _ := c.quarantinedBad(bid, loc, i)
+			out.bad = append(out.bad, b)
 		case c.readData && c.selected(loc.Pack):
 			wants = append(wants, restore.Block{Off: int64(i), ID: bid, Loc: loc})
 		}
@@ -333,6 +389,9 @@ func (c *checker) checkLeaf(ctx context.Context, lid format.ID) (*leafOutcome, e
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for _, b := range out.bad {
+		c.noteCorrupt(b)
 	}
 	sort.Slice(out.bad, func(i, j int) bool { return out.bad[i].pos < out.bad[j].pos })
 	return out, nil
@@ -363,7 +422,7 @@ func (c *checker) readRun(ctx context.Context, r []restore.Block) ([]badBlock, i
 			continue
 		}
 		if _, err := c.v.Keys().OpenBlob(w.ID, data[lo:hi]); err != nil {
-			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: err.Error()})
+			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: err.Error(), corrupt: true})
 		}
 	}
 	return bad, int64(len(r)), int64(len(data)), nil

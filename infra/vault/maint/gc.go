@@ -115,6 +115,9 @@ type gcPack struct {
 	indexKeys       []string // its index objects, oldest first (one, normally)
 	blobs           []format.ID
 	problem         string // non-empty: contents unknown
+	// quarantined packs failed verification (quarantine.go): never repacked,
+	// and their damaged blobs are left out of blobs.
+	quarantined bool
 }
 
 // newestIndexKey is the index object to read ("" if none).
@@ -186,7 +189,7 @@ func (v *maintainer) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, e
 	dropped := st.droppable(readable)
 	var kept []format.ID
 	for _, id := range readable {
-		if !dropped[id] {
+		if !dropped[id] && !st.packs[id].quarantined {
 			kept = append(kept, id)
 		}
 	}
@@ -343,10 +346,13 @@ func (v *maintainer) deletePacks(ctx context.Context, st *gcState, packs []forma
 		}
 		rest.DeletedThrough = seq
 	}
-	var keys []string // each pack before its index object
+	var keys []string // each pack before its index object and quarantine note
 	for _, id := range packs {
 		keys = append(keys, format.PackKey(id))
 		keys = append(keys, st.packs[id].indexKeys...)
+		if st.packs[id].quarantined {
+			keys = append(keys, format.QuarantineKey(id))
+		}
 	}
 	for _, key := range append(keys, orphans...) {
 		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {

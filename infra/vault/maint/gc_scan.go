@@ -45,8 +45,13 @@ func (st *gcState) droppable(cands []format.ID) map[format.ID]bool {
 	// to the pack with less garbage, so the compact copy stays and the
 	// mostly-garbage one goes; then by id, so the choice is stable.
 	order := append([]format.ID(nil), cands...)
+	// Quarantined packs are decided last, so a sound copy elsewhere is
+	// the one kept (their damaged blobs are no copy: gcPacks leaves them out).
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
+		if qa, qb := st.packs[a].quarantined, st.packs[b].quarantined; qa != qb {
+			return qb
+		}
 		if live[a] != live[b] {
 			return live[a] > live[b]
 		}
@@ -236,6 +241,10 @@ func (v *maintainer) gcPacks(ctx context.Context, st *gcState) error {
 	if err != nil {
 		return err
 	}
+	quarantined, err := v.readQuarantine(ctx)
+	if err != nil {
+		return err
+	}
 	st.packs = make(map[format.ID]*gcPack, len(sizes))
 	st.trees = map[format.ID][]index.Location{}
 	var mu sync.Mutex
@@ -244,7 +253,8 @@ func (v *maintainer) gcPacks(ctx context.Context, st *gcState) error {
 	for id, size := range sizes {
 		keys := st.indexKeys[id]
 		slices.Sort(keys) // by time
-		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys}
+		damaged, q := quarantined[id]
+		p := &gcPack{size: size, indexSize: indexSizes[id], indexKeys: keys, quarantined: q}
 		st.packs[id] = p
 		g.Go(func() error {
 			entries, err := index.PackEntries(gctx, v.Storage(), v.Keys(), id, size, p.newestIndexKey())
@@ -255,11 +265,14 @@ func (v *maintainer) gcPacks(ctx context.Context, st *gcState) error {
 			if err != nil {
 				return err
 			}
-			p.blobs = make([]format.ID, len(entries))
+			p.blobs = make([]format.ID, 0, len(entries))
 			mu.Lock()
 			defer mu.Unlock()
-			for i, e := range entries {
-				p.blobs[i] = e.ID
+			for _, e := range entries {
+				if damaged[e.ID] {
+					continue // no copy of it: what it names is lost
+				}
+				p.blobs = append(p.blobs, e.ID)
 				if e.Type == format.BlobTree {
 					st.trees[e.ID] = append(st.trees[e.ID], index.Location{Pack: id, Offset: e.Offset, Length: e.Length, Type: e.Type})
 				}

@@ -24,9 +24,16 @@ type RepairReport struct {
 	Reindexed []format.ID `json:"reindexed,omitempty"`
 	// RemovedIndex are the index objects deleted because their pack is missing.
 	RemovedIndex []string `json:"removed_index,omitempty"`
-	// BadPacks failed verification. They are left alone: a pack is the only
-	// copy of what it holds, and what still opens in it may be salvaged.
-	BadPacks []PackProblem `json:"bad_packs,omitempty"`
+	// BadPacks failed verification. They are not deleted (a pack is the
+	// only copy of what it holds) but quarantined: out of dedup, their
+	// sound blobs copied into new packs (Quarantined).
+	BadPacks    []PackProblem      `json:"bad_packs,omitempty"`
+	Quarantined []QuarantineReport `json:"quarantined,omitempty"`
+	// DamagedPoints are the recovery points that name a damaged blob of a
+	// quarantined pack or a lost one, "<vm>/<id>" (looked for only when
+	// this repair quarantined a pack): the next backup of their VMs stores
+	// those blocks again if the disks still hold them.
+	DamagedPoints []string `json:"damaged_points,omitempty"`
 }
 
 // PackProblem is a pack that failed verification, and why.
@@ -41,7 +48,7 @@ type PackProblem struct {
 // and verified: its header authenticates, its content hashes to its name,
 // and every blob opens and hashes to its id; then its index object is
 // written again, as a backup writes it. A pack that fails is reported and
-// left alone. Index objects naming a missing pack are deleted: they are
+// quarantined (quarantine.go), and the points it damages are named. Index objects naming a missing pack are deleted: they are
 // derived data (every pack carries its own header, so a pack that turns up
 // again is re-indexed by the next Repair), and they are what made dedup
 // trust lost data. Repair is idempotent, and safe next to running backups:
@@ -63,6 +70,9 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 		return rep, fmt.Errorf("repair: %w", err)
 	}
 	rep.Packs = len(packs)
+	if err := v.dropStaleNotes(ctx, packs); err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
 
 	// valid are the packs whose index object is readable and of their size.
 	var mu sync.Mutex
@@ -98,6 +108,33 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 	if err := g.Wait(); err != nil {
 		return rep, err
 	}
+	if err := v.removeIndexObjects(ctx, &rep, remove); err != nil {
+		return rep, err
+	}
+
+	var todo []format.ID
+	for id := range packs {
+		if !valid[id] {
+			todo = append(todo, id)
+		}
+	}
+	sort.Slice(todo, func(i, j int) bool { return todo[i].String() < todo[j].String() })
+	if err := v.reindex(ctx, &rep, todo, stale); err != nil {
+		return rep, err
+	}
+	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
+	if err := v.quarantineBad(ctx, &rep, stale); err != nil {
+		return rep, err
+	}
+	if _, err := v.RefreshIndex(ctx); err != nil {
+		return rep, fmt.Errorf("repair: %w", err)
+	}
+	return rep, nil
+}
+
+// removeIndexObjects deletes the index objects of missing packs, after
+// naming the packs in GC's deletion log.
+func (v *maintainer) removeIndexObjects(ctx context.Context, rep *RepairReport, remove []string) error {
 	sort.Strings(remove)
 	if len(remove) > 0 {
 		// Every worker's next refresh forgets these packs through the
@@ -108,24 +145,24 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 			gone = append(gone, id)
 		}
 		if _, err := v.logDeletions(ctx, gone, time.Now().UTC()); err != nil {
-			return rep, fmt.Errorf("repair: %w", err)
+			return fmt.Errorf("repair: %w", err)
 		}
 	}
 	for _, key := range remove {
 		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return rep, fmt.Errorf("repair: delete %s: %w", key, err)
+			return fmt.Errorf("repair: delete %s: %w", key, err)
 		}
 		rep.RemovedIndex = append(rep.RemovedIndex, key)
 	}
+	return nil
+}
 
-	var todo []format.ID
-	for id := range packs {
-		if !valid[id] {
-			todo = append(todo, id)
-		}
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].String() < todo[j].String() })
-	g, gctx = errgroup.WithContext(ctx)
+// reindex verifies each pack of todo and writes its index object again,
+// deleting its stale ones (unreadable or of another size) after; a pack
+// that fails verification goes to rep.BadPacks.
+func (v *maintainer) reindex(ctx context.Context, rep *RepairReport, todo []format.ID, stale map[format.ID][]string) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4) // whole packs in memory
 	for _, id := range todo {
 		g.Go(func() error {
@@ -154,14 +191,40 @@ func (v *maintainer) Repair(ctx context.Context) (RepairReport, error) {
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return rep, err
+		return err
 	}
 	sort.Slice(rep.Reindexed, func(i, j int) bool { return rep.Reindexed[i].String() < rep.Reindexed[j].String() })
-	sort.Slice(rep.BadPacks, func(i, j int) bool { return rep.BadPacks[i].Key < rep.BadPacks[j].Key })
-	if _, err := v.RefreshIndex(ctx); err != nil {
-		return rep, fmt.Errorf("repair: %w", err)
+	return nil
+}
+
+// quarantineBad quarantines the packs that failed verification (their
+// blobs from their header or, truncated, from an index object of theirs in
+// stale) and names the recovery points they damage.
+func (v *maintainer) quarantineBad(ctx context.Context, rep *RepairReport, stale map[format.ID][]string) error {
+	if len(rep.BadPacks) == 0 {
+		return nil
 	}
-	return rep, nil
+	bad := map[format.ID]string{}
+	entries := map[format.ID][]format.IndexEntry{}
+	for _, p := range rep.BadPacks {
+		bad[p.Pack] = p.Reason
+		for _, key := range stale[p.Pack] {
+			if pi, err := index.GetPackIndex(ctx, v.Storage(), v.Keys(), key); err == nil {
+				entries[p.Pack] = pi.Entries
+				break
+			}
+		}
+	}
+	var err error
+	if rep.Quarantined, err = v.quarantineAll(ctx, bad, entries, false); err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	chk, err := v.Check(ctx, CheckOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("repair: %w", err)
+	}
+	rep.DamagedPoints = chk.Damaged
+	return nil
 }
 
 // verifyPack reads a whole pack and returns its index if the pack is sound:
