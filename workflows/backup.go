@@ -205,6 +205,7 @@ func transferDisks(ctx workflow.Context, in BackupVMInput, snap platform.Snapsho
 		if root, ok := prep.ParentRoots[name]; ok {
 			ti.Parent = &root
 			ti.ParentSnapshotToken = prep.ParentTokens[name]
+			ti.ParentRef = prep.Parent
 		}
 		prog.disk(name).State = DiskRunning
 		return workflow.ExecuteActivity(withSummary(ctx, "disk "+name), hostAct.TransferDisk, ti)
