@@ -121,7 +121,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	}()
 
 	var prep activities.PrepareBackupResult
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
+	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
 		return res, err
 	}
 	// The job is pinned to this vault from here on.
@@ -252,7 +252,7 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	}
 	var ref string
 	save := activities.SaveRecoveryPointInput{Vault: prep.Vault, RecoveryPoint: rp, VM: vm}
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
+	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
 		return res, err
 	}
 	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, snap.Consistency, rp.Disks, rp.Totals()

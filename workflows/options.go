@@ -61,6 +61,22 @@ func centralOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// vaultStepHeartbeat bounds how long a short vault step (PrepareBackup,
+// SaveRecoveryPoint, LoadRecoveryPoint) may go without a heartbeat: one
+// whose worker died is retried after this, not after StartToClose.
+const vaultStepHeartbeat = 30 * time.Second
+
+// vaultStepOptions: a short vault step of a backup or restore. It
+// heartbeats while it runs (a full index load may take minutes on a big
+// vault), so a dead worker costs the job about HeartbeatTimeout, not the
+// ten minutes of StartToClose.
+func vaultStepOptions(ctx workflow.Context) workflow.Context {
+	ctx = centralOptions(ctx)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.HeartbeatTimeout = vaultStepHeartbeat
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
 // withSummary labels the next activity calls in the Temporal UI.
 func withSummary(ctx workflow.Context, summary string) workflow.Context {
 	opts := workflow.GetActivityOptions(ctx)
