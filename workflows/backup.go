@@ -102,15 +102,12 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	want := quiesce(ctx, in, vm, prog)
 
 	prog.Phase = PhaseSnapshot
+	// The snapshot's id is the run's: a retry of the step, and the cleanup,
+	// find what an attempt made by it.
 	snapID := "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID
 	var snap platform.Snapshot
-	if err := workflow.ExecuteActivity(snapshotOptions(ctx, in.Host), hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
-		return res, err
-	}
-	prog.Consistency = snap.Consistency
-	prog.Notes = append(prog.Notes, snap.Notes...)
 	var replicated func() // overlap: the replication request, answered after the cleanup
-	defer func() {
+	cleanup := func() {
 		err = deleteSnapshot(ctx, in, snap, prog, &res, err)
 		if replicated != nil {
 			replicated()
@@ -118,7 +115,30 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 				res.Notes = prog.Notes
 			}
 		}
-	}()
+	}
+	// From this version the cleanup is in place before the snapshot is
+	// asked for, deleting by the planned id (no token) if the step never
+	// returns one: a cancel, or a limit, while CreateSnapshot runs (guest
+	// pre-scripts may take minutes) leaves nothing behind. The step
+	// heartbeats, so it hears of the cancel, and is waited for, so the
+	// cleanup runs after it.
+	early := workflow.GetVersion(ctx, "snapshot-cleanup-first", workflow.DefaultVersion, 1) == 1
+	snapCtx := snapshotOptions(ctx, in.Host)
+	if early {
+		snap = platform.Snapshot{ID: snapID, VM: in.VM}
+		snapCtx = heartbeating(snapCtx)
+		defer cleanup()
+	}
+	var made platform.Snapshot
+	if err := workflow.ExecuteActivity(snapCtx, hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &made); err != nil {
+		return res, err
+	}
+	snap = made
+	if !early {
+		defer cleanup()
+	}
+	prog.Consistency = snap.Consistency
+	prog.Notes = append(prog.Notes, snap.Notes...)
 
 	var prep activities.PrepareBackupResult
 	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
