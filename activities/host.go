@@ -86,7 +86,10 @@ type SnapshotInput struct {
 }
 
 // CreateSnapshot takes a snapshot; retried with the same id it is harmless.
+// It heartbeats, so a cancel of the job reaches the platform (and the guest's
+// pre-scripts) through ctx.
 func (h *HostActivities) CreateSnapshot(ctx context.Context, in SnapshotInput) (platform.Snapshot, error) {
+	defer alive(ctx)()
 	s, err := h.Platform.CreateSnapshot(ctx, in.VM, platform.SnapshotRequest{ID: in.ID, Consistency: in.Consistency})
 	return s, classify(err)
 }
@@ -101,7 +104,10 @@ func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapsh
 	return nil
 }
 
-// DeleteSnapshot removes a snapshot; a missing one is fine.
+// DeleteSnapshot removes a snapshot; a missing one is fine. A snapshot
+// without a token is one whose CreateSnapshot never returned (the job was
+// cancelled meanwhile): the platform removes what its id planned, if
+// anything (platform.Platform.DeleteSnapshot).
 func (h *HostActivities) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
 	return classify(h.Platform.DeleteSnapshot(ctx, snap))
 }

@@ -30,6 +30,8 @@ type TransferDiskInput struct {
 	// ParentSnapshotToken names the snapshot the parent was taken from, for
 	// changed-block tracking; empty means compare checksums.
 	ParentSnapshotToken string `json:"parent_snapshot_token,omitempty"`
+	// ParentRef names the parent recovery point, for the job's notes.
+	ParentRef string `json:"parent_ref,omitempty"`
 }
 
 // TransferDiskResult is one disk's backup: its tree root and stats.
@@ -109,6 +111,14 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 		return res, classify(err)
 	}
 	res.Result = out
+	if out.ParentUnreadable != "" {
+		// A damaged parent must not block the VM's backups: this disk was read in full.
+		parent := in.ParentRef
+		if parent == "" {
+			parent = "of tree " + in.Parent.String()
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("disk %s: parent %s unreadable (%s): full read", in.Disk, parent, out.ParentUnreadable))
+	}
 	if out.ResumedAt > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("disk %s: attempt %d resumed at offset %d from a checkpoint; data already in the vault was not uploaded again",
 			in.Disk, info.Attempt, out.ResumedAt*int64(h.Vault.Config().BlockSize)))

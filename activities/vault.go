@@ -67,6 +67,7 @@ type PrepareBackupResult struct {
 
 // PrepareBackup finds the VM's latest recovery point to compare against.
 func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInput) (PrepareBackupResult, error) {
+	defer alive(ctx)()
 	res := PrepareBackupResult{Vault: pinOf(a.Vault)}
 	rps, err := a.Vault.ListRecoveryPoints(ctx, in.VM)
 	if err != nil && !(errors.Is(err, vault.ErrCorrupt) && rps != nil) {
@@ -101,6 +102,7 @@ type SaveRecoveryPointInput struct {
 
 // SaveRecoveryPoint writes the recovery point manifest: the backup's commit.
 func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecoveryPointInput) (string, error) {
+	defer alive(ctx)()
 	if err := checkPin(a.Vault, in.Vault); err != nil {
 		return "", err
 	}
@@ -143,6 +145,7 @@ type RecoveryPointInfo struct {
 
 // LoadRecoveryPoint reads a recovery point for a restore.
 func (a *VaultActivities) LoadRecoveryPoint(ctx context.Context, in LoadRecoveryPointInput) (RecoveryPointInfo, error) {
+	defer alive(ctx)()
 	v, pin := a.Vault, pinOf(a.Vault)
 	if in.FromSecondary {
 		sv, err := a.Secondary.vault(ctx, a.Vault)

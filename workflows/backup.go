@@ -101,27 +101,26 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	}
 	want := quiesce(ctx, in, vm, prog)
 
-	prog.Phase = PhaseSnapshot
-	snapID := "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID
 	var snap platform.Snapshot
-	if err := workflow.ExecuteActivity(snapshotOptions(ctx, in.Host), hostAct.CreateSnapshot, activities.SnapshotInput{VM: in.VM, ID: snapID, Consistency: want}).Get(ctx, &snap); err != nil {
+	var replicated func() // overlap: the replication request, answered after the cleanup
+	cleanup := func() { err = endBackup(ctx, in, snap, prog, &res, err, replicated) }
+	// From this version the cleanup is in place before the snapshot is
+	// asked for (see takeSnapshot).
+	early := workflow.GetVersion(ctx, "snapshot-cleanup-first", workflow.DefaultVersion, 1) == 1
+	if early {
+		snap = plannedSnapshot(ctx, in)
+		defer cleanup()
+	}
+	made, err := takeSnapshot(ctx, in, want, early, prog)
+	if err != nil {
 		return res, err
 	}
-	prog.Consistency = snap.Consistency
-	prog.Notes = append(prog.Notes, snap.Notes...)
-	var replicated func() // overlap: the replication request, answered after the cleanup
-	defer func() {
-		err = deleteSnapshot(ctx, in, snap, prog, &res, err)
-		if replicated != nil {
-			replicated()
-			if err == nil {
-				res.Notes = prog.Notes
-			}
-		}
-	}()
+	if snap = made; !early {
+		defer cleanup()
+	}
 
 	var prep activities.PrepareBackupResult
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
+	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.PrepareBackup, activities.PrepareBackupInput{VM: in.VM, Disks: names}).Get(ctx, &prep); err != nil {
 		return res, err
 	}
 	// The job is pinned to this vault from here on.
@@ -194,6 +193,34 @@ func quiesce(ctx workflow.Context, in BackupVMInput, vm platform.VM, prog *Progr
 	return in.Consistency
 }
 
+// plannedSnapshot is the snapshot CreateSnapshot is asked for, before it
+// returns a token: its id is the run's, so a retry of the step, and the
+// cleanup, find what an attempt made by it.
+func plannedSnapshot(ctx workflow.Context, in BackupVMInput) platform.Snapshot {
+	return platform.Snapshot{ID: "vmvault-" + workflow.GetInfo(ctx).WorkflowExecution.RunID, VM: in.VM}
+}
+
+// takeSnapshot takes the backup's snapshot. With early (the cleanup is
+// registered before, deleting the planned snapshot by id if no token comes
+// back), the step heartbeats, so a cancel or the job's limit while it runs
+// (guest pre-scripts may take minutes) reaches it, and it is waited for, so
+// the cleanup runs after it ended: nothing is left behind.
+func takeSnapshot(ctx workflow.Context, in BackupVMInput, want platform.Consistency, early bool, prog *Progress) (platform.Snapshot, error) {
+	prog.Phase = PhaseSnapshot
+	sctx := snapshotOptions(ctx, in.Host)
+	if early {
+		sctx = heartbeating(sctx)
+	}
+	var snap platform.Snapshot
+	req := activities.SnapshotInput{VM: in.VM, ID: plannedSnapshot(ctx, in).ID, Consistency: want}
+	if err := workflow.ExecuteActivity(sctx, hostAct.CreateSnapshot, req).Get(ctx, &snap); err != nil {
+		return snap, err
+	}
+	prog.Consistency = snap.Consistency
+	prog.Notes = append(prog.Notes, snap.Notes...)
+	return snap, nil
+}
+
 // transferDisks moves every disk's changed blocks into the vault, all disks
 // in parallel; the first failure cancels the rest.
 func transferDisks(ctx workflow.Context, in BackupVMInput, snap platform.Snapshot, prep activities.PrepareBackupResult, names []string, prog *Progress) ([]activities.TransferDiskResult, error) {
@@ -205,6 +232,7 @@ func transferDisks(ctx workflow.Context, in BackupVMInput, snap platform.Snapsho
 		if root, ok := prep.ParentRoots[name]; ok {
 			ti.Parent = &root
 			ti.ParentSnapshotToken = prep.ParentTokens[name]
+			ti.ParentRef = prep.Parent
 		}
 		prog.disk(name).State = DiskRunning
 		return workflow.ExecuteActivity(withSummary(ctx, "disk "+name), hostAct.TransferDisk, ti)
@@ -251,7 +279,7 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	}
 	var ref string
 	save := activities.SaveRecoveryPointInput{Vault: prep.Vault, RecoveryPoint: rp, VM: vm}
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
+	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.SaveRecoveryPoint, save).Get(ctx, &ref); err != nil {
 		return res, err
 	}
 	res.RecoveryPoint, res.Consistency, res.Disks, res.Totals = ref, snap.Consistency, rp.Disks, rp.Totals()
@@ -260,6 +288,19 @@ func commitBackup(ctx workflow.Context, in BackupVMInput, vm platform.VM, snap p
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrRecoveryPoint.ValueSet(ref), AttrBackupType.ValueSet(string(res.Type)), AttrConsistency.ValueSet(res.Consistency.String()))
 	prog.Phase = PhaseDone
 	return res, nil
+}
+
+// endBackup runs deferred at the end of every backup: it deletes the
+// snapshot, then (overlap) waits for the replication request's answer.
+func endBackup(ctx workflow.Context, in BackupVMInput, snap platform.Snapshot, prog *Progress, res *BackupVMResult, err error, replicated func()) error {
+	err = deleteSnapshot(ctx, in, snap, prog, res, err)
+	if replicated != nil {
+		replicated()
+		if err == nil {
+			res.Notes = prog.Notes
+		}
+	}
+	return err
 }
 
 // deleteSnapshot is the backup's cleanup: it runs even when the job failed

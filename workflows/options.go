@@ -61,6 +61,33 @@ func centralOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// stepHeartbeat bounds how long a short step (PrepareBackup,
+// SaveRecoveryPoint, LoadRecoveryPoint, CreateSnapshot) may go without a
+// heartbeat: one whose worker died is retried after this, not after its
+// StartToClose.
+const stepHeartbeat = 30 * time.Second
+
+// heartbeating: the step heartbeats (activities.alive), so it is retried
+// soon after its worker dies and hears of a cancel, which the workflow
+// waits for it to take (what it made is cleaned up after it ended).
+func heartbeating(ctx workflow.Context) workflow.Context {
+	opts := workflow.GetActivityOptions(ctx)
+	opts.HeartbeatTimeout = stepHeartbeat
+	opts.WaitForCancellation = true
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// vaultStepOptions: a short vault step of a backup or restore. It
+// heartbeats while it runs (a full index load may take minutes on a big
+// vault), so a dead worker costs the job about HeartbeatTimeout, not the
+// ten minutes of StartToClose.
+func vaultStepOptions(ctx workflow.Context) workflow.Context {
+	ctx = centralOptions(ctx)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.HeartbeatTimeout = stepHeartbeat
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
 // withSummary labels the next activity calls in the Temporal UI.
 func withSummary(ctx workflow.Context, summary string) workflow.Context {
 	opts := workflow.GetActivityOptions(ctx)

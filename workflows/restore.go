@@ -81,7 +81,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	defer func() { err = expired(err) }()
 	res.Mode = in.Mode
 	var info activities.RecoveryPointInfo
-	if err := workflow.ExecuteActivity(centralOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint, FromSecondary: in.FromSecondary}).Get(ctx, &info); err != nil {
+	if err := workflow.ExecuteActivity(vaultStepOptions(ctx), vaultAct.LoadRecoveryPoint, activities.LoadRecoveryPointInput{Ref: in.RecoveryPoint, FromSecondary: in.FromSecondary}).Get(ctx, &info); err != nil {
 		return res, err
 	}
 	rp := info.RecoveryPoint

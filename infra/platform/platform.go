@@ -209,6 +209,10 @@ type Platform interface {
 	InstallExtension(ctx context.Context, vm string) (ExtensionStatus, error)
 	CreateSnapshot(ctx context.Context, vm string, req SnapshotRequest) (Snapshot, error)
 	// DeleteSnapshot removes a snapshot; deleting one that is gone is not an error.
+	// A snapshot with only ID and VM (no Token) is one whose CreateSnapshot
+	// never returned (cancelled, or its worker died): DeleteSnapshot removes
+	// whatever CreateSnapshot with that id may have made, and one that
+	// never got made is not an error either.
 	DeleteSnapshot(ctx context.Context, snap Snapshot) error
 	OpenDisk(ctx context.Context, snap Snapshot, disk string) (DiskReader, error)
 

@@ -83,17 +83,7 @@ func needsLocal(vm platform.VM) bool {
 // localSnapshot starts qemu-nbd on every disk of a stopped VM, checks its
 // qcow2 images and fingerprints their files.
 func (p *qemuPlatform) localSnapshot(ctx context.Context, vm platform.VM, req platform.SnapshotRequest) (snap platform.Snapshot, err error) {
-	h := snapHash(vm.Name, req.ID)
-	tok := token{Version: tokenVersion, Mode: modeLocal, Local: map[string]localDisk{}}
-	for i, d := range vm.Disks {
-		if d.Role == platform.DiskTemp {
-			continue
-		}
-		tok.Local[d.Name] = localDisk{
-			File: d.File, Format: d.Format, Size: d.SizeBytes,
-			Socket: filepath.Join(p.vmDir(vm.Name), fmt.Sprintf("%s%s-%d.sock", localPrefix, h, i)),
-		}
-	}
+	tok := p.localPlan(vm, req.ID)
 	defer func() {
 		if err != nil {
 			p.stopLocal(context.WithoutCancel(ctx), vm.Name, tok)
@@ -148,6 +138,24 @@ func (p *qemuPlatform) localSnapshot(ctx context.Context, vm platform.VM, req pl
 		notes = append(notes, fmt.Sprintf("%s was asked for; a stopped vm cannot be quiesced", req.Consistency))
 	}
 	return platform.Snapshot{ID: req.ID, VM: vm.Name, Consistency: platform.CrashConsistent, Notes: notes, Token: string(data)}, nil
+}
+
+// localPlan names the qemu-nbd sockets of snapshot id of a stopped VM,
+// from the id alone (so a snapshot whose token never came back can be
+// deleted, see deletePlanned).
+func (p *qemuPlatform) localPlan(vm platform.VM, id string) token {
+	h := snapHash(vm.Name, id)
+	tok := token{Version: tokenVersion, Mode: modeLocal, Local: map[string]localDisk{}}
+	for i, d := range vm.Disks {
+		if d.Role == platform.DiskTemp {
+			continue
+		}
+		tok.Local[d.Name] = localDisk{
+			File: d.File, Format: d.Format, Size: d.SizeBytes,
+			Socket: filepath.Join(p.vmDir(vm.Name), fmt.Sprintf("%s%s-%d.sock", localPrefix, h, i)),
+		}
+	}
+	return tok
 }
 
 // checkLocalPaths refuses a token whose sockets are not vmvault's own in

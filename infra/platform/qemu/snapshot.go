@@ -130,6 +130,9 @@ func (p *qemuPlatform) stoppedSnapshot(ctx context.Context, name string, req pla
 // DeleteSnapshot removes what a snapshot keeps; a snapshot that is gone, or
 // whose QEMU is gone, is not an error.
 func (p *qemuPlatform) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
+	if snap.Token == "" {
+		return p.deletePlanned(ctx, snap)
+	}
 	tok, err := parseToken(snap)
 	if err != nil {
 		return err

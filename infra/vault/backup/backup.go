@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -51,6 +52,29 @@ type DiskResult struct {
 	Method format.Method    `json:"method"`
 	// ResumedAt is the block a retried backup started from (0 if not resumed).
 	ResumedAt int64 `json:"resumed_at"`
+	// ParentUnreadable says why the parent could not be used (its root or
+	// a leaf missing or corrupt), when the disk was read in full instead.
+	ParentUnreadable string `json:"parent_unreadable,omitempty"`
+}
+
+// parentError is a parent tree that cannot be read (ErrMissing or
+// ErrCorrupt): the backup falls back to a full read instead of failing.
+type parentError struct {
+	what string // "root" or "leaf <n>"
+	err  error
+}
+
+func (e *parentError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *parentError) Unwrap() error { return e.err }
+
+// parentUnreadable marks err, from reading the parent's what, as a parent
+// that cannot be used if it is missing or corrupt data; other errors (the
+// storage is down, the job was cancelled) stay what they are.
+func parentUnreadable(what string, err error) error {
+	if errors.Is(err, format.ErrMissing) || errors.Is(err, format.ErrCorrupt) {
+		return &parentError{what: what, err: err}
+	}
+	return err
 }
 
 // BackupDisk stores src in the vault and returns its tree root. It runs as
@@ -61,7 +85,23 @@ type DiskResult struct {
 // progress and checkpoints (checkpoint.go). Memory stays bounded by the
 // number of workers and packs in flight. The first stage to fail stops the
 // others, and its error is returned.
+//
+// A parent whose root or a leaf is missing or corrupt must not block every
+// later backup of the VM: the disk is read in full (checksum, no parent)
+// instead, and DiskResult.ParentUnreadable says why.
 func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
+	res, err := v.backupDisk(ctx, src, opt)
+	var pe *parentError
+	if opt.Parent == nil || !errors.As(err, &pe) || ctx.Err() != nil {
+		return res, err
+	}
+	opt.Parent, opt.Changed = nil, nil
+	res, err = v.backupDisk(ctx, src, opt)
+	res.ParentUnreadable = pe.Error()
+	return res, err
+}
+
+func (v *archiver) backupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
 	idx, err := v.Index(ctx)
 	if err != nil {
 		return DiskResult{}, err
@@ -72,7 +112,7 @@ func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions
 	if opt.Parent != nil {
 		r, err := v.LoadRoot(ctx, *opt.Parent)
 		if err != nil {
-			return res, fmt.Errorf("disk %s: parent: %w", opt.Disk, err)
+			return res, fmt.Errorf("disk %s: parent: %w", opt.Disk, parentUnreadable("root", err))
 		}
 		if int64(r.BlockSize) == lay.BS && int64(r.LeafEntries) == lay.LE {
 			parent = &r

@@ -44,7 +44,7 @@ func (f *feeder) run(ctx context.Context, start int64, jobs chan<- blockJob) err
 		} else if l := n / f.lay.LE; f.parent != nil && !changed.Overlaps(off, end) && l < int64(len(f.parent.Leaves)) {
 			ids, err := parentLeaf.Load(ctx, f.v.Repo, f.parent, l)
 			if err != nil {
-				return fmt.Errorf("disk %s: parent leaf %d: %w", f.disk, l, err)
+				return fmt.Errorf("disk %s: parent leaf %d: %w", f.disk, l, parentUnreadable(fmt.Sprintf("leaf %d", l), err))
 			}
 			if i := n % f.lay.LE; i < int64(len(ids)) {
 				j.reuse, j.parent = true, ids[i]

@@ -1,0 +1,36 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+)
+
+// aliveEvery is how often a short step heartbeats: well inside the
+// workflows' heartbeat timeout of short steps (30s).
+const aliveEvery = 5 * time.Second
+
+// alive heartbeats ctx's activity now and every aliveEvery until stop is
+// called, so a step whose worker died is retried after its heartbeat
+// timeout instead of its whole start-to-close timeout, and a live one is
+// told of a cancel. Call it first in a short step: defer alive(ctx)().
+func alive(ctx context.Context) (stop func()) {
+	activity.RecordHeartbeat(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(aliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
