@@ -17,20 +17,5 @@ const aliveEvery = 5 * time.Second
 // told of a cancel. Call it first in a short step: defer alive(ctx)().
 func alive(ctx context.Context) (stop func()) {
 	activity.RecordHeartbeat(ctx)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(aliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() { close(done) }
+	return heartbeatEvery(ctx, aliveEvery)
 }

@@ -91,25 +91,7 @@ func losePack(t *testing.T, v *Vault, be *memBackend, p ID) ID {
 func TestResumeSkipsLostBlocks(t *testing.T) {
 	ctx := context.Background()
 	v, be := testVault(t)
-	disk := mixedDisk(43, 200*testBlock)
-	for i := range disk { // all distinct, non-zero blocks
-		if disk[i] == 0 {
-			disk[i] = byte(i/testBlock) + 1
-		}
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	var last *Checkpoint
-	_, err := v.BackupDisk(cctx, disk, BackupOptions{Disk: "d", Workers: 2, Progress: func(p Progress) {
-		if p.Checkpoint != nil {
-			last = p.Checkpoint
-			if last.NextBlock >= 64 {
-				cancel()
-			}
-		}
-	}})
-	if err == nil || last == nil {
-		t.Fatalf("backup was not interrupted after a checkpoint: err=%v", err)
-	}
+	disk, last := interruptedBackup(t, v, 43)
 	loc, ok := mustIndex(t, v).Lookup(v.Repo().Keys().Hash(disk[:testBlock]))
 	if !ok {
 		t.Fatal("block 0 not stored before the interruption")

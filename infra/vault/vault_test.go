@@ -196,11 +196,13 @@ func mustRoot(t *testing.T, v *Vault, id ID) format.Root {
 	return r
 }
 
-// A backup cancelled after a checkpoint resumes there and uploads no block twice.
-func TestResumeFromCheckpoint(t *testing.T) {
+// interruptedBackup backs up a disk of distinct blocks made from seed and
+// cancels it once a checkpoint has passed block 64; it returns the disk
+// and that checkpoint.
+func interruptedBackup(t *testing.T, v *Vault, seed uint64) (memDisk, *Checkpoint) {
+	t.Helper()
 	ctx := context.Background()
-	v, be := testVault(t)
-	disk := mixedDisk(5, 200*testBlock)
+	disk := mixedDisk(seed, 200*testBlock)
 	for i := range disk { // all distinct, non-zero blocks
 		if disk[i] == 0 {
 			disk[i] = byte(i/testBlock) + 1
@@ -219,6 +221,14 @@ func TestResumeFromCheckpoint(t *testing.T) {
 	if err == nil || last == nil {
 		t.Fatalf("backup was not interrupted after a checkpoint: err=%v", err)
 	}
+	return disk, last
+}
+
+// A backup cancelled after a checkpoint resumes there and uploads no block twice.
+func TestResumeFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	disk, last := interruptedBackup(t, v, 5)
 	v2, err := Open(ctx, be, []byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
