@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -83,7 +84,17 @@ func (c *Client) Close() error {
 func (c *Client) watch(ctx context.Context) (stop func() bool) {
 	dl, _ := ctx.Deadline() // zero: no deadline
 	c.conn.SetDeadline(dl)
-	return context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stopf := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)); close(fired) })
+	return func() bool {
+		if stopf() {
+			return true
+		}
+		// ctx ended and the func runs: let it finish, or it would cut
+		// short the next exchange's deadline.
+		<-fired
+		return false
+	}
 }
 
 // sync runs guest-sync-delimited and discards everything up to its answer.
@@ -178,6 +189,11 @@ func (c *Client) Execute(ctx context.Context, command string, args, result any) 
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	// The connection's deadline is ctx's (watch), and its timer can fire a
+	// moment before ctx's own: that timeout is ctx's deadline too.
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
 	}
 	return err
 }
