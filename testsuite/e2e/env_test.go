@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	code := m.Run()
+	reportFaults()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
