@@ -60,12 +60,14 @@ func (h *HostActivities) ListVMs(ctx context.Context) (VMList, error) {
 
 // DescribeVM returns a VM's metadata, power state and disks.
 func (h *HostActivities) DescribeVM(ctx context.Context, in VMInput) (platform.VM, error) {
+	defer alive(ctx)()
 	vm, err := h.Platform.DescribeVM(ctx, in.VM)
 	return vm, classify(err)
 }
 
 // EnsureExtension installs the backup extension in a running VM, or checks it.
 func (h *HostActivities) EnsureExtension(ctx context.Context, in VMInput) (platform.ExtensionStatus, error) {
+	defer alive(ctx)()
 	vm, err := h.Platform.DescribeVM(ctx, in.VM)
 	if err != nil {
 		return platform.ExtensionStatus{}, classify(err)
@@ -98,6 +100,7 @@ func (h *HostActivities) CreateSnapshot(ctx context.Context, in SnapshotInput) (
 // recovery point made from snap is durable, so it may drop the changes
 // recorded before it; other platforms have nothing to do.
 func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapshot) error {
+	defer alive(ctx)()
 	if bc, ok := h.Platform.(platform.BitmapCommitter); ok {
 		return classify(bc.CommitChanges(ctx, snap))
 	}
@@ -109,5 +112,6 @@ func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapsh
 // cancelled meanwhile): the platform removes what its id planned, if
 // anything (platform.Platform.DeleteSnapshot).
 func (h *HostActivities) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
+	defer alive(ctx)()
 	return classify(h.Platform.DeleteSnapshot(ctx, snap))
 }

@@ -73,6 +73,7 @@ type ExpireKeptResult struct {
 // one that a VM's disks still use is left, with a note. Platforms that
 // keep nothing have nothing to do.
 func (h *HostActivities) ExpireKept(ctx context.Context, in ExpireKeptInput) (ExpireKeptResult, error) {
+	defer alive(ctx)()
 	var res ExpireKeptResult
 	k, ok := h.Platform.(platform.Keeper)
 	if !ok {
@@ -113,6 +114,7 @@ type NewVMFromKeptInput struct {
 // appears whole or not at all); KeptGone when the kept snapshot cannot be
 // used, so that the restore reads the vault instead.
 func (h *HostActivities) NewVMFromKept(ctx context.Context, in NewVMFromKeptInput) (platform.VM, error) {
+	defer alive(ctx)()
 	k, ok := h.Platform.(platform.Keeper)
 	if !ok {
 		return platform.VM{}, nonRetryable("this platform cannot restore from kept snapshots", ErrTypeKeptGone)

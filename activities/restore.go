@@ -48,6 +48,7 @@ type PrepareNewVMInput struct {
 // PrepareNewVM reserves a new, stopped VM that only CommitRestore makes
 // visible; a retry with the same stage returns the same VM.
 func (h *HostActivities) PrepareNewVM(ctx context.Context, in PrepareNewVMInput) (platform.VM, error) {
+	defer alive(ctx)()
 	vm, err := h.Platform.PrepareNewVM(ctx, in.VM, in.Stage)
 	return vm, classify(err)
 }
@@ -62,6 +63,7 @@ type CheckRestoreTargetInput struct {
 // into a folder where the platform keeps VM disks, or over existing files
 // (unless forced).
 func (h *HostActivities) CheckRestoreTarget(ctx context.Context, in CheckRestoreTargetInput) error {
+	defer alive(ctx)()
 	if err := in.Target.check(); err != nil {
 		return err
 	}
@@ -244,6 +246,7 @@ type CommitRestoreResult struct {
 // CommitRestore puts every staged disk in place, only once all of them are
 // staged and verified; a retry after a crash finishes the commit.
 func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInput) (CommitRestoreResult, error) {
+	defer alive(ctx)()
 	if err := in.Target.check(); err != nil {
 		return CommitRestoreResult{}, err
 	}
@@ -274,6 +277,7 @@ type AbortRestoreInput struct {
 // AbortRestore removes what a failed restore staged (and a new VM it
 // prepared); the targets stay as they were.
 func (h *HostActivities) AbortRestore(ctx context.Context, in AbortRestoreInput) error {
+	defer alive(ctx)()
 	if err := in.Target.check(); err != nil {
 		return err
 	}

@@ -11,12 +11,16 @@ import (
 
 // Every activity call states its timeouts and retry policy here.
 
-// hostOptions: short platform calls on the VM's host.
+// hostOptions: short platform calls on the VM's host. They heartbeat
+// (activities.alive), so one whose worker died is retried after
+// stepHeartbeat, not after its StartToClose: a killed host agent stalls a
+// job, or a snapshot's deletion, for well under a minute.
 func hostOptions(ctx workflow.Context, host string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              activities.HostQueue(host),
 		ScheduleToStartTimeout: 10 * time.Minute, // no worker for that host: fail, don't hang for a day
 		StartToCloseTimeout:    5 * time.Minute,
+		HeartbeatTimeout:       stepHeartbeat,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 5,
 			NonRetryableErrorTypes: activities.NonRetryable,
@@ -62,7 +66,7 @@ func centralOptions(ctx workflow.Context) workflow.Context {
 }
 
 // stepHeartbeat bounds how long a short step (PrepareBackup,
-// SaveRecoveryPoint, LoadRecoveryPoint, CreateSnapshot) may go without a
+// SaveRecoveryPoint, LoadRecoveryPoint, every host step) may go without a
 // heartbeat: one whose worker died is retried after this, not after its
 // StartToClose.
 const stepHeartbeat = 30 * time.Second

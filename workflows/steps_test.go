@@ -71,3 +71,30 @@ func TestCancelDuringSnapshotDeletesPlannedSnapshot(t *testing.T) {
 	require.Greater(t, snapInfo.HeartbeatTimeout, time.Duration(0), "CreateSnapshot does not heartbeat: it never hears of the cancel")
 	assertNotCalled(t, env, "PrepareBackup")
 }
+
+// Short host steps have a heartbeat timeout too: a host agent killed while
+// holding DescribeVM, EnsureExtension, DeleteSnapshot or CommitChanges
+// costs the job about 30s, not their five-minute start-to-close timeout.
+func TestShortHostStepsHeartbeatTimeout(t *testing.T) {
+	env := newEnv(t)
+	m := mockBackup(env, testVMWith(platform.PowerRunning), activities.PrepareBackupResult{Vault: testPin}, platform.AppConsistent)
+	m.transferOK(env)
+	env.OnActivity(hostAct.EnsureExtension, mock.Anything, mock.Anything).Return(platform.ExtensionStatus{Installed: true, Healthy: true}, nil)
+	env.OnActivity(hostAct.CommitChanges, mock.Anything, mock.Anything).Return(nil)
+	var mu sync.Mutex
+	started := map[string]activity.Info{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		started[info.ActivityType.Name] = *info
+		mu.Unlock()
+	})
+	env.ExecuteWorkflow(BackupVM, backupInput())
+	require.NoError(t, env.GetWorkflowError())
+
+	for _, name := range []string{"DescribeVM", "EnsureExtension", "DeleteSnapshot", "CommitChanges", "ExpireKept"} {
+		info, ok := started[name]
+		require.True(t, ok, "%s did not run", name)
+		require.Greater(t, info.HeartbeatTimeout, time.Duration(0), "%s has no heartbeat timeout", name)
+		require.LessOrEqual(t, info.HeartbeatTimeout, 30*time.Second, "%s: heartbeat timeout", name)
+	}
+}
