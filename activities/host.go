@@ -15,6 +15,13 @@ import (
 // HostQueue is the task queue of a hypervisor host: its HostActivities.
 func HostQueue(host string) string { return "vmvault-host-" + host }
 
+// TransferQueue is the task queue of a host's long disk work (transfers,
+// restores, kept snapshots): the same HostActivities, served with slots of
+// their own, so multi-hour transfers never hold the slots that the host's
+// short steps (DescribeVM, CreateSnapshot, DeleteSnapshot) need. Its prefix
+// is not HostQueue's, so no host name makes one queue another's.
+func TransferQueue(host string) string { return "vmvault-transfer-" + host }
+
 // HostActivities are the activities that run on a hypervisor host: they
 // reach the host's VMs through Platform and move disk data to and from Vault.
 type HostActivities struct {

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/vmvault/vmvault/activities"
@@ -79,12 +80,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		w := worker.New(c, activities.HostQueue(cfg.Host), worker.Options{
-			// Disk transfers use every core themselves; a few at a time is plenty.
-			MaxConcurrentActivityExecutionSize: 8,
-		})
-		workflows.RegisterHost(w, &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20})
-		workers = append(workers, w)
+		host := &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20}
+		workers = append(workers, hostWorkers(c, cfg.Host, func(r workflows.ActivityRegistry) { workflows.RegisterHost(r, host) })...)
 	}
 	for _, w := range workers {
 		if err := w.Start(); err != nil {
@@ -93,11 +90,31 @@ func run() error {
 		defer w.Stop()
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.Namespace,
-		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host),
+		"central", serveCentral, "queue", cfg.TaskQueue, "host", serveHost, "host_queue", activities.HostQueue(cfg.Host), "transfer_queue", activities.TransferQueue(cfg.Host),
 		"vault", v.Location(), "vault_id", v.Config().ID, "secondary", cfg.SecondaryVault, "platform", cfg.Platform)
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	return nil
+}
+
+// Slots of a host's two queues. Disk transfers use every core themselves; a
+// few at a time is plenty. Short steps are light, and must never wait for a
+// transfer's slot.
+const (
+	transferSlots = 8
+	hostStepSlots = 16
+)
+
+// hostWorkers serves a host's two queues, each with its own slots: short
+// platform steps on HostQueue, long disk work on TransferQueue. Both
+// register every host activity: jobs started before the transfer queue
+// existed still send their transfers to the host queue.
+func hostWorkers(c client.Client, host string, register func(workflows.ActivityRegistry)) []worker.Worker {
+	steps := worker.New(c, activities.HostQueue(host), worker.Options{MaxConcurrentActivityExecutionSize: hostStepSlots})
+	transfers := worker.New(c, activities.TransferQueue(host), worker.Options{MaxConcurrentActivityExecutionSize: transferSlots})
+	register(steps)
+	register(transfers)
+	return []worker.Worker{steps, transfers}
 }
 
 // secondary opens the vault's secondary location, if one is configured. It

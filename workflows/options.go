@@ -40,10 +40,17 @@ func snapshotOptions(ctx workflow.Context, host string) workflow.Context {
 
 // diskOptions: long disk transfers and restores on the VM's host,
 // heartbeating, retried (and resumed) when a worker dies, and told when the
-// job is cancelled.
+// job is cancelled. From version transfer-queue they run on the host's
+// transfer queue, whose slots are their own: before, they shared the host
+// queue's slots with the short steps, which then queued behind multi-hour
+// transfers until they timed out (a snapshot's deletion among them).
 func diskOptions(ctx workflow.Context, host string, heartbeat time.Duration, attempts int32) workflow.Context {
+	queue := activities.HostQueue(host)
+	if workflow.GetVersion(ctx, "transfer-queue", workflow.DefaultVersion, 1) == 1 {
+		queue = activities.TransferQueue(host)
+	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           activities.HostQueue(host),
+		TaskQueue:           queue,
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    heartbeat,
 		WaitForCancellation: true,

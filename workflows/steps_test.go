@@ -98,3 +98,24 @@ func TestShortHostStepsHeartbeatTimeout(t *testing.T) {
 		require.LessOrEqual(t, info.HeartbeatTimeout, 30*time.Second, "%s: heartbeat timeout", name)
 	}
 }
+
+// Disk transfers run on the host's transfer queue, short host steps on its
+// host queue: each has its own slots on the host's worker.
+func TestTransfersRunOnTheTransferQueue(t *testing.T) {
+	env := newEnv(t)
+	m := mockBackup(env, testVMWith(platform.PowerStopped), activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
+	m.transferOK(env)
+	var mu sync.Mutex
+	queues := map[string]string{}
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		queues[info.ActivityType.Name] = info.TaskQueue
+		mu.Unlock()
+	})
+	env.ExecuteWorkflow(BackupVM, backupInput())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, activities.TransferQueue(testHost), queues["TransferDisk"])
+	for _, name := range []string{"DescribeVM", "CreateSnapshot", "DeleteSnapshot"} {
+		require.Equal(t, activities.HostQueue(testHost), queues[name], name)
+	}
+}
