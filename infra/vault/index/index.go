@@ -157,6 +157,19 @@ func (x *Index) Lookup(id format.ID) (Location, bool) {
 	return Location{}, false
 }
 
+// Copies returns every copy of a blob in packs not removed, oldest first:
+// a reader whose copy fails its check tries the others.
+func (x *Index) Copies(id format.ID) []Location {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []Location
+	x.copies(id, func(l loc) bool {
+		out = append(out, x.location(l))
+		return false
+	})
+	return out
+}
+
 // DedupHas reports whether a backup may reference the stored blob instead
 // of storing it: it is in a pack that is not a GC candidate.
 func (x *Index) DedupHas(id format.ID) bool {

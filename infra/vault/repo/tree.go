@@ -7,7 +7,8 @@ import (
 	"github.com/vmvault/vmvault/infra/vault/format"
 )
 
-// ReadBlob fetches, verifies and returns a blob's plaintext.
+// ReadBlob fetches, verifies and returns a blob's plaintext, from another
+// copy when the one the index names is gone or damaged (ReadOtherCopy).
 func (v *Repo) ReadBlob(ctx context.Context, id format.ID) ([]byte, error) {
 	idx, err := v.Index(ctx)
 	if err != nil {
@@ -20,15 +21,11 @@ func (v *Repo) ReadBlob(ctx context.Context, id format.ID) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w: not in the index", id.Short(), format.ErrMissing)
 	}
-	sealed, err := v.be.GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
-	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), loc.Pack.Short(), err)
+	data, err := v.readAt(ctx, id, loc)
+	if err != nil && AnotherCopyMayHelp(err) && ctx.Err() == nil {
+		data, _, err = v.ReadOtherCopy(ctx, id, loc.Pack, err)
 	}
-	data, err := v.keys.OpenBlob(id, sealed)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), loc.Pack.Short(), err)
-	}
-	return data, nil
+	return data, err
 }
 
 // LoadRoot reads a disk's tree root.

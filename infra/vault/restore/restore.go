@@ -156,29 +156,28 @@ func RangeRuns(wants []Block) [][]Block {
 }
 
 // restoreRun fetches one range of a pack, verifies its blocks and writes
-// them, and returns the bytes written.
+// them, and returns the bytes written. A block whose pack is gone or whose
+// copy fails its check is read from another pack holding it, if any
+// (repo.ReadOtherCopy), before the restore fails.
 func (v *restorer) restoreRun(ctx context.Context, root format.Root, r []Block, w io.WriterAt, disk string) (int64, error) {
 	bs := int64(root.BlockSize)
 	first, last := r[0].Loc, r[len(r)-1].Loc
 	start := int64(first.Offset)
-	data, err := v.Storage().GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
-	if errors.Is(err, storage.ErrNotFound) {
-		// The index names a pack that is gone: no retry brings it back.
-		return 0, fmt.Errorf("disk %s offset %d: block %s: %w: pack %s is not in the vault", disk, r[0].Off, r[0].ID.Short(), format.ErrMissing, first.Pack.Short())
-	}
-	if err != nil {
-		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].Off, r[0].ID.Short(), first.Pack.Short(), err)
+	data, gerr := v.Storage().GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	switch {
+	case errors.Is(gerr, storage.ErrNotFound):
+		gerr = fmt.Errorf("%w: pack %s is not in the vault", format.ErrMissing, first.Pack.Short())
+	case gerr != nil:
+		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].Off, r[0].ID.Short(), first.Pack.Short(), gerr)
 	}
 	var written int64
 	for _, wnt := range r {
-		lo := int64(wnt.Loc.Offset) - start
-		hi := lo + int64(wnt.Loc.Length)
-		if hi > int64(len(data)) {
-			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w: pack is truncated", disk, wnt.Off, wnt.ID.Short(), first.Pack.Short(), format.ErrCorrupt)
+		plain, err := v.openBlock(data, start, wnt, gerr)
+		if err != nil && repo.AnotherCopyMayHelp(err) && ctx.Err() == nil {
+			plain, _, err = v.ReadOtherCopy(ctx, wnt.ID, wnt.Loc.Pack, err)
 		}
-		plain, err := v.Keys().OpenBlob(wnt.ID, data[lo:hi])
 		if err != nil {
-			return written, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, wnt.Off, wnt.ID.Short(), first.Pack.Short(), err)
+			return written, fmt.Errorf("disk %s offset %d: block %s: %w", disk, wnt.Off, wnt.ID.Short(), err)
 		}
 		if want := min(bs, root.Size-wnt.Off); int64(len(plain)) != want {
 			return written, fmt.Errorf("disk %s offset %d: block %s: %w: %d bytes, want %d", disk, wnt.Off, wnt.ID.Short(), format.ErrCorrupt, len(plain), want)
@@ -189,4 +188,22 @@ func (v *restorer) restoreRun(ctx context.Context, root format.Root, r []Block, 
 		written += int64(len(plain))
 	}
 	return written, nil
+}
+
+// openBlock verifies and opens block b from data, the range of its pack
+// that starts at start (gerr: why the range could not be read).
+func (v *restorer) openBlock(data []byte, start int64, b Block, gerr error) ([]byte, error) {
+	if gerr != nil {
+		return nil, gerr
+	}
+	lo := int64(b.Loc.Offset) - start
+	hi := lo + int64(b.Loc.Length)
+	if hi > int64(len(data)) {
+		return nil, fmt.Errorf("in pack %s: %w: pack is truncated", b.Loc.Pack.Short(), format.ErrCorrupt)
+	}
+	plain, err := v.Keys().OpenBlob(b.ID, data[lo:hi])
+	if err != nil {
+		return nil, fmt.Errorf("in pack %s: %w", b.Loc.Pack.Short(), err)
+	}
+	return plain, nil
 }
