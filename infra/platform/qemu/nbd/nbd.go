@@ -144,11 +144,13 @@ func (c *Conn) send(cmd uint16, flags uint16, off int64, length uint32) (uint64,
 	return c.cookie, err
 }
 
-// chunk is one structured reply chunk (or a simple reply, typ replyNone).
+// chunk is one structured reply chunk, or a simple reply (simple, typ
+// replyNone, data the whole read).
 type chunk struct {
-	flags uint16
-	typ   uint16
-	data  []byte
+	flags  uint16
+	typ    uint16
+	data   []byte
+	simple bool
 }
 
 func (c *Conn) readChunk(cookie uint64, op string, simpleData []byte) (chunk, error) {
@@ -176,7 +178,7 @@ func (c *Conn) readChunk(cookie uint64, op string, simpleData []byte) (chunk, er
 				return chunk{}, err
 			}
 		}
-		return chunk{flags: replyFlagDone, typ: replyNone, data: simpleData}, nil
+		return chunk{flags: replyFlagDone, typ: replyNone, data: simpleData, simple: true}, nil
 	case structuredMagic:
 		var h struct {
 			Flags, Typ uint16
@@ -225,7 +227,7 @@ func (c *Conn) request(op string, cmd, flags uint16, off int64, length uint32, s
 		c.broken = err
 		return fmt.Errorf("nbd %s: %w", op, err)
 	}
-	var cmdErr error
+	var cmdErr, invalid error
 	for {
 		ch, err := c.readChunk(cookie, op, simpleData)
 		var se *Error
@@ -239,9 +241,15 @@ func (c *Conn) request(op string, cmd, flags uint16, off int64, length uint32, s
 		} else if cmdErr == nil {
 			if err := each(ch); err != nil {
 				cmdErr = fmt.Errorf("nbd %s: %w", op, err)
+				invalid = cmdErr
 			}
 		}
 		if ch.flags&replyFlagDone != 0 {
+			if invalid != nil {
+				// A reply that breaks the protocol's rules: nothing more
+				// this server says on the connection is trusted.
+				c.broken = invalid
+			}
 			return cmdErr
 		}
 	}
@@ -273,46 +281,44 @@ func (c *Conn) ReadAt(p []byte, off int64) (int, error) {
 	return n, eof
 }
 
+// read reads p at off. The reply's chunks are checked by range, not by
+// byte count: each lies within the request, none overlaps another, and
+// together they cover it, or the read fails.
 func (c *Conn) read(p []byte, off int64) error {
 	clear(p)
-	var covered int64
+	var got ranges
 	err := c.request("read", cmdRead, 0, off, uint32(len(p)), p, func(ch chunk) error {
-		switch ch.typ {
-		case replyNone:
-			if ch.data != nil { // a simple reply carries the whole range
-				covered = int64(len(p))
-			}
-		case replyOffsetData:
+		switch {
+		case ch.simple:
+			return got.add(0, int64(len(p))) // a simple reply carries the whole range
+		case ch.typ == replyNone:
+			return nil
+		case ch.typ == replyOffsetData:
 			if len(ch.data) < 8 {
 				return errors.New("short data chunk")
 			}
 			at := int64(binary.BigEndian.Uint64(ch.data)) - off
 			d := ch.data[8:]
-			if at < 0 || at+int64(len(d)) > int64(len(p)) {
-				return fmt.Errorf("data chunk at %d+%d outside the request", at+off, len(d))
+			if err := got.within("data", at, int64(len(d)), off, int64(len(p))); err != nil {
+				return err
 			}
 			copy(p[at:], d)
-			covered += int64(len(d))
-		case replyOffsetHole:
-			if len(ch.data) < 12 {
-				return errors.New("short hole chunk")
+			return nil
+		case ch.typ == replyOffsetHole:
+			if len(ch.data) != 12 {
+				return fmt.Errorf("hole chunk of %d bytes, want 12", len(ch.data))
 			}
 			at := int64(binary.BigEndian.Uint64(ch.data)) - off
-			n := int64(binary.BigEndian.Uint32(ch.data[8:]))
-			if at < 0 || at+n > int64(len(p)) {
-				return fmt.Errorf("hole chunk at %d+%d outside the request", at+off, n)
-			}
-			covered += n // p was cleared
-		default:
-			return fmt.Errorf("unexpected reply chunk type %d for read", ch.typ)
+			return got.within("hole", at, int64(binary.BigEndian.Uint32(ch.data[8:])), off, int64(len(p))) // p was cleared
 		}
-		return nil
+		return fmt.Errorf("unexpected reply chunk type %d for read", ch.typ)
 	})
 	if err != nil {
 		return fmt.Errorf("%w (at %d, %d bytes)", err, off, len(p))
 	}
-	if covered != int64(len(p)) {
-		return fmt.Errorf("nbd read at %d: server answered %d of %d bytes", off, covered, len(p))
+	if hole, ok := got.gap(int64(len(p))); !ok {
+		c.broken = fmt.Errorf("read at %d: reply left %d+%d unanswered", off, off+hole.start, hole.end-hole.start)
+		return fmt.Errorf("nbd read at %d: server answered %d of %d bytes, nothing for %d+%d", off, got.total(), len(p), off+hole.start, hole.end-hole.start)
 	}
 	return nil
 }
@@ -337,29 +343,24 @@ func (c *Conn) BlockStatus(ctx context.Context, name string, off, length int64) 
 		}
 		n := min(end-off, maxStatus)
 		var got []Extent
+		seen := false
 		err := c.request("block status "+name, cmdBlockStatus, 0, off, uint32(n), nil, func(ch chunk) error {
 			if ch.typ != replyBlockStatus {
 				return fmt.Errorf("unexpected reply chunk type %d for block status", ch.typ)
 			}
-			if len(ch.data) < 4 || (len(ch.data)-4)%8 != 0 {
-				return errors.New("bad block status chunk")
+			if len(ch.data) < 12 || (len(ch.data)-4)%8 != 0 {
+				return fmt.Errorf("bad block status chunk of %d bytes", len(ch.data))
 			}
 			if binary.BigEndian.Uint32(ch.data) != id {
 				return nil // another context's answer
 			}
-			at := off
-			for d := ch.data[4:]; len(d) >= 8; d = d[8:] {
-				l := int64(binary.BigEndian.Uint32(d))
-				if l == 0 || at+l > end {
-					l = end - at // the last extent may run past the request
-				}
-				if l <= 0 {
-					break
-				}
-				got = append(got, Extent{Offset: at, Length: l, Flags: binary.BigEndian.Uint32(d[4:])})
-				at += l
+			if seen {
+				return errors.New("a second block status chunk for the context")
 			}
-			return nil
+			seen = true
+			var err error
+			got, err = extents(ch.data[4:], off, off+n)
+			return err
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -373,6 +374,31 @@ func (c *Conn) BlockStatus(ctx context.Context, name string, off, length int64) 
 		out = append(out, got...)
 		last := got[len(got)-1]
 		off = last.Offset + last.Length
+	}
+	return out, nil
+}
+
+// extents decodes the block status descriptors d of a request for
+// [off, end): consecutive from off, each at least one byte, none past end
+// but the last, which is clipped to it (QEMU may round it up to its
+// granularity).
+func extents(d []byte, off, end int64) ([]Extent, error) {
+	var out []Extent
+	at := off
+	for ; len(d) >= 8; d = d[8:] {
+		l := int64(binary.BigEndian.Uint32(d))
+		switch {
+		case l == 0:
+			return nil, fmt.Errorf("extent of 0 bytes at %d", at)
+		case at >= end:
+			return nil, fmt.Errorf("extent at %d+%d past the request's end %d", at, l, end)
+		case at+l > end && len(d) > 8:
+			return nil, fmt.Errorf("extent at %d+%d runs past the request's end %d, and more follow", at, l, end)
+		case at+l > end:
+			l = end - at
+		}
+		out = append(out, Extent{Offset: at, Length: l, Flags: binary.BigEndian.Uint32(d[4:])})
+		at += l
 	}
 	return out, nil
 }
