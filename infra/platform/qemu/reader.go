@@ -41,6 +41,7 @@ func (p *qemuPlatform) OpenDisk(ctx context.Context, snap platform.Snapshot, dis
 		return nil, fmt.Errorf("open disk of vm %q: snapshot %q has no disk %q: %w", snap.VM, snap.ID, disk, platform.ErrInvalidVM)
 	}
 	r := &reader{vm: snap.VM, disk: disk, sock: tok.NBD, d: fd, pool: make(chan *nbd.Conn, readConns)}
+	r.alive = func(ctx context.Context) error { return p.fleeceAlive(ctx, snap.VM, disk, fd) }
 	r.opt = nbd.Options{Export: fd.Export, MetaContexts: []string{nbd.BaseAllocation}}
 	for _, b := range fd.Chain {
 		r.opt.MetaContexts = append(r.opt.MetaContexts, nbd.DirtyBitmapPrefix+b)
@@ -66,6 +67,8 @@ type reader struct {
 	pool           chan *nbd.Conn
 	mu             sync.Mutex
 	conns          []*nbd.Conn
+	// alive checks that the fleecing still holds the snapshot (alive.go).
+	alive func(context.Context) error
 }
 
 var _ platform.DiskReader = (*reader)(nil)
@@ -201,6 +204,7 @@ func (r *reader) ChangedExtents(ctx context.Context, sinceToken string) ([]exten
 	return out, true, nil
 }
 
-// Verify has nothing to check: the export is a point-in-time copy that
-// the guest's writes do not reach.
-func (r *reader) Verify(ctx context.Context) error { return nil }
+// Verify checks, at the end of a read, that the fleecing held the snapshot
+// all along: its copy-before-write job still runs. A job that stopped
+// mid-read lets the guest's writes into the export (alive.go).
+func (r *reader) Verify(ctx context.Context) error { return r.alive(ctx) }
