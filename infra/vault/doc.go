@@ -60,7 +60,12 @@
 // deleted even if an interrupted delete left its manifest: it is neither
 // listed nor loaded (loading says when it was deleted and until when
 // 'vmvault rp undelete' restores it). Purging, after the soft-delete period
-// (14 days by default), removes the tombstone and nothing else. GC keeps
+// (14 days by default), removes the tombstone and nothing else. An undelete
+// and a purge of one point exclude each other through the point's claim
+// (claims/<vm>/<id>, sealed, written with PutIfAbsent, not replicated): the
+// one that takes it first wins, and the other skips the point (purge) or
+// fails saying it is being purged (undelete); a claim older than an hour is
+// one left by a process that died, and is taken over. GC keeps
 // everything a recovery point or a soft-deleted point references, so data
 // is freed only by the first GC after the purge.
 //

@@ -31,6 +31,7 @@ const (
 	KindDeletionLog                   // gc/deleted/<16 hex seq>: packs a sweep deletes
 	KindReplication                   // replication/missing, replication/last (on a secondary)
 	KindQuarantine                    // quarantine/<pack id>: a pack that failed verification
+	KindClaim                         // claims/<vm>/<id>: an undelete or purge of a point under way
 	KindRecord                        // <kind>/<name>: every key outside the prefixes above
 )
 
@@ -101,6 +102,10 @@ var layout = []Props{
 	// this vault's finding, not copied: the secondary's pack may be sound.
 	{Kind: KindQuarantine, Name: "quarantine note", Prefix: "quarantine/", Sealed: true,
 		DeletedBy: "gc sweep, after its pack; repair (of a missing pack)"},
+	// A claim makes an undelete and a purge of the same point exclusive
+	// (written with PutIfAbsent); this vault's business, not copied.
+	{Kind: KindClaim, Name: "claim", Prefix: "claims/", Sealed: true,
+		DeletedBy: "the undelete or purge that wrote it; a later one, once stale"},
 	{Kind: KindRecord, Name: "record", Mutable: true, Sealed: true,
 		Replicated: true, Stage: StageRecords, DeletedBy: "DeleteRecord"},
 }
@@ -175,6 +180,9 @@ func RecoveryPointKey(vm, id string) string { return Handle{KindRecoveryPoint, v
 
 // TombstoneKey is the key of the tombstone of vm's point id.
 func TombstoneKey(vm, id string) string { return Handle{KindTombstone, vm + "/" + id}.Key() }
+
+// ClaimKey is the key of the claim on vm's point id.
+func ClaimKey(vm, id string) string { return Handle{KindClaim, vm + "/" + id}.Key() }
 
 // VMPrefix is the prefix of kind's objects of vm (every VM's when vm is "").
 func VMPrefix(kind Kind, vm string) string {

@@ -63,8 +63,8 @@ func TestLayoutProperties(t *testing.T) {
 		}
 	}
 	locked := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true}
-	immutable := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true, KindTombstone: true, KindDeletionLog: true, KindQuarantine: true}
-	unreplicated := map[Kind]bool{KindCheckpoint: true, KindGCState: true, KindDeletionLog: true, KindReplication: true, KindQuarantine: true}
+	immutable := map[Kind]bool{KindPack: true, KindIndex: true, KindRecoveryPoint: true, KindTombstone: true, KindDeletionLog: true, KindQuarantine: true, KindClaim: true}
+	unreplicated := map[Kind]bool{KindCheckpoint: true, KindGCState: true, KindDeletionLog: true, KindReplication: true, KindQuarantine: true, KindClaim: true}
 	for _, p := range Kinds() {
 		if p.Locked != locked[p.Kind] {
 			t.Errorf("%v: Locked %v", p.Kind, p.Locked)

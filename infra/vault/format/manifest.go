@@ -154,6 +154,23 @@ type Tombstone struct {
 	PurgeAfter    time.Time     `json:"purge_after"`
 }
 
+// Claim is the sealed object at claims/<vm>/<id>: an undelete or a purge
+// of the soft-deleted point is under way (repo.ClaimPoint).
+type Claim struct {
+	Op    ClaimOp   `json:"op"`
+	Nonce string    `json:"nonce"`
+	At    time.Time `json:"at"`
+}
+
+// ClaimOp is what a claim is for.
+type ClaimOp string
+
+// The claims.
+const (
+	ClaimUndelete ClaimOp = "undelete"
+	ClaimPurge    ClaimOp = "purge"
+)
+
 // DeletedError says a recovery point was deleted and how to get it back.
 type DeletedError struct{ Point DeletedPoint }
 

@@ -17,25 +17,60 @@ import (
 // the data is left for garbage collection. Unreadable tombstones are kept
 // and reported.
 func (v *maintainer) PurgeDeleted(ctx context.Context, now time.Time, keepFor time.Duration) ([]string, error) {
-	due, err := v.DueForPurge(ctx, now, keepFor)
+	list, err := v.DueForPurge(ctx, now, keepFor)
 	var purged []string
-	for _, dp := range due {
-		if ierr := v.CheckDeletable(ctx, []format.RecoveryPoint{dp.RecoveryPoint}, now); errors.Is(ierr, format.ErrImmutable) {
-			continue // deleted before the vault became immutable: kept until it expires
-		} else if ierr != nil {
-			return purged, ierr
+	for _, dp := range list {
+		ok, perr := v.purge(ctx, dp, now, keepFor)
+		if perr != nil {
+			return purged, perr
 		}
-		// The manifest of an interrupted delete goes first: removing the
-		// tombstone first would bring the point back.
-		if err := v.DeleteKey(ctx, format.RecoveryPointKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+		if ok {
+			purged = append(purged, dp.Ref())
 		}
-		if err := v.DeleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return purged, fmt.Errorf("purge %s: %w", dp.Ref(), err)
-		}
-		purged = append(purged, dp.Ref())
 	}
 	return purged, err
+}
+
+// purge removes one due point under its claim, so that an undelete under
+// way wins and one started meanwhile fails saying the point is being purged
+// (repo/claim.go). The tombstone is read again under the claim: the point
+// may have been undeleted (or deleted again, later) since the listing.
+func (v *maintainer) purge(ctx context.Context, dp format.DeletedPoint, now time.Time, keepFor time.Duration) (bool, error) {
+	if ierr := v.CheckDeletable(ctx, []format.RecoveryPoint{dp.RecoveryPoint}, now); errors.Is(ierr, format.ErrImmutable) {
+		return false, nil // deleted before the vault became immutable: kept until it expires
+	} else if ierr != nil {
+		return false, ierr
+	}
+	release, undeleting, err := v.ClaimPoint(ctx, dp.VM, dp.ID, format.ClaimPurge, now)
+	if err != nil {
+		return false, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+	}
+	if undeleting != nil {
+		return false, nil // an undelete is under way: it wins
+	}
+	defer release()
+	switch cur, err := v.LoadTombstone(ctx, dp.VM, dp.ID); {
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil // undeleted, or purged, meanwhile
+	case err != nil:
+		return false, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+	case !due(cur, now, keepFor):
+		return false, nil
+	}
+	// The manifest of an interrupted delete goes first: removing the
+	// tombstone first would bring the point back.
+	if err := v.DeleteKey(ctx, format.RecoveryPointKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return false, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+	}
+	if err := v.DeleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return false, fmt.Errorf("purge %s: %w", dp.Ref(), err)
+	}
+	return true, nil
+}
+
+// due says whether dp's soft-delete period has ended at now.
+func due(dp format.DeletedPoint, now time.Time, keepFor time.Duration) bool {
+	return !now.Before(dp.PurgeAfter) || (keepFor > 0 && !now.Before(dp.DeletedAt.Add(keepFor)))
 }
 
 // DueForPurge lists the soft-deleted points PurgeDeleted would remove.
@@ -44,11 +79,11 @@ func (v *maintainer) DueForPurge(ctx context.Context, now time.Time, keepFor tim
 	if all == nil && err != nil {
 		return nil, err
 	}
-	var due []format.DeletedPoint
+	var list []format.DeletedPoint
 	for _, dp := range all {
-		if !now.Before(dp.PurgeAfter) || (keepFor > 0 && !now.Before(dp.DeletedAt.Add(keepFor))) {
-			due = append(due, dp)
+		if due(dp, now, keepFor) {
+			list = append(list, dp)
 		}
 	}
-	return due, err
+	return list, err
 }

@@ -17,8 +17,9 @@ import (
 // can be undeleted until the tombstone's PurgeAfter; purging removes the
 // tombstone, after which garbage collection frees what only it referenced.
 //
-// Every move writes the new object before it removes the old one, so a
-// crash leaves both, never neither: a point that has a tombstone is deleted
+// Undelete and purge of one point exclude each other (claim.go). Every
+// move writes the new object before it removes the old one, so a crash
+// leaves both, never neither: a point that has a tombstone is deleted
 // whether or not its manifest is still there (listings and loads hide it;
 // the next delete or purge removes the leftover manifest), and undelete
 // writes the manifest back before it removes the tombstone.
@@ -67,6 +68,17 @@ func (v *Repo) UndeleteRecoveryPoint(ctx context.Context, ref string, now time.T
 	if err != nil {
 		return format.RecoveryPoint{}, err
 	}
+	// Under the point's claim, so that a purge cannot remove the manifest
+	// written back below (claim.go).
+	release, purging, err := v.ClaimPoint(ctx, vm, id, format.ClaimUndelete, now)
+	if err != nil {
+		return format.RecoveryPoint{}, fmt.Errorf("undelete recovery point %s/%s: %w", vm, id, err)
+	}
+	if purging != nil {
+		return format.RecoveryPoint{}, fmt.Errorf("recovery point %s/%s is being purged (since %s); it can no longer be undeleted: %w",
+			vm, id, purging.At.UTC().Format(time.RFC3339), format.ErrSoftDeleted)
+	}
+	defer release()
 	dp, err := v.LoadTombstone(ctx, vm, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, err := v.be.Stat(ctx, format.RecoveryPointKey(vm, id)); err == nil {
