@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/qemu/qmp"
 )
 
@@ -29,15 +30,18 @@ type blockJob struct {
 }
 
 // fleeceAlive checks that the fleecing of disk fd of vm still holds the
-// snapshot's point in time. A check that could not be made is an error as
-// well, so that the read is not trusted unverified; both are retryable.
+// snapshot's point in time. A fleecing that stopped wraps
+// platform.ErrDiskChanged: a retry on the same snapshot would read the same
+// broken image, so the job fails at once (its cleanup runs) and the next
+// backup takes a new snapshot. A check that could not be made is an error as
+// well, so that the read is not trusted unverified, but a retryable one.
 func (p *qemuPlatform) fleeceAlive(ctx context.Context, vm, disk string, fd fleeceDisk) error {
 	c, ok, err := p.dialVM(ctx, vm)
 	if err != nil {
 		return fmt.Errorf("vm %q disk %q: check the fleecing: %w", vm, disk, err)
 	}
 	if !ok {
-		return fmt.Errorf("vm %q disk %q: fleecing stopped: QEMU is not running any more, the read is not point-in-time", vm, disk)
+		return fmt.Errorf("vm %q disk %q: fleecing stopped: QEMU is not running any more, the read is not point-in-time: %w", vm, disk, platform.ErrDiskChanged)
 	}
 	defer c.Close()
 	if err := checkFleece(ctx, c, fd); err != nil {
@@ -59,18 +63,18 @@ func checkFleece(ctx context.Context, c *qmp.Client, fd fleeceDisk) error {
 	}
 	switch {
 	case job == nil:
-		return fmt.Errorf("fleecing stopped: copy-before-write job %s is gone (cancelled by another QMP client, or failed), the read is not point-in-time", fd.Job)
+		return fmt.Errorf("fleecing stopped: copy-before-write job %s is gone (cancelled by another QMP client, or failed), the read is not point-in-time: %w", fd.Job, platform.ErrDiskChanged)
 	case job.Status != "running" && job.Status != "ready":
-		return fmt.Errorf("fleecing stopped: copy-before-write job %s is %s, the read is not point-in-time", fd.Job, job.Status)
+		return fmt.Errorf("fleecing stopped: copy-before-write job %s is %s, the read is not point-in-time: %w", fd.Job, job.Status, platform.ErrDiskChanged)
 	case job.IOStatus != "" && job.IOStatus != "ok":
-		return fmt.Errorf("fleecing stopped: copy-before-write job %s has io-status %s, the read is not point-in-time", fd.Job, job.IOStatus)
+		return fmt.Errorf("fleecing stopped: copy-before-write job %s has io-status %s, the read is not point-in-time: %w", fd.Job, job.IOStatus, platform.ErrDiskChanged)
 	}
 	nodes, err := queryNodes(ctx, c)
 	if err != nil {
 		return fmt.Errorf("check the fleecing: %w", err)
 	}
 	if _, ok := nodes[fd.Fleece]; !ok {
-		return fmt.Errorf("fleecing stopped: fleecing node %s is gone, the read is not point-in-time", fd.Fleece)
+		return fmt.Errorf("fleecing stopped: fleecing node %s is gone, the read is not point-in-time: %w", fd.Fleece, platform.ErrDiskChanged)
 	}
 	return nil
 }
