@@ -337,6 +337,7 @@ func (c *Conn) BlockStatus(ctx context.Context, name string, off, length int64) 
 		}
 		n := min(end-off, maxStatus)
 		var got []Extent
+		answered := false
 		err := c.request("block status "+name, cmdBlockStatus, 0, off, uint32(n), nil, func(ch chunk) error {
 			if ch.typ != replyBlockStatus {
 				return fmt.Errorf("unexpected reply chunk type %d for block status", ch.typ)
@@ -347,10 +348,21 @@ func (c *Conn) BlockStatus(ctx context.Context, name string, off, length int64) 
 			if binary.BigEndian.Uint32(ch.data) != id {
 				return nil // another context's answer
 			}
+			// One chunk per context (the specification's MUST): a second
+			// would overlay the first's ranges with other flags.
+			if answered {
+				return errors.New("two block status chunks for one context")
+			}
+			answered = true
 			at := off
 			for d := ch.data[4:]; len(d) >= 8; d = d[8:] {
 				l := int64(binary.BigEndian.Uint32(d))
-				if l == 0 || at+l > end {
+				if l == 0 {
+					// Read as "the rest", it would give one extent's flags
+					// (a hole, say) to the whole range.
+					return fmt.Errorf("an extent of length 0 at %d", at)
+				}
+				if at+l > end {
 					l = end - at // the last extent may run past the request
 				}
 				if l <= 0 {
