@@ -141,6 +141,12 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// Commands given a vault that is not there leave nothing there.
+	for _, dir := range []string{"none", "v2", "v3", "v4", "v5"} {
+		if _, err := os.Stat(filepath.Join(b.scratch, dir)); !os.IsNotExist(err) {
+			t.Errorf("a refused command left %s behind (%v)", filepath.Join(b.scratch, dir), err)
+		}
+	}
 	if d := diffState(before, e.vaultState()); len(d) > 0 {
 		t.Fatalf("bad input changed the vault:\n%s", strings.Join(d, "\n"))
 	}
