@@ -165,7 +165,6 @@ func FuzzBlockStatus(f *testing.F) {
 	})
 }
 
-
 // A server's meta context and export answers are checked: a context not
 // asked for, one id for two contexts, or an export size past an offset's
 // range end the handshake.
