@@ -85,8 +85,10 @@ func FuzzHandshake(f *testing.F) {
 	})
 }
 
-// FuzzRead: any reply to a READ is an error or fills exactly the bytes
-// asked for, never writing past them.
+// FuzzRead: any reply to a READ returns (an error, or the buffer filled),
+// never writes past the bytes asked for, and a server's error names the
+// read. (Whether the chunks cover the range without overlap is the range
+// check's to prove, not a byte count's.)
 func FuzzRead(f *testing.F) {
 	off := int64(1 << 20)
 	data := binary.BigEndian.AppendUint64(nil, uint64(off))
