@@ -1,4 +1,4 @@
-# vmvault: make demo | make test | make up | make lint | make bench | make bench-compare
+# vmvault: make demo | make test | make up | make lint | make fuzz | make bench | make bench-compare
 SHELL := /bin/bash
 GO    ?= go
 
@@ -17,7 +17,7 @@ BENCHSTAT := $(TOOLS_CACHE)/benchstat-$(BENCHSTAT_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo demo-qemu up test lint bench bench-compare bench-index clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test lint fuzz bench bench-compare bench-index clean
 
 all: build
 
@@ -103,6 +103,18 @@ up: tools build
 
 test: tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Every Go fuzz target (func FuzzX in a _test.go file) for FUZZTIME each,
+# one after the other; a crasher lands in the package's testdata/fuzz and
+# then runs in make test as a seed. Not part of make test.
+FUZZTIME ?= 30s
+fuzz:
+	@set -eo pipefail; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for t in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$dir $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir | grep -v '^fuzz: elapsed' ; \
+	  done; \
+	done
 
 lint: $(WORKFLOWCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }

@@ -53,6 +53,8 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 			}
 			if !cmd.Flags().Changed("timeout") {
 				f.timeout = a.cfg.BackupTimeout
+			} else if err := positive(cmd, "timeout", f.timeout); err != nil {
+				return err
 			}
 			if cmd.Flags().Changed("keep-for") && (!f.keep || f.keepFor <= 0) {
 				return usagef(cmd, "--keep-for goes with --keep-snapshot and must be positive")
@@ -72,6 +74,15 @@ with --wait it shows progress on stderr and prints the recovery point.`,
 	fl.StringVar(&f.consistency, "consistency", platform.AppConsistent.Level(), "strongest consistency wanted: app, file or crash (crash skips the backup extension); a running VM falls back and the job says why")
 	fl.DurationVar(&f.timeout, "timeout", 0, "limit for the whole job (default $VMVAULT_BACKUP_TIMEOUT, 24h)")
 	return a.jsonFlag(cmd)
+}
+
+// positive refuses a duration flag that is zero or negative: a job limit
+// already past is no limit an operator means.
+func positive(cmd *cobra.Command, flag string, d time.Duration) error {
+	if d <= 0 {
+		return usagef(cmd, "--%s %s: want a positive duration", flag, d)
+	}
+	return nil
 }
 
 func (a *app) backup(ctx context.Context, vm string, f backupFlags, consistency platform.Consistency) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmvault/vmvault/activities"
+	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/workflows"
 )
 
@@ -45,8 +46,8 @@ whole vault is re-read every 100/N days. The schedule shows in the Temporal UI
 			if err != nil {
 				return usagef(cmd, "--at %q: want HH:MM", at)
 			}
-			if _, err := time.LoadLocation(tz); err != nil {
-				return usagef(cmd, "--time-zone %q: %v", tz, err)
+			if _, err := policy.LoadZone(tz); err != nil {
+				return usagef(cmd, "--time-zone %v", err)
 			}
 			in := workflows.CheckVaultInput{ReadData: readData, HeartbeatTimeout: a.cfg.HeartbeatTimeout}
 			if subset != "" {

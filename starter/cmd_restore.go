@@ -67,6 +67,8 @@ with --wait it shows progress on stderr.`,
 			}
 			if !cmd.Flags().Changed("timeout") {
 				f.timeout = a.cfg.RestoreTimeout
+			} else if err := positive(cmd, "timeout", f.timeout); err != nil {
+				return err
 			}
 			in, err := a.restoreInput(cmd, args[0], f)
 			if err != nil {

@@ -87,11 +87,16 @@ func (a *app) retentionInput(cmd *cobra.Command, f retentionRunFlags) (workflows
 		return in, usagef(cmd, "--vm and the rules (--daily, --weekly, --monthly, --yearly) go together")
 	}
 	r := f.rules
-	if r.Daily < 0 || r.Weekly < 0 || r.Monthly < 0 || r.Yearly < 0 {
-		return in, usagef(cmd, "retention counts must not be negative")
+	for _, c := range []struct {
+		flag string
+		n    int
+	}{{"daily", r.Daily}, {"weekly", r.Weekly}, {"monthly", r.Monthly}, {"yearly", r.Yearly}} {
+		if c.n < 0 {
+			return in, usagef(cmd, "--%s %d: retention counts must not be negative", c.flag, c.n)
+		}
 	}
-	if _, err := time.LoadLocation(f.timeZone); err != nil {
-		return in, usagef(cmd, "--time-zone %q: %v", f.timeZone, err)
+	if _, err := policy.LoadZone(f.timeZone); err != nil {
+		return in, usagef(cmd, "--time-zone %v", err)
 	}
 	for _, vm := range f.vms {
 		in.Targets = append(in.Targets, workflows.RetentionTarget{VM: vm, Policy: "(--vm)", Retention: r, TimeZone: f.timeZone})

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -109,7 +110,7 @@ type Config struct {
 func Load(ctx context.Context) (Config, error) {
 	var c Config
 	if err := envconfig.Process(ctx, &c); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+		return c, fmt.Errorf("configuration: %w", nameVariable(err))
 	}
 	if c.DataDir == "" {
 		home, err := os.UserHomeDir()
@@ -130,7 +131,60 @@ func Load(ctx context.Context) (Config, error) {
 	if c.SoftDeleteDays < 1 {
 		return c, fmt.Errorf("configuration: VMVAULT_SOFT_DELETE_DAYS=%d: want at least 1 day", c.SoftDeleteDays)
 	}
-	return c, nil
+	return c, c.checkBounds()
+}
+
+// checkBounds refuses limits that cannot mean anything: a job limit or an
+// interval that is not positive, a count or a rate that is negative. Each
+// would otherwise reach a workflow as "no limit" or as a limit already past.
+func (c Config) checkBounds() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"VMVAULT_BACKUP_TIMEOUT", c.BackupTimeout}, {"VMVAULT_RESTORE_TIMEOUT", c.RestoreTimeout},
+		{"VMVAULT_HEARTBEAT_TIMEOUT", c.HeartbeatTimeout}, {"VMVAULT_GC_GRACE", c.GCGrace},
+		{"VMVAULT_INDEX_RECONCILE", c.IndexReconcile},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("configuration: %s=%s: want a positive duration", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"VMVAULT_MAX_PROTECTED_VMS", int64(c.MaxProtectedVMs)}, {"VMVAULT_TRANSFER_WORKERS", int64(c.TransferWorkers)},
+		{"VMVAULT_READ_LIMIT_MIB", c.ReadLimitMiB}, {"VMVAULT_REPLICATION_LIMIT_MIB", c.ReplicationLimitMiB},
+	} {
+		if n.v < 0 {
+			return fmt.Errorf("configuration: %s=%d: must not be negative", n.name, n.v)
+		}
+	}
+	if c.MaxProtectedVMs == 0 {
+		return errors.New("configuration: VMVAULT_MAX_PROTECTED_VMS=0: want at least 1")
+	}
+	return nil
+}
+
+// nameVariable turns envconfig's "HeartbeatTimeout: time: invalid
+// duration" into "VMVAULT_HEARTBEAT_TIMEOUT: ...": the operator sets
+// variables, not Go fields.
+func nameVariable(err error) error {
+	msg := err.Error()
+	field, rest, ok := strings.Cut(msg, ": ")
+	if !ok {
+		return err
+	}
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		return err
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	if name == "" {
+		return err
+	}
+	return fmt.Errorf("%s=%q: %s", name, os.Getenv(name), rest)
 }
 
 // SoftDeletePeriod is SoftDeleteDays as a duration.

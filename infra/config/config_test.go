@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,28 @@ func TestSecret(t *testing.T) {
 	}
 	if s, _ := (Config{DataDir: dir, Passphrase: "explicit"}).Secret(); string(s) != "explicit" {
 		t.Fatalf("passphrase does not win over the default key file: %q", s)
+	}
+}
+
+// A bad variable is named as the operator set it, and limits that cannot
+// mean anything are refused instead of reaching a job.
+func TestBadVariables(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"VMVAULT_HEARTBEAT_TIMEOUT", "often", `VMVAULT_HEARTBEAT_TIMEOUT="often"`},
+		{"VMVAULT_BACKUP_TIMEOUT", "-1h", "VMVAULT_BACKUP_TIMEOUT=-1h0m0s: want a positive duration"},
+		{"VMVAULT_RESTORE_TIMEOUT", "0s", "VMVAULT_RESTORE_TIMEOUT=0s"},
+		{"VMVAULT_MAX_PROTECTED_VMS", "-3", "VMVAULT_MAX_PROTECTED_VMS=-3: must not be negative"},
+		{"VMVAULT_MAX_PROTECTED_VMS", "0", "VMVAULT_MAX_PROTECTED_VMS=0"},
+		{"VMVAULT_READ_LIMIT_MIB", "-1", "VMVAULT_READ_LIMIT_MIB=-1"},
+		{"VMVAULT_TRANSFER_WORKERS", "many", `VMVAULT_TRANSFER_WORKERS="many"`},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv("VMVAULT_DATA_DIR", "/srv/vmvault")
+			t.Setenv(tc.name, tc.value)
+			_, err := Load(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load: %v, want an error with %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -164,8 +164,8 @@ func (p Policy) Validate() error {
 func (s Schedule) validate(tier Tier, bad func(field, format string, a ...any)) {
 	if s.TimeZone == "" {
 		bad("schedule.time_zone", "empty: want an IANA name such as UTC or Europe/Berlin")
-	} else if _, err := time.LoadLocation(s.TimeZone); err != nil {
-		bad("schedule.time_zone", "%q is not a known time zone", s.TimeZone)
+	} else if _, err := LoadZone(s.TimeZone); err != nil {
+		bad("schedule.time_zone", "%v", err)
 	}
 	switch s.Frequency {
 	case Daily, Weekly:
@@ -228,6 +228,20 @@ func (s Schedule) validate(tier Tier, bad func(field, format string, a ...any)) 
 	default:
 		bad("schedule.frequency", "%q: want daily, weekly or hourly", s.Frequency)
 	}
+}
+
+// LoadZone loads an IANA time zone by name. It refuses "Local" (the zone
+// of whichever machine reads the name: a worker, the Temporal server, the
+// CLI, each maybe another) and "" (which Go reads as UTC, silently).
+func LoadZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return nil, fmt.Errorf("%q is not an IANA time zone name such as UTC or Europe/Berlin", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a known time zone", name)
+	}
+	return loc, nil
 }
 
 func fmtHours(d time.Duration) string { return strconv.Itoa(int(d/time.Hour)) + "h" }

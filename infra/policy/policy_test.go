@@ -51,6 +51,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"instant restore 31 enhanced", enhancedHourly, func(p *Policy) { p.InstantRestoreDays = 31 }, `instant_restore_days: 31 is outside 1-30 for the enhanced tier`},
 		{"time zone", Default, func(p *Policy) { p.Schedule.TimeZone = "Mars/Olympus" }, `schedule.time_zone: "Mars/Olympus" is not a known time zone`},
 		{"time zone empty", Default, func(p *Policy) { p.Schedule.TimeZone = "" }, `schedule.time_zone: empty`},
+		{"time zone local", Default, func(p *Policy) { p.Schedule.TimeZone = "Local" }, `schedule.time_zone: "Local" is not an IANA time zone name`},
 		{"frequency", Default, func(p *Policy) { p.Schedule.Frequency = "monthly" }, `schedule.frequency: "monthly": want daily, weekly or hourly`},
 		{"two times standard", Default, func(p *Policy) { p.Schedule.Times = []string{"01:00", "13:00"} }, `schedule.times: 2 times: a daily schedule runs once a day`},
 		{"no time", Default, func(p *Policy) { p.Schedule.Times = nil }, `schedule.times: 0 times`},

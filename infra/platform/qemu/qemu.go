@@ -1,13 +1,16 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"time"
 
 	"github.com/vmvault/vmvault/infra/platform"
@@ -61,56 +64,92 @@ func (p *qemuPlatform) vmDir(name string) string { return filepath.Join(p.root, 
 // must be a described VM.
 func (p *qemuPlatform) settings(vm platform.VM) (Settings, error) {
 	path := filepath.Join(p.vmDir(vm.Name), SettingsFile)
-	var s Settings
 	data, err := readSmall(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		data = nil
 	case err != nil:
-		return s, fmt.Errorf("%s: %w: vm %q: %v", path, platform.ErrInvalidVM, vm.Name, err)
-	default:
-		if err := json.Unmarshal(data, &s); err != nil {
-			return s, fmt.Errorf("%s: %w: vm %q: %v", path, platform.ErrInvalidVM, vm.Name, err)
+		return Settings{}, fmt.Errorf("%s: %w: vm %q: %v", path, platform.ErrInvalidVM, vm.Name, err)
+	}
+	return parseSettings(path, data, vm)
+}
+
+// parseSettings decodes and validates the qemu.json at path (data nil:
+// there is none) of vm, whose folder is path's. Unknown fields are refused:
+// qemu.json has few, and a misspelt socket would silently make a running
+// VM look stopped. Errors wrap platform.ErrInvalidVM and name the file and
+// the field.
+func parseSettings(path string, data []byte, vm platform.VM) (Settings, error) {
+	var s Settings
+	if data != nil {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&s)
+		if err == nil && dec.More() {
+			err = errors.New("data after the JSON object")
+		}
+		if err != nil {
+			return Settings{}, fmt.Errorf("%s: %w: vm %q: %v", path, platform.ErrInvalidVM, vm.Name, err)
 		}
 	}
 	invalid := func(field, format string, args ...any) error {
 		return fmt.Errorf("%s: %w: vm %q: %s: %s", path, platform.ErrInvalidVM, vm.Name, field, fmt.Sprintf(format, args...))
 	}
+	dir := filepath.Dir(path)
 	if s.QMPSocket == "" {
 		s.QMPSocket = "qmp.sock"
 	}
 	if s.AgentSocket == "" {
 		s.AgentSocket = "qga.sock"
 	}
-	for field, sock := range map[string]*string{"qmp_socket": &s.QMPSocket, "agent_socket": &s.AgentSocket} {
-		if !filepath.IsAbs(*sock) {
-			if !filepath.IsLocal(*sock) {
-				return s, invalid(field, "%q must be absolute or a path inside the vm folder", *sock)
+	for _, f := range []struct {
+		field string
+		sock  *string
+	}{{"qmp_socket", &s.QMPSocket}, {"agent_socket", &s.AgentSocket}} {
+		if !filepath.IsAbs(*f.sock) {
+			if !filepath.IsLocal(*f.sock) {
+				return Settings{}, invalid(f.field, "%q must be absolute or a path inside the vm folder", *f.sock)
 			}
-			*sock = filepath.Join(p.vmDir(vm.Name), *sock)
+			*f.sock = filepath.Join(dir, *f.sock)
 		}
-		if len(*sock) > 107 {
-			return s, invalid(field, "%q is longer than a unix socket path may be (107 bytes)", *sock)
+		if len(*f.sock) > 107 {
+			return Settings{}, invalid(f.field, "%q is longer than a unix socket path may be (107 bytes)", *f.sock)
 		}
 	}
+	disks := make([]string, 0, len(s.Nodes))
+	for disk := range s.Nodes {
+		disks = append(disks, disk)
+	}
+	sort.Strings(disks) // the first bad entry in name order, the same every time
 	nodes := map[string]string{}
-	for disk, node := range s.Nodes {
+	for _, disk := range disks {
+		node := s.Nodes[disk]
 		if _, ok := findDisk(vm, disk); !ok {
-			return s, invalid("nodes."+disk, "vm.json has no disk %q", disk)
+			return Settings{}, invalid("nodes."+disk, "vm.json has no disk %q", disk)
 		}
 		if !validNode.MatchString(node) {
-			return s, invalid("nodes."+disk, "bad QEMU node name %q", node)
+			return Settings{}, invalid("nodes."+disk, "bad QEMU node name %q", node)
 		}
 		nodes[disk] = node
 	}
+	owner := map[string]string{}
 	for _, d := range vm.Disks {
 		if _, ok := nodes[d.Name]; !ok {
 			nodes[d.Name] = "disk-" + d.Name
 		}
+		// Two disks on one node would fleece and write the same QEMU disk
+		// twice, each under its own name.
+		if other, ok := owner[nodes[d.Name]]; ok {
+			return Settings{}, invalid("nodes."+d.Name, "node %q is disk %s's node too", nodes[d.Name], other)
+		}
+		owner[nodes[d.Name]] = d.Name
 	}
 	s.Nodes = nodes
 	return s, nil
 }
 
+// readSmall reads a regular file of at most 1 MiB at path, without
+// following a symlink, from the file it opened (not by its name again).
 func readSmall(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscallNoFollow, 0)
 	if err != nil {
@@ -124,7 +163,11 @@ func readSmall(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() || st.Size() > 1<<20 {
 		return nil, fmt.Errorf("%s is not a regular file of at most 1 MiB", path)
 	}
-	return os.ReadFile(f.Name())
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err == nil && len(data) > 1<<20 {
+		err = fmt.Errorf("%s grew past 1 MiB while read", path)
+	}
+	return data, err
 }
 
 func findDisk(vm platform.VM, name string) (platform.Disk, bool) {
@@ -169,6 +212,11 @@ func (p *qemuPlatform) describe(ctx context.Context, name string) (platform.VM, 
 		return vm, s, err
 	}
 	c, ok, err := dial(ctx, s)
+	if errors.Is(err, qmp.ErrProtocol) {
+		// What answers there is no QEMU (or a broken one): qemu.json names
+		// the wrong socket, which no retry mends.
+		return vm, s, fmt.Errorf("vm %q: qmp_socket of %s: %w: %w", name, SettingsFile, platform.ErrInvalidVM, err)
+	}
 	if err != nil {
 		return vm, s, fmt.Errorf("vm %q: qmp %s: %w", name, s.QMPSocket, err)
 	}

@@ -33,7 +33,16 @@ func (v *Repo) ResolveRef(ctx context.Context, ref string) (vm, id string, err e
 				return "", "", fmt.Errorf("find recovery point %s in %s: %w", ref, v.be.Location(), err)
 			}
 		}
-		if len(vms) != 1 {
+		if len(vms) > 1 {
+			names := make([]string, 0, len(vms))
+			for vm := range vms {
+				names = append(names, vm)
+			}
+			sort.Strings(names)
+			return "", "", fmt.Errorf("recovery point %s in %s is a point of each of vms %s: give VM/ID: %w",
+				ref, v.be.Location(), strings.Join(names, ", "), format.ErrNoRecoveryPoint)
+		}
+		if len(vms) == 0 {
 			return "", "", fmt.Errorf("recovery point %s in %s: %w", ref, v.be.Location(), format.ErrNoRecoveryPoint)
 		}
 		for vm = range vms {

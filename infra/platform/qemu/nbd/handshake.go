@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"time"
 )
@@ -133,6 +134,11 @@ func (c *Conn) setMetaContexts(opt Options) error {
 	if err := c.sendOpt(optSetMetaContext, b); err != nil {
 		return err
 	}
+	asked := map[string]bool{}
+	for _, q := range opt.MetaContexts {
+		asked[q] = true
+	}
+	ids := map[uint32]string{}
 	for {
 		typ, data, err := c.optReply(optSetMetaContext, "set meta context")
 		if err != nil {
@@ -145,7 +151,21 @@ func (c *Conn) setMetaContexts(opt Options) error {
 			if len(data) < 4 {
 				return errors.New("set meta context: short reply")
 			}
-			c.contexts[string(data[4:])] = binary.BigEndian.Uint32(data)
+			// Block status answers are told apart by id alone: a context
+			// not asked for, or an id given twice, would let one context's
+			// answers (dirty blocks) pass for another's (holes).
+			name, id := string(data[4:]), binary.BigEndian.Uint32(data)
+			if !asked[name] {
+				return fmt.Errorf("set meta context: server agreed to %.64q, which was not asked for", name)
+			}
+			if other, ok := ids[id]; ok && other != name {
+				return fmt.Errorf("set meta context: id %d given to both %q and %q", id, other, name)
+			}
+			if _, ok := c.contexts[name]; ok && c.contexts[name] != id {
+				return fmt.Errorf("set meta context: %q given two ids", name)
+			}
+			ids[id] = name
+			c.contexts[name] = id
 		default:
 			return fmt.Errorf("set meta context: reply type %d", typ)
 		}
@@ -175,7 +195,11 @@ func (c *Conn) goExport(name string) error {
 			return nil
 		case repInfo:
 			if len(data) >= 12 && binary.BigEndian.Uint16(data) == infoExport {
-				c.size = int64(binary.BigEndian.Uint64(data[2:]))
+				size := binary.BigEndian.Uint64(data[2:])
+				if size > math.MaxInt64 {
+					return fmt.Errorf("go: export size %d is past what an offset can hold", size)
+				}
+				c.size = int64(size)
 				c.flags = binary.BigEndian.Uint16(data[10:])
 				gotSize = true
 			}

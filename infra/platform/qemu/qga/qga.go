@@ -45,6 +45,40 @@ func (e *Error) Error() string {
 // ErrClosed is returned for commands on a closed client.
 var ErrClosed = errors.New("qga client closed")
 
+// ErrProtocol says the agent's answer breaks the protocol (too long).
+var ErrProtocol = errors.New("qga protocol error")
+
+// maxAnswer bounds one answer line. The guest writes it, so it must be
+// bounded: the largest real one is guest-exec-status with both outputs at
+// the agent's 16 MiB cap, base64-encoded (about 43 MiB).
+var maxAnswer = 48 << 20
+
+// readLine reads one line of at most maxAnswer bytes.
+func (c *Client) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := c.r.ReadSlice('\n')
+		if len(line)+len(frag) > maxAnswer {
+			return nil, fmt.Errorf("%w: an answer over %d bytes", ErrProtocol, maxAnswer)
+		}
+		line = append(line, frag...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
+}
+
+// skipPast discards everything up to and including the next delim, holding
+// no more than the reader's buffer.
+func (c *Client) skipPast(delim byte) error {
+	for {
+		_, err := c.r.ReadSlice(delim)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+	}
+}
+
 // Client is one connection to a guest agent.
 type Client struct {
 	mu     sync.Mutex // one command at a time
@@ -107,10 +141,10 @@ func (c *Client) sync(ctx context.Context) error {
 		return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
 	}
 	for {
-		if _, err := c.r.ReadBytes(0xff); err != nil {
+		if err := c.skipPast(0xff); err != nil {
 			return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
 		}
-		line, err := c.r.ReadBytes('\n')
+		line, err := c.readLine()
 		if err != nil {
 			return fmt.Errorf("guest-sync-delimited: %w", ctxErr(ctx, err))
 		}
@@ -152,7 +186,7 @@ func (c *Client) Execute(ctx context.Context, command string, args, result any) 
 		return fmt.Errorf("qga %s: %w", command, ctxErr(ctx, err))
 	}
 	for {
-		line, err := c.r.ReadBytes('\n')
+		line, err := c.readLine()
 		if err != nil {
 			return fmt.Errorf("qga %s: %w", command, ctxErr(ctx, err))
 		}

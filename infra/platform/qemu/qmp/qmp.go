@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -33,6 +34,75 @@ func (e *Error) Error() string {
 // ErrClosed is returned for commands on a closed connection, or whose
 // answer was lost because the connection closed.
 var ErrClosed = errors.New("qmp connection closed")
+
+// ErrProtocol says the peer does not speak QMP: no greeting, a message
+// that is not JSON, or one larger than MaxMessage. Retrying does not help.
+var ErrProtocol = errors.New("not a QMP conversation")
+
+// MaxMessage bounds one message from QEMU. The largest QEMU sends
+// (query-qmp-schema) is a few hundred KiB; without a bound a peer that
+// never ends a message would make the client buffer it all.
+const MaxMessage = 8 << 20
+
+// boundedReader fails a read once more than MaxMessage bytes arrived since
+// the last complete message (reset). The decoder reads ahead, so one
+// message may take up to MaxMessage plus its buffer: memory stays bounded.
+type boundedReader struct {
+	r    io.Reader
+	left int
+}
+
+func (b *boundedReader) reset() { b.left = MaxMessage }
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%w: a message over %d bytes", ErrProtocol, MaxMessage)
+	}
+	if len(p) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= n
+	return n, err
+}
+
+// decoder reads one QMP message at a time, within MaxMessage.
+type decoder struct {
+	br  *boundedReader
+	dec *json.Decoder
+}
+
+func newDecoder(r io.Reader) *decoder {
+	br := &boundedReader{r: r}
+	br.reset()
+	return &decoder{br: br, dec: json.NewDecoder(br)}
+}
+
+// next reads the next message; a message that is not JSON is ErrProtocol.
+func (d *decoder) next() (json.RawMessage, error) {
+	var raw json.RawMessage
+	err := d.dec.Decode(&raw)
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &syn) || errors.As(err, &typ) {
+		err = fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	if err == nil {
+		d.br.reset()
+	}
+	return raw, err
+}
+
+func (d *decoder) decode(m *message) error {
+	raw, err := d.next()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, m); err != nil {
+		return fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
+	return nil
+}
 
 // Event is an asynchronous QMP event.
 type Event struct {
@@ -112,16 +182,15 @@ func newClient(ctx context.Context, conn net.Conn) (*Client, error) {
 		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
-	r := bufio.NewReaderSize(conn, 64<<10)
-	dec := json.NewDecoder(r)
+	dec := newDecoder(bufio.NewReaderSize(conn, 64<<10))
 	var greet message
-	if err := dec.Decode(&greet); err != nil {
+	if err := dec.decode(&greet); err != nil {
 		stop()
 		return nil, fmt.Errorf("read greeting: %w", ctxErr(ctx, err))
 	}
 	if greet.QMP == nil {
 		stop()
-		return nil, errors.New("no QMP greeting (is this a QMP socket?)")
+		return nil, fmt.Errorf("%w: no QMP greeting (is this a QMP socket?)", ErrProtocol)
 	}
 	if _, err := conn.Write([]byte(`{"execute":"qmp_capabilities","id":"caps"}` + "\n")); err != nil {
 		stop()
@@ -129,7 +198,7 @@ func newClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	}
 	for {
 		var m message
-		if err := dec.Decode(&m); err != nil {
+		if err := dec.decode(&m); err != nil {
 			stop()
 			return nil, fmt.Errorf("qmp_capabilities: %w", ctxErr(ctx, err))
 		}
@@ -171,11 +240,10 @@ func (c *Client) Version() Version { return c.version }
 // Events delivers asynchronous events; events that find it full are dropped.
 func (c *Client) Events() <-chan Event { return c.events }
 
-func (c *Client) readLoop(dec *json.Decoder) {
+func (c *Client) readLoop(dec *decoder) {
 	defer close(c.events)
 	for {
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
+		raw, err := dec.next()
 		var m message
 		if err == nil {
 			err = json.Unmarshal(raw, &m)
@@ -263,6 +331,12 @@ func (c *Client) Execute(ctx context.Context, command string, args, result any) 
 	select {
 	case rep, ok := <-ch:
 		if !ok {
+			c.mu.Lock()
+			rerr := c.readErr
+			c.mu.Unlock()
+			if rerr != nil && !errors.Is(rerr, net.ErrClosed) {
+				return fmt.Errorf("qmp %s: %w: %w", command, ErrClosed, rerr)
+			}
 			return fmt.Errorf("qmp %s: %w", command, ErrClosed)
 		}
 		if rep.err != nil {

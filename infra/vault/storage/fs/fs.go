@@ -25,14 +25,16 @@ type fsBackend struct {
 
 var _ storage.Backend = (*fsBackend)(nil)
 
-// New returns a backend storing objects under dir, creating dir if needed.
+// New returns a backend storing objects under dir. dir is created by the
+// first Put, not here: opening a vault that is not there (a mistyped
+// path) leaves nothing behind. A dir that exists must be a directory.
 func New(dir string) (storage.Backend, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open fs backend %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("open fs backend %s: %w", dir, err)
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("open fs backend %s: not a directory", dir)
 	}
 	return &fsBackend{root: abs}, nil
 }
@@ -146,7 +148,7 @@ func (b *fsBackend) mkdirAll(dir string) error {
 		return nil
 	}
 	parent := filepath.Dir(dir)
-	if parent != dir && dir != b.root {
+	if parent != dir {
 		if err := b.mkdirAll(parent); err != nil {
 			return err
 		}
