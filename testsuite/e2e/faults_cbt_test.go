@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,8 +192,9 @@ func (r *cbtAuditRun) leaks(dir string) {
 // Writes behind the dirty bitmap's back, two ways: written through a
 // running QEMU and then the bitmap cleared by hand; or a qcow2 image
 // written while the VM was stopped (its persistent bitmap disabled around
-// the write, as a tool unaware of it would leave it). Either way the
-// tracking says nothing changed there. The next CBT incremental's audit
+// the write, as a tool unaware of it would leave it). The writes are
+// seeded (behindWrites: 2 in the short form, 6 under VMVAULT_FAULTS=full).
+// Either way the tracking says nothing changed there. The next CBT incremental's audit
 // finds exactly the blocks the bitmap missed, reads that disk in full
 // ("cbt: audit found N blocks the bitmap missed") while the other disk
 // stays CBT, and the point restores bit-exact; the backup after it does not
@@ -219,14 +221,15 @@ func testCBTAuditCleared(t *testing.T) {
 	write := func(disk string, p byte, off, n int64) { l.write(t, disk, p, off, n) }
 
 	r.backup()
-	// Behind the bitmap's back: 1 MiB in os's random data and 256 KiB in
-	// its zeros (20 blocks of 64 KiB); a tracked 1 MiB write on data0.
-	write("os", 0x5a, 8*mib, mib)
-	write("os", 0x5b, 48*mib, 256<<10)
+	// Behind the bitmap's back on os; a tracked 1 MiB write on data0.
+	ws, missed := behindWrites(t)
+	for _, w := range ws {
+		write("os", w.pattern, w.off, w.n)
+	}
 	l.clearBitmaps(t, "os")
-	r.o.Faults += 2
+	r.o.Faults += len(ws)
 	write("data0", 0x22, 20*mib, mib)
-	r.caught(r.backup(), 20)
+	r.caught(r.backup(), missed)
 	r.afterwards(write)
 	r.leaks(dir)
 	recordFaults(t, r.o)
@@ -273,14 +276,52 @@ func testCBTAuditStopped(t *testing.T) {
 	img := filepath.Join(dir, "os.qcow2")
 	bm := enabledBitmap(t, img)
 	mustRun(t, "qemu-img", "bitmap", "--disable", img, bm)
-	mustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 8M 1M", "-c", "write -P 0x5b 48M 256k", img)
+	ws, missed := behindWrites(t)
+	args := []string{"-f", "qcow2"}
+	for _, w := range ws {
+		args = append(args, "-c", fmt.Sprintf("write -P 0x%02x %d %d", w.pattern, w.off, w.n))
+	}
+	mustRun(t, "qemu-io", append(args, img)...)
 	mustRun(t, "qemu-img", "bitmap", "--enable", img, bm)
-	r.o.Faults += 2
+	r.o.Faults += len(ws)
 	l.start(t)
-	r.caught(r.backup(), 20)
+	r.caught(r.backup(), missed)
 	r.afterwards(write)
 	r.leaks(dir)
 	recordFaults(t, r.o)
+}
+
+// diskWrite is a write of n bytes of pattern at off.
+type diskWrite struct {
+	pattern byte
+	off, n  int64
+}
+
+// behindWrites are the writes a scenario makes behind os's bitmap, seeded:
+// alternately in os's random data (its first 32 MiB) and in its zeros, 2 in
+// the short form and 6 in the full one, each up to 256 KiB; missed is how
+// many blocks of the vault's 64 KiB they touch.
+func behindWrites(t *testing.T) (ws []diskWrite, missed int) {
+	rng := faultRand(t)
+	count := 2
+	if faultsFull() {
+		count = 6
+	}
+	const bs = 64 << 10
+	blocks := map[int64]bool{}
+	for i := range count {
+		lo, hi := int64(0), int64(31*mib)
+		if i%2 == 1 {
+			lo, hi = 33*mib, 63*mib
+		}
+		n := int64(1+rng.Intn(64)) * 4096
+		off := lo + rng.Int63n((hi-lo-n)/4096)*4096
+		ws = append(ws, diskWrite{pattern: byte(0x50 + i), off: off, n: n})
+		for b := off / bs; b < (off+n+bs-1)/bs; b++ {
+			blocks[b] = true
+		}
+	}
+	return ws, len(blocks)
 }
 
 // rawDisks reads the raw images os and data0 of dir.
