@@ -38,6 +38,9 @@ type HostActivities struct {
 	TransferWorkers int
 	// ReadLimit caps each disk transfer's read rate, bytes/s (0: no cap).
 	ReadLimit int64
+	// CBTAuditRate is the fraction of the blocks a CBT incremental takes
+	// from the parent that it reads first, to check the tracking (0: none).
+	CBTAuditRate float64
 }
 
 // VMInput names a VM of the host.

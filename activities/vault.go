@@ -63,6 +63,8 @@ type PrepareBackupResult struct {
 	Parent       string              `json:"parent,omitempty"`
 	ParentRoots  map[string]vault.ID `json:"parent_roots,omitempty"`
 	ParentTokens map[string]string   `json:"parent_tokens,omitempty"`
+	// Notes are for the job's notes (a disk whose tracking is not trusted).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PrepareBackup finds the VM's latest recovery point to compare against.
@@ -86,7 +88,13 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 	res.ParentTokens = map[string]string{}
 	for _, d := range p.Disks {
 		res.ParentRoots[d.Name] = d.Root
-		if p.SnapshotToken != "" {
+		switch {
+		case p.SnapshotToken == "":
+		case d.Stats.AuditMissed > 0:
+			// The parent's audit caught the tracking missing changes: the
+			// disk is compared by checksums once more before CBT is trusted.
+			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: cbt: not trusted since the audit of %s found blocks the bitmap missed; comparing checksums once more", d.Name, p.Ref()))
+		default:
 			res.ParentTokens[d.Name] = p.SnapshotToken
 		}
 	}

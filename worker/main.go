@@ -80,7 +80,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		host := &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20}
+		host := &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20, CBTAuditRate: cfg.CBTAuditRate}
 		workers = append(workers, hostWorkers(c, cfg.Host, func(r workflows.ActivityRegistry) { workflows.RegisterHost(r, host) })...)
 	}
 	for _, w := range workers {

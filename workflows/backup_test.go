@@ -202,6 +202,7 @@ func TestBackupIncremental(t *testing.T) {
 		Parent:       parent,
 		ParentRoots:  map[string]vault.ID{"os": rootOf("parent-os"), "data0": rootOf("parent-data0")},
 		ParentTokens: map[string]string{"os": "cbt-os"},
+		Notes:        []string{"disk data0: cbt: not trusted since the audit of " + parent + " found blocks the bitmap missed; comparing checksums once more"},
 	}
 	m := mockBackup(env, vm, prep, platform.CrashConsistent)
 	m.transferOK(env)
@@ -232,6 +233,7 @@ func TestBackupIncremental(t *testing.T) {
 	require.Equal(t, vault.BackupIncremental, res.Type)
 	require.Equal(t, parent, res.Parent)
 	require.Equal(t, "incremental", queryProgress(t, env).BackupType)
+	require.Contains(t, res.Notes, prep.Notes[0])
 }
 
 // A disk added since the parent has no parent root: it is sent in full.
