@@ -1,4 +1,4 @@
-# vmvault: make demo | make test | make up | make lint | make fuzz | make bench | make bench-compare
+# vmvault: make demo | make test | make up | make lint | make fuzz | make load | make bench | make bench-compare
 SHELL := /bin/bash
 GO    ?= go
 
@@ -17,7 +17,7 @@ BENCHSTAT := $(TOOLS_CACHE)/benchstat-$(BENCHSTAT_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo demo-qemu up test lint fuzz bench bench-compare bench-index clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test lint fuzz bench bench-compare bench-index load clean
 
 all: build
 
@@ -136,6 +136,15 @@ INDEX_SCALE ?= 10000000
 bench-index:
 	VMVAULT_INDEX_SCALE=$(INDEX_SCALE) VMVAULT_INDEX_SCALE_DIR=$(HOME)/.cache/vmvault/indexscale \
 		$(GO) test -count=1 -timeout 3h -run '^TestIndexScale$$' -v ./infra/vault/ | grep -E '^\||PASS|FAIL|ok'
+
+# The load suite: 200 concurrent backups of small 2-disk VMs on one worker
+# and a burst of 1,000 scheduled starts (make test runs a small form), each
+# line of figures also written to LOAD_REPORT.
+LOAD_REPORT ?= $(CURDIR)/load-figures.md
+load: tools
+	@rm -f $(LOAD_REPORT)
+	set -o pipefail; VMVAULT_LOAD=full VMVAULT_LOAD_REPORT=$(LOAD_REPORT) $(GO) test -count=1 -timeout 60m -run '^TestLoad' -v ./testsuite/e2e/ | grep -E 'load:|^(---|ok|FAIL|PASS)'
+	@cat $(LOAD_REPORT)
 
 clean:
 	rm -rf bin demo-work demo-qemu-work
