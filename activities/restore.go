@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -171,6 +172,7 @@ func (h *HostActivities) RestoreDisk(ctx context.Context, in RestoreDiskInput) (
 		return res, classify(fmt.Errorf("recovery point %s: %w", rp.Ref(), err))
 	}
 	res.Result, res.ResumedAt = out, out.ResumedAt
+	faultpoint.Hit("restore.written")
 	return res, nil
 }
 
@@ -252,6 +254,9 @@ func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInpu
 	}
 	if in.Target.VM != "" {
 		r, err := h.Platform.CommitRestore(ctx, in.Target.VM, in.Stage, platform.CommitOptions{DiscardReplaced: in.DiscardReplaced, Sizes: in.Sizes})
+		if err == nil {
+			faultpoint.Hit("restore.committed")
+		}
 		return CommitRestoreResult{VM: r.VM, Kept: r.Kept}, classify(err)
 	}
 	out := CommitRestoreResult{Paths: map[string]string{}}
@@ -264,7 +269,9 @@ func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInpu
 			return out, classify(fmt.Errorf("restore disk %s: %w", disk, err))
 		}
 		out.Paths[disk] = p
+		faultpoint.Hit("restore.commit")
 	}
+	faultpoint.Hit("restore.committed")
 	return out, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -159,6 +160,9 @@ func (a *VaultActivities) ExpireRecoveryPoints(ctx context.Context, in ExpireInp
 			if err != nil && !errors.Is(err, vault.ErrSoftDeleted) {
 				return res, classify(err)
 			}
+		}
+		if !in.DryRun {
+			faultpoint.Hit("retention.expire")
 		}
 		res.Expired = append(res.Expired, p.ID)
 		activity.RecordHeartbeat(ctx, len(res.Expired))
