@@ -500,10 +500,36 @@ func killRestore(mode restoreMode) func(k *killRun) {
 			target = dir
 			args = append(args, "--replace")
 		}
+		var before map[string]string
+		if mode == restoreReplace {
+			before = diskHashes(k.t, target)
+		}
 		if r := k.through(nil, args...); r.code == 0 {
 			k.compare("restore target "+target, target, k.want[rp])
+		} else {
+			k.unchanged(target, before)
 		}
 		k.verifyPoints()
+	}
+}
+
+// unchanged checks that a failed restore left its target as it was: the
+// disks it replaces with the hashes before, or, a new VM or disks-only
+// target, no disk image at all. Anything else is a partial restore left
+// behind, counted as a leak.
+func (k *killRun) unchanged(target string, before map[string]string) {
+	k.t.Helper()
+	if before != nil {
+		if got := diskHashes(k.t, target); fmt.Sprint(got) != fmt.Sprint(before) {
+			k.o.Leaks++
+			k.t.Errorf("%s: the failed restore changed the disks of %s: %v, before %v", k.point, target, got, before)
+		}
+		return
+	}
+	imgs, _ := filepath.Glob(filepath.Join(target, "*.raw"))
+	if len(imgs) > 0 {
+		k.o.Leaks += len(imgs)
+		k.t.Errorf("%s: the failed restore left %v", k.point, imgs)
 	}
 }
 
