@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -260,16 +262,21 @@ func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInpu
 		return CommitRestoreResult{VM: r.VM, Kept: r.Kept}, classify(err)
 	}
 	out := CommitRestoreResult{Paths: map[string]string{}}
-	for disk := range in.Sizes {
-		p, err := diskfile.Commit(in.Target.Dir, DiskFileName(disk), string(in.Stage), in.Target.Force)
-		if errors.Is(err, diskfile.ErrExists) {
-			return out, targetExists(filepath.Join(in.Target.Dir, DiskFileName(disk)))
-		}
-		if err != nil {
-			return out, classify(fmt.Errorf("restore disk %s: %w", disk, err))
-		}
-		out.Paths[disk] = p
-		faultpoint.Hit("restore.commit")
+	disks := slices.Sorted(maps.Keys(in.Sizes))
+	files := make([]string, len(disks))
+	for i, d := range disks {
+		files[i] = DiskFileName(d)
+	}
+	// All or, retried after a crash, the rest (the journal says which).
+	paths, err := diskfile.CommitAll(in.Target.Dir, files, string(in.Stage), in.Target.Force)
+	for i, p := range paths {
+		out.Paths[disks[i]] = p
+	}
+	if errors.Is(err, diskfile.ErrExists) {
+		return out, targetExists(filepath.Join(in.Target.Dir, files[len(paths)]))
+	}
+	if err != nil {
+		return out, classify(fmt.Errorf("restore disk %s: %w", disks[len(paths)], err))
 	}
 	faultpoint.Hit("restore.committed")
 	return out, nil
