@@ -36,7 +36,7 @@ func TestFaultsTemporalRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := diskHashes(t, filepath.Join(e.vmsRoot(), "tr1"))
-	var o faultOutcome
+	o := faultOutcome{Scenario: "Temporal server restart: mid-transfer, mid-restore"}
 	alive := func(what string) {
 		select {
 		case <-w.done:
