@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -103,6 +104,9 @@ type SnapshotInput struct {
 func (h *HostActivities) CreateSnapshot(ctx context.Context, in SnapshotInput) (platform.Snapshot, error) {
 	defer alive(ctx)()
 	s, err := h.Platform.CreateSnapshot(ctx, in.VM, platform.SnapshotRequest{ID: in.ID, Consistency: in.Consistency})
+	if err == nil {
+		faultpoint.Hit("snapshot.created")
+	}
 	return s, classify(err)
 }
 
@@ -123,5 +127,10 @@ func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapsh
 // anything (platform.Platform.DeleteSnapshot).
 func (h *HostActivities) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
 	defer alive(ctx)()
-	return classify(h.Platform.DeleteSnapshot(ctx, snap))
+	faultpoint.Hit("snapshot.delete")
+	if err := h.Platform.DeleteSnapshot(ctx, snap); err != nil {
+		return classify(err)
+	}
+	faultpoint.Hit("snapshot.deleted")
+	return nil
 }

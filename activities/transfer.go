@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -130,5 +131,6 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 	}
 	last.Progress = diskProgress(vault.Progress{Disk: in.Disk, SizeBytes: out.Size, DoneBytes: out.Size, Stats: out.Stats}, info.Attempt)
 	rep.report(last, last.Progress, true)
+	faultpoint.Hit("transfer.done")
 	return res, nil
 }

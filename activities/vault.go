@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -80,6 +81,7 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 		activity.GetLogger(ctx).Warn("skipping unreadable recovery points", "vm", in.VM, "error", err)
 	}
 	if len(rps) == 0 {
+		faultpoint.Hit("backup.prepared")
 		return res, nil
 	}
 	p := rps[len(rps)-1]
@@ -98,6 +100,7 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 			res.ParentTokens[d.Name] = p.SnapshotToken
 		}
 	}
+	faultpoint.Hit("backup.prepared")
 	return res, nil
 }
 
@@ -132,6 +135,7 @@ func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecovery
 	} else if err != nil {
 		return "", classify(err)
 	}
+	faultpoint.Hit("commit.manifest")
 	return rp.Ref(), nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/config"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/wire"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -53,6 +54,9 @@ func run() error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if faultpoint.Armed() {
+		logger.Warn("fault points armed: this worker kills itself at them (tests only)", faultpoint.Env, os.Getenv(faultpoint.Env))
+	}
 	v, err := wire.OpenVault(ctx, cfg)
 	if err != nil {
 		return err
