@@ -341,7 +341,8 @@ func isObjectGet(r *http.Request) bool {
 		return false
 	}
 	_, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	return key != "" && r.URL.RawQuery == ""
+	q := r.URL.Query()
+	return key != "" && !q.Has("list-type") && !q.Has("uploadId") && !q.Has("uploads")
 }
 
 func writeS3Error(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
