@@ -75,8 +75,16 @@ func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (
 }
 
 // heartbeatEvery keeps a long activity alive while a call without progress
-// of its own runs; call the result to stop.
+// of its own runs; call the result to stop. It beats at least three times
+// per heartbeat timeout of the activity: a fixed 5 s under a timeout of 5 s
+// (VMVAULT_HEARTBEAT_TIMEOUT) let a check or GC time out whenever its own
+// progress paused, as it does while the object store answers slowly.
 func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
+	if activity.IsActivity(ctx) {
+		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
+			every = max(hb/3, 100*time.Millisecond)
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)
