@@ -69,6 +69,8 @@ type envOpts struct {
 	initArgs []string
 	// objectLock creates the s3 vault's bucket with Object Lock enabled.
 	objectLock bool
+	// vaultDir puts a directory vault there instead of dataDir/vault.
+	vaultDir string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -98,7 +100,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 		e.be = be
 	} else {
-		be, err := fs.New(filepath.Join(e.dataDir, "vault"))
+		dir := filepath.Join(e.dataDir, "vault")
+		if o.vaultDir != "" {
+			dir = o.vaultDir
+			e.vars = append(e.vars, "VMVAULT_VAULT=file://"+dir)
+		}
+		be, err := fs.New(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
