@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vmvault/vmvault/testsuite/vmfixture"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts
+// it when the test ends; the test is skipped when mounting is refused (not
+// root, or no CAP_SYS_ADMIN in a container). Mount before newEnv, so the
+// workers stop before the unmount.
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot mount a tmpfs to fill (%v: %s): the disk-full scenario needs root", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fill writes a filler file into dir's file system until at most leave
+// bytes are free, and returns its path.
+func fill(t *testing.T, dir string, leave int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		free := int64(st.Bavail) * st.Bsize
+		if free <= leave {
+			return p
+		}
+		n := min(int64(len(buf)), free-leave)
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatalf("fill %s: %v", dir, err)
+		}
+	}
+}
+
+// allFiles lists every file under dir (relative paths, sorted).
+func allFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func diskSpec(name string, seed uint64) vmfixture.Spec {
+	return vmfixture.Spec{Name: name, OSSize: 32 * mib, DataDisks: []int64{48 * mib}, TempSize: 4 * mib, Seed: seed}
+}
+
+// A directory vault on a small file system that fills up: the backup that
+// runs out of space fails with a one-line reason naming it, leaves no
+// temporary or partial object behind and no point that claims to be
+// complete; the earlier point still restores; once space is freed the next
+// backup succeeds and restores. Then a restore into a full file system
+// fails the same way, leaves the target as it was, and works with space.
+func TestFaultsDiskFull(t *testing.T) {
+	vaultFS := mountTmpfs(t, 96*mib)
+	targetFS := mountTmpfs(t, 64*mib)
+	vaultDir := filepath.Join(vaultFS, "vault")
+	e := newEnv(t, envOpts{vaultDir: vaultDir})
+	e.startWorker(nil)
+	if _, err := vmfixture.Create(e.vmsRoot(), diskSpec("full1", 21)); err != nil {
+		t.Fatal(err)
+	}
+	vmDir := filepath.Join(e.vmsRoot(), "full1")
+	var jobs faultJobs
+	faults := 0
+	wrong := 0
+	restore := func(rp string, want map[string]string) {
+		t.Helper()
+		if !e.faultRestore(&jobs, rp, want) {
+			wrong++
+		}
+	}
+
+	h1 := diskHashes(t, vmDir)
+	r1 := e.backup("full1")
+	jobs.completed++
+	t.Logf("first backup: %d new bytes", r1.Totals.NewBytes)
+
+	// Not enough room for the next backup's new data.
+	if err := vmfixture.Mutate(e.vmsRoot(), "full1", 0, 24, 22); err != nil {
+		t.Fatal(err)
+	}
+	filler := fill(t, vaultFS, 4*mib)
+	points := len(e.objects("recoverypoints/"))
+	faults++
+	line := e.failCLI("no space left on device", "backup", "full1", "--wait", "--timeout", "3m")
+	jobs.failedCleanly++
+	t.Logf("backup on a full vault: %s", line)
+	if n := len(e.objects("recoverypoints/")); n != points {
+		t.Fatalf("the failed backup left %d recovery points, want %d", n, points)
+	}
+	for _, f := range allFiles(t, vaultDir) {
+		if strings.HasPrefix(filepath.Base(f), ".tmp-") {
+			t.Errorf("the failed backup left a temporary file %s", f)
+		}
+	}
+	if out := e.mustCLI("vault", "check", "--read-data"); !strings.Contains(out, "every recovery point can be restored") {
+		t.Fatalf("vault check after the failed backup:\n%s", out)
+	}
+	restore(r1.RecoveryPoint, h1)
+
+	// Space freed: the next backup succeeds, and restores.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	h2 := diskHashes(t, vmDir)
+	r2 := e.backup("full1")
+	jobs.completed++
+	restore(r2.RecoveryPoint, h2)
+	restore(r1.RecoveryPoint, h1)
+	v := e.openVault()
+	idx, err := v.Repo().Index(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dups := idx.Stats().Duplicates
+
+	// A restore into a full file system.
+	target := filepath.Join(targetFS, "out")
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "keep.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := allFiles(t, target)
+	filler = fill(t, targetFS, 8*mib)
+	faults++
+	line = e.failCLI("no space left on device", "restore", r2.RecoveryPoint, "--disks", target, "--wait", "--timeout", "3m")
+	jobs.failedCleanly++
+	t.Logf("restore into a full file system: %s", line)
+	if after := allFiles(t, target); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the failed restore changed its target: before %v, after %v", before, after)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	e.mustCLI("restore", r2.RecoveryPoint, "--disks", target, "--wait")
+	jobs.completed++
+	jobs.restores++
+	if got := diskHashes(t, target); got["os"] != h2["os"] || got["data0"] != h2["data0"] {
+		wrong++
+		t.Errorf("restore after space was freed: %v, want %v", got, h2)
+	}
+	recordFaults(t, faultOutcome{
+		Scenario:      "DiskFull",
+		Faults:        faults,
+		Completed:     jobs.completed,
+		FailedCleanly: jobs.failedCleanly,
+		Restores:      jobs.restores,
+		WrongRestores: wrong,
+		Leaks:         dups,
+	})
+}
