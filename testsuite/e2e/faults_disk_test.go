@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
+	"github.com/vmvault/vmvault/workflows"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory and unmounts
@@ -83,6 +85,16 @@ func allFiles(t *testing.T, dir string) []string {
 	return out
 }
 
+// lastPoint is the recovery point of a backup's --json output.
+func lastPoint(t *testing.T, out string) string {
+	t.Helper()
+	var res workflows.BackupVMResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.RecoveryPoint == "" {
+		t.Fatalf("backup output %q: %v", out, err)
+	}
+	return res.RecoveryPoint
+}
+
 func diskSpec(name string, seed uint64) vmfixture.Spec {
 	return vmfixture.Spec{Name: name, OSSize: 32 * mib, DataDisks: []int64{48 * mib}, TempSize: 4 * mib, Seed: seed}
 }
@@ -150,6 +162,52 @@ func TestFaultsDiskFull(t *testing.T) {
 	jobs.completed++
 	restore(r2.RecoveryPoint, h2)
 	restore(r1.RecoveryPoint, h1)
+
+	// Space running out at other moments: a small change against a little
+	// free room fails while writing a pack, an index object, a checkpoint or
+	// the manifest, or just fits. Either way nothing half-written counts.
+	leaves := []int64{0, 64 << 10, 512 << 10, mib, 1536 << 10, 2 * mib, 3 * mib}
+	for k := int64(1); k < 8; k++ { // the pack fits, then what follows it may not
+		leaves = append(leaves, mib+k*16<<10)
+	}
+	last := faultPoint{r2.RecoveryPoint, h2}
+	for i, leave := range pickFaults(t, leaves, 1) {
+		if err := vmfixture.Mutate(e.vmsRoot(), "full1", int64(30+i), 1, uint64(60+i)); err != nil {
+			t.Fatal(err)
+		}
+		h := diskHashes(t, vmDir)
+		points := len(e.objects("recoverypoints/"))
+		filler := fill(t, vaultFS, leave)
+		out, ok := e.jobCLI(&jobs, "backup", "full1", "--wait", "--json", "--timeout", "3m")
+		if !ok {
+			faults++ // the space ran out (else the backup just fit)
+		}
+		if !ok && !strings.Contains(out, "(NoSpace)") {
+			t.Fatalf("backup with %d bytes free failed for another reason: %s", leave, out)
+		}
+		t.Logf("backup with %d bytes free: ok %v %s", leave, ok, map[bool]string{true: "", false: out}[ok])
+		if !ok {
+			if n := len(e.objects("recoverypoints/")); n != points {
+				t.Fatalf("the failed backup left %d recovery points, want %d", n, points)
+			}
+			if out := e.mustCLI("vault", "check"); !strings.Contains(out, "every recovery point can be restored") {
+				t.Fatalf("vault check after a backup with %d bytes free:\n%s", leave, out)
+			}
+		}
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			res := e.backup("full1")
+			jobs.completed++
+			last = faultPoint{res.RecoveryPoint, h}
+		} else {
+			last = faultPoint{lastPoint(t, out), h}
+		}
+		restore(last.rp, last.hash)
+	}
+	restore(r1.RecoveryPoint, h1)
+
 	v := e.openVault()
 	idx, err := v.Repo().Index(t.Context())
 	if err != nil {
