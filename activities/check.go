@@ -80,11 +80,7 @@ func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (
 // (VMVAULT_HEARTBEAT_TIMEOUT) let a check or GC time out whenever its own
 // progress paused, as it does while the object store answers slowly.
 func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
-	if activity.IsActivity(ctx) {
-		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
-			every = max(hb/3, 100*time.Millisecond)
-		}
-	}
+	every = beatEvery(ctx, every)
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)
@@ -101,4 +97,15 @@ func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// beatEvery is every, or a third of ctx's activity's heartbeat timeout if
+// that is shorter: a keep-alive must beat well inside the timeout.
+func beatEvery(ctx context.Context, every time.Duration) time.Duration {
+	if activity.IsActivity(ctx) {
+		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
+			return max(hb/3, 100*time.Millisecond)
+		}
+	}
+	return every
 }
