@@ -156,6 +156,29 @@ func TestFaultsHostAway(t *testing.T) {
 	res = e.backup("far", "--host", "hostb")
 	jobs.completed++
 	restore(res.RecoveryPoint, want)
+
+	if faultsFull() {
+		// Away before the job starts: nothing was taken, the job fails at
+		// its limit naming the host, and runs once the host is back.
+		w.kill()
+		faults++
+		r := e.cli("backup", "far", "--host", "hostb", "--timeout", "20s", "--wait")
+		lines := nonProgressLines(r.stderr)
+		if r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "on host hostb did not finish within its limit") {
+			t.Fatalf("backup with its host away from the start: exit %d:\n%s", r.code, r.stderr)
+		}
+		jobs.failedCleanly++
+		if left := sockets(); len(left) > 0 {
+			leaks++
+			t.Errorf("a backup that never reached its host left %v", left)
+		}
+		e.startWorker(hostEnv, "--host", "hostb")
+		mustRun(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x7c 20M 2M", data)
+		want = qcow2Hashes(t, dir)
+		res = e.backup("far", "--host", "hostb")
+		jobs.completed++
+		restore(res.RecoveryPoint, want)
+	}
 	recordFaults(t, faultOutcome{
 		Scenario:      "HostAway",
 		Faults:        faults,
