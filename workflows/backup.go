@@ -69,7 +69,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
-	ctx, expired, stop := jobLimit(ctx, KindBackup, "of vm "+in.VM, in.Limit)
+	ctx, expired, stop := jobLimit(ctx, KindBackup, "of vm "+in.VM+" on host "+in.Host, in.Limit)
 	defer stop()
 	defer func() { err = expired(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))

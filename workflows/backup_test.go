@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"testing"
@@ -718,6 +719,11 @@ func TestBackupJobLimitCleansUp(t *testing.T) {
 	app := requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeJobLimit)
 	require.True(t, app.NonRetryable())
 	require.Contains(t, app.Message(), "did not finish within its limit of 1h0m0s")
+	require.Contains(t, app.Message(), "on host "+in.Host)
+	// A cancel in the chain makes the SDK close the job as cancelled,
+	// without this reason (what a real server showed: "canceled").
+	var canceled *temporal.CanceledError
+	require.False(t, errors.As(env.GetWorkflowError(), &canceled), "the limit's error carries a cancel: %v", env.GetWorkflowError())
 	require.Len(t, m.del.all(), 1, "the snapshot is deleted when the limit passes")
 	assertNotCalled(t, env, "SaveRecoveryPoint")
 	require.Equal(t, PhaseFailed, queryProgress(t, env).Phase)

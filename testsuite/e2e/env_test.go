@@ -72,6 +72,8 @@ type envOpts struct {
 	// temporal, when set, is a shared server (one namespace per env, see
 	// harness.Temporal.In) instead of one of the env's own.
 	temporal *harness.Temporal
+	// vaultDir puts a directory vault there instead of dataDir/vault.
+	vaultDir string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -106,7 +108,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 		e.be = be
 	} else {
-		be, err := fs.New(filepath.Join(e.dataDir, "vault"))
+		dir := filepath.Join(e.dataDir, "vault")
+		if o.vaultDir != "" {
+			dir = o.vaultDir
+			e.vars = append(e.vars, "VMVAULT_VAULT=file://"+dir)
+		}
+		be, err := fs.New(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

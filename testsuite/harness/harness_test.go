@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/vmvault/vmvault/infra/vault/storage/s3"
 )
 
 func TestBinDirOverride(t *testing.T) {
@@ -47,6 +49,24 @@ func TestMinIO(t *testing.T) {
 	a, b := m.NewBucket(t), m.NewBucket(t)
 	if a == b {
 		t.Fatalf("NewBucket returned %q twice", a)
+	}
+	// Stop and Start keep the endpoint and the data.
+	ctx := context.Background()
+	be, err := s3.New(ctx, m.Config(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Put(ctx, "k", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	end := m.Endpoint
+	m.Stop()
+	if _, err := be.Get(ctx, "k"); err == nil {
+		t.Fatal("get from a stopped MinIO succeeded")
+	}
+	m.Start()
+	if got, err := be.Get(ctx, "k"); err != nil || string(got) != "kept" || m.Endpoint != end {
+		t.Fatalf("after restart at %s (was %s): %q, %v", m.Endpoint, end, got, err)
 	}
 }
 
