@@ -149,10 +149,12 @@ bench-index:
 # and a burst of 1,000 scheduled starts (make test runs a small form), each
 # line of figures also written to LOAD_REPORT.
 LOAD_REPORT ?= $(CURDIR)/load-figures.md
+LOAD_LOG    ?= $(CURDIR)/load.log
 load: tools
 	@rm -f $(LOAD_REPORT)
-	set -o pipefail; VMVAULT_LOAD=full VMVAULT_LOAD_REPORT=$(LOAD_REPORT) $(GO) test -count=1 -timeout 60m -run '^TestLoad' -v ./testsuite/e2e/ | grep -E 'load:|^(---|ok|FAIL|PASS)'
-	@cat $(LOAD_REPORT)
+	@echo "full log: $(LOAD_LOG)"
+	@VMVAULT_LOAD=full VMVAULT_LOAD_REPORT=$(LOAD_REPORT) $(GO) test -count=1 -timeout 90m -run '^TestLoad' -v ./testsuite/e2e/ > $(LOAD_LOG) 2>&1; rc=$$?; \
+	  grep -E '^\s+load_test.go:|^(--- |ok|FAIL|PASS)' $(LOAD_LOG); cat $(LOAD_REPORT) 2>/dev/null; exit $$rc
 
 clean:
 	rm -rf bin demo-work demo-qemu-work
