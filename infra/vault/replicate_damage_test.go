@@ -370,3 +370,44 @@ func TestReplicateKeepsDataOfPointLostOnPrimary(t *testing.T) {
 	restoresFromSecondary(t, v, dst, "b", diskB)
 	restoresFromSecondary(t, v, dst, "a", diskA)
 }
+
+// A pack lost on the primary stays lost there after 'vault repair' drops
+// its index object: repair names it in the deletion log so every worker's
+// index forgets it, but that is not a deletion to replicate. The
+// secondary keeps its copy (the only good one) past the delay, and the
+// point restores from it.
+func TestReplicateKeepsPackRepairDropped(t *testing.T) {
+	ctx := context.Background()
+	disk := distinctDisk(15, 24)
+	v, src, dst, _ := replicaPair(t, disk)
+	now := time.Now()
+	opt := func(at time.Time) ReplicateOptions {
+		return ReplicateOptions{Now: at, DeleteAfter: time.Hour, Keys: v.Repo().Keys()}
+	}
+	mustReplicate(t, src, dst, opt(now))
+	pack := keysOf(t, src, "packs/")[0]
+	lost := []string{pack}
+	for _, k := range keysOf(t, src, "index/") {
+		if strings.HasSuffix(k, pathTail(pack)) {
+			lost = append(lost, k)
+		}
+	}
+	if err := src.Delete(ctx, pack); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Maint().Repair(ctx)
+	if err != nil || len(rep.RemovedIndex) != 1 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	mustReplicate(t, src, dst, opt(now.Add(time.Minute)))
+	r := mustReplicate(t, src, dst, opt(now.Add(3*time.Hour)))
+	for _, k := range lost {
+		if _, err := dst.Stat(ctx, k); err != nil {
+			t.Fatalf("%s, lost on the primary and dropped by repair, deleted from the secondary: %v (%+v)", k, err, r)
+		}
+	}
+	if r.Deleted != 0 || r.LostOnPrimary != len(lost) {
+		t.Fatalf("after the delay: %+v", r)
+	}
+	restoresFromSecondary(t, v, dst, "a", disk)
+}
