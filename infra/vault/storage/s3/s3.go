@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -143,6 +144,27 @@ func (b *s3Backend) key(key string) *string { return aws.String(b.prefix + key) 
 
 // isNotFound reports whether err means the object (or, for HeadBucket, the
 // bucket) does not exist.
+// isInvalidRange says whether S3 refused a range that starts past the
+// object's end (416 InvalidRange).
+func isInvalidRange(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "InvalidRange" {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
+}
+
+// rangeTotal is the object size of a Content-Range header ("bytes a-b/size").
+func rangeTotal(cr string) (int64, bool) {
+	_, total, ok := strings.Cut(cr, "/")
+	if !ok || total == "*" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil && n >= 0
+}
+
 func isNotFound(err error) bool {
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
@@ -245,11 +267,18 @@ func (b *s3Backend) GetRange(ctx context.Context, key string, offset, length int
 		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1)),
 	})
 	if err != nil {
+		if isInvalidRange(err) { // starts at or after the end
+			return nil, fmt.Errorf("get %s range %d+%d: %w", key, offset, length, storage.ErrRange)
+		}
 		return nil, translate("get", key, err)
 	}
 	defer out.Body.Close()
-	// S3 answers a range that runs past the end with what there is, so
-	// readBody's exact length check matters.
+	// S3 answers a range that runs past the end with what there is, and
+	// says how long the object is: short because the object is, or a body
+	// cut on the way (readBody's exact length check, retryable).
+	if size, ok := rangeTotal(aws.ToString(out.ContentRange)); ok && offset+length > size {
+		return nil, fmt.Errorf("get %s range %d+%d: the object has %d bytes: %w", key, offset, length, size, storage.ErrRange)
+	}
 	data, err := readBody(out.Body, length)
 	if err != nil {
 		return nil, fmt.Errorf("get %s range %d+%d: read body: %w", key, offset, length, err)
