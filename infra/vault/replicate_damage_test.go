@@ -411,3 +411,34 @@ func TestReplicateKeepsPackRepairDropped(t *testing.T) {
 	}
 	restoresFromSecondary(t, v, dst, "a", disk)
 }
+
+// A pack damaged on the secondary (cut short there) while the primary's
+// copy is intact is a conflict the vault's keys settle: the primary's
+// verified bytes replace the damaged copy, and the point restores from
+// the secondary again. Without the keys nothing is replaced.
+func TestReplicateHealsDamagedSecondaryCopy(t *testing.T) {
+	ctx := context.Background()
+	disk := distinctDisk(16, 24)
+	v, src, dst, _ := replicaPair(t, disk)
+	mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()})
+	pack := keysOf(t, src, "packs/")[0]
+	good := getObj(t, src, pack)
+	if err := dst.Put(ctx, pack, good[:len(good)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustReplicate(t, src, dst, ReplicateOptions{}); rep.ConflictCount != 1 || len(getObj(t, dst, pack)) != len(good)/2 {
+		t.Fatalf("without keys: %+v", rep)
+	}
+	rep := mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()})
+	if rep.ConflictCount != 1 || !rep.Conflicts[0].Replaced || !strings.Contains(rep.Conflicts[0].String(), "replaced with the primary's intact copy") {
+		t.Fatalf("with keys: %+v", rep)
+	}
+	t.Log(rep.Conflicts[0])
+	if !bytes.Equal(getObj(t, dst, pack), good) {
+		t.Fatal("the secondary's damaged copy was not replaced by the primary's")
+	}
+	restoresFromSecondary(t, v, dst, "a", disk)
+	if rep := mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()}); rep.ConflictCount != 0 || rep.Copied != 0 {
+		t.Fatalf("after the heal: %+v", rep)
+	}
+}
