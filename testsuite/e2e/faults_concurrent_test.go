@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -184,6 +185,17 @@ func TestFaultsConcurrent(t *testing.T) {
 	// second copies allowed: no backup stored a blob twice.
 	if st := idx.Stats(); st.Duplicates > gc.Mark.Repack.LiveBlobs {
 		t.Errorf("%d blobs are in the index twice, %d of them copied by GC's repack", st.Duplicates, gc.Mark.Repack.LiveBlobs)
+		v := e.openVault()
+		for rp := range points {
+			if _, err := v.LoadRecoveryPoint(ctx, rp); err != nil {
+				continue // expired
+			}
+			pointBlobs(t, v, rp, func(id format.ID, role string) {
+				if c := idx.Copies(id); len(c) > 1 {
+					t.Logf("%s %s of %s is in %d packs: %v", role, id.Short(), rp, len(c), c)
+				}
+			})
+		}
 	} else {
 		t.Logf("index: %d blobs in %d packs, %d second copies, all from GC's repack (%d live blobs moved)", st.Blobs, st.Packs, st.Duplicates, gc.Mark.Repack.LiveBlobs)
 	}
