@@ -212,6 +212,7 @@ func (b *dmgBench) killedBackup(vm, how string) string {
 	}
 	slow.kill()
 	b.damage(e.be, ref, how, -1)
+	b.out.Faults++
 	t.Logf("checkpoint %s: %s, worker killed", ref, how)
 	b.w = e.startWorker(nil)
 	var res workflows.BackupVMResult
