@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -78,8 +80,10 @@ func TestFaultsConcurrent(t *testing.T) {
 		{"check", []string{"vault", "check", "--json"}},
 	}
 	if faultsFull() {
-		ops = append(ops, op{"retention", []string{"retention", "run", "--vm", vms[1], "--daily", "1", "--keep-deleted-for", "1ms", "--json"}},
-			op{"replicate", []string{"vault", "replicate", "--wait"}}, op{"check", []string{"vault", "check", "--read-data", "--json"}})
+		// One retention run at a time (the product refuses a second): the
+		// full form's covers two VMs.
+		ops[1].args = []string{"retention", "run", "--vm", vms[0], "--vm", vms[1], "--daily", "1", "--keep-deleted-for", "1ms", "--json"}
+		ops = append(ops, op{"replicate", []string{"vault", "replicate", "--wait"}}, op{"check", []string{"vault", "check", "--read-data", "--json"}})
 	}
 	type plan struct {
 		delay time.Duration
@@ -183,22 +187,28 @@ func TestFaultsConcurrent(t *testing.T) {
 	// GC's repack copies the live blobs of mostly-garbage packs into a new
 	// pack; the old ones go in the next sweep. Those copies are the only
 	// second copies allowed: no backup stored a blob twice.
-	if st := idx.Stats(); st.Duplicates > gc.Mark.Repack.LiveBlobs {
-		t.Errorf("%d blobs are in the index twice, %d of them copied by GC's repack", st.Duplicates, gc.Mark.Repack.LiveBlobs)
-		v := e.openVault()
-		for rp := range points {
-			if _, err := v.LoadRecoveryPoint(ctx, rp); err != nil {
-				continue // expired
-			}
-			pointBlobs(t, v, rp, func(id format.ID, role string) {
-				if c := idx.Copies(id); len(c) > 1 {
-					t.Logf("%s %s of %s is in %d packs: %v", role, id.Short(), rp, len(c), c)
-				}
-			})
-		}
-	} else {
-		t.Logf("index: %d blobs in %d packs, %d second copies, all from GC's repack (%d live blobs moved)", st.Blobs, st.Packs, st.Duplicates, gc.Mark.Repack.LiveBlobs)
+	repacked := map[format.ID]bool{}
+	for _, p := range gc.Mark.Repack.Packs {
+		repacked[p] = true
 	}
+	twice := map[format.ID]bool{}
+	cv := e.openVault()
+	for rp := range points {
+		if _, err := cv.LoadRecoveryPoint(ctx, rp); err != nil {
+			continue // expired
+		}
+		pointBlobs(t, cv, rp, func(id format.ID, role string) {
+			c := idx.Copies(id)
+			if len(c) < 2 || twice[id] || slices.ContainsFunc(c, func(l index.Location) bool { return repacked[l.Pack] }) {
+				return
+			}
+			twice[id] = true
+			t.Errorf("%s %s of %s is stored %d times: %v", role, id.Short(), rp, len(c), c)
+		})
+	}
+	st := idx.Stats()
+	t.Logf("index: %d blobs in %d packs, %d second copies; GC's repack moved %d live blobs out of %d packs; %d blobs of the kept points stored twice by backups",
+		st.Blobs, st.Packs, st.Duplicates, gc.Mark.Repack.LiveBlobs, len(gc.Mark.Repack.Packs), len(twice))
 	e.mustCLI("vault", "replicate", "--wait")
 	b := &dmgBench{t: t, e: e}
 	for _, vm := range vms {
