@@ -1,4 +1,4 @@
-# vmvault: make demo | make test | make up | make lint | make fuzz | make bench | make bench-compare
+# vmvault: make demo | make test | make faults | make load | make up | make lint | make fuzz | make bench | make bench-compare
 SHELL := /bin/bash
 GO    ?= go
 
@@ -17,7 +17,7 @@ BENCHSTAT := $(TOOLS_CACHE)/benchstat-$(BENCHSTAT_VERSION)
 TEST_TIMEOUT ?= 25m
 SEARCH_ATTRS := VmvaultVM VmvaultVault VmvaultKind VmvaultBackupType VmvaultConsistency VmvaultRecoveryPoint
 
-.PHONY: all build tools deps guest-image demo demo-qemu up test lint fuzz bench bench-compare bench-index clean
+.PHONY: all build tools deps guest-image demo demo-qemu up test faults load lint fuzz bench bench-compare bench-index clean
 
 all: build
 
@@ -104,6 +104,14 @@ up: tools build
 test: tools
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+# The fault suite's whole matrix (make test runs its short, seeded form):
+# worker kills at every fault point, Temporal restarts, and the other
+# TestFaults scenarios; the table of figures is printed and written to
+# FAULTS_REPORT. VMVAULT_FAULTS_SEED picks another seed.
+FAULTS_REPORT ?= $(CURDIR)/faults-table.md
+faults: tools
+	VMVAULT_FAULTS=full VMVAULT_FAULTS_REPORT=$(FAULTS_REPORT) $(GO) test -count=1 -timeout 60m -run 'TestFaults' -v ./testsuite/e2e/
+
 # Every Go fuzz target (func FuzzX in a _test.go file) for FUZZTIME each,
 # one after the other; a crasher lands in the package's testdata/fuzz and
 # then runs in make test as a seed. Not part of make test.
@@ -136,6 +144,15 @@ INDEX_SCALE ?= 10000000
 bench-index:
 	VMVAULT_INDEX_SCALE=$(INDEX_SCALE) VMVAULT_INDEX_SCALE_DIR=$(HOME)/.cache/vmvault/indexscale \
 		$(GO) test -count=1 -timeout 3h -run '^TestIndexScale$$' -v ./infra/vault/ | grep -E '^\||PASS|FAIL|ok'
+
+# The load suite: 200 concurrent backups of small 2-disk VMs on one worker
+# and a burst of 1,000 scheduled starts (make test runs a small form), each
+# line of figures also written to LOAD_REPORT.
+LOAD_REPORT ?= $(CURDIR)/load-figures.md
+load: tools
+	@rm -f $(LOAD_REPORT)
+	set -o pipefail; VMVAULT_LOAD=full VMVAULT_LOAD_REPORT=$(LOAD_REPORT) $(GO) test -count=1 -timeout 60m -run '^TestLoad' -v ./testsuite/e2e/ | grep -E 'load:|^(---|ok|FAIL|PASS)'
+	@cat $(LOAD_REPORT)
 
 clean:
 	rm -rf bin demo-work demo-qemu-work

@@ -75,8 +75,12 @@ func (a *VaultActivities) RepairVault(ctx context.Context, _ RepairVaultInput) (
 }
 
 // heartbeatEvery keeps a long activity alive while a call without progress
-// of its own runs; call the result to stop.
+// of its own runs; call the result to stop. It beats at least three times
+// per heartbeat timeout of the activity: a fixed 5 s under a timeout of 5 s
+// (VMVAULT_HEARTBEAT_TIMEOUT) let a check or GC time out whenever its own
+// progress paused, as it does while the object store answers slowly.
 func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
+	every = beatEvery(ctx, every)
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)
@@ -93,4 +97,15 @@ func heartbeatEvery(ctx context.Context, every time.Duration) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// beatEvery is every, or a third of ctx's activity's heartbeat timeout if
+// that is shorter: a keep-alive must beat well inside the timeout.
+func beatEvery(ctx context.Context, every time.Duration) time.Duration {
+	if activity.IsActivity(ctx) {
+		if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < every {
+			return max(hb/3, 100*time.Millisecond)
+		}
+	}
+	return every
 }

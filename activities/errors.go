@@ -2,6 +2,7 @@ package activities
 
 import (
 	"errors"
+	"syscall"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -35,6 +36,10 @@ const (
 	// ErrTypeGCGraceTooShort: GC's grace period is not longer than the
 	// longest limit of a running backup (CheckGCGrace).
 	ErrTypeGCGraceTooShort = "GCGraceTooShort"
+	// ErrTypeNoSpace: the vault's or a restore target's file system (or
+	// quota) is full. Retrying writes into the same full file system for
+	// the step's whole retry budget; the job fails at once, naming it.
+	ErrTypeNoSpace = "NoSpace"
 	// ErrTypeIndexLag is retryable: data another worker wrote is not listed yet.
 	ErrTypeIndexLag = "IndexLag"
 )
@@ -49,6 +54,7 @@ var NonRetryable = []string{
 	ErrTypeVaultMismatch, ErrTypeTargetExists, ErrTypeAgentUnavailable,
 	ErrTypeImmutable, ErrTypeNoSecondary, ErrTypeGCGraceTooShort,
 	ErrTypePolicyNotFound, ErrTypeInvalidPolicy, ErrTypeNotProtected,
+	ErrTypeNoSpace,
 }
 
 var classes = []struct {
@@ -72,6 +78,8 @@ var classes = []struct {
 	{diskfile.ErrExists, ErrTypeTargetExists},
 	{diskfile.ErrSymlink, ErrTypeInvalidVM},
 	{diskfile.ErrNotStaged, ErrTypeBadRequest},
+	{syscall.ENOSPC, ErrTypeNoSpace},
+	{syscall.EDQUOT, ErrTypeNoSpace},
 }
 
 // classify turns errors that retrying cannot fix into non-retryable

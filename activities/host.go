@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -38,6 +39,9 @@ type HostActivities struct {
 	TransferWorkers int
 	// ReadLimit caps each disk transfer's read rate, bytes/s (0: no cap).
 	ReadLimit int64
+	// CBTAuditRate is the fraction of the blocks a CBT incremental takes
+	// from the parent that it reads first, to check the tracking (0: none).
+	CBTAuditRate float64
 }
 
 // VMInput names a VM of the host.
@@ -100,6 +104,9 @@ type SnapshotInput struct {
 func (h *HostActivities) CreateSnapshot(ctx context.Context, in SnapshotInput) (platform.Snapshot, error) {
 	defer alive(ctx)()
 	s, err := h.Platform.CreateSnapshot(ctx, in.VM, platform.SnapshotRequest{ID: in.ID, Consistency: in.Consistency})
+	if err == nil {
+		faultpoint.Hit("snapshot.created")
+	}
 	return s, classify(err)
 }
 
@@ -120,5 +127,10 @@ func (h *HostActivities) CommitChanges(ctx context.Context, snap platform.Snapsh
 // anything (platform.Platform.DeleteSnapshot).
 func (h *HostActivities) DeleteSnapshot(ctx context.Context, snap platform.Snapshot) error {
 	defer alive(ctx)()
-	return classify(h.Platform.DeleteSnapshot(ctx, snap))
+	faultpoint.Hit("snapshot.delete")
+	if err := h.Platform.DeleteSnapshot(ctx, snap); err != nil {
+		return classify(err)
+	}
+	faultpoint.Hit("snapshot.deleted")
+	return nil
 }

@@ -78,7 +78,7 @@ func (r *reporter) signalEvery() time.Duration {
 }
 
 // keepAlive heartbeats the last details (initially initial) every few
-// seconds, so a live activity waiting on slow storage is not retried, and a
+// seconds (at least three times per heartbeat timeout), so a live activity waiting on slow storage is not retried, and a
 // resumed one keeps its checkpoint; call the result to stop.
 func (r *reporter) keepAlive(initial any) (stop func()) {
 	r.mu.Lock()
@@ -86,7 +86,7 @@ func (r *reporter) keepAlive(initial any) (stop func()) {
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(beatEvery(r.ctx, 5*time.Second))
 		defer t.Stop()
 		for {
 			select {

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
@@ -147,6 +148,7 @@ func (a *VaultActivities) ReplicateVault(ctx context.Context, in ReplicateInput)
 	for _, c := range rep.Conflicts {
 		activity.GetLogger(ctx).Warn("replication conflict: the secondary's copy is kept", "conflict", c.String())
 	}
+	faultpoint.Hit("replicate.done")
 	return res, nil
 }
 

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -171,6 +174,7 @@ func (h *HostActivities) RestoreDisk(ctx context.Context, in RestoreDiskInput) (
 		return res, classify(fmt.Errorf("recovery point %s: %w", rp.Ref(), err))
 	}
 	res.Result, res.ResumedAt = out, out.ResumedAt
+	faultpoint.Hit("restore.written")
 	return res, nil
 }
 
@@ -252,19 +256,29 @@ func (h *HostActivities) CommitRestore(ctx context.Context, in CommitRestoreInpu
 	}
 	if in.Target.VM != "" {
 		r, err := h.Platform.CommitRestore(ctx, in.Target.VM, in.Stage, platform.CommitOptions{DiscardReplaced: in.DiscardReplaced, Sizes: in.Sizes})
+		if err == nil {
+			faultpoint.Hit("restore.committed")
+		}
 		return CommitRestoreResult{VM: r.VM, Kept: r.Kept}, classify(err)
 	}
 	out := CommitRestoreResult{Paths: map[string]string{}}
-	for disk := range in.Sizes {
-		p, err := diskfile.Commit(in.Target.Dir, DiskFileName(disk), string(in.Stage), in.Target.Force)
-		if errors.Is(err, diskfile.ErrExists) {
-			return out, targetExists(filepath.Join(in.Target.Dir, DiskFileName(disk)))
-		}
-		if err != nil {
-			return out, classify(fmt.Errorf("restore disk %s: %w", disk, err))
-		}
-		out.Paths[disk] = p
+	disks := slices.Sorted(maps.Keys(in.Sizes))
+	files := make([]string, len(disks))
+	for i, d := range disks {
+		files[i] = DiskFileName(d)
 	}
+	// All or, retried after a crash, the rest (the journal says which).
+	paths, err := diskfile.CommitAll(in.Target.Dir, files, string(in.Stage), in.Target.Force)
+	for i, p := range paths {
+		out.Paths[disks[i]] = p
+	}
+	if errors.Is(err, diskfile.ErrExists) {
+		return out, targetExists(filepath.Join(in.Target.Dir, files[len(paths)]))
+	}
+	if err != nil {
+		return out, classify(fmt.Errorf("restore disk %s: %w", disks[len(paths)], err))
+	}
+	faultpoint.Hit("restore.committed")
 	return out, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/infra/policystore"
 	"github.com/vmvault/vmvault/infra/vault"
@@ -45,6 +46,7 @@ type RetentionTargets struct {
 // its data retained) is not a target: its points are kept until deleted
 // by hand.
 func (a *VaultActivities) ListRetentionTargets(ctx context.Context, in RetentionTargetsInput) (RetentionTargets, error) {
+	defer alive(ctx)()
 	res := RetentionTargets{Vault: pinOf(a.Vault), Targets: in.Targets}
 	if len(in.Targets) > 0 {
 		for _, t := range in.Targets {
@@ -116,6 +118,7 @@ type ExpireResult struct {
 // retention no longer keeps (policy.Expire: never the newest). Retrying it
 // is safe: deleted points are no longer listed.
 func (a *VaultActivities) ExpireRecoveryPoints(ctx context.Context, in ExpireInput) (ExpireResult, error) {
+	defer alive(ctx)()
 	res := ExpireResult{VM: in.Target.VM, Policy: in.Target.Policy}
 	if err := checkPin(a.Vault, in.Vault); err != nil {
 		return res, err
@@ -160,6 +163,9 @@ func (a *VaultActivities) ExpireRecoveryPoints(ctx context.Context, in ExpireInp
 				return res, classify(err)
 			}
 		}
+		if !in.DryRun {
+			faultpoint.Hit("retention.expire")
+		}
 		res.Expired = append(res.Expired, p.ID)
 		activity.RecordHeartbeat(ctx, len(res.Expired))
 	}
@@ -184,6 +190,7 @@ type PurgeResult struct {
 // PurgeDeleted removes the tombstones of soft-deleted points past their
 // period; their data is left to garbage collection.
 func (a *VaultActivities) PurgeDeleted(ctx context.Context, in PurgeInput) (PurgeResult, error) {
+	defer alive(ctx)()
 	var res PurgeResult
 	if err := checkPin(a.Vault, in.Vault); err != nil {
 		return res, err

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/testsuite"
+
 	"github.com/vmvault/vmvault/infra/policy"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/infra/vault/storage/fs"
@@ -35,7 +37,19 @@ func TestListRetentionTargets(t *testing.T) {
 	must(v.PutRecord(ctx, policy.RecordProtection, "web1", policy.Protection{VM: "web1", Host: "h", Policy: "gold", Since: time.Now()}))
 	must(v.PutRecord(ctx, policy.RecordProtection, "db1", policy.Protection{VM: "db1", Host: "h", Policy: policy.DefaultName, Since: time.Now()}))
 	a := &VaultActivities{Vault: v}
-	res, err := a.ListRetentionTargets(ctx, RetentionTargetsInput{})
+	// Through the test environment: the step heartbeats.
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	list := func(in RetentionTargetsInput) (RetentionTargets, error) {
+		var res RetentionTargets
+		val, err := env.ExecuteActivity(a.ListRetentionTargets, in)
+		if err == nil {
+			err = val.Get(&res)
+		}
+		return res, err
+	}
+	res, err := list(RetentionTargetsInput{})
 	must(err)
 	want := []RetentionTarget{
 		{VM: "db1", Policy: "default", Retention: policy.Default().Retention, TimeZone: "UTC"},
@@ -45,12 +59,12 @@ func TestListRetentionTargets(t *testing.T) {
 		t.Fatalf("targets: %+v", res)
 	}
 	must(v.PutRecord(ctx, policy.RecordProtection, "x1", policy.Protection{VM: "x1", Policy: "gone"}))
-	res, err = a.ListRetentionTargets(ctx, RetentionTargetsInput{})
+	res, err = list(RetentionTargetsInput{})
 	must(err)
 	if len(res.Targets) != 3 || res.Targets[2].VM != "x1" || res.Targets[2].Problem == "" {
 		t.Fatalf("a protection naming a missing policy: %+v", res.Targets)
 	}
-	if _, err := a.ListRetentionTargets(ctx, RetentionTargetsInput{Targets: []RetentionTarget{{VM: "a", TimeZone: "Mars/Olympus"}}}); err == nil {
+	if _, err := list(RetentionTargetsInput{Targets: []RetentionTarget{{VM: "a", TimeZone: "Mars/Olympus"}}}); err == nil {
 		t.Fatal("a bad time zone was accepted")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/infra/extent"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -71,7 +72,8 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 	if err != nil {
 		return res, classify(fmt.Errorf("disk %s: data extents: %w", in.Disk, err))
 	}
-	opt := vault.BackupOptions{Disk: in.Disk, Extents: extent.Normalize(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers, ReadLimit: h.ReadLimit}
+	opt := vault.BackupOptions{Disk: in.Disk, Extents: extent.Normalize(ext), Parent: in.Parent, Resume: hb.Checkpoint, Workers: h.TransferWorkers, ReadLimit: h.ReadLimit,
+		AuditRate: h.CBTAuditRate, AuditSeed: in.ParentRef}
 	if in.Parent != nil && in.ParentSnapshotToken != "" {
 		changed, ok, err := r.ChangedExtents(ctx, in.ParentSnapshotToken)
 		switch {
@@ -111,6 +113,10 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 		return res, classify(err)
 	}
 	res.Result = out
+	if out.Stats.AuditMissed > 0 {
+		// PrepareBackup withholds this snapshot's token from the next backup.
+		res.Notes = append(res.Notes, fmt.Sprintf("disk %s: cbt: audit found %d blocks the bitmap missed; compared checksums", in.Disk, out.Stats.AuditMissed))
+	}
 	if out.ParentUnreadable != "" {
 		// A damaged parent must not block the VM's backups: this disk was read in full.
 		parent := in.ParentRef
@@ -125,5 +131,6 @@ func (h *HostActivities) TransferDisk(ctx context.Context, in TransferDiskInput)
 	}
 	last.Progress = diskProgress(vault.Progress{Disk: in.Disk, SizeBytes: out.Size, DoneBytes: out.Size, Stats: out.Stats}, info.Attempt)
 	rep.report(last, last.Progress, true)
+	faultpoint.Hit("transfer.done")
 	return res, nil
 }

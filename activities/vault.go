@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/vault"
 )
@@ -63,6 +64,8 @@ type PrepareBackupResult struct {
 	Parent       string              `json:"parent,omitempty"`
 	ParentRoots  map[string]vault.ID `json:"parent_roots,omitempty"`
 	ParentTokens map[string]string   `json:"parent_tokens,omitempty"`
+	// Notes are for the job's notes (a disk whose tracking is not trusted).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // PrepareBackup finds the VM's latest recovery point to compare against.
@@ -78,6 +81,7 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 		activity.GetLogger(ctx).Warn("skipping unreadable recovery points", "vm", in.VM, "error", err)
 	}
 	if len(rps) == 0 {
+		faultpoint.Hit("backup.prepared")
 		return res, nil
 	}
 	p := rps[len(rps)-1]
@@ -86,10 +90,17 @@ func (a *VaultActivities) PrepareBackup(ctx context.Context, in PrepareBackupInp
 	res.ParentTokens = map[string]string{}
 	for _, d := range p.Disks {
 		res.ParentRoots[d.Name] = d.Root
-		if p.SnapshotToken != "" {
+		switch {
+		case p.SnapshotToken == "":
+		case d.Stats.AuditMissed > 0:
+			// The parent's audit caught the tracking missing changes: the
+			// disk is compared by checksums once more before CBT is trusted.
+			res.Notes = append(res.Notes, fmt.Sprintf("disk %s: cbt: not trusted since the audit of %s found blocks the bitmap missed; comparing checksums once more", d.Name, p.Ref()))
+		default:
 			res.ParentTokens[d.Name] = p.SnapshotToken
 		}
 	}
+	faultpoint.Hit("backup.prepared")
 	return res, nil
 }
 
@@ -124,6 +135,7 @@ func (a *VaultActivities) SaveRecoveryPoint(ctx context.Context, in SaveRecovery
 	} else if err != nil {
 		return "", classify(err)
 	}
+	faultpoint.Hit("commit.manifest")
 	return rp.Ref(), nil
 }
 

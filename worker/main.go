@@ -21,6 +21,7 @@ import (
 
 	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/config"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/wire"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -53,6 +54,9 @@ func run() error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if faultpoint.Armed() {
+		logger.Warn("fault points armed: this worker kills itself at them (tests only)", faultpoint.Env, os.Getenv(faultpoint.Env))
+	}
 	v, err := wire.OpenVault(ctx, cfg)
 	if err != nil {
 		return err
@@ -80,7 +84,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		host := &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20}
+		host := &activities.HostActivities{Platform: p, Vault: v, Secondary: sec, Signaler: c, TransferWorkers: cfg.TransferWorkers, ReadLimit: cfg.ReadLimitMiB << 20, CBTAuditRate: cfg.CBTAuditRate}
 		workers = append(workers, hostWorkers(c, cfg.Host, func(r workflows.ActivityRegistry) { workflows.RegisterHost(r, host) })...)
 	}
 	for _, w := range workers {

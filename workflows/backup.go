@@ -69,7 +69,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 	if err != nil {
 		return res, err
 	}
-	ctx, expired, stop := jobLimit(ctx, KindBackup, "of vm "+in.VM, in.Limit)
+	ctx, expired, stop := jobLimit(ctx, KindBackup, "of vm "+in.VM+" on host "+in.Host, in.Limit)
 	defer stop()
 	defer func() { err = expired(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrVM.ValueSet(in.VM), AttrKind.ValueSet(string(KindBackup)))
@@ -130,6 +130,7 @@ func BackupVM(ctx workflow.Context, in BackupVMInput) (res BackupVMResult, err e
 		res.Type = vault.BackupIncremental
 	}
 	prog.BackupType = string(res.Type)
+	prog.Notes = append(prog.Notes, prep.Notes...) // state only: no command, nothing to version
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("backup %s → %s, %s", in.VM, res.Type, snap.Consistency))
 
 	results, err := transferDisks(ctx, in, snap, prep, names, prog)

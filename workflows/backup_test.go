@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"testing"
@@ -202,6 +203,7 @@ func TestBackupIncremental(t *testing.T) {
 		Parent:       parent,
 		ParentRoots:  map[string]vault.ID{"os": rootOf("parent-os"), "data0": rootOf("parent-data0")},
 		ParentTokens: map[string]string{"os": "cbt-os"},
+		Notes:        []string{"disk data0: cbt: not trusted since the audit of " + parent + " found blocks the bitmap missed; comparing checksums once more"},
 	}
 	m := mockBackup(env, vm, prep, platform.CrashConsistent)
 	m.transferOK(env)
@@ -232,6 +234,7 @@ func TestBackupIncremental(t *testing.T) {
 	require.Equal(t, vault.BackupIncremental, res.Type)
 	require.Equal(t, parent, res.Parent)
 	require.Equal(t, "incremental", queryProgress(t, env).BackupType)
+	require.Contains(t, res.Notes, prep.Notes[0])
 }
 
 // A disk added since the parent has no parent root: it is sent in full.
@@ -716,6 +719,11 @@ func TestBackupJobLimitCleansUp(t *testing.T) {
 	app := requireAppErrType(t, env.GetWorkflowError(), activities.ErrTypeJobLimit)
 	require.True(t, app.NonRetryable())
 	require.Contains(t, app.Message(), "did not finish within its limit of 1h0m0s")
+	require.Contains(t, app.Message(), "on host "+in.Host)
+	// A cancel in the chain makes the SDK close the job as cancelled,
+	// without this reason (what a real server showed: "canceled").
+	var canceled *temporal.CanceledError
+	require.False(t, errors.As(env.GetWorkflowError(), &canceled), "the limit's error carries a cancel: %v", env.GetWorkflowError())
 	require.Len(t, m.del.all(), 1, "the snapshot is deleted when the limit passes")
 	assertNotCalled(t, env, "SaveRecoveryPoint")
 	require.Equal(t, PhaseFailed, queryProgress(t, env).Phase)

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -49,9 +50,18 @@ func jobLimit(ctx workflow.Context, kind Kind, what string, limit time.Duration)
 		if !hit || err == nil {
 			return err
 		}
+		// The job's error is (or wraps) the cancel the limit caused. As the
+		// cause of the limit's error it made the SDK close the job as
+		// cancelled, and the reason was lost: the CLI and the UI showed
+		// "canceled". From this version the cancel is left out.
+		cause := err
+		var canceled *temporal.CanceledError
+		if errors.As(err, &canceled) && workflow.GetVersion(ctx, "job-limit-no-cancel", workflow.DefaultVersion, 1) == 1 {
+			cause = nil
+		}
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s %s did not finish within its limit of %s; it was stopped and cleaned up", kind, what, limit),
-			activities.ErrTypeJobLimit, err)
+			activities.ErrTypeJobLimit, cause)
 	}
 	return jobCtx, expired, stopTimer
 }

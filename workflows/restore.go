@@ -76,7 +76,7 @@ func RestoreVM(ctx workflow.Context, in RestoreVMInput) (res RestoreVMResult, er
 	if err := in.check(); err != nil {
 		return res, err
 	}
-	ctx, expired, stop := jobLimit(ctx, KindRestore, "of "+in.RecoveryPoint, in.Limit)
+	ctx, expired, stop := jobLimit(ctx, KindRestore, "of "+in.RecoveryPoint+" to host "+in.Host, in.Limit)
 	defer stop()
 	defer func() { err = expired(err) }()
 	res.Mode = in.Mode

@@ -91,7 +91,9 @@ func ApplyRetention(ctx workflow.Context, in ApplyRetentionInput) (res Retention
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindRetention)))
 	res.Now, res.DryRun = workflow.Now(ctx).UTC(), in.DryRun
-	actx := centralOptions(ctx)
+	// Short vault steps that heartbeat: a step whose worker died is retried
+	// after stepHeartbeat, not after its ten-minute start-to-close timeout.
+	actx := vaultStepOptions(ctx)
 
 	var targets activities.RetentionTargets
 	err = workflow.ExecuteActivity(withSummary(actx, "list protected VMs and their policies"), vaultAct.ListRetentionTargets,

@@ -87,6 +87,11 @@ type Config struct {
 	// ReadLimitMiB caps each disk transfer's read rate in MiB/s (0: no cap),
 	// to spare the storage the VMs run on.
 	ReadLimitMiB int64 `env:"VMVAULT_READ_LIMIT_MIB, default=0"`
+	// CBTAuditRate is the fraction of the blocks outside the changed extents
+	// that each CBT incremental reads and compares with the parent, to catch
+	// changes the platform's tracking missed (0 audits nothing; see
+	// infra/vault/backup/audit.go).
+	CBTAuditRate float64 `env:"VMVAULT_CBT_AUDIT_RATE, default=0.005"`
 	// MaxProtectedVMs is how many VMs one vault protects at most ('vmvault
 	// protect' refuses more): Azure's limit of 1000 VMs per vault, which also
 	// bounds the schedules one 'policy update' rewrites.
@@ -160,6 +165,9 @@ func (c Config) checkBounds() error {
 		if n.v < 0 {
 			return fmt.Errorf("configuration: %s=%d: must not be negative", n.name, n.v)
 		}
+	}
+	if !(c.CBTAuditRate >= 0 && c.CBTAuditRate <= 1) { // NaN too
+		return fmt.Errorf("configuration: VMVAULT_CBT_AUDIT_RATE=%v: want a fraction from 0 to 1", c.CBTAuditRate)
 	}
 	if c.MaxProtectedVMs == 0 {
 		return errors.New("configuration: VMVAULT_MAX_PROTECTED_VMS=0: want at least 1")

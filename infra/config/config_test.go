@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Vault != "file:///srv/vmvault/vault" || c.ImagesRoot != "/srv/vmvault/vms" || c.TaskQueue != "vmvault" ||
-		c.Host != "local" || c.TemporalAddress != "localhost:7233" || c.BackupTimeout.Hours() != 24 {
+		c.Host != "local" || c.TemporalAddress != "localhost:7233" || c.BackupTimeout.Hours() != 24 || c.CBTAuditRate != 0.005 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -58,6 +58,10 @@ func TestBadVariables(t *testing.T) {
 		{"VMVAULT_MAX_PROTECTED_VMS", "0", "VMVAULT_MAX_PROTECTED_VMS=0"},
 		{"VMVAULT_READ_LIMIT_MIB", "-1", "VMVAULT_READ_LIMIT_MIB=-1"},
 		{"VMVAULT_TRANSFER_WORKERS", "many", `VMVAULT_TRANSFER_WORKERS="many"`},
+		{"VMVAULT_CBT_AUDIT_RATE", "1.5", "VMVAULT_CBT_AUDIT_RATE=1.5: want a fraction from 0 to 1"},
+		{"VMVAULT_CBT_AUDIT_RATE", "-0.1", "VMVAULT_CBT_AUDIT_RATE=-0.1: want a fraction from 0 to 1"},
+		{"VMVAULT_CBT_AUDIT_RATE", "NaN", "VMVAULT_CBT_AUDIT_RATE=NaN: want a fraction from 0 to 1"},
+		{"VMVAULT_CBT_AUDIT_RATE", "half", `VMVAULT_CBT_AUDIT_RATE="half"`},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Setenv("VMVAULT_DATA_DIR", "/srv/vmvault")

@@ -14,7 +14,10 @@
 // Commit syncs the staging file and renames it to dir/<name>, then syncs the
 // directory. An existing target is refused unless forced, and a forced one is
 // first locked the way QEMU locks images it writes (imagelock), so an image a
-// VM is using is never replaced. Abort removes a stage's staging files. The
+// VM is using is never replaced. CommitAll commits several files of one
+// stage under a journal (.commit.restore-<h>), so a retry after a crash
+// finishes what the crashed attempt began instead of refusing the files it
+// renamed already. Abort removes a stage's staging files and journal. The
 // target is never opened for writing, so a restore that fails before its
 // commit leaves it as it was.
 //

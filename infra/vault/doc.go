@@ -143,6 +143,18 @@
 // read from the disk again and stored, and a checkpoint one of whose
 // leaves names such a block is not resumed from.
 //
+// CBT audit: before a CBT backup takes blocks from the parent, it reads a
+// seeded sample of them (BackupOptions.AuditRate of the blocks outside the
+// changed extents that may hold data, at least one, at most 256 MiB; the
+// seed is the parent recovery point, its tree and the disk, so a retry
+// reads the same blocks and each new parent others) and compares their ids
+// with the parent's. One that differs means the platform's tracking missed
+// changes: the disk is read in full (checksum, with the parent) instead,
+// the disk record's stats say so (audit_missed), and the next backup does
+// not pass this point's snapshot token for that disk, so it compares
+// checksums too before tracking is trusted again. audited_blocks counts a
+// disk's audit either way.
+//
 // Checkpoints: a disk backup in progress writes the leaves it has made
 // durable to a sealed object under checkpoints/<random>, rewritten in place
 // as the backup goes, before reporting a Checkpoint naming it (next block,

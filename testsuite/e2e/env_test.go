@@ -69,13 +69,23 @@ type envOpts struct {
 	initArgs []string
 	// objectLock creates the s3 vault's bucket with Object Lock enabled.
 	objectLock bool
+	// temporal, when set, is a shared server (one namespace per env, see
+	// harness.Temporal.In) instead of one of the env's own.
+	temporal *harness.Temporal
+	// vaultDir puts a directory vault there instead of dataDir/vault.
+	vaultDir string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{t: t, tp: harness.StartTemporal(t), dataDir: t.TempDir()}
+	tp := o.temporal
+	if tp == nil {
+		tp = harness.StartTemporal(t)
+	}
+	e := &env{t: t, tp: tp, dataDir: t.TempDir()}
 	e.vars = []string{
 		"VMVAULT_TEMPORAL_ADDRESS=" + e.tp.HostPort,
+		"VMVAULT_TEMPORAL_NAMESPACE=" + e.tp.Namespace,
 		"VMVAULT_DATA_DIR=" + e.dataDir,
 		"VMVAULT_VAULT_PASSPHRASE=" + passphrase,
 		"VMVAULT_HEARTBEAT_TIMEOUT=5s",
@@ -98,7 +108,12 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 		e.be = be
 	} else {
-		be, err := fs.New(filepath.Join(e.dataDir, "vault"))
+		dir := filepath.Join(e.dataDir, "vault")
+		if o.vaultDir != "" {
+			dir = o.vaultDir
+			e.vars = append(e.vars, "VMVAULT_VAULT=file://"+dir)
+		}
+		be, err := fs.New(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,8 +207,9 @@ func nonProgressLines(s string) []string {
 }
 
 type worker struct {
-	cmd *exec.Cmd
-	log string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
 }
 
 // startWorker starts the real worker binary and waits until it polls.
@@ -210,8 +226,8 @@ func (e *env) startWorker(extra []string, args ...string) *worker {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	w := &worker{cmd: cmd, log: logf.Name()}
 	done := make(chan struct{})
+	w := &worker{cmd: cmd, log: logf.Name(), done: done}
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	e.t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)

@@ -26,6 +26,7 @@ import (
 type liveQEMU struct {
 	inv string
 	q   *qemutest.Process
+	w   *worker
 }
 
 func (l *liveQEMU) start(t *testing.T) {
@@ -57,8 +58,8 @@ func (l *liveQEMU) write(t *testing.T, disk string, pattern byte, off, n int64) 
 
 // newLiveQEMU makes VM "live" in a qemu inventory (two 64 MiB raw disks,
 // the first 32 MiB of each random), starts it in a bare QEMU, and starts a
-// worker on the qemu platform.
-func newLiveQEMU(t *testing.T, e *env) *liveQEMU {
+// worker on the qemu platform, with workerEnv added to its environment.
+func newLiveQEMU(t *testing.T, e *env, workerEnv ...string) *liveQEMU {
 	t.Helper()
 	inv := filepath.Join(e.dataDir, "qemu")
 	dir := filepath.Join(inv, "live")
@@ -86,7 +87,7 @@ func newLiveQEMU(t *testing.T, e *env) *liveQEMU {
 	}
 	l := &liveQEMU{inv: inv}
 	l.start(t)
-	e.startWorker([]string{"VMVAULT_PLATFORM=qemu", "VMVAULT_QEMU_INVENTORY=" + inv})
+	l.w = e.startWorker(append([]string{"VMVAULT_PLATFORM=qemu", "VMVAULT_QEMU_INVENTORY=" + inv}, workerEnv...))
 	return l
 }
 

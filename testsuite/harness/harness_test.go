@@ -13,6 +13,9 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/vmvault/vmvault/infra/vault/storage/s3"
 )
 
 func TestBinDirOverride(t *testing.T) {
@@ -46,6 +49,24 @@ func TestMinIO(t *testing.T) {
 	a, b := m.NewBucket(t), m.NewBucket(t)
 	if a == b {
 		t.Fatalf("NewBucket returned %q twice", a)
+	}
+	// Stop and Start keep the endpoint and the data.
+	ctx := context.Background()
+	be, err := s3.New(ctx, m.Config(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Put(ctx, "k", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	end := m.Endpoint
+	m.Stop()
+	if _, err := be.Get(ctx, "k"); err == nil {
+		t.Fatal("get from a stopped MinIO succeeded")
+	}
+	m.Start()
+	if got, err := be.Get(ctx, "k"); err != nil || string(got) != "kept" || m.Endpoint != end {
+		t.Fatalf("after restart at %s (was %s): %q, %v", m.Endpoint, end, got, err)
 	}
 }
 
@@ -92,5 +113,37 @@ func TestPortTakenIsRetryable(t *testing.T) {
 	// And the retry loop gets a working server.
 	if m := StartMinIO(t); m.Endpoint == "" {
 		t.Fatal("no endpoint")
+	}
+}
+
+// A restarted server keeps its state (the SQLite file) and its address: a
+// workflow started before is still running after, and the search
+// attributes are still registered.
+func TestTemporalRestart(t *testing.T) {
+	tp := StartTemporal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := tp.Client(t)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "survives-restart", TaskQueue: "nobody-polls"}, "NoSuchWorkflow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Restart(t, time.Second)
+	// The old client reconnects by itself.
+	d, err := c.DescribeWorkflowExecution(ctx, "survives-restart", run.GetRunID())
+	if err != nil {
+		t.Fatalf("describe after restart: %v", err)
+	}
+	if st := d.WorkflowExecutionInfo.Status; st != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("workflow after restart: %v, want running", st)
+	}
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: tp.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range SearchAttributes {
+		if name, _, _ := strings.Cut(sa, "="); resp.GetCustomAttributes()[name] == enums.INDEXED_VALUE_TYPE_UNSPECIFIED {
+			t.Errorf("search attribute %s lost in the restart", name)
+		}
 	}
 }

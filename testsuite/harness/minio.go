@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -19,6 +20,12 @@ type MinIO struct {
 	AccessKey string
 	SecretKey string
 	Region    string
+
+	t       testing.TB
+	dir     string
+	addr    string
+	console string
+	proc    *process
 }
 
 // StartMinIO starts bin/minio on a fresh temporary directory with random
@@ -29,37 +36,66 @@ func StartMinIO(t testing.TB) *MinIO {
 		AccessKey: "vmvault-" + randomHex(6),
 		SecretKey: randomHex(20),
 		Region:    "us-east-1",
+		t:         t,
+		dir:       t.TempDir(),
 	}
-	dir := t.TempDir()
-	client := &http.Client{Timeout: 2 * time.Second}
 	startOnFreePorts(t, func() error {
-		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-		m.Endpoint = "http://" + addr
-		p := startProcess(t, "minio",
-			[]string{"server", dir,
-				"--address", addr,
-				"--console-address", "127.0.0.1:" + strconv.Itoa(FreePort(t))},
-			[]string{
-				"MINIO_ROOT_USER=" + m.AccessKey,
-				"MINIO_ROOT_PASSWORD=" + m.SecretKey,
-				"MINIO_REGION=" + m.Region,
-				"MINIO_UPDATE=off",
-				"MINIO_CI_CD=1", // no terminal colours and banners meant for humans
-			})
-		url := m.Endpoint + "/minio/health/live"
-		return p.awaitReady(60*time.Second, func() error {
-			resp, err := client.Get(url)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return statusErr(url, resp.StatusCode)
-			}
-			return nil
-		})
+		m.addr = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		m.console = "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		m.Endpoint = "http://" + m.addr
+		return m.run()
 	})
 	return m
+}
+
+// Stop stops the server (SIGTERM), keeping its data for Start.
+func (m *MinIO) Stop() {
+	m.t.Helper()
+	m.proc.stop()
+}
+
+// Start starts a stopped server again on the same data directory, address
+// and credentials, and waits until it is ready.
+func (m *MinIO) Start() {
+	m.t.Helper()
+	if !m.proc.exited() {
+		m.t.Fatal("minio: Start while it runs")
+	}
+	var err error
+	for range 20 { // the old listener's port may take a moment to free
+		if err = m.run(); !errors.Is(err, errPortTaken) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *MinIO) run() error {
+	m.proc = startProcess(m.t, "minio",
+		[]string{"server", m.dir, "--address", m.addr, "--console-address", m.console},
+		[]string{
+			"MINIO_ROOT_USER=" + m.AccessKey,
+			"MINIO_ROOT_PASSWORD=" + m.SecretKey,
+			"MINIO_REGION=" + m.Region,
+			"MINIO_UPDATE=off",
+			"MINIO_CI_CD=1", // no terminal colours and banners meant for humans
+		})
+	client := &http.Client{Timeout: 2 * time.Second}
+	url := m.Endpoint + "/minio/health/live"
+	return m.proc.awaitReady(60*time.Second, func() error {
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return statusErr(url, resp.StatusCode)
+		}
+		return nil
+	})
 }
 
 // Config is the s3 backend configuration for bucket on this server.

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmvault/vmvault/infra/diskfile"
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/platform"
 )
 
@@ -247,7 +249,16 @@ func removeAt(dir *os.File, name string) error {
 	return nil
 }
 
+// step marks a named step of a commit: a fault point, and the tests' hook.
 func (p *images) step(name string) error {
+	switch {
+	case name == "journal":
+		faultpoint.Hit("restore.journal")
+	case strings.HasPrefix(name, "disk "):
+		faultpoint.Hit("restore.commit")
+	case name == "config":
+		faultpoint.Hit("restore.config")
+	}
 	if p.hook != nil {
 		return p.hook(name)
 	}

@@ -42,6 +42,12 @@ type BackupOptions struct {
 	// ReadLimit caps the disk read rate in bytes per second (0: no cap), to
 	// spare the storage the VMs run on.
 	ReadLimit int64
+	// AuditRate is the fraction of the blocks a CBT backup would take from
+	// the parent that it reads and compares with the parent first (the CBT
+	// audit, audit.go); 0 audits nothing. AuditSeed (the parent recovery
+	// point's name) seeds the sample with the parent's root and the disk.
+	AuditRate float64
+	AuditSeed string
 }
 
 // DiskResult is a finished disk backup.
@@ -86,18 +92,32 @@ func parentUnreadable(what string, err error) error {
 // number of workers and packs in flight. The first stage to fail stops the
 // others, and its error is returned.
 //
+// A CBT backup first audits the tracking (audit.go). If the audit finds
+// blocks it missed, the disk is read in full (checksum, with the parent)
+// instead: correctness first. DiskResult.Stats count the audit either way.
+//
 // A parent whose root or a leaf is missing or corrupt must not block every
 // later backup of the VM: the disk is read in full (checksum, no parent)
 // instead, and DiskResult.ParentUnreadable says why.
 func (v *archiver) BackupDisk(ctx context.Context, src Source, opt BackupOptions) (DiskResult, error) {
 	res, err := v.backupDisk(ctx, src, opt)
-	var pe *parentError
-	if opt.Parent == nil || !errors.As(err, &pe) || ctx.Err() != nil {
-		return res, err
+	var ae *auditError
+	if errors.As(err, &ae) && ctx.Err() == nil {
+		// A retry audits the same sample of the same snapshot and finds the
+		// same: a checkpoint it resumes from was made by this full read.
+		opt.Changed = nil
+		res, err = v.backupDisk(ctx, src, opt)
 	}
-	opt.Parent, opt.Changed = nil, nil
-	res, err = v.backupDisk(ctx, src, opt)
-	res.ParentUnreadable = pe.Error()
+	var pe *parentError
+	if opt.Parent != nil && errors.As(err, &pe) && ctx.Err() == nil {
+		opt.Parent, opt.Changed = nil, nil
+		res, err = v.backupDisk(ctx, src, opt)
+		res.ParentUnreadable = pe.Error()
+	}
+	if ae != nil {
+		res.Stats.AuditedBlocks, res.Stats.AuditMissed = ae.audited, ae.missed
+		res.Stats.ScannedBytes += ae.scanned
+	}
 	return res, err
 }
 
@@ -137,6 +157,15 @@ func (v *archiver) backupDisk(ctx context.Context, src Source, opt BackupOptions
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
+	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.BS)}
+	var audited, auditScanned int64
+	if useCBT {
+		sample := auditSample(lay, extent.Normalize(opt.Extents), extent.Normalize(opt.Changed), opt.AuditRate, auditSeed(opt.AuditSeed, *opt.Parent, opt.Disk))
+		if auditScanned, err = s.audit(ctx, parent, sample, workers); err != nil {
+			return res, err
+		}
+		audited = int64(len(sample))
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	pk := repo.NewPacker(gctx, v.Repo)
@@ -151,7 +180,6 @@ func (v *archiver) backupDisk(ctx context.Context, src Source, opt BackupOptions
 		defer close(jobs)
 		return f.run(gctx, res.ResumedAt, jobs)
 	})
-	s := &readHasher{v: v, idx: idx, src: src, disk: opt.Disk, lay: lay, limit: newReadLimiter(opt.ReadLimit, lay.BS)}
 	g.Go(func() error {
 		defer close(results)
 		return s.run(gctx, workers, jobs, results)
@@ -166,6 +194,8 @@ func (v *archiver) backupDisk(ctx context.Context, src Source, opt BackupOptions
 		return res, err
 	}
 	res.Stats = c.stats
+	res.Stats.AuditedBlocks = audited
+	res.Stats.ScannedBytes += auditScanned
 	// Checkpoints are garbage once the root is durable. Best effort: GC
 	// removes what is left (this one if the DELETE fails, and those of
 	// attempts that were never resumed).

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/repo"
@@ -24,6 +25,7 @@ func (v *archiver) saveCheckpoint(ctx context.Context, key, disk string, lay for
 	if err := v.PutSealed(ctx, key, o); err != nil {
 		return nil, fmt.Errorf("disk %s: checkpoint: %w", disk, err)
 	}
+	faultpoint.Hit("transfer.checkpoint")
 	return &repo.Checkpoint{NextBlock: min(int64(len(leaves))*lay.LE, lay.Blocks), Ref: key, Stats: stats}, nil
 }
 

@@ -8,7 +8,10 @@
 //     sealing the blocks the vault lacks, on all cores;
 //   - collect (collect.go): builds the tree in order and hands blobs to the
 //     repository's pack writer;
-//   - checkpoints (checkpoint.go): what an interrupted backup resumes from.
+//   - checkpoints (checkpoint.go): what an interrupted backup resumes from;
+//   - the CBT audit (audit.go): before it trusts changed-block tracking, a
+//     CBT backup re-reads a seeded sample of the blocks it would take from
+//     the parent, and reads the disk in full if any differs.
 //
 // backup imports repo, index and format; nothing in the vault below it
 // imports it.

@@ -83,25 +83,11 @@ func (s *readHasher) run(ctx context.Context, workers int, jobs <-chan blockJob,
 // read reads block r.n within the read limit, hashes it and, unless it is
 // zero or already stored, seals it into r.
 func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) ([]byte, error) {
-	if err := s.limit.WaitN(ctx, r.size); err != nil {
-		if ctx.Err() != nil {
-			return scratch, context.Cause(ctx)
-		}
-		// The wait would outlast ctx's deadline (n never exceeds the burst).
-		return scratch, fmt.Errorf("disk %s: read limit: %w: %v", s.disk, context.DeadlineExceeded, err)
-	}
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := (*bp)[:r.size]
-	off := r.n * s.lay.BS
-	// Blocks lie inside the disk, so io.EOF is only fine with a full block
-	// (ReaderAt may return it with the last bytes of the source).
-	n, err := s.src.ReadAt(buf, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return scratch, fmt.Errorf("disk %s: read at offset %d: %w", s.disk, off, err)
-	}
-	if n < len(buf) {
-		return scratch, fmt.Errorf("disk %s: read at offset %d: short read: %d of %d bytes: %w", s.disk, off, n, len(buf), io.ErrUnexpectedEOF)
+	if err := s.readBlock(ctx, r.n, buf); err != nil {
+		return scratch, err
 	}
 	r.scanned = true
 	if isZero(buf) {
@@ -112,6 +98,29 @@ func (s *readHasher) read(ctx context.Context, r *blockResult, scratch []byte) (
 		r.sealed, scratch = s.v.Keys().SealBlob(r.id, buf, scratch)
 	}
 	return scratch, nil
+}
+
+// readBlock reads block n, whole, into buf (the block's length) within the
+// read limit.
+func (s *readHasher) readBlock(ctx context.Context, n int64, buf []byte) error {
+	if err := s.limit.WaitN(ctx, len(buf)); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		// The wait would outlast ctx's deadline (n never exceeds the burst).
+		return fmt.Errorf("disk %s: read limit: %w: %v", s.disk, context.DeadlineExceeded, err)
+	}
+	off := n * s.lay.BS
+	// Blocks lie inside the disk, so io.EOF is only fine with a full block
+	// (ReaderAt may return it with the last bytes of the source).
+	got, err := s.src.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("disk %s: read at offset %d: %w", s.disk, off, err)
+	}
+	if got < len(buf) {
+		return fmt.Errorf("disk %s: read at offset %d: short read: %d of %d bytes: %w", s.disk, off, got, len(buf), io.ErrUnexpectedEOF)
+	}
+	return nil
 }
 
 var zeros [64 << 10]byte

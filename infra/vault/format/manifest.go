@@ -119,6 +119,13 @@ type DiskStats struct {
 	NewBlocks   int64 `json:"new_blocks"`
 	ZeroBlocks  int64 `json:"zero_blocks"`
 	Packs       int   `json:"packs"`
+	// AuditedBlocks were read outside a CBT backup's changed extents and
+	// compared with the parent (the CBT audit). AuditMissed of them differed:
+	// the platform's tracking missed changes, so the disk was read in full
+	// instead, and the next backup does not trust the tracking since this
+	// point either.
+	AuditedBlocks int64 `json:"audited_blocks,omitempty"`
+	AuditMissed   int64 `json:"audit_missed,omitempty"`
 }
 
 // Add adds o's counts to s, e.g. to total the disks of a recovery point.
@@ -131,6 +138,8 @@ func (s *DiskStats) Add(o DiskStats) {
 	s.NewBlocks += o.NewBlocks
 	s.ZeroBlocks += o.ZeroBlocks
 	s.Packs += o.Packs
+	s.AuditedBlocks += o.AuditedBlocks
+	s.AuditMissed += o.AuditMissed
 }
 
 // ErrSoftDeleted is returned (wrapped, and also matching ErrNoRecoveryPoint)

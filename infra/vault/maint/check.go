@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/repo"
@@ -445,5 +446,6 @@ func (c *checker) readRun(ctx context.Context, r []restore.Block) ([]badBlock, i
 			bad = append(bad, badBlock{pos: int(w.Off), id: w.ID, pack: &pack, reason: err.Error(), corrupt: true})
 		}
 	}
+	faultpoint.Hit("check.read")
 	return bad, int64(len(r)), int64(len(data)), nil
 }

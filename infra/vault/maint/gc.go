@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
@@ -229,6 +230,7 @@ func (v *maintainer) GCMark(ctx context.Context, opt GCOptions) (GCMarkReport, e
 	if _, err := v.RefreshIndex(ctx); err != nil {
 		return rep, fmt.Errorf("gc mark: %w", err)
 	}
+	faultpoint.Hit("gc.mark")
 	return rep, nil
 }
 
@@ -322,6 +324,7 @@ func (v *maintainer) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport,
 	if opt.DryRun {
 		return rep, nil
 	}
+	faultpoint.Hit("gc.swept")
 	// Packs are logged and deleted before gc/candidates stops naming them
 	// (see RefreshIndex), so no dedup view ever offers a deleted pack.
 	if err := v.PutSealed(ctx, format.GCCandidatesKey, rest); err != nil {
@@ -346,20 +349,26 @@ func (v *maintainer) deletePacks(ctx context.Context, st *gcState, packs []forma
 		}
 		rest.DeletedThrough = seq
 	}
-	var keys []string // each pack before its index object and quarantine note
+	del := func(keys []string) error {
+		for _, key := range keys {
+			if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("delete %s: %w", key, err)
+			}
+		}
+		return nil
+	}
 	for _, id := range packs {
-		keys = append(keys, format.PackKey(id))
-		keys = append(keys, st.packs[id].indexKeys...)
+		// Each pack before its index object and quarantine note.
+		keys := append([]string{format.PackKey(id)}, st.packs[id].indexKeys...)
 		if st.packs[id].quarantined {
 			keys = append(keys, format.QuarantineKey(id))
 		}
-	}
-	for _, key := range append(keys, orphans...) {
-		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("delete %s: %w", key, err)
+		if err := del(keys); err != nil {
+			return err
 		}
+		faultpoint.Hit("gc.sweep")
 	}
-	return nil
+	return del(orphans)
 }
 
 // GCCandidates returns the current candidates and when they were marked

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
@@ -65,6 +66,7 @@ func (v *maintainer) purge(ctx context.Context, dp format.DeletedPoint, now time
 	if err := v.DeleteKey(ctx, format.TombstoneKey(dp.VM, dp.ID)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, fmt.Errorf("purge %s: %w", dp.Ref(), err)
 	}
+	faultpoint.Hit("retention.purge")
 	return true, nil
 }
 

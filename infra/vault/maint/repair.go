@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/storage"
@@ -148,6 +149,7 @@ func (v *maintainer) removeIndexObjects(ctx context.Context, rep *RepairReport, 
 		if _, err := v.logDeletions(ctx, gone, time.Now().UTC(), true); err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
+		faultpoint.Hit("repair.unindex")
 	}
 	for _, key := range remove {
 		if err := v.Storage().Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -187,6 +189,7 @@ func (v *maintainer) reindex(ctx context.Context, rep *RepairReport, todo []form
 					return fmt.Errorf("repair: delete %s: %w", key, err)
 				}
 			}
+			faultpoint.Hit("repair.reindex")
 			rep.Reindexed = append(rep.Reindexed, id)
 			return nil
 		})

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
@@ -321,6 +322,7 @@ func (c *copier) copyAll(ctx context.Context, keys []string) (int, error) {
 			defer c.mu.Unlock()
 			switch res {
 			case copied:
+				faultpoint.Hit("replicate.copy")
 				n++
 				c.prog.Copied++
 				c.prog.CopiedBytes += size

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 )
@@ -128,10 +129,12 @@ func (p *Packer) upload(buf []byte, entries []format.IndexEntry) error {
 	if err := p.v.PutObject(p.ctx, format.PackKey(id), buf); err != nil {
 		return fmt.Errorf("put pack %s: %w", id.Short(), err)
 	}
+	faultpoint.Hit("transfer.pack")
 	pi := format.PackIndex{Pack: id, Size: int64(len(buf)), Entries: entries}
 	if err := p.v.PutPackIndex(p.ctx, pi); err != nil {
 		return fmt.Errorf("index pack %s: %w", id.Short(), err)
 	}
+	faultpoint.Hit("transfer.packindex")
 	idx, err := p.v.Index(p.ctx)
 	if err != nil {
 		return err

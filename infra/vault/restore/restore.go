@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/index"
 	"github.com/vmvault/vmvault/infra/vault/repo"
@@ -111,6 +112,7 @@ func (v *restorer) RestoreDisk(ctx context.Context, id format.ID, w io.WriterAt,
 		for _, n := range written {
 			res.WrittenBytes += n
 		}
+		faultpoint.Hit("restore.write")
 		if opt.Progress != nil {
 			done := min((int64(li)+1)*le*bs, root.Size)
 			opt.Progress(repo.Progress{Disk: opt.Disk, SizeBytes: root.Size, DoneBytes: done, NextLeaf: li + 1,

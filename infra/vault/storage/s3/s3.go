@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -155,16 +155,6 @@ func isInvalidRange(err error) bool {
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
 }
 
-// rangeTotal is the object size of a Content-Range header ("bytes a-b/size").
-func rangeTotal(cr string) (int64, bool) {
-	_, total, ok := strings.Cut(cr, "/")
-	if !ok || total == "*" {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(total, 10, 64)
-	return n, err == nil && n >= 0
-}
-
 func isNotFound(err error) bool {
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
@@ -186,15 +176,19 @@ func isNotFound(err error) bool {
 // translate turns a missing key into storage.ErrNotFound. A missing bucket
 // stays a plain error: an empty-looking vault would hide a misconfiguration.
 func translate(op, key string, err error) error {
+	return fmt.Errorf("%s %s: %w", op, key, notFoundAs(err))
+}
+
+func notFoundAs(err error) error {
 	var nsb *types.NoSuchBucket
 	var api smithy.APIError
 	if errors.As(err, &nsb) || (errors.As(err, &api) && api.ErrorCode() == "NoSuchBucket") {
-		return fmt.Errorf("%s %s: %w", op, key, err)
+		return err
 	}
 	if isNotFound(err) {
-		return fmt.Errorf("%s %s: %w", op, key, storage.ErrNotFound)
+		return storage.ErrNotFound
 	}
-	return fmt.Errorf("%s %s: %w", op, key, err)
+	return err
 }
 
 func (b *s3Backend) Put(ctx context.Context, key string, data []byte) error {
@@ -231,17 +225,10 @@ func (b *s3Backend) PutIfAbsent(ctx context.Context, key string, data []byte) er
 }
 
 func (b *s3Backend) Get(ctx context.Context, key string) ([]byte, error) {
-	out, err := b.client.GetObject(ctx, &awss3.GetObjectInput{
-		Bucket: aws.String(b.bucket),
-		Key:    b.key(key),
-	})
+	in := &awss3.GetObjectInput{Bucket: aws.String(b.bucket), Key: b.key(key)}
+	data, err := b.getObject(ctx, in, -1)
 	if err != nil {
-		return nil, translate("get", key, err)
-	}
-	defer out.Body.Close()
-	data, err := readBody(out.Body, aws.ToInt64(out.ContentLength))
-	if err != nil {
-		return nil, fmt.Errorf("get %s: read body: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return data, nil
 }
@@ -261,30 +248,69 @@ func (b *s3Backend) GetRange(ctx context.Context, key string, offset, length int
 		}
 		return []byte{}, nil
 	}
-	out, err := b.client.GetObject(ctx, &awss3.GetObjectInput{
+	in := &awss3.GetObjectInput{
 		Bucket: aws.String(b.bucket),
 		Key:    b.key(key),
 		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1)),
-	})
-	if err != nil {
-		if isInvalidRange(err) { // starts at or after the end
-			return nil, fmt.Errorf("get %s range %d+%d: %w", key, offset, length, storage.ErrRange)
-		}
-		return nil, translate("get", key, err)
 	}
-	defer out.Body.Close()
-	// S3 answers a range that runs past the end with what there is, and
-	// says how long the object is: short because the object is, or a body
-	// cut on the way (readBody's exact length check, retryable).
-	if size, ok := rangeTotal(aws.ToString(out.ContentRange)); ok && offset+length > size {
-		return nil, fmt.Errorf("get %s range %d+%d: the object has %d bytes: %w", key, offset, length, size, storage.ErrRange)
-	}
-	data, err := readBody(out.Body, length)
+	data, err := b.getObject(ctx, in, length)
 	if err != nil {
-		return nil, fmt.Errorf("get %s range %d+%d: read body: %w", key, offset, length, err)
+		return nil, fmt.Errorf("get %s range %d+%d: %w", key, offset, length, err)
 	}
 	return data, nil
 }
+
+// bodyAttempts bounds how often getObject asks again for an object whose
+// body broke off before its declared length. The SDK retries a request
+// until its reply's headers arrive, not a body cut short after them (a
+// connection reset mid-transfer, a proxy timing out): without this, one
+// dropped connection failed a whole restore or vault check.
+const bodyAttempts = 4
+
+// getObject fetches in's object (or range) and reads its body: exactly want
+// bytes (want < 0: the declared length). A body cut short is fetched again,
+// up to bodyAttempts in all; a body of another declared length (a range
+// past the end of the object) is an error at once.
+func (b *s3Backend) getObject(ctx context.Context, in *awss3.GetObjectInput, want int64) ([]byte, error) {
+	var lastErr error
+	for attempt := range bodyAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, errors.Join(lastErr, ctx.Err())
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
+		out, err := b.client.GetObject(ctx, in)
+		if err != nil {
+			if isInvalidRange(err) { // a range that starts at or after the end
+				return nil, storage.ErrRange
+			}
+			return nil, notFoundAs(err)
+		}
+		declared := aws.ToInt64(out.ContentLength)
+		n := want
+		if n < 0 {
+			n = declared
+		} else if out.ContentLength != nil && declared != want {
+			// S3 answers a range that runs past the end with what there is.
+			out.Body.Close()
+			return nil, fmt.Errorf("object has %d bytes in that range, %d asked for: %w", declared, want, storage.ErrRange)
+		}
+		data, err := readBody(out.Body, n)
+		out.Body.Close()
+		if err == nil {
+			return data, nil
+		}
+		lastErr = fmt.Errorf("read body (attempt %d of %d): %w", attempt+1, bodyAttempts, err)
+		if ctx.Err() != nil || errors.Is(err, errBodyTooLong) {
+			return nil, lastErr
+		}
+	}
+	return nil, lastErr
+}
+
+var errBodyTooLong = errors.New("body longer than declared")
 
 // readBody reads exactly size bytes (or all, when size is unknown) and then
 // reads on to EOF, where the SDK checks the response checksum.
@@ -298,7 +324,7 @@ func readBody(r io.Reader, size int64) ([]byte, error) {
 	}
 	var probe [1]byte
 	if n, err := io.ReadFull(r, probe[:]); n > 0 {
-		return nil, fmt.Errorf("body longer than %d bytes", size)
+		return nil, fmt.Errorf("%w: %d bytes", errBodyTooLong, size)
 	} else if !errors.Is(err, io.EOF) {
 		return nil, err
 	}
