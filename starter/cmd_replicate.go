@@ -86,12 +86,13 @@ func (a *app) vaultReplicate(ctx context.Context, wait bool) error {
 }
 
 // printDamage says what a pass found damaged and left alone: conflicts
-// (the secondary's copy kept), objects of the primary that failed
+// (the secondary's copy kept unless proven damaged, then replaced with the
+// primary's intact one), objects of the primary that failed
 // verification (not copied), objects the primary lost (kept on the
 // secondary), and why no data was deleted.
 func (a *app) printDamage(r vault.ReplicateReport) {
 	if r.ConflictCount > 0 {
-		fmt.Fprintf(a.out, "%d conflicts: the secondary holds these objects differently; its copies are kept, never overwritten:\n", r.ConflictCount)
+		fmt.Fprintf(a.out, "%d conflicts: the secondary holds these objects differently; its copies are kept, never overwritten unless proven damaged while the primary's are intact:\n", r.ConflictCount)
 		for _, c := range r.Conflicts {
 			fmt.Fprintf(a.out, "  %s\n", c)
 		}

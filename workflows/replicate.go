@@ -86,7 +86,7 @@ func ReplicateVault(ctx workflow.Context, in ReplicateVaultInput) (res Replicate
 			r.Target, r.RecoveryPoints, r.Copied+r.CopiedBefore, r.Objects, r.CopiedBytes+r.BytesBefore, r.Duration, r.Deleted, r.PendingDeletes)
 		if r.ConflictCount > 0 || r.RefusedCount > 0 || r.LostOnPrimary > 0 {
 			// Only when there is damage, so recorded passes replay as they ran.
-			summary += fmt.Sprintf("; damage not spread: %d conflicts (the secondary's copies kept), %d objects refused, %d lost on the primary (kept on the secondary)",
+			summary += fmt.Sprintf("; damage not spread: %d conflicts (the secondary's copies kept, or replaced where proven damaged), %d objects refused, %d lost on the primary (kept on the secondary)",
 				r.ConflictCount, r.RefusedCount, r.LostOnPrimary)
 		}
 		workflow.SetCurrentDetails(ctx, summary)

@@ -107,8 +107,9 @@
 // every pack without a valid one from the pack's own header (blobs, sealed
 // header of type, id, offset and length per blob, header length as 4 bytes
 // little-endian), after verifying the whole pack, and index objects of
-// missing packs are deleted (and named in GC's deletion log, so every
-// worker's next refresh forgets their packs).
+// missing packs are deleted (and named in a deletion log marked lost, so
+// every worker's next refresh forgets their packs, while replication,
+// which follows only what sweeps deleted, keeps the secondary's copies).
 // Check reads every recovery point's trees (and with ReadData its blocks)
 // and reports what is unrestorable by VM, recovery point, disk and offset.
 //

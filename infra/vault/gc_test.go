@@ -342,3 +342,56 @@ func TestGCDryRun(t *testing.T) {
 		t.Fatal("dry run wrote")
 	}
 }
+
+// listHook runs hook once, before the first listing of prefix.
+type listHook struct {
+	*memBackend
+	prefix string
+	hook   func()
+}
+
+func (h *listHook) List(ctx context.Context, p string, fn func(string, int64) error) error {
+	if p == h.prefix && h.hook != nil {
+		hook := h.hook
+		h.hook = nil
+		hook()
+	}
+	return h.memBackend.List(ctx, p, fn)
+}
+
+// A backup that finishes while GC's mark runs, after the mark listed the
+// packs and before it reads the recovery points, saves a point whose tree
+// is in packs the mark never listed: the mark reads those late packs'
+// index objects for the tree (it used to fail: "in no pack"), protects
+// the older blocks the new point shares, and it restores after the sweep.
+func TestGCMarkBesideAFinishingBackup(t *testing.T) {
+	ctx := context.Background()
+	v, be := testVault(t)
+	c := &gcClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	diskA := distinctDisk(3, 24)
+	ra := backupDisk(t, v, diskA, BackupOptions{})
+	saveRP(t, v, "a", 1, diskRec(ra))
+	// b shares a's first blocks and changes the others.
+	diskB := append(memDisk(nil), diskA...)
+	copy(diskB[12*testBlock:], distinctDisk(4, 12))
+	var rb DiskResult
+	h := &listHook{memBackend: be, prefix: format.KindCheckpoint.Prefix(), hook: func() {
+		rb = backupDisk(t, v, diskB, BackupOptions{})
+		saveRP(t, v, "b", 2, diskRec(rb))
+		if err := be.Delete(ctx, format.RecoveryPointKey("vm1", "a")); err != nil { // a expires
+			t.Error(err)
+		}
+	}}
+	gv := newVault(h, v.Config(), v.Repo().Keys())
+	m, err := gv.Maint().GCMark(ctx, c.opt())
+	if err != nil {
+		t.Fatalf("mark beside a finishing backup: %v", err)
+	}
+	t.Logf("mark: %+v", m)
+	c.add(26 * time.Hour)
+	gcSweep(t, gv, c)
+	assertRestores(t, v, rb, diskB)
+	if rep := check(t, reopen(v), CheckOptions{ReadData: true}); !rep.OK {
+		t.Fatalf("check after GC: %+v", rep)
+	}
+}

@@ -370,3 +370,75 @@ func TestReplicateKeepsDataOfPointLostOnPrimary(t *testing.T) {
 	restoresFromSecondary(t, v, dst, "b", diskB)
 	restoresFromSecondary(t, v, dst, "a", diskA)
 }
+
+// A pack lost on the primary stays lost there after 'vault repair' drops
+// its index object: repair names it in the deletion log so every worker's
+// index forgets it, but that is not a deletion to replicate. The
+// secondary keeps its copy (the only good one) past the delay, and the
+// point restores from it.
+func TestReplicateKeepsPackRepairDropped(t *testing.T) {
+	ctx := context.Background()
+	disk := distinctDisk(15, 24)
+	v, src, dst, _ := replicaPair(t, disk)
+	now := time.Now()
+	opt := func(at time.Time) ReplicateOptions {
+		return ReplicateOptions{Now: at, DeleteAfter: time.Hour, Keys: v.Repo().Keys()}
+	}
+	mustReplicate(t, src, dst, opt(now))
+	pack := keysOf(t, src, "packs/")[0]
+	lost := []string{pack}
+	for _, k := range keysOf(t, src, "index/") {
+		if strings.HasSuffix(k, pathTail(pack)) {
+			lost = append(lost, k)
+		}
+	}
+	if err := src.Delete(ctx, pack); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.Maint().Repair(ctx)
+	if err != nil || len(rep.RemovedIndex) != 1 {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	mustReplicate(t, src, dst, opt(now.Add(time.Minute)))
+	r := mustReplicate(t, src, dst, opt(now.Add(3*time.Hour)))
+	for _, k := range lost {
+		if _, err := dst.Stat(ctx, k); err != nil {
+			t.Fatalf("%s, lost on the primary and dropped by repair, deleted from the secondary: %v (%+v)", k, err, r)
+		}
+	}
+	if r.Deleted != 0 || r.LostOnPrimary != len(lost) {
+		t.Fatalf("after the delay: %+v", r)
+	}
+	restoresFromSecondary(t, v, dst, "a", disk)
+}
+
+// A pack damaged on the secondary (cut short there) while the primary's
+// copy is intact is a conflict the vault's keys settle: the primary's
+// verified bytes replace the damaged copy, and the point restores from
+// the secondary again. Without the keys nothing is replaced.
+func TestReplicateHealsDamagedSecondaryCopy(t *testing.T) {
+	ctx := context.Background()
+	disk := distinctDisk(16, 24)
+	v, src, dst, _ := replicaPair(t, disk)
+	mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()})
+	pack := keysOf(t, src, "packs/")[0]
+	good := getObj(t, src, pack)
+	if err := dst.Put(ctx, pack, good[:len(good)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustReplicate(t, src, dst, ReplicateOptions{}); rep.ConflictCount != 1 || len(getObj(t, dst, pack)) != len(good)/2 {
+		t.Fatalf("without keys: %+v", rep)
+	}
+	rep := mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()})
+	if rep.ConflictCount != 1 || !rep.Conflicts[0].Replaced || !strings.Contains(rep.Conflicts[0].String(), "replaced with the primary's intact copy") {
+		t.Fatalf("with keys: %+v", rep)
+	}
+	t.Log(rep.Conflicts[0])
+	if !bytes.Equal(getObj(t, dst, pack), good) {
+		t.Fatal("the secondary's damaged copy was not replaced by the primary's")
+	}
+	restoresFromSecondary(t, v, dst, "a", disk)
+	if rep := mustReplicate(t, src, dst, ReplicateOptions{Keys: v.Repo().Keys()}); rep.ConflictCount != 0 || rep.Copied != 0 {
+		t.Fatalf("after the heal: %+v", rep)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
@@ -81,6 +82,42 @@ func TestRestoreTriesAnotherCopy(t *testing.T) {
 			t.Fatalf("block 3 has %d copies, want 2", n)
 		}
 		flipBlob(t, fresh, be, ids[3]) // the copy the index offers first
+		if got := restoreDisk(t, fresh, r.Root, disk.Size()); !bytes.Equal(got, disk) {
+			t.Fatal("restore is not bit-exact")
+		}
+	})
+
+	// A pack cut short (the blocks past its end gone) is damage, not a
+	// storage hiccup to retry: the blocks before the cut still come from
+	// it, the others from another copy, and with none the restore fails at
+	// once as corrupt data.
+	t.Run("truncated pack", func(t *testing.T) {
+		v, be := testVault(t)
+		r := backupDisk(t, v, disk, BackupOptions{})
+		ids, err := v.Repo().BlockIDs(ctx, r.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := packOf(t, v, r.Root, 3)
+		loc, _ := mustIndex(t, v).Lookup(ids[3])
+		cut := func() { be.Objs[format.PackKey(old)] = be.Objs[format.PackKey(old)][:loc.Offset+loc.Length/2] }
+		cut()
+		w := &memWriter{b: make([]byte, disk.Size())}
+		_, err = v.RestoreDisk(ctx, r.Root, w, RestoreOptions{Disk: "d"}) // index loaded before the cut
+		if !errors.Is(err, format.ErrCorrupt) || !strings.Contains(err.Error(), "truncated") {
+			t.Fatalf("restore from a truncated pack: %v, want ErrCorrupt saying truncated", err)
+		}
+		t.Log(err)
+
+		v, be = testVault(t)
+		r = backupDisk(t, v, disk, BackupOptions{})
+		old = packOf(t, v, r.Root, 3)
+		copyPack(t, reopen(v), be, old)
+		ids, _ = v.Repo().BlockIDs(ctx, r.Root)
+		fresh := reopen(v)
+		loc, _ = mustIndex(t, fresh).Lookup(ids[3])
+		old = loc.Pack // the copy the index offers first
+		cut()
 		if got := restoreDisk(t, fresh, r.Root, disk.Size()); !bytes.Equal(got, disk) {
 			t.Fatal("restore is not bit-exact")
 		}

@@ -6,6 +6,11 @@ import "time"
 type DeletionLog struct {
 	At    time.Time `json:"at"`
 	Packs []ID      `json:"packs"`
+	// Lost logs name packs that were already gone when written (repair
+	// dropped their index objects), not packs a sweep deleted: every
+	// index forgets them, but replication keeps the secondary's copies,
+	// which may be the only good ones.
+	Lost bool `json:"lost,omitempty"`
 }
 
 // GCCandidate is a pack that no recovery point, soft-deleted point or

@@ -39,9 +39,21 @@ func LastDeletionLog(ctx context.Context, be storage.Backend) (uint64, error) {
 }
 
 // ReadDeletionLogs reads the logs after seq and returns the newest seq and
-// the packs they name. A log that cannot be read fails the refresh: the
-// packs it names may be gone.
+// the packs they name, lost ones included. A log that cannot be read fails
+// the refresh: the packs it names may be gone.
 func ReadDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys, after uint64) (uint64, map[format.ID]bool, error) {
+	return readDeletionLogs(ctx, be, keys, after, true)
+}
+
+// ReadSweptPacks returns the packs GC's sweeps deleted on purpose: what
+// the deletion logs name, less the packs repair found lost (the logs with
+// Lost set). Only those deletions are replicated.
+func ReadSweptPacks(ctx context.Context, be storage.Backend, keys *format.Keys) (map[format.ID]bool, error) {
+	_, swept, err := readDeletionLogs(ctx, be, keys, 0, false)
+	return swept, err
+}
+
+func readDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys, after uint64, lost bool) (uint64, map[format.ID]bool, error) {
 	var seqs []uint64
 	newest := after
 	err := be.ListAfter(ctx, format.KindDeletionLog.Prefix(), format.DeletionLogKey(after), func(key string, _ int64) error {
@@ -59,6 +71,9 @@ func ReadDeletionLogs(ctx context.Context, be storage.Backend, keys *format.Keys
 		var l format.DeletionLog
 		if err := format.GetSealed(ctx, be, keys, format.DeletionLogKey(seq), &l); err != nil {
 			return 0, nil, fmt.Errorf("read GC deletion log: %w", err)
+		}
+		if l.Lost && !lost {
+			continue
 		}
 		for _, p := range l.Packs {
 			gone[p] = true

@@ -307,6 +307,11 @@ func (c *checker) readTree(ctx context.Context, id format.ID) ([]byte, *badBlock
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &badBlock{id: id, pack: &loc.Pack, reason: "pack is not in the vault"}, nil
 	}
+	if errors.Is(err, storage.ErrRange) {
+		b := badBlock{id: id, pack: &loc.Pack, reason: repo.PackTruncated(err).Error(), corrupt: true}
+		c.noteCorrupt(b)
+		return nil, &b, nil
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("tree node %s in pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}
@@ -405,6 +410,21 @@ func (c *checker) readRun(ctx context.Context, r []restore.Block) ([]badBlock, i
 	pack := first.Pack
 	start := int64(first.Offset)
 	data, err := c.v.Storage().GetRange(ctx, format.PackKey(pack), start, int64(last.Offset)+int64(last.Length)-start)
+	if errors.Is(err, storage.ErrRange) && len(r) > 1 { // the pack is short: find where it ends, one block at a time
+		var bad []badBlock
+		var n, read int64
+		for _, w := range r {
+			b, bn, bread, err := c.readRun(ctx, []restore.Block{w})
+			if err != nil && !errors.Is(err, storage.ErrRange) {
+				return nil, 0, 0, err
+			}
+			if err != nil {
+				b = []badBlock{{pos: int(w.Off), id: w.ID, pack: &pack, reason: repo.PackTruncated(err).Error(), corrupt: true}}
+			}
+			bad, n, read = append(bad, b...), n+bn, read+bread
+		}
+		return bad, n, read, nil
+	}
 	var bad []badBlock
 	if errors.Is(err, storage.ErrNotFound) {
 		for _, w := range r {

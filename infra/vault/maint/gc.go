@@ -343,7 +343,7 @@ func (v *maintainer) GCSweep(ctx context.Context, opt GCOptions) (GCSweepReport,
 // object, and the orphaned index objects; rest learns the log's seq.
 func (v *maintainer) deletePacks(ctx context.Context, st *gcState, packs []format.ID, orphans []string, now time.Time, rest *format.GCCandidates) error {
 	if len(packs) > 0 {
-		seq, err := v.logDeletions(ctx, packs, now)
+		seq, err := v.logDeletions(ctx, packs, now, false)
 		if err != nil {
 			return err
 		}

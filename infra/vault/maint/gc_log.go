@@ -20,15 +20,16 @@ import (
 // newest log (DeletedThrough), so a refresh that reads it knows which logs
 // it must see.
 
-// logDeletions writes the next deletion log naming packs and returns its seq.
-func (v *maintainer) logDeletions(ctx context.Context, packs []format.ID, now time.Time) (uint64, error) {
+// logDeletions writes the next deletion log naming packs and returns its
+// seq; lost says the packs were gone already (repair), not swept.
+func (v *maintainer) logDeletions(ctx context.Context, packs []format.ID, now time.Time, lost bool) (uint64, error) {
 	for range 100 {
 		last, err := index.LastDeletionLog(ctx, v.Storage())
 		if err != nil {
 			return 0, err
 		}
 		key := format.DeletionLogKey(last + 1)
-		data, err := format.SealJSON(v.Keys(), key, format.DeletionLog{At: now, Packs: packs})
+		data, err := format.SealJSON(v.Keys(), key, format.DeletionLog{At: now, Packs: packs, Lost: lost})
 		if err != nil {
 			return 0, err
 		}

@@ -289,6 +289,49 @@ type treeWalker struct {
 	v      *maintainer
 	st     *gcState
 	leaves map[format.ID]bool
+	// late are the index objects read since gcPacks listed them.
+	late map[string]bool
+}
+
+// lateTrees adds the trees of the packs written since gcPacks listed the
+// index (by backups running beside GC): a checkpoint or a manifest written
+// since may name a tree node only they hold, and what that node names in
+// older packs is referenced. The late packs themselves are not in st.packs,
+// so never GC's to delete. It reports whether it found any.
+func (w *treeWalker) lateTrees(ctx context.Context) (bool, error) {
+	if w.late == nil {
+		w.late = map[string]bool{}
+		for _, keys := range w.st.indexKeys {
+			for _, k := range keys {
+				w.late[k] = true
+			}
+		}
+	}
+	var keys []string
+	if err := w.v.Storage().List(ctx, format.KindIndex.Prefix(), func(key string, _ int64) error {
+		if _, _, ok := format.ParseIndexKey(key); ok && !w.late[key] {
+			keys = append(keys, key)
+		}
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("list index in %s: %w", w.v.Storage().Location(), err)
+	}
+	for _, key := range keys {
+		w.late[key] = true
+		pi, err := index.GetPackIndex(ctx, w.v.Storage(), w.v.Keys(), key)
+		if errors.Is(err, format.ErrCorrupt) || errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, e := range pi.Entries {
+			if e.Type == format.BlobTree {
+				w.st.trees[e.ID] = append(w.st.trees[e.ID], index.Location{Pack: pi.Pack, Offset: e.Offset, Length: e.Length, Type: e.Type})
+			}
+		}
+	}
+	return len(keys) > 0, nil
 }
 
 func (w *treeWalker) root(ctx context.Context, id format.ID) error {
@@ -337,6 +380,13 @@ func (w *treeWalker) leaf(ctx context.Context, id format.ID) error {
 // read reads a tree node from any pack that holds it.
 func (w *treeWalker) read(ctx context.Context, id format.ID) ([]byte, error) {
 	locs := w.st.trees[id]
+	if len(locs) == 0 {
+		if found, err := w.lateTrees(ctx); err != nil {
+			return nil, err
+		} else if found {
+			locs = w.st.trees[id]
+		}
+	}
 	if len(locs) == 0 {
 		return nil, fmt.Errorf("blob %s: %w: in no pack (GC needs every tree: run 'vmvault vault check')", id.Short(), format.ErrMissing)
 	}

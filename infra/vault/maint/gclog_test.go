@@ -15,7 +15,7 @@ func TestDeletionLogSeq(t *testing.T) {
 	v, _ := testVault(t)
 	now := time.Now()
 	for want := uint64(1); want <= 3; want++ {
-		seq, err := v.logDeletions(ctx, []format.ID{{byte(want)}}, now)
+		seq, err := v.logDeletions(ctx, []format.ID{{byte(want)}}, now, false)
 		if err != nil || seq != want {
 			t.Fatalf("log %d: seq %d, %v", want, seq, err)
 		}

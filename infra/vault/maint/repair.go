@@ -139,13 +139,14 @@ func (v *maintainer) removeIndexObjects(ctx context.Context, rep *RepairReport, 
 	sort.Strings(remove)
 	if len(remove) > 0 {
 		// Every worker's next refresh forgets these packs through the
-		// deletion log, as it does GC's deletions.
+		// deletion log, as it does GC's deletions; the log says they were
+		// lost, so replication keeps the secondary's copies.
 		var gone []format.ID
 		for _, key := range remove {
 			id, _, _ := format.ParseIndexKey(key)
 			gone = append(gone, id)
 		}
-		if _, err := v.logDeletions(ctx, gone, time.Now().UTC()); err != nil {
+		if _, err := v.logDeletions(ctx, gone, time.Now().UTC(), true); err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
 		faultpoint.Hit("repair.unindex")

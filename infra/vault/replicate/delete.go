@@ -50,8 +50,7 @@ func deletedByGC(ctx context.Context, src storage.Backend, keys *format.Keys) (m
 	if keys == nil {
 		return nil, errors.New("replication runs without the vault's keys, so GC's deletion log cannot be read")
 	}
-	_, gone, err := index.ReadDeletionLogs(ctx, src, keys, 0)
-	return gone, err
+	return index.ReadSweptPacks(ctx, src, keys)
 }
 
 func (in deleteInput) onPrimary(key string) bool {

@@ -9,7 +9,8 @@
 //     overwritten on the secondary: it is written only if absent. One the
 //     secondary holds at another size is a conflict; with the vault's keys
 //     both copies are verified (verify.go) and the report says which is
-//     intact. The secondary's copy stays either way.
+//     intact. The secondary's copy stays, unless it is proven damaged and
+//     the primary's proven intact: then those verified bytes replace it.
 //   - With the keys, every object read from the primary is verified before
 //     those very bytes are copied (a pack hashes to its name, its header
 //     opens, every blob opens to its id; an index object opens and gives

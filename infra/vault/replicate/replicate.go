@@ -32,7 +32,8 @@ import (
 // absent): one the secondary holds at another size is a conflict, whose
 // two copies are verified with the vault's keys and reported (a truncated
 // or rewritten pack on the primary does not destroy the secondary's good
-// one). With the keys every object is verified before it is copied, and one
+// one; a secondary copy proven damaged is replaced with the primary's
+// proven intact one). With the keys every object is verified before it is copied, and one
 // that fails is refused (not copied) and reported. The config and the
 // records (policies, protection), which are overwritten in place, are
 // compared byte for byte; the config is read once, authenticated, and

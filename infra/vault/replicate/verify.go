@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
@@ -77,7 +78,11 @@ func verifyPack(k *format.Keys, key string, data []byte) error {
 }
 
 // Conflict is an immutable object that the primary and the secondary hold
-// differently. Replication never overwrites it: the secondary's copy stays.
+// differently. Replication never overwrites the secondary's copy with
+// anything but a proven good one: only when the vault's keys show the
+// secondary's copy damaged and the primary's intact do the primary's
+// verified bytes replace it (Replaced); otherwise the secondary's copy
+// stays.
 type Conflict struct {
 	Key            string `json:"key"`
 	PrimaryBytes   int64  `json:"primary_bytes"`
@@ -86,10 +91,15 @@ type Conflict struct {
 	// "damaged: <why>", VerdictMissing or VerdictUnverified.
 	Primary   string `json:"primary"`
 	Secondary string `json:"secondary"`
+	Replaced  bool   `json:"replaced,omitempty"`
 }
 
 func (c Conflict) String() string {
-	return fmt.Sprintf("%s: primary %d bytes, %s; secondary %d bytes, %s (kept)", c.Key, c.PrimaryBytes, c.Primary, c.SecondaryBytes, c.Secondary)
+	what := "kept"
+	if c.Replaced {
+		what = "replaced with the primary's intact copy"
+	}
+	return fmt.Sprintf("%s: primary %d bytes, %s; secondary %d bytes, %s (%s)", c.Key, c.PrimaryBytes, c.Primary, c.SecondaryBytes, c.Secondary, what)
 }
 
 // Refused is an object of the primary that failed verification and was
@@ -105,40 +115,68 @@ func (r Refused) String() string { return r.Key + ": " + r.Reason }
 // in a workflow's history); the counts are complete.
 const maxListed = 20
 
-// verdict reads key from be and verifies it.
-func verdict(ctx context.Context, k *format.Keys, be storage.Backend, key string, packSize int64) (string, error) {
+// verdict reads key from be and verifies it; data is what it read.
+func verdict(ctx context.Context, k *format.Keys, be storage.Backend, key string, packSize int64) (v string, data []byte, err error) {
 	if k == nil {
-		return VerdictUnverified, nil
+		return VerdictUnverified, nil, nil
 	}
-	data, err := be.Get(ctx, key)
+	data, err = be.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotFound) {
-		return VerdictMissing, nil
+		return VerdictMissing, nil, nil
 	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := verify(k, key, data, packSize); err != nil {
-		return "damaged: " + err.Error(), nil
+		return "damaged: " + err.Error(), data, nil
 	}
-	return VerdictIntact, nil
+	return VerdictIntact, data, nil
 }
 
 // conflict verifies both copies of key, which the secondary holds at
-// another size than the primary.
+// another size than the primary. A secondary copy proven damaged is
+// replaced with the primary's copy proven intact (the very bytes
+// verified): that heals the secondary and cannot spread damage to it.
 func (c *copier) conflict(ctx context.Context, key string, srcSize, dstSize int64) error {
 	cf := Conflict{Key: key, PrimaryBytes: srcSize, SecondaryBytes: dstSize}
 	var err error
-	if cf.Primary, err = verdict(ctx, c.opt.Keys, c.src, key, c.packSize(key, c.srcSizes)); err != nil {
+	var good []byte
+	if cf.Primary, good, err = verdict(ctx, c.opt.Keys, c.src, key, c.packSize(key, c.srcSizes)); err != nil {
 		return err
 	}
-	if cf.Secondary, err = verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes)); err != nil {
+	if cf.Secondary, _, err = verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes)); err != nil {
 		return fmt.Errorf("secondary: %w", err)
+	}
+	if cf.Primary == VerdictIntact && strings.HasPrefix(cf.Secondary, "damaged") {
+		if err := c.replace(ctx, key, good); err != nil {
+			return err
+		}
+		cf.Replaced = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rep.ConflictCount++
 	if len(c.rep.Conflicts) < maxListed {
 		c.rep.Conflicts = append(c.rep.Conflicts, cf)
+	}
+	return nil
+}
+
+// replace writes data, verified intact, over the secondary's damaged copy
+// of the immutable key (locked again when the vault locks its copies).
+func (c *copier) replace(ctx context.Context, key string, data []byte) error {
+	if c.opt.Retention != nil {
+		if r := c.opt.Retention(key); r != nil {
+			if l, ok := c.dst.(storage.Retainer); ok {
+				if err := l.PutRetained(ctx, key, data, *r); err != nil {
+					return fmt.Errorf("secondary: replace damaged %s: %w", key, err)
+				}
+				return nil
+			}
+		}
+	}
+	if err := c.dst.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("secondary: replace damaged %s: %w", key, err)
 	}
 	return nil
 }

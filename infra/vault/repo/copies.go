@@ -22,6 +22,14 @@ func AnotherCopyMayHelp(err error) bool {
 	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, format.ErrMissing) || errors.Is(err, format.ErrCorrupt)
 }
 
+// PackTruncated is the damage a read past a pack's end (storage.ErrRange)
+// shows: the pack is shorter than its index says. It is corrupt data, so
+// another copy is tried, and it fails a job at once instead of being
+// retried.
+func PackTruncated(err error) error {
+	return fmt.Errorf("%w: the pack ends before the blob (truncated): %v", format.ErrCorrupt, err)
+}
+
 // ReadOtherCopy reads blob id from a pack other than bad, whose copy failed
 // with cause: first the copies the loaded index knows, then those of a
 // refreshed index (packs written since it was loaded), then, if the last
@@ -63,6 +71,9 @@ func (v *Repo) ReadOtherCopy(ctx context.Context, id format.ID, bad format.ID, c
 // readAt reads and verifies the copy of blob id at loc.
 func (v *Repo) readAt(ctx context.Context, id format.ID, loc index.Location) ([]byte, error) {
 	sealed, err := v.be.GetRange(ctx, format.PackKey(loc.Pack), int64(loc.Offset), int64(loc.Length))
+	if errors.Is(err, storage.ErrRange) {
+		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), loc.Pack.Short(), PackTruncated(err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), loc.Pack.Short(), err)
 	}

@@ -166,16 +166,28 @@ func (v *restorer) restoreRun(ctx context.Context, root format.Root, r []Block, 
 	first, last := r[0].Loc, r[len(r)-1].Loc
 	start := int64(first.Offset)
 	data, gerr := v.Storage().GetRange(ctx, format.PackKey(first.Pack), start, int64(last.Offset)+int64(last.Length)-start)
+	each := false
 	switch {
 	case errors.Is(gerr, storage.ErrNotFound):
 		gerr = fmt.Errorf("%w: pack %s is not in the vault", format.ErrMissing, first.Pack.Short())
+	case errors.Is(gerr, storage.ErrRange):
+		// The pack is shorter than the index says: read block by block,
+		// so those before its end still come from it, the others from
+		// another copy if there is one.
+		each, gerr = true, nil
 	case gerr != nil:
 		return 0, fmt.Errorf("disk %s offset %d: block %s in pack %s: %w", disk, r[0].Off, r[0].ID.Short(), first.Pack.Short(), gerr)
 	}
 	var written int64
 	for _, wnt := range r {
-		plain, err := v.openBlock(data, start, wnt, gerr)
-		if err != nil && repo.AnotherCopyMayHelp(err) && ctx.Err() == nil {
+		var plain []byte
+		var err error
+		if each {
+			plain, err = v.ReadBlob(ctx, wnt.ID)
+		} else {
+			plain, err = v.openBlock(data, start, wnt, gerr)
+		}
+		if err != nil && !each && repo.AnotherCopyMayHelp(err) && ctx.Err() == nil {
 			plain, _, err = v.ReadOtherCopy(ctx, wnt.ID, wnt.Loc.Pack, err)
 		}
 		if err != nil {

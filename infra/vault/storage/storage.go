@@ -15,6 +15,12 @@ var ErrNotFound = errors.New("object not found")
 // ErrExists is returned (wrapped) by PutIfAbsent when the key exists.
 var ErrExists = errors.New("object already exists")
 
+// ErrRange is returned (wrapped) by GetRange when the range runs past the
+// end of the object: it is shorter than its reader was told (a truncated
+// pack), which no retry changes. A backend never returns short data, and
+// tells this from a read cut short on the way (a retryable error).
+var ErrRange = errors.New("range past the end of the object")
+
 // Backend stores whole objects. Put is atomic: a reader sees either no
 // object or the complete one, never a torn write, and a successful Put is
 // durable. Most objects are written once; the vault overwrites in place
@@ -30,7 +36,8 @@ type Backend interface {
 	PutIfAbsent(ctx context.Context, key string, data []byte) error
 	// Get returns the whole object.
 	Get(ctx context.Context, key string) ([]byte, error)
-	// GetRange returns length bytes starting at offset.
+	// GetRange returns length bytes starting at offset; a range past the
+	// object's end fails with ErrRange.
 	GetRange(ctx context.Context, key string, offset, length int64) ([]byte, error)
 	// Stat returns the object's size.
 	Stat(ctx context.Context, key string) (int64, error)

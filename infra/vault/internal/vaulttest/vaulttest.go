@@ -62,7 +62,7 @@ func (m *Mem) GetRange(ctx context.Context, k string, off, n int64) ([]byte, err
 		return nil, err
 	}
 	if off+n > int64(len(d)) {
-		return nil, fmt.Errorf("range beyond end of %s", k)
+		return nil, fmt.Errorf("get %s range %d+%d: %w", k, off, n, storage.ErrRange)
 	}
 	return d[off : off+n], nil
 }

@@ -211,8 +211,8 @@ func (b *fsBackend) GetRange(ctx context.Context, key string, offset, length int
 	buf := make([]byte, length)
 	n, err := f.ReadAt(buf, offset)
 	if err != nil && !(errors.Is(err, io.EOF) && int64(n) == length) {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+		if errors.Is(err, io.EOF) { // the file is shorter: no retry changes that
+			err = storage.ErrRange
 		}
 		return nil, fmt.Errorf("get %s range %d+%d: read %d bytes: %w", key, offset, length, n, err)
 	}

@@ -144,6 +144,17 @@ func (b *s3Backend) key(key string) *string { return aws.String(b.prefix + key) 
 
 // isNotFound reports whether err means the object (or, for HeadBucket, the
 // bucket) does not exist.
+// isInvalidRange says whether S3 refused a range that starts past the
+// object's end (416 InvalidRange).
+func isInvalidRange(err error) bool {
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "InvalidRange" {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusRequestedRangeNotSatisfiable
+}
+
 func isNotFound(err error) bool {
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
@@ -272,6 +283,9 @@ func (b *s3Backend) getObject(ctx context.Context, in *awss3.GetObjectInput, wan
 		}
 		out, err := b.client.GetObject(ctx, in)
 		if err != nil {
+			if isInvalidRange(err) { // a range that starts at or after the end
+				return nil, storage.ErrRange
+			}
 			return nil, notFoundAs(err)
 		}
 		declared := aws.ToInt64(out.ContentLength)
@@ -281,7 +295,7 @@ func (b *s3Backend) getObject(ctx context.Context, in *awss3.GetObjectInput, wan
 		} else if out.ContentLength != nil && declared != want {
 			// S3 answers a range that runs past the end with what there is.
 			out.Body.Close()
-			return nil, fmt.Errorf("object has %d bytes in that range, %d asked for", declared, want)
+			return nil, fmt.Errorf("object has %d bytes in that range, %d asked for: %w", declared, want, storage.ErrRange)
 		}
 		data, err := readBody(out.Body, n)
 		out.Body.Close()

@@ -147,9 +147,12 @@ func testGetRange(t *testing.T, b storage.Backend) {
 			t.Fatalf("GetRange(%d, %d) = %d bytes %s, want %d bytes %s", r.off, r.n, len(got), head(got), len(want), head(want))
 		}
 	}
-	// A range past the end must not silently return short data.
-	if got, err := b.GetRange(t.Context(), "packs/range", 9990, 20); err == nil {
-		t.Fatalf("GetRange past the end returned %d bytes and no error", len(got))
+	// A range past the end must not silently return short data, and says
+	// the object is short (ErrRange), whether it starts inside or after it.
+	for _, off := range []int64{9990, 10000, 20000} {
+		if got, err := b.GetRange(t.Context(), "packs/range", off, 20); !errors.Is(err, storage.ErrRange) {
+			t.Fatalf("GetRange(%d, 20) past the end returned %d bytes and %v, want ErrRange", off, len(got), err)
+		}
 	}
 }
 
