@@ -232,6 +232,7 @@ func testCBTAuditCleared(t *testing.T) {
 	r.caught(r.backup(), missed)
 	r.afterwards(write)
 	r.leaks(dir)
+	r.o.Scenario = "CBT audit: writes behind a running QEMU's bitmap (cleared by hand)"
 	recordFaults(t, r.o)
 
 	// The negative: without the audit the same fault goes unseen, and the
@@ -288,6 +289,7 @@ func testCBTAuditStopped(t *testing.T) {
 	r.caught(r.backup(), missed)
 	r.afterwards(write)
 	r.leaks(dir)
+	r.o.Scenario = "CBT audit: a stopped VM's qcow2 written with its bitmap disabled"
 	recordFaults(t, r.o)
 }
 

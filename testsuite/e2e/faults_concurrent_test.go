@@ -242,6 +242,7 @@ func TestFaultsConcurrent(t *testing.T) {
 	}
 	out.Restores, out.BytesLost, out.WrongRestores = b.out.Restores, b.out.BytesLost, b.out.WrongRestores
 	t.Logf("%d backups and %d maintenance jobs in %s", len(points), len(ops), time.Since(start).Round(time.Second))
+	out.Scenario = "GC, retention, replication and check beside running backups"
 	recordFaults(t, out)
 }
 

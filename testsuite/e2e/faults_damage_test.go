@@ -117,6 +117,7 @@ func TestFaultsDamage(t *testing.T) {
 		}
 	}
 	t.Logf("%d damage cases in %s", len(cases), time.Since(start).Round(time.Second))
+	b.out.Scenario = "damage: packs, tree nodes, index objects, manifests, checkpoints, secondary copies (flipped, cut, deleted)"
 	recordFaults(t, b.out)
 }
 

@@ -243,7 +243,7 @@ func TestFaultsDiskFull(t *testing.T) {
 		t.Errorf("restore after space was freed: %v, want %v", got, h2)
 	}
 	recordFaults(t, faultOutcome{
-		Scenario:      "DiskFull",
+		Scenario:      "disk full under a directory vault and a restore target",
 		Faults:        faults,
 		Completed:     jobs.completed,
 		FailedCleanly: jobs.failedCleanly,

@@ -180,7 +180,7 @@ func TestFaultsHostAway(t *testing.T) {
 		restore(res.RecoveryPoint, want)
 	}
 	recordFaults(t, faultOutcome{
-		Scenario:      "HostAway",
+		Scenario:      "host's worker away mid-job (back within the limit, and past it)",
 		Faults:        faults,
 		Completed:     jobs.completed,
 		FailedCleanly: jobs.failedCleanly,

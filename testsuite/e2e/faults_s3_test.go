@@ -197,7 +197,7 @@ func TestFaultsS3Proxy(t *testing.T) {
 		t.Fatal("the proxy injected no fault")
 	}
 	recordFaults(t, faultOutcome{
-		Scenario:      "S3Proxy",
+		Scenario:      "S3 fault proxy: 5xx, resets, slow replies, truncated bodies, lagging listings",
 		Faults:        int(c.Faults()),
 		Completed:     jobs.completed,
 		FailedCleanly: jobs.failedCleanly,
@@ -272,7 +272,7 @@ func minioRestart(t *testing.T, e *env, vmDir string, px *faultproxy.Proxy) {
 		t.Fatal("no MinIO restart was injected")
 	}
 	recordFaults(t, faultOutcome{
-		Scenario:      "S3MinIORestart",
+		Scenario:      "MinIO restarted mid-transfer",
 		Faults:        injected,
 		Completed:     jobs.completed,
 		FailedCleanly: jobs.failedCleanly,
