@@ -1,0 +1,199 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/vmvault/vmvault/infra/vault/format"
+	"github.com/vmvault/vmvault/infra/vault/storage"
+)
+
+// Heal finds the damage that a replication pass cannot see and replaces it
+// from the primary. A pass skips, unread, an immutable object the secondary
+// holds at the primary's size, so a byte flipped there (bit rot, a bad
+// disk) stays for ever, and every point sharing that pack or manifest is
+// unrestorable from the secondary. Heal reads every immutable object of the
+// secondary (packs, index objects, manifests, tombstones) and verifies it
+// as a pass verifies what it copies (verify). A copy that fails is replaced
+// by the primary's copy only after that copy is read and verified intact
+// (the very bytes verified are written, then read back and verified); if
+// the primary's copy is damaged too, or missing, or the secondary refuses
+// the write (an object lock), both verdicts are reported and nothing is
+// touched. An intact copy is never written.
+
+// HealOptions tune a heal of the secondary.
+type HealOptions struct {
+	// Keys are the vault's keys; a heal cannot run without them.
+	Keys *format.Keys
+	// Workers verify objects in parallel (default 4).
+	Workers int
+	// Retention, when set, locks the copies it returns a retention for.
+	Retention func(key string) *storage.Retention
+	// Progress is called after each verified object (serialized).
+	Progress func(HealProgress)
+}
+
+// HealProgress is where a heal is.
+type HealProgress struct {
+	ToCheck      int    `json:"to_check"`
+	ToCheckBytes int64  `json:"to_check_bytes"`
+	Checked      int    `json:"checked"`
+	CheckedBytes int64  `json:"checked_bytes"`
+	Damaged      int    `json:"damaged"`
+	Healed       int    `json:"healed"`
+	LastKey      string `json:"last_key,omitempty"`
+}
+
+// HealReport is what a heal found and did.
+type HealReport struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	// Objects of the secondary read and verified, and their bytes.
+	Objects int   `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+	// DamagedCount counts the secondary's copies that failed verification,
+	// Healed those replaced with the primary's intact copy; Damaged names
+	// the first few, each with both verdicts and, if kept, why.
+	DamagedCount int        `json:"damaged_count"`
+	Healed       int        `json:"healed"`
+	Damaged      []Conflict `json:"damaged,omitempty"`
+}
+
+// Kept are the damaged copies a heal could not replace.
+func (r HealReport) Kept() int { return r.DamagedCount - r.Healed }
+
+// Heal verifies the secondary dst's immutable objects and replaces each
+// damaged one with src's copy proven intact (see above).
+func Heal(ctx context.Context, src, dst storage.Backend, opt HealOptions) (HealReport, error) {
+	rep := HealReport{Source: src.Location(), Target: dst.Location()}
+	fail := func(err error) (HealReport, error) {
+		return rep, fmt.Errorf("heal %s from %s: %w", dst.Location(), src.Location(), err)
+	}
+	if opt.Keys == nil {
+		return fail(errors.New("the vault's keys are needed to tell a damaged copy from an intact one"))
+	}
+	srcSizes, err := listSizes(ctx, src, "")
+	if err != nil {
+		return fail(err)
+	}
+	dstSizes, err := listSizes(ctx, dst, "")
+	if err != nil {
+		return fail(fmt.Errorf("secondary: %w", err))
+	}
+	var keys []string
+	for k := range dstSizes {
+		if replicated(k) && !mutable(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	c := &copier{src: src, dst: dst, opt: Options{Keys: opt.Keys, Retention: opt.Retention}, limit: rate.NewLimiter(rate.Inf, 0),
+		srcSizes: srcSizes, dstSizes: dstSizes, vanished: map[string]bool{}}
+	var prog HealProgress
+	for _, k := range keys {
+		prog.ToCheck++
+		prog.ToCheckBytes += dstSizes[k]
+	}
+	var mu sync.Mutex
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for _, key := range keys {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return context.Cause(gctx)
+			}
+			n, cf, err := c.healOne(gctx, key)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			prog.Checked++
+			prog.CheckedBytes += n
+			prog.LastKey = key
+			if cf != nil {
+				prog.Damaged++
+				rep.DamagedCount++
+				if cf.Replaced {
+					prog.Healed++
+					rep.Healed++
+				}
+				if len(rep.Damaged) < maxListed {
+					rep.Damaged = append(rep.Damaged, *cf)
+				}
+			}
+			if opt.Progress != nil {
+				opt.Progress(prog)
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	rep.Objects, rep.Bytes = prog.Checked, prog.CheckedBytes
+	sort.Slice(rep.Damaged, func(i, j int) bool { return rep.Damaged[i].Key < rep.Damaged[j].Key })
+	if err != nil {
+		return fail(err)
+	}
+	return rep, nil
+}
+
+// healOne verifies the secondary's copy of key; a damaged one is replaced
+// with the primary's copy proven intact. It returns the bytes read on the
+// secondary and, if its copy is damaged, the verdicts (nil: intact, or
+// gone since the listing).
+func (c *copier) healOne(ctx context.Context, key string) (int64, *Conflict, error) {
+	sv, data, err := verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes))
+	if err != nil {
+		return 0, nil, fmt.Errorf("secondary: %w", err)
+	}
+	if sv == VerdictIntact || sv == VerdictMissing {
+		return int64(len(data)), nil, nil
+	}
+	cf := &Conflict{Key: key, PrimaryBytes: -1, SecondaryBytes: int64(len(data)), Secondary: sv, Primary: VerdictMissing}
+	if n, ok := c.srcSizes[key]; ok {
+		cf.PrimaryBytes = n
+		var good []byte
+		if cf.Primary, good, err = verdict(ctx, c.opt.Keys, c.src, key, c.packSize(key, c.srcSizes)); err != nil {
+			return 0, nil, err
+		}
+		if cf.Primary == VerdictIntact {
+			cf.Replaced, cf.Note = c.heal(ctx, key, good)
+			return int64(len(data)), cf, nil
+		}
+	}
+	switch cf.Primary {
+	case VerdictMissing:
+		cf.Note = "the primary has no copy"
+	default:
+		cf.Note = "the primary's copy is damaged too: nothing copied"
+	}
+	return int64(len(data)), cf, nil
+}
+
+// heal writes good, the primary's verified bytes, over the secondary's
+// damaged copy of key and reads it back. A write the secondary refuses is
+// reported (note), not retried: an object lock that forbids it stays in
+// force until the lock ends.
+func (c *copier) heal(ctx context.Context, key string, good []byte) (bool, string) {
+	if err := c.replace(ctx, key, good); err != nil {
+		if ctx.Err() != nil {
+			return false, "interrupted: " + ctx.Err().Error()
+		}
+		return false, fmt.Sprintf("the secondary refused to overwrite its copy (an object lock or a read-only bucket?): %v", err)
+	}
+	v, _, err := verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes))
+	if err != nil || v != VerdictIntact {
+		return false, fmt.Sprintf("the primary's intact copy was written but the secondary reads back %s (%v): it may keep an older locked version", v, err)
+	}
+	return true, ""
+}
