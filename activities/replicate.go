@@ -247,3 +247,44 @@ func (a *VaultActivities) reportReplication(ctx context.Context, mu *sync.Mutex,
 		}
 	}
 }
+
+// HealSecondary reads and verifies every immutable object of the
+// vault's copy on the secondary and replaces each damaged one with the
+// primary's copy, once that copy is verified intact (vault.HealSecondary);
+// it heartbeats its progress. A retried attempt verifies again from the
+// start: it writes only over copies that fail verification, so a second
+// pass finds nothing left to do.
+func (a *VaultActivities) HealSecondary(ctx context.Context, in RepairVaultInput) (vault.HealReport, error) {
+	sec := a.Secondary
+	if sec == nil || sec.Storage == nil {
+		return vault.HealReport{}, nonRetryable("repair --secondary: this worker has no secondary vault (set VMVAULT_SECONDARY_VAULT)", ErrTypeNoSecondary)
+	}
+	stop := heartbeatEvery(ctx, 5*time.Second) // listing large vaults reports nothing for a while
+	defer stop()
+	if err := a.Vault.ReloadConfig(ctx); err != nil { // immutability set since the worker started
+		return vault.HealReport{}, classify(err)
+	}
+	rep, err := vault.HealSecondary(ctx, a.Vault.Storage(), sec.Storage, vault.HealOptions{
+		Keys: a.Vault.Repo().Keys(), Retention: a.secondaryRetention(ctx, sec.Storage),
+		Progress: func(p vault.HealProgress) { activity.RecordHeartbeat(ctx, p) },
+	})
+	if err != nil {
+		return rep, classify(err)
+	}
+	for _, d := range rep.Damaged {
+		if d.Replaced {
+			activity.GetLogger(ctx).Info("healed the secondary's damaged copy", "object", d.String())
+		} else {
+			activity.GetLogger(ctx).Warn("the secondary's damaged copy is kept", "object", d.String())
+		}
+	}
+	if rep.Healed > 0 {
+		// Readers of the secondary on this worker see the healed index.
+		if sv, err := sec.vault(ctx, a.Vault); err == nil {
+			if _, err := sv.RefreshIndex(ctx); err != nil {
+				return rep, classify(err)
+			}
+		}
+	}
+	return rep, nil
+}
