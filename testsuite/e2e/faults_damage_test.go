@@ -419,8 +419,9 @@ func (b *dmgBench) manifest(c dmgCase, vm string, chain []dmgPoint) {
 }
 
 // secondary damages the secondary's copy of a pack or manifest: the
-// primary is untouched, check --secondary names it, and after a
-// replication the secondary's point restores bit-exact or is still named.
+// primary is untouched, check --secondary names it, after a replication
+// the secondary's point restores bit-exact or is still named (a flip), and
+// after vault repair --secondary it restores bit-exact from the secondary.
 func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	t, e := b.t, b.e
 	ctx := context.Background()
@@ -430,8 +431,8 @@ func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	if c.kind == dmgSecManifest {
 		key = format.KindRecoveryPoint.Prefix() + chain[k].rp
 	} else {
-		// A block no other VM has: the damage stays this case's (a flip
-		// on the secondary is never healed, see below).
+		// A block no other VM has: the damage stays this case's until
+		// it is healed (a flip only by vault repair --secondary, below).
 		v := e.openVault()
 		others := othersBlobs(v, vm)
 		var blocks []format.ID
@@ -479,14 +480,40 @@ func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	cj, stillNamed := secCheck()
 	t.Logf("after a replication the secondary's %s is named damaged: %v (%v)", key, stillNamed, b.damagedOf(cj.CheckReport, vm))
 	b.restore(chain[k], true, stillNamed)
-	if got, err := b.sec.Get(ctx, key); err == nil && sha(got) == b.pristine[key] {
-		delete(b.secDamaged, key) // healed by the replication
-	} else if c.how != dmgFlip {
+	if got, err := b.sec.Get(ctx, key); (err != nil || sha(got) != b.pristine[key]) && c.how != dmgFlip {
 		// A copy of another size or a missing one is healed from the
 		// primary's verified copy. A flip keeps the size: replication
 		// skips an immutable object it holds at the same size, unread.
 		t.Errorf("replication did not heal the secondary's %s (%s): %v", key, c.how, err)
 	}
+
+	// The heal reads the whole secondary: the flip replication could not
+	// see is replaced with the primary's verified copy; nothing else is
+	// written (secondaryPristine).
+	var h vault.HealReport
+	code := b.cliJSON(&h, "vault", "repair", "--secondary", "--json")
+	want := 0
+	if c.how == dmgFlip {
+		want = 1
+	}
+	if code != 0 || h.DamagedCount != want || h.Healed != want || h.Objects == 0 {
+		t.Errorf("vault repair --secondary: exit %d, %d objects verified, %d damaged, %d healed, want %d: %+v", code, h.Objects, h.DamagedCount, h.Healed, want, h.Damaged)
+	}
+	for _, d := range h.Damaged {
+		t.Logf("vault repair --secondary: %s", d)
+		if d.Key != key || !d.Replaced {
+			t.Errorf("vault repair --secondary: %s, want %s replaced", d, key)
+		}
+	}
+	if got, err := b.sec.Get(ctx, key); err != nil || sha(got) != b.pristine[key] {
+		t.Errorf("vault repair --secondary did not heal the secondary's %s (%s): %v", key, c.how, err)
+	} else {
+		delete(b.secDamaged, key) // healed
+	}
+	if cj, named := secCheck(); named || len(b.damagedOf(cj.CheckReport, vm)) != 0 {
+		t.Errorf("after vault repair --secondary, check --secondary still names damage: %v, manifests %+v", cj.Damaged, cj.CorruptManifests)
+	}
+	b.restore(chain[k], true, false)
 	b.secondaryPristine()
 }
 
