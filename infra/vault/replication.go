@@ -40,6 +40,7 @@ type (
 	HealOptions  = replicate.HealOptions
 	HealProgress = replicate.HealProgress
 	HealReport   = replicate.HealReport
+	Conflict     = replicate.Conflict
 )
 
 // HealSecondary verifies every immutable object of the secondary dst and

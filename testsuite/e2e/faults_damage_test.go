@@ -502,6 +502,10 @@ func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 		(want == 1 && !strings.Contains(r.stdout, key+": primary")) {
 		t.Errorf("vault repair --secondary: exit %d, want %d damaged copy of %s replaced:\n%s%s", r.code, want, key, r.stdout, r.stderr)
 	}
+	if dir := os.Getenv("VMVAULT_RECORD_HISTORIES"); dir != "" && want == 1 {
+		// A history for testsuite/replay: a heal that replaced a copy.
+		e.recordHistory(dir, "repair-secondary.json", workflows.RepairSecondaryWorkflowID)
+	}
 	// A second heal finds the secondary intact and writes nothing.
 	var h vault.HealReport
 	if code := b.cliJSON(&h, "vault", "repair", "--secondary", "--json"); code != 0 || h.DamagedCount != 0 || h.Objects == 0 {
