@@ -251,9 +251,9 @@ func (a *VaultActivities) reportReplication(ctx context.Context, mu *sync.Mutex,
 // HealSecondary reads and verifies every immutable object of the
 // vault's copy on the secondary and replaces each damaged one with the
 // primary's copy, once that copy is verified intact (vault.HealSecondary);
-// it heartbeats its progress. A retried attempt verifies again from the
-// start: it writes only over copies that fail verification, so a second
-// pass finds nothing left to do.
+// it heartbeats its progress, and a retried attempt resumes after the
+// last object its predecessor settled (vault.HealProgress.Done), keeping
+// what that one found.
 func (a *VaultActivities) HealSecondary(ctx context.Context, in RepairVaultInput) (vault.HealReport, error) {
 	sec := a.Secondary
 	if sec == nil || sec.Storage == nil {
@@ -264,10 +264,17 @@ func (a *VaultActivities) HealSecondary(ctx context.Context, in RepairVaultInput
 	if err := a.Vault.ReloadConfig(ctx); err != nil { // immutability set since the worker started
 		return vault.HealReport{}, classify(err)
 	}
-	rep, err := vault.HealSecondary(ctx, a.Vault.Storage(), sec.Storage, vault.HealOptions{
+	opt := vault.HealOptions{
 		Keys: a.Vault.Repo().Keys(), Retention: a.secondaryRetention(ctx, sec.Storage),
 		Progress: func(p vault.HealProgress) { activity.RecordHeartbeat(ctx, p) },
-	})
+	}
+	if activity.HasHeartbeatDetails(ctx) {
+		var prior vault.HealProgress
+		if err := activity.GetHeartbeatDetails(ctx, &prior); err == nil && prior.Done != "" {
+			opt.Resume = &prior
+		}
+	}
+	rep, err := vault.HealSecondary(ctx, a.Vault.Storage(), sec.Storage, opt)
 	if err != nil {
 		return rep, classify(err)
 	}

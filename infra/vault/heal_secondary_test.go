@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -152,4 +153,63 @@ func TestHealSecondaryReportsRefusedOverwrite(t *testing.T) {
 	if !bytes.Equal(getObj(t, dst, manifest), damaged) {
 		t.Fatal("the refused copy changed")
 	}
+}
+
+// getCounter counts the reads of each key.
+type getCounter struct {
+	storage.Backend
+	mu   sync.Mutex
+	gets map[string]int
+}
+
+func (g *getCounter) Get(ctx context.Context, key string) ([]byte, error) {
+	g.mu.Lock()
+	g.gets[key]++
+	g.mu.Unlock()
+	return g.Backend.Get(ctx, key)
+}
+
+// A heal interrupted (its worker killed) resumes from its last progress:
+// it does not read again what it verified, and reports what it healed
+// before the interruption too.
+func TestHealSecondaryResumes(t *testing.T) {
+	v, src, dst, _ := replicaPair(t, distinctDisk(34, 24))
+	keys := v.Repo().Keys()
+	mustReplicate(t, src, dst, ReplicateOptions{Keys: keys})
+	pack := keysOf(t, src, "packs/")[0]
+	manifest := keysOf(t, src, "recoverypoints/")[0]
+	flipObj(t, dst, pack)
+	flipObj(t, dst, manifest)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var at HealProgress
+	_, err := HealSecondary(ctx, src, dst, HealOptions{Keys: keys, Workers: 1, Progress: func(p HealProgress) {
+		if at.Done == "" && p.Healed == 1 {
+			at = p
+			cancel()
+		}
+	}})
+	if err == nil || at.Done != pack || at.Settled.Healed != 1 {
+		t.Fatalf("interrupted heal: %v, progress %+v", err, at)
+	}
+	if bytes.Equal(getObj(t, dst, manifest), getObj(t, src, manifest)) {
+		t.Fatal("the manifest was healed before the interruption; the test cannot tell a resume")
+	}
+	counted := &getCounter{Backend: dst, gets: map[string]int{}}
+	rep, err := HealSecondary(context.Background(), src, counted, HealOptions{Keys: keys, Resume: &at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DamagedCount != 2 || rep.Healed != 2 || len(rep.Damaged) != 2 || rep.Damaged[0].Key != pack || rep.Damaged[1].Key != manifest {
+		t.Fatalf("resumed heal: %+v", rep)
+	}
+	for k, n := range counted.gets {
+		if k <= at.Done {
+			t.Errorf("the resumed heal read %s again (%d times)", k, n)
+		}
+	}
+	if want := len(keysOf(t, dst, "packs/")) + len(keysOf(t, dst, "index/")) + len(keysOf(t, dst, "recoverypoints/")); rep.Objects != want {
+		t.Errorf("resumed heal reports %d objects verified, the secondary holds %d", rep.Objects, want)
+	}
+	restoresFromSecondary(t, v, dst, "a", distinctDisk(34, 24))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -37,6 +38,9 @@ type HealOptions struct {
 	Retention func(key string) *storage.Retention
 	// Progress is called after each verified object (serialized).
 	Progress func(HealProgress)
+	// Resume continues a heal that was interrupted at this progress: the
+	// objects up to its Done were verified then, with its Settled results.
+	Resume *HealProgress
 }
 
 // HealProgress is where a heal is.
@@ -48,6 +52,11 @@ type HealProgress struct {
 	Damaged      int    `json:"damaged"`
 	Healed       int    `json:"healed"`
 	LastKey      string `json:"last_key,omitempty"`
+	// Done is the key up to which, in key order, every object is verified
+	// and Settled what the heal found and did in them: a heal resumed at
+	// this progress starts after Done and reports Settled too.
+	Done    string     `json:"done,omitempty"`
+	Settled HealReport `json:"settled"`
 }
 
 // HealReport is what a heal found and did.
@@ -100,6 +109,41 @@ func Heal(ctx context.Context, src, dst storage.Backend, opt HealOptions) (HealR
 		prog.ToCheck++
 		prog.ToCheckBytes += dstSizes[k]
 	}
+	if r := opt.Resume; r != nil && r.Done != "" {
+		rep.Objects, rep.Bytes, rep.DamagedCount, rep.Healed = r.Settled.Objects, r.Settled.Bytes, r.Settled.DamagedCount, r.Settled.Healed
+		rep.Damaged = append(rep.Damaged, r.Settled.Damaged...)
+		prog.Done = r.Done
+		keys = keys[sort.SearchStrings(keys, r.Done+"\x00"):]
+	}
+	// Objects are verified in parallel but settled in key order, so the
+	// progress says up to which key the heal is done (Done).
+	type result struct {
+		n  int64
+		cf *Conflict
+	}
+	results := make([]*result, len(keys))
+	next := 0
+	settle := func() {
+		for ; next < len(keys) && results[next] != nil; next++ {
+			r := results[next]
+			rep.Objects++
+			rep.Bytes += r.n
+			if r.cf != nil {
+				rep.DamagedCount++
+				if r.cf.Replaced {
+					rep.Healed++
+				}
+				if len(rep.Damaged) < maxListed {
+					rep.Damaged = append(rep.Damaged, *r.cf)
+				}
+			}
+			results[next] = nil
+			prog.Done = keys[next]
+		}
+		prog.Checked, prog.CheckedBytes, prog.Damaged, prog.Healed = rep.Objects, rep.Bytes, rep.DamagedCount, rep.Healed
+		prog.Settled = rep
+		prog.Settled.Damaged = slices.Clone(rep.Damaged)
+	}
 	var mu sync.Mutex
 	workers := opt.Workers
 	if workers <= 0 {
@@ -107,7 +151,7 @@ func Heal(ctx context.Context, src, dst storage.Backend, opt HealOptions) (HealR
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
-	for _, key := range keys {
+	for i, key := range keys {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return context.Cause(gctx)
@@ -118,31 +162,17 @@ func Heal(ctx context.Context, src, dst storage.Backend, opt HealOptions) (HealR
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			prog.Checked++
-			prog.CheckedBytes += n
+			results[i] = &result{n: n, cf: cf}
+			settle()
 			prog.LastKey = key
-			if cf != nil {
-				prog.Damaged++
-				rep.DamagedCount++
-				if cf.Replaced {
-					prog.Healed++
-					rep.Healed++
-				}
-				if len(rep.Damaged) < maxListed {
-					rep.Damaged = append(rep.Damaged, *cf)
-				}
-			}
 			if opt.Progress != nil {
 				opt.Progress(prog)
 			}
 			return nil
 		})
 	}
-	err = g.Wait()
-	rep.Objects, rep.Bytes = prog.Checked, prog.CheckedBytes
-	sort.Slice(rep.Damaged, func(i, j int) bool { return rep.Damaged[i].Key < rep.Damaged[j].Key })
-	if err != nil {
-		return fail(err)
+	if err := g.Wait(); err != nil {
+		return fail(err) // rep holds what was settled
 	}
 	return rep, nil
 }
