@@ -259,21 +259,47 @@ func (a *VaultActivities) HealSecondary(ctx context.Context, in RepairVaultInput
 	if sec == nil || sec.Storage == nil {
 		return vault.HealReport{}, nonRetryable("repair --secondary: this worker has no secondary vault (set VMVAULT_SECONDARY_VAULT)", ErrTypeNoSecondary)
 	}
-	stop := heartbeatEvery(ctx, 5*time.Second) // listing large vaults reports nothing for a while
-	defer stop()
 	if err := a.Vault.ReloadConfig(ctx); err != nil { // immutability set since the worker started
 		return vault.HealReport{}, classify(err)
 	}
+	// Every beat carries the last progress (a beat without it would erase
+	// the details a retried attempt resumes from); the keep-alive beats
+	// while listing a large vault reports nothing.
+	var mu sync.Mutex
+	var last vault.HealProgress
 	opt := vault.HealOptions{
 		Keys: a.Vault.Repo().Keys(), Retention: a.secondaryRetention(ctx, sec.Storage),
-		Progress: func(p vault.HealProgress) { activity.RecordHeartbeat(ctx, p) },
+		Progress: func(p vault.HealProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			last = p
+			activity.RecordHeartbeat(ctx, last)
+		},
 	}
 	if activity.HasHeartbeatDetails(ctx) {
-		var prior vault.HealProgress
-		if err := activity.GetHeartbeatDetails(ctx, &prior); err == nil && prior.Done != "" {
-			opt.Resume = &prior
+		if err := activity.GetHeartbeatDetails(ctx, &last); err == nil && last.Done != "" {
+			resumed := last
+			opt.Resume = &resumed
 		}
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(beatEvery(ctx, 5*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				mu.Lock()
+				activity.RecordHeartbeat(ctx, last)
+				mu.Unlock()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	rep, err := vault.HealSecondary(ctx, a.Vault.Storage(), sec.Storage, opt)
 	if err != nil {
 		return rep, classify(err)

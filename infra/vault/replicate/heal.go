@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/vmvault/vmvault/infra/faultpoint"
 	"github.com/vmvault/vmvault/infra/vault/format"
 	"github.com/vmvault/vmvault/infra/vault/storage"
 )
@@ -26,7 +27,10 @@ import (
 // (the very bytes verified are written, then read back and verified); if
 // the primary's copy is damaged too, or missing, or the secondary refuses
 // the write (an object lock), both verdicts are reported and nothing is
-// touched. An intact copy is never written.
+// touched. An intact copy is never written. Objects are settled in key
+// order, so an interrupted heal resumes after the last settled one
+// (HealOptions.Resume); a copy an interrupted heal replaced but had not
+// settled is found intact by the resumed one, and not listed again.
 
 // HealOptions tune a heal of the secondary.
 type HealOptions struct {
@@ -221,6 +225,7 @@ func (c *copier) heal(ctx context.Context, key string, good []byte) (bool, strin
 		}
 		return false, fmt.Sprintf("the secondary refused to overwrite its copy (an object lock or a read-only bucket?): %v", err)
 	}
+	faultpoint.Hit("heal.replace")
 	v, _, err := verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes))
 	if err != nil || v != VerdictIntact {
 		return false, fmt.Sprintf("the primary's intact copy was written but the secondary reads back %s (%v): it may keep an older locked version", v, err)
