@@ -85,7 +85,8 @@ code is 1 when anything is damaged. The check writes only to quarantine a
 pack in which a block fails verification: no backup deduplicates against it
 from then on, its sound blobs are copied into a new pack, and the next
 backup of each damaged VM stores the damaged blocks again from its disk.
-A check of the secondary never writes.`,
+A check of the secondary never writes: 'vmvault vault repair --secondary'
+replaces the damaged copies it finds with the primary's verified ones.`,
 		Example: `  # metadata and index: fast, run it daily
   vmvault vault check
 
@@ -93,7 +94,10 @@ A check of the secondary never writes.`,
   vmvault vault check --read-data-subset 10%
 
   # everything, as JSON for monitoring
-  vmvault vault check --read-data --json`,
+  vmvault vault check --read-data --json
+
+  # the secondary's copy, every block, then heal what is damaged there
+  vmvault vault check --secondary --read-data || vmvault vault repair --secondary`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			in := workflows.CheckVaultInput{ReadData: readData, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Seed: uint64(time.Now().UnixNano()), Secondary: secondary}
