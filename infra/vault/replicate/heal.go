@@ -201,7 +201,9 @@ func (c *copier) healOne(ctx context.Context, key string) (int64, *Conflict, err
 			return 0, nil, err
 		}
 		if cf.Primary == VerdictIntact {
-			cf.Replaced, cf.Note = c.heal(ctx, key, good)
+			if cf.Replaced, cf.Note, err = c.heal(ctx, key, good); err != nil {
+				return 0, nil, err
+			}
 			return int64(len(data)), cf, nil
 		}
 	}
@@ -217,18 +219,21 @@ func (c *copier) healOne(ctx context.Context, key string) (int64, *Conflict, err
 // heal writes good, the primary's verified bytes, over the secondary's
 // damaged copy of key and reads it back. A write the secondary refuses is
 // reported (note), not retried: an object lock that forbids it stays in
-// force until the lock ends.
-func (c *copier) heal(ctx context.Context, key string, good []byte) (bool, string) {
+// force until the lock ends. The error is only ctx's.
+func (c *copier) heal(ctx context.Context, key string, good []byte) (replaced bool, note string, err error) {
 	if err := c.replace(ctx, key, good); err != nil {
 		if ctx.Err() != nil {
-			return false, "interrupted: " + ctx.Err().Error()
+			return false, "", context.Cause(ctx)
 		}
-		return false, fmt.Sprintf("the secondary refused to overwrite its copy (an object lock or a read-only bucket?): %v", err)
+		return false, fmt.Sprintf("the secondary refused to overwrite its copy (an object lock or a read-only bucket?): %v", err), nil
 	}
 	faultpoint.Hit("heal.replace")
 	v, _, err := verdict(ctx, c.opt.Keys, c.dst, key, c.packSize(key, c.dstSizes))
-	if err != nil || v != VerdictIntact {
-		return false, fmt.Sprintf("the primary's intact copy was written but the secondary reads back %s (%v): it may keep an older locked version", v, err)
+	if ctx.Err() != nil {
+		return false, "", context.Cause(ctx)
 	}
-	return true, ""
+	if err != nil || v != VerdictIntact {
+		return false, fmt.Sprintf("the primary's intact copy was written but the secondary reads back %s (%v): it may keep an older locked version", v, err), nil
+	}
+	return true, "", nil
 }
