@@ -57,6 +57,10 @@ func (a *VaultActivities) CheckVault(ctx context.Context, in CheckVaultInput) (v
 // RepairVaultInput tunes a vault repair.
 type RepairVaultInput struct {
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// Secondary heals the vault's copy at its secondary location instead:
+	// its damaged copies are replaced with the primary's verified ones
+	// (HealSecondary).
+	Secondary bool `json:"secondary,omitempty"`
 }
 
 // RepairVault re-indexes packs from their verified headers, removes the

@@ -247,3 +247,77 @@ func (a *VaultActivities) reportReplication(ctx context.Context, mu *sync.Mutex,
 		}
 	}
 }
+
+// HealSecondary reads and verifies every immutable object of the
+// vault's copy on the secondary and replaces each damaged one with the
+// primary's copy, once that copy is verified intact (vault.HealSecondary);
+// it heartbeats its progress, and a retried attempt resumes after the
+// last object its predecessor settled (vault.HealProgress.Done), keeping
+// what that one found.
+func (a *VaultActivities) HealSecondary(ctx context.Context, in RepairVaultInput) (vault.HealReport, error) {
+	sec := a.Secondary
+	if sec == nil || sec.Storage == nil {
+		return vault.HealReport{}, nonRetryable("repair --secondary: this worker has no secondary vault (set VMVAULT_SECONDARY_VAULT)", ErrTypeNoSecondary)
+	}
+	if err := a.Vault.ReloadConfig(ctx); err != nil { // immutability set since the worker started
+		return vault.HealReport{}, classify(err)
+	}
+	// Every beat carries the last progress (a beat without it would erase
+	// the details a retried attempt resumes from); the keep-alive beats
+	// while listing a large vault reports nothing.
+	var mu sync.Mutex
+	var last vault.HealProgress
+	opt := vault.HealOptions{
+		Keys: a.Vault.Repo().Keys(), Retention: a.secondaryRetention(ctx, sec.Storage),
+		Progress: func(p vault.HealProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			last = p
+			activity.RecordHeartbeat(ctx, last)
+		},
+	}
+	if activity.HasHeartbeatDetails(ctx) {
+		if err := activity.GetHeartbeatDetails(ctx, &last); err == nil && last.Done != "" {
+			resumed := last
+			opt.Resume = &resumed
+		}
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(beatEvery(ctx, 5*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				mu.Lock()
+				activity.RecordHeartbeat(ctx, last)
+				mu.Unlock()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	rep, err := vault.HealSecondary(ctx, a.Vault.Storage(), sec.Storage, opt)
+	if err != nil {
+		return rep, classify(err)
+	}
+	for _, d := range rep.Damaged {
+		if d.Replaced {
+			activity.GetLogger(ctx).Info("healed the secondary's damaged copy", "object", d.String())
+		} else {
+			activity.GetLogger(ctx).Warn("the secondary's damaged copy is kept", "object", d.String())
+		}
+	}
+	if rep.Healed > 0 {
+		// Readers of the secondary on this worker see the healed index.
+		if sv, err := sec.vault(ctx, a.Vault); err == nil {
+			if _, err := sv.RefreshIndex(ctx); err != nil {
+				return rep, classify(err)
+			}
+		}
+	}
+	return rep, nil
+}

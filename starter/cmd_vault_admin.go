@@ -85,7 +85,8 @@ code is 1 when anything is damaged. The check writes only to quarantine a
 pack in which a block fails verification: no backup deduplicates against it
 from then on, its sound blobs are copied into a new pack, and the next
 backup of each damaged VM stores the damaged blocks again from its disk.
-A check of the secondary never writes.`,
+A check of the secondary never writes: 'vmvault vault repair --secondary'
+replaces the damaged copies it finds with the primary's verified ones.`,
 		Example: `  # metadata and index: fast, run it daily
   vmvault vault check
 
@@ -93,7 +94,10 @@ A check of the secondary never writes.`,
   vmvault vault check --read-data-subset 10%
 
   # everything, as JSON for monitoring
-  vmvault vault check --read-data --json`,
+  vmvault vault check --read-data --json
+
+  # the secondary's copy, every block, then heal what is damaged there
+  vmvault vault check --secondary --read-data || vmvault vault repair --secondary`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			in := workflows.CheckVaultInput{ReadData: readData, HeartbeatTimeout: a.cfg.HeartbeatTimeout, Seed: uint64(time.Now().UnixNano()), Secondary: secondary}
@@ -146,8 +150,12 @@ func (a *app) vaultCheck(ctx context.Context, in workflows.CheckVaultInput) erro
 		}
 	}
 	if !rep.OK {
-		return fmt.Errorf("vault %s is damaged: %d of %d recovery points cannot be fully restored (%s)",
-			rep.Vault, len(rep.Damaged), rep.RecoveryPoints, strings.Join(rep.Damaged, ", "))
+		hint := ""
+		if in.Secondary {
+			hint = "; 'vmvault vault repair --secondary' replaces the damaged copies with the primary's verified ones"
+		}
+		return fmt.Errorf("vault %s is damaged: %d of %d recovery points cannot be fully restored (%s)%s",
+			rep.Vault, len(rep.Damaged), rep.RecoveryPoints, strings.Join(rep.Damaged, ", "), hint)
 	}
 	return nil
 }
@@ -182,9 +190,10 @@ func (a *app) printCheck(rep vault.CheckReport) {
 }
 
 func (a *app) vaultRepairCmd() *cobra.Command {
-	return a.jsonFlag(&cobra.Command{
+	var secondary bool
+	cmd := &cobra.Command{
 		Use:   "repair",
-		Short: "Rebuild the vault's index from its packs",
+		Short: "Rebuild the vault's index from its packs, or heal the secondary",
 		Long: `Run the vault repair job (vault-repair in the Temporal UI) and wait for it:
 every pack without a valid index object is read whole, verified (its header
 authenticates, every block hashes to its id) and indexed again; index objects
@@ -193,14 +202,31 @@ what was lost instead of trusting it. Packs that fail verification are
 quarantined: no backup deduplicates against them, their sound blobs are
 copied into new packs, and the recovery points they damage are named.
 Run 'vmvault vault check' afterwards: recovery points that referenced lost
-data stay damaged until the next backup of their VM stores it again.`,
+data stay damaged until the next backup of their VM stores it again.
+
+With --secondary (vault-repair-secondary in the Temporal UI) it heals the
+vault's copy at the secondary location instead: every pack, index object,
+manifest and tombstone there is read and verified, as 'vault check
+--secondary --read-data' does, and each copy that fails is replaced with the
+primary's copy, once that copy is read and verified intact. A copy damaged on
+the primary too, missing there, or that the secondary refuses to overwrite
+(an object lock) is listed with both verdicts and left alone; the exit code
+is then 1. Intact copies are never written.`,
 		Example: `  vmvault vault repair
-  vmvault vault check && vmvault vault repair --json`,
+  vmvault vault check && vmvault vault repair --json
+
+  # the secondary: find the damage, heal it, check again
+  vmvault vault check --secondary --read-data || vmvault vault repair --secondary`,
 		Args: noArgs,
 		RunE: a.run(func(ctx context.Context, _ *cobra.Command, _ []string) error {
+			if secondary {
+				return a.vaultRepairSecondary(ctx)
+			}
 			return a.vaultRepair(ctx)
 		}),
-	})
+	}
+	cmd.Flags().BoolVar(&secondary, "secondary", false, "heal the vault's copy at its secondary location from the primary's verified copies")
+	return a.jsonFlag(cmd)
 }
 
 func (a *app) vaultRepair(ctx context.Context) error {
@@ -218,10 +244,11 @@ func (a *app) vaultRepair(ctx context.Context) error {
 		return fmt.Errorf("start vault repair: %w", err)
 	}
 	fmt.Fprintf(a.errOut, "vault repair job %s (run %s)\n", run.GetID(), run.GetRunID())
-	var rep vault.RepairReport
-	if err := run.Get(ctx, &rep); err != nil {
+	var res workflows.RepairVaultResult
+	if err := run.Get(ctx, &res); err != nil {
 		return jobError{what: "vault repair failed", err: err}
 	}
+	rep := res.RepairReport
 	if a.json {
 		return a.printJSON(rep)
 	}
@@ -238,6 +265,51 @@ func (a *app) vaultRepair(ctx context.Context) error {
 	}
 	if len(rep.DamagedPoints) > 0 {
 		fmt.Fprintf(a.out, "damaged recovery points: %s (the next backup of their VMs stores the damaged blocks again)\n", strings.Join(rep.DamagedPoints, ", "))
+	}
+	return nil
+}
+
+// vaultRepairSecondary is 'vault repair --secondary': the heal of the
+// secondary's damaged copies from the primary's verified ones.
+func (a *app) vaultRepairSecondary(ctx context.Context) error {
+	c, err := a.dial()
+	if err != nil {
+		return err
+	}
+	in := workflows.RepairVaultInput{HeartbeatTimeout: a.cfg.HeartbeatTimeout, Secondary: true}
+	run, err := c.ExecuteWorkflow(ctx, workflows.RepairSecondaryStartOptions(a.cfg.TaskQueue), workflows.RepairVault, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return fmt.Errorf("a repair of the secondary is already running (job %s, run %s)", workflows.RepairSecondaryWorkflowID, started.RunId)
+	}
+	if err != nil {
+		return fmt.Errorf("start vault repair --secondary: %w", err)
+	}
+	fmt.Fprintf(a.errOut, "vault repair job %s (run %s)\n", run.GetID(), run.GetRunID())
+	var res workflows.RepairVaultResult
+	if err := run.Get(ctx, &res); err != nil {
+		return jobError{what: "vault repair --secondary failed", err: err}
+	}
+	if res.Secondary == nil {
+		return errors.New("vault repair --secondary: the job returned no report of the secondary (is the worker older than this command?)")
+	}
+	rep := *res.Secondary
+	if a.json {
+		if err := a.printJSON(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.out, "secondary %s: %d objects (%s) verified; %d damaged, %d replaced with the primary's intact copy\n",
+			rep.Target, rep.Objects, size(rep.Bytes), rep.DamagedCount, rep.Healed)
+		for _, d := range rep.Damaged {
+			fmt.Fprintf(a.out, "  %s\n", d)
+		}
+		if n := rep.DamagedCount - len(rep.Damaged); n > 0 {
+			fmt.Fprintf(a.out, "  ... and %d more\n", n)
+		}
+	}
+	if rep.Kept() > 0 {
+		return fmt.Errorf("%d damaged copies on the secondary %s were kept (see above): nothing was copied over them", rep.Kept(), rep.Target)
 	}
 	return nil
 }

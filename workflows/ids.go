@@ -147,6 +147,15 @@ func RepairVaultStartOptions(taskQueue string) client.StartWorkflowOptions {
 	return oneAtATime(RepairVaultWorkflowID, taskQueue, KindRepair, "vault repair: re-index packs, drop the index of lost packs")
 }
 
+// RepairSecondaryWorkflowID is the one heal of the secondary that may run.
+const RepairSecondaryWorkflowID = "vault-repair-secondary"
+
+// RepairSecondaryStartOptions start a heal of the secondary (vault repair
+// --secondary); one runs at a time.
+func RepairSecondaryStartOptions(taskQueue string) client.StartWorkflowOptions {
+	return oneAtATime(RepairSecondaryWorkflowID, taskQueue, KindRepair, "vault repair --secondary: replace the secondary's damaged copies with the primary's verified ones")
+}
+
 // GCWorkflowID is the one garbage collection of the vault that may run.
 const GCWorkflowID = "vault-gc"
 

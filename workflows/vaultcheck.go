@@ -48,13 +48,23 @@ func CheckVault(ctx workflow.Context, in CheckVaultInput) (res vault.CheckReport
 	return res, nil
 }
 
-// RepairVaultInput asks for a repair of the vault's index.
+// RepairVaultInput asks for a repair of the vault's index, or with
+// Secondary for a heal of its copy on the secondary.
 type RepairVaultInput = activities.RepairVaultInput
+
+// RepairVaultResult is what a repair did: the primary's (RepairReport) or,
+// with Secondary, the secondary's heal.
+type RepairVaultResult struct {
+	vault.RepairReport
+	Secondary *vault.HealReport `json:"secondary,omitempty"`
+}
 
 // RepairVault makes the index agree with the packs: packs without a valid
 // index object are verified and re-indexed, index objects of missing packs
-// are removed, so the next backup uploads what was lost.
-func RepairVault(ctx workflow.Context, in RepairVaultInput) (res vault.RepairReport, err error) {
+// are removed, so the next backup uploads what was lost. With Secondary it
+// heals the secondary instead: every immutable object there is verified
+// and a damaged one replaced with the primary's copy proven intact.
+func RepairVault(ctx workflow.Context, in RepairVaultInput) (res RepairVaultResult, err error) {
 	prog, err := newProgress(ctx, KindRepair, "")
 	if err != nil {
 		return res, err
@@ -62,11 +72,22 @@ func RepairVault(ctx workflow.Context, in RepairVaultInput) (res vault.RepairRep
 	defer func() { prog.fail(err) }()
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet(string(KindRepair)))
 	prog.Phase = PhaseRepairing
-	if err := workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.RepairVault, in).Get(ctx, &res); err != nil {
-		return res, err
+	var summary string
+	if in.Secondary {
+		var h vault.HealReport
+		if err := workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.HealSecondary, in).Get(ctx, &h); err != nil {
+			return res, err
+		}
+		res.Secondary = &h
+		summary = fmt.Sprintf("vault repair --secondary: %d objects verified, %d damaged, %d replaced with the primary's intact copy, %d kept",
+			h.Objects, h.DamagedCount, h.Healed, h.Kept())
+	} else {
+		if err := workflow.ExecuteActivity(vaultJobOptions(ctx, in.HeartbeatTimeout), vaultAct.RepairVault, in).Get(ctx, &res.RepairReport); err != nil {
+			return res, err
+		}
+		summary = fmt.Sprintf("vault repair: %d packs, %d re-indexed, %d index objects of missing packs removed, %d packs failed verification",
+			res.Packs, len(res.Reindexed), len(res.RemovedIndex), len(res.BadPacks))
 	}
-	summary := fmt.Sprintf("vault repair: %d packs, %d re-indexed, %d index objects of missing packs removed, %d packs failed verification",
-		res.Packs, len(res.Reindexed), len(res.RemovedIndex), len(res.BadPacks))
 	workflow.SetCurrentDetails(ctx, summary)
 	prog.note(summary)
 	prog.Phase = PhaseDone

@@ -48,6 +48,7 @@ var Points = []Point{
 	{"repair.reindex", "repair", "a pack's index object is written again, others not (use @n)"},
 	{"repair.unindex", "repair", "the deletion log names lost packs; their index objects are not deleted yet"},
 	{"check.read", "check", "a pack is read and verified by check --read-data (use @n)"},
+	{"heal.replace", "repair --secondary", "a damaged copy on the secondary is replaced with the primary's, others not yet (use @n)"},
 }
 
 var (

@@ -196,6 +196,10 @@
 // verification is not copied, the config copied is the one whose MAC was
 // checked, and only deletions are replicated (packs named by GC's deletion
 // log, manifests with a tombstone), never what vanished from the primary.
+// A pass skips, unread, what the secondary holds at the right size; the
+// heal (HealSecondary, replicate.Heal) reads the whole secondary and
+// replaces each copy that fails verification with the primary's copy once
+// that one is verified intact, and only then.
 //
 // Records: small settings that must travel with the vault (policies/<name>,
 // protection/<vm>) are sealed JSON objects under <kind>/<name>, bound to

@@ -34,3 +34,18 @@ func Compare(ctx context.Context, a, b storage.Backend) (Comparison, error) {
 func (v *Vault) ReplicationStatus(ctx context.Context, dst storage.Backend) (ReplicationStatus, error) {
 	return replicate.StatusOf(ctx, v.r, dst)
 }
+
+// The heal of a secondary's damaged copies (package replicate).
+type (
+	HealOptions  = replicate.HealOptions
+	HealProgress = replicate.HealProgress
+	HealReport   = replicate.HealReport
+	Conflict     = replicate.Conflict
+)
+
+// HealSecondary verifies every immutable object of the secondary dst and
+// replaces each damaged one with src's copy, once that copy is verified
+// intact (see replicate.Heal).
+func HealSecondary(ctx context.Context, src, dst storage.Backend, opt HealOptions) (HealReport, error) {
+	return replicate.Heal(ctx, src, dst, opt)
+}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -420,8 +421,9 @@ func (b *dmgBench) manifest(c dmgCase, vm string, chain []dmgPoint) {
 }
 
 // secondary damages the secondary's copy of a pack or manifest: the
-// primary is untouched, check --secondary names it, and after a
-// replication the secondary's point restores bit-exact or is still named.
+// primary is untouched, check --secondary names it, after a replication
+// the secondary's point restores bit-exact or is still named (a flip), and
+// after vault repair --secondary it restores bit-exact from the secondary.
 func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	t, e := b.t, b.e
 	ctx := context.Background()
@@ -431,8 +433,8 @@ func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	if c.kind == dmgSecManifest {
 		key = format.KindRecoveryPoint.Prefix() + chain[k].rp
 	} else {
-		// A block no other VM has: the damage stays this case's (a flip
-		// on the secondary is never healed, see below).
+		// A block no other VM has: the damage stays this case's until
+		// it is healed (a flip only by vault repair --secondary, below).
 		v := e.openVault()
 		others := othersBlobs(v, vm)
 		var blocks []format.ID
@@ -480,14 +482,45 @@ func (b *dmgBench) secondary(c dmgCase, vm string, chain []dmgPoint) {
 	cj, stillNamed := secCheck()
 	t.Logf("after a replication the secondary's %s is named damaged: %v (%v)", key, stillNamed, b.damagedOf(cj.CheckReport, vm))
 	b.restore(chain[k], true, stillNamed)
-	if got, err := b.sec.Get(ctx, key); err == nil && sha(got) == b.pristine[key] {
-		delete(b.secDamaged, key) // healed by the replication
-	} else if c.how != dmgFlip {
+	if got, err := b.sec.Get(ctx, key); (err != nil || sha(got) != b.pristine[key]) && c.how != dmgFlip {
 		// A copy of another size or a missing one is healed from the
 		// primary's verified copy. A flip keeps the size: replication
 		// skips an immutable object it holds at the same size, unread.
 		t.Errorf("replication did not heal the secondary's %s (%s): %v", key, c.how, err)
 	}
+
+	// The heal reads the whole secondary: the flip replication could not
+	// see is replaced with the primary's verified copy; nothing else is
+	// written (secondaryPristine).
+	r := e.cli("vault", "repair", "--secondary")
+	t.Logf("vault repair --secondary:\n%s", r.stdout)
+	want := 0
+	if c.how == dmgFlip {
+		want = 1
+	}
+	m := regexp.MustCompile(`: (\d+) objects \(.*\) verified; (\d+) damaged, (\d+) replaced with the primary's intact copy`).FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil || m[2] != strconv.Itoa(want) || m[3] != strconv.Itoa(want) ||
+		(want == 1 && !strings.Contains(r.stdout, key+": primary")) {
+		t.Errorf("vault repair --secondary: exit %d, want %d damaged copy of %s replaced:\n%s%s", r.code, want, key, r.stdout, r.stderr)
+	}
+	if dir := os.Getenv("VMVAULT_RECORD_HISTORIES"); dir != "" && want == 1 {
+		// A history for testsuite/replay: a heal that replaced a copy.
+		e.recordHistory(dir, "repair-secondary.json", workflows.RepairSecondaryWorkflowID)
+	}
+	// A second heal finds the secondary intact and writes nothing.
+	var h vault.HealReport
+	if code := b.cliJSON(&h, "vault", "repair", "--secondary", "--json"); code != 0 || h.DamagedCount != 0 || h.Objects == 0 {
+		t.Errorf("a second vault repair --secondary: exit %d, %d objects verified, %d damaged: %+v", code, h.Objects, h.DamagedCount, h.Damaged)
+	}
+	if got, err := b.sec.Get(ctx, key); err != nil || sha(got) != b.pristine[key] {
+		t.Errorf("vault repair --secondary did not heal the secondary's %s (%s): %v", key, c.how, err)
+	} else {
+		delete(b.secDamaged, key) // healed
+	}
+	if cj, named := secCheck(); named || len(b.damagedOf(cj.CheckReport, vm)) != 0 {
+		t.Errorf("after vault repair --secondary, check --secondary still names damage: %v, manifests %+v", cj.Damaged, cj.CorruptManifests)
+	}
+	b.restore(chain[k], true, false)
 	b.secondaryPristine()
 }
 

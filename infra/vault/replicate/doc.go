@@ -17,6 +17,12 @@
 //     its pack's size; other sealed objects open under their key). One
 //     that fails is refused and reported, with a refused pack's index
 //     object; the pass copies the rest.
+//   - A pass skips, unread, an immutable object the secondary holds at the
+//     primary's size, so a same-size flip there is invisible to it: Heal
+//     (heal.go) reads and verifies every immutable object of the
+//     secondary and replaces a damaged one with the primary's copy, only
+//     once that copy is verified intact; damage on both sides, or a write
+//     the secondary refuses, is reported and nothing is touched.
 //   - Only deletions are replicated (delete.go): a pack or index object is
 //     deleted from the secondary only if GC's deletion log on the primary
 //     names its pack, a manifest only if its point has a tombstone; what

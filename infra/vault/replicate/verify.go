@@ -92,12 +92,16 @@ type Conflict struct {
 	Primary   string `json:"primary"`
 	Secondary string `json:"secondary"`
 	Replaced  bool   `json:"replaced,omitempty"`
+	// Note says why a damaged secondary copy was kept (Heal).
+	Note string `json:"note,omitempty"`
 }
 
 func (c Conflict) String() string {
 	what := "kept"
 	if c.Replaced {
 		what = "replaced with the primary's intact copy"
+	} else if c.Note != "" {
+		what = "kept: " + c.Note
 	}
 	return fmt.Sprintf("%s: primary %d bytes, %s; secondary %d bytes, %s (%s)", c.Key, c.PrimaryBytes, c.Primary, c.SecondaryBytes, c.Secondary, what)
 }
