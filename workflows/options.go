@@ -72,6 +72,19 @@ func centralOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// quickOptions: a central step that is one or two calls to Temporal or the
+// vault (asking for replication, writing a protection record). Its limit
+// is a minute, not centralOptions' ten: a task the server handed to a
+// poller whose call had already given up (a loaded server) is lost, and
+// only this timeout brings it back; with ten minutes one lost task held a
+// backup that long after its point was saved (TestLoadScheduledBurst).
+func quickOptions(ctx workflow.Context) workflow.Context {
+	ctx = centralOptions(ctx)
+	opts := workflow.GetActivityOptions(ctx)
+	opts.StartToCloseTimeout = time.Minute
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
 // stepHeartbeat bounds how long a short step (PrepareBackup,
 // SaveRecoveryPoint, LoadRecoveryPoint, every host step) may go without a
 // heartbeat: one whose worker died is retried after this, not after its

@@ -69,7 +69,7 @@ func Protect(ctx workflow.Context, in ProtectInput) (ProtectResult, error) {
 		return res, badRequest("protect: want a vm and a limit of protected vms, got vm %q, limit %d", in.VM, in.MaxProtectedVMs)
 	}
 	var w activities.WriteProtectionResult
-	err := workflow.ExecuteActivity(withSummary(centralOptions(ctx), "record of vm "+in.VM), protAct.WriteProtection,
+	err := workflow.ExecuteActivity(withSummary(quickOptions(ctx), "record of vm "+in.VM), protAct.WriteProtection,
 		activities.WriteProtectionInput{VM: in.VM, Policy: in.Policy, Host: in.Host, HostGiven: in.HostGiven,
 			Since: workflow.Now(ctx).UTC(), Max: in.MaxProtectedVMs}).Get(ctx, &w)
 	if err != nil {

@@ -143,7 +143,7 @@ func startReplication(ctx workflow.Context, pin activities.VaultPin, ref string,
 		WorkflowID: ReplicateWorkflowID(pin.ID), Workflow: "ReplicateVault", Signal: SignalReplicate,
 		Summary: replicateSummary, Trigger: ref, Input: ReplicateVaultInput{},
 	}
-	f := workflow.ExecuteActivity(withSummary(centralOptions(ctx), "start replication"), vaultAct.StartReplication, in)
+	f := workflow.ExecuteActivity(withSummary(quickOptions(ctx), "start replication"), vaultAct.StartReplication, in)
 	return func() {
 		var r activities.StartReplicationResult
 		if err := f.Get(ctx, &r); err != nil {

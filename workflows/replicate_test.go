@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/vmvault/vmvault/activities"
 	"github.com/vmvault/vmvault/infra/platform"
@@ -41,9 +42,13 @@ func TestBackupStartsReplication(t *testing.T) {
 	m := mockBackup(env, vm, activities.PrepareBackupResult{Vault: testPin}, platform.CrashConsistent)
 	m.transferOK(env)
 	var got activities.StartReplicationInput
-	env.OnActivity(vaultAct.StartReplication, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.StartReplicationInput) (activities.StartReplicationResult, error) {
+	env.OnActivity(vaultAct.StartReplication, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.StartReplicationInput) (activities.StartReplicationResult, error) {
 		got = in
 		require.Len(t, m.save.all(), 1, "replication asked for before the recovery point was saved")
+		// One call: a task lost by a loaded server comes back within a
+		// minute, not after ten.
+		info := activity.GetInfo(ctx)
+		require.Less(t, info.Deadline.Sub(info.StartedTime), 2*time.Minute, "StartReplication's start-to-close timeout")
 		return activities.StartReplicationResult{Started: true, Secondary: "s3://b/v"}, nil
 	}).Once()
 	env.ExecuteWorkflow(BackupVM, backupInput())
