@@ -149,7 +149,17 @@ func (e *env) cli(args ...string) result {
 
 func (e *env) cliEnv(extra []string, args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	r, err := e.runCLI(5*time.Minute, extra, args...)
+	if err != nil {
+		e.t.Fatalf("vmvault %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// runCLI runs the vmvault binary for at most timeout; err is set only when
+// it could not run or did not exit by itself.
+func (e *env) runCLI(timeout time.Duration, extra []string, args ...string) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vmvault"), args...)
 	cmd.Env = e.environ(extra)
@@ -160,10 +170,9 @@ func (e *env) cliEnv(extra []string, args ...string) result {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("vmvault %s: %v", strings.Join(args, " "), err)
+		return r, nil
 	}
-	return r
+	return r, err
 }
 
 func (e *env) mustCLI(args ...string) string {

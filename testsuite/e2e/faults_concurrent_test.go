@@ -57,13 +57,7 @@ func TestFaultsConcurrent(t *testing.T) {
 		}
 	}
 	v := e.openVault()
-	now := time.Now()
-	if _, err := v.DeleteRecoveryPoint(ctx, gone, now, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(2*time.Hour), time.Hour); err != nil || len(purged) != 1 {
-		t.Fatalf("purge: %v %v", purged, err)
-	}
+	purgeNow(t, v, gone)
 	delete(points, gone)
 
 	// The maintenance jobs, each started after a seeded delay. Backups get

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -223,19 +221,8 @@ func (w *worker) stop(t *testing.T) {
 func (e *env) cliAsync(args ...string) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(binDir, "vmvault"), args...)
-		cmd.Env = e.environ(nil)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		r := result{stdout: out.String(), stderr: errb.String()}
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			r.code = ee.ExitCode()
-		case err != nil:
+		r, err := e.runCLI(8*time.Minute, nil, args...)
+		if err != nil {
 			r.code, r.stderr = -1, err.Error()
 		}
 		ch <- r

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -38,13 +39,7 @@ func TestGCWhileBackupsRun(t *testing.T) {
 	}
 	// gone1's point is deleted and its soft-delete period ends: purged.
 	v := e.openVault()
-	now := time.Now()
-	if _, err := v.DeleteRecoveryPoint(ctx, gone, now, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(2*time.Hour), time.Hour); err != nil || len(purged) != 1 {
-		t.Fatalf("purge: %v %v", purged, err)
-	}
+	purgeNow(t, v, gone)
 	delete(want, gone)
 	packsBefore := len(e.objects("packs/"))
 
@@ -93,4 +88,18 @@ func TestGCWhileBackupsRun(t *testing.T) {
 		}
 	}
 	t.Logf("took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// purgeNow deletes rp and purges it at once (as if its soft-delete period
+// had ended), so GC has its data to free.
+func purgeNow(t *testing.T, v *vault.Vault, rp string) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := v.DeleteRecoveryPoint(ctx, rp, now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if purged, err := v.Maint().PurgeDeleted(ctx, now.Add(2*time.Hour), time.Hour); err != nil || len(purged) != 1 {
+		t.Fatalf("purge %s: %v %v", rp, purged, err)
+	}
 }
