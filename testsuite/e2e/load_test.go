@@ -388,7 +388,10 @@ func TestLoadScheduledBurst(t *testing.T) {
 		sort.Strings(bad)
 		t.Fatalf("%d runs went wrong, e.g. %s", len(bad), bad[0])
 	}
-	if err := c.TerminateWorkflow(ctx, workflows.BackupWorkflowID(busyVM), "", "load test: the held backup is no longer needed"); err != nil {
+	// The held backup fails by itself once its first step has waited long
+	// enough for host "away"; end it if it has not yet.
+	var notFound *serviceerror.NotFound
+	if err := c.TerminateWorkflow(ctx, workflows.BackupWorkflowID(busyVM), "", "load test: the held backup is no longer needed"); err != nil && !errors.As(err, &notFound) {
 		t.Fatal(err)
 	}
 
