@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/qemu/qemutest"
-	"github.com/vmvault/vmvault/infra/platform/qemu/qmp"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/workflows"
 )
@@ -28,13 +26,6 @@ import (
 // stopped.
 func (l *liveQEMU) clearBitmaps(t *testing.T, disk string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := qmp.Dial(ctx, l.q.QMP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	var nodes []struct {
 		NodeName     string `json:"node-name"`
 		DirtyBitmaps []struct {
@@ -42,7 +33,7 @@ func (l *liveQEMU) clearBitmaps(t *testing.T, disk string) {
 			Recording bool   `json:"recording"`
 		} `json:"dirty-bitmaps"`
 	}
-	if err := c.Execute(ctx, "query-named-block-nodes", nil, &nodes); err != nil {
+	if err := l.qmpRun("query-named-block-nodes", nil, &nodes); err != nil {
 		t.Fatal(err)
 	}
 	cleared := 0
@@ -52,7 +43,7 @@ func (l *liveQEMU) clearBitmaps(t *testing.T, disk string) {
 		}
 		for _, b := range n.DirtyBitmaps {
 			if strings.HasPrefix(b.Name, "vmvault-") && b.Recording {
-				if err := c.Execute(ctx, "block-dirty-bitmap-clear", map[string]any{"node": n.NodeName, "name": b.Name}, nil); err != nil {
+				if err := l.qmpRun("block-dirty-bitmap-clear", map[string]any{"node": n.NodeName, "name": b.Name}, nil); err != nil {
 					t.Fatalf("clear bitmap %s: %v", b.Name, err)
 				}
 				cleared++

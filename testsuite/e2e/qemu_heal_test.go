@@ -21,16 +21,26 @@ import (
 // qmpDo runs one QMP command on the live VM.
 func (l *liveQEMU) qmpDo(t *testing.T, cmd string, args map[string]any) {
 	t.Helper()
+	if err := l.qmpRun(cmd, args, nil); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+}
+
+// qmpRun runs one QMP command on the live VM over a connection of its own
+// and decodes its return value into out (unless nil).
+func (l *liveQEMU) qmpRun(cmd string, args map[string]any, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := qmp.Dial(ctx, l.q.QMP)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
-	if err := c.Execute(ctx, cmd, args, nil); err != nil {
-		t.Fatalf("%s: %v", cmd, err)
+	if args == nil {
+		// A nil map would go out as "arguments": null, which QMP refuses.
+		return c.Execute(ctx, cmd, nil, out)
 	}
+	return c.Execute(ctx, cmd, args, out)
 }
 
 // Changed-block tracking heals by itself: a disk resized while the VM runs

@@ -15,7 +15,6 @@ import (
 	"github.com/vmvault/vmvault/infra/platform"
 	"github.com/vmvault/vmvault/infra/platform/qemu"
 	"github.com/vmvault/vmvault/infra/platform/qemu/qemutest"
-	"github.com/vmvault/vmvault/infra/platform/qemu/qmp"
 	"github.com/vmvault/vmvault/infra/vault"
 	"github.com/vmvault/vmvault/testsuite/vmfixture"
 	"github.com/vmvault/vmvault/workflows"
@@ -42,16 +41,9 @@ func (l *liveQEMU) start(t *testing.T) {
 // as the guest would.
 func (l *liveQEMU) write(t *testing.T, disk string, pattern byte, off, n int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := qmp.Dial(ctx, l.q.QMP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	var out string
 	cmd := fmt.Sprintf(`qemu-io -d /machine/peripheral/dev-%s/virtio-backend "write -P 0x%02x %d %d"`, disk, pattern, off, n)
-	if err := c.Execute(ctx, "human-monitor-command", map[string]any{"command-line": cmd}, &out); err != nil || strings.Contains(out, "rror") {
+	if err := l.qmpRun("human-monitor-command", map[string]any{"command-line": cmd}, &out); err != nil || strings.Contains(out, "rror") {
 		t.Fatalf("%s: %v %s", cmd, err, out)
 	}
 }
